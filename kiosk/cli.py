@@ -1,0 +1,221 @@
+"""The ``kiosk`` command: one thin function per subcommand."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from kiosk import __version__
+from kiosk.config import DEFAULT_CONFIG_PATH, EX_CONFIG, ConfigError, load_config, parse_config
+from kiosk.credentials import AllowlistError
+
+EX_UNAVAILABLE = 69  # sysexits.h: a required device or service is unavailable
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning known errors into one clear line and an exit code."""
+    try:
+        cli(standalone_mode=True)
+    except (ConfigError, AllowlistError) as exc:
+        click.echo(f"kiosk: configuration error: {exc}", err=True)
+        sys.exit(EX_CONFIG)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="kiosk")
+def cli() -> None:
+    """Entrance kiosk: QR pass and temperature at a turnstile, with a durable event log."""
+
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+    help="Configuration file (TOML).",
+)
+
+
+@cli.command()
+@config_option
+@click.option("--simulate", is_flag=True, help="Use simulated camera, thermometer and GPIO.")
+@click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
+def run(config_path: Path, simulate: bool, verbose: bool) -> None:
+    """Run the kiosk until SIGTERM or Ctrl-C (relay released, log closed, exit 0)."""
+    from kiosk.logs import setup_logging
+    from kiosk.runtime import open_kiosk
+    from kiosk.sensors.frames import CameraError
+
+    config = load_config(config_path)
+    setup_logging(config.kiosk.id, verbose=verbose)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        with open_kiosk(config, simulate=simulate) as kiosk:
+            kiosk.run(stop)
+    except CameraError as exc:
+        click.echo(f"kiosk: camera unavailable: {exc}", err=True)
+        sys.exit(EX_UNAVAILABLE)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per decision.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the demo's event log here (default: a temporary directory).",
+)
+def demo(as_json: bool, state_dir: Path | None) -> None:
+    """Run a scripted queue of people through a kiosk on simulated hardware."""
+    from kiosk.demo import PersonResult, run_demo
+    from kiosk.simulation import DEMO_ALLOWLIST, demo_queue
+
+    with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as scratch:
+        directory = state_dir or Path(scratch)
+        directory.mkdir(parents=True, exist_ok=True)
+        allowlist = directory / "allowlist.csv"
+        allowlist.write_text(DEMO_ALLOWLIST, encoding="utf-8")
+        config = parse_config(
+            {
+                "kiosk": {"id": "demo-1", "site": "demo", "state_dir": str(directory)},
+                "credentials": {
+                    "allowlist": str(allowlist),
+                    "subject_salt": "demo-salt-not-for-production",
+                },
+            },
+            source="<demo>",
+        )
+
+        def emit(result: PersonResult) -> None:
+            click.echo(
+                json.dumps(result.as_json(), ensure_ascii=False) if as_json else result.as_line()
+            )
+
+        started = time.monotonic()
+        summary = run_demo(config, demo_queue(), emit)
+        if as_json:
+            click.echo(json.dumps(summary.as_json()))
+        else:
+            counts = ", ".join(f"{n} {o}" for o, n in sorted(summary.outcomes.items()))
+            click.echo(
+                f"\n{summary.people} people in {time.monotonic() - started:.1f} s "
+                f"({counts}); median {summary.median_seconds:.2f} s per person; "
+                f"{summary.unexpected} unexpected"
+            )
+            if state_dir:
+                click.echo(f"event log: {summary.log_path}")
+    if summary.unexpected:
+        sys.exit(1)
+
+
+@cli.command()
+@config_option
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Event log file (default: from the config).",
+)
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--type", "event_type", help="Only events of this type (e.g. decision).")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they come.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
+def events(
+    config_path: Path,
+    db: Path | None,
+    limit: int,
+    event_type: str | None,
+    follow: bool,
+    as_json: bool,
+) -> None:
+    """List (or follow) the local event log, newest last."""
+    from kiosk.store import LogOpenError, read_events
+
+    path = db or load_config(config_path).log_path
+    try:
+        batch = read_events(path, limit=limit, type=event_type)
+        _print_events(batch, as_json)
+        last = batch[-1].seq if batch else 0
+        while follow:
+            time.sleep(0.5)
+            batch = read_events(path, limit=1000, after_seq=last, type=event_type)
+            _print_events(batch, as_json)
+            last = batch[-1].seq if batch else last
+    except LogOpenError as exc:
+        click.echo(f"kiosk: {exc}", err=True)
+        sys.exit(EX_UNAVAILABLE)
+    except KeyboardInterrupt:
+        pass
+
+
+def _print_events(batch: list[Any], as_json: bool) -> None:
+    for event in batch:
+        if as_json:
+            click.echo(json.dumps(event.to_json_dict(), ensure_ascii=False))
+        else:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(event.ts_ms / 1000))
+            clock = "" if event.clock_synced else " (clock not synchronised)"
+            click.echo(
+                f"{event.seq:>8} {stamp}Z {event.type:<13} "
+                f"{json.dumps(event.data, ensure_ascii=False)}{clock}"
+            )
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Check or print the configuration."""
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def config_check(file: Path) -> None:
+    """Validate FILE without starting anything; exit 78 if it is wrong."""
+    config = load_config(file)
+    from kiosk.runtime import load_allowlist
+
+    allowlist = load_allowlist(config)
+    click.echo(
+        f"{file}: ok (kiosk {config.kiosk.id} at {config.kiosk.site}, "
+        f"mode {config.kiosk.mode}, {len(allowlist)} badges on the allowlist)"
+    )
+
+
+@config_group.command("example")
+def config_example() -> None:
+    """Print an example configuration with every key, its default and description."""
+    from kiosk.config import example_toml
+
+    click.echo(example_toml(), nl=False)
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@config_option
+@click.option("--decoder", help="Decoder backend (default: the configured one).")
+def decode(images: tuple[Path, ...], config_path: Path, decoder: str | None) -> None:
+    """Print what the QR decoder reads in each image (one JSON object per image)."""
+    from kiosk.sensors.qr import DecoderUnavailable, decode_image_file, make_decoder
+
+    if decoder is None:
+        decoder = load_config(config_path).camera.decoder if config_path.exists() else None
+    try:
+        backend = make_decoder(decoder or "zxing-cpp")
+    except (ValueError, DecoderUnavailable) as exc:
+        click.echo(f"kiosk: {exc}", err=True)
+        sys.exit(EX_UNAVAILABLE)
+    failed = False
+    for image in images:
+        result = decode_image_file(image, backend)
+        failed = failed or bool(result.get("error"))
+        click.echo(json.dumps(result, ensure_ascii=False))
+    if failed:
+        sys.exit(1)

@@ -1,0 +1,122 @@
+"""Credentials: what a scanned QR payload proves. Pure: parses text it is handed.
+
+Until signed passes arrive, a credential is a badge id printed in the QR code
+and looked up in a local allowlist (CSV: ``id,kind,valid_until``)::
+
+    # id,kind,valid_until   (valid_until: ISO date or date-time, UTC; empty = no expiry)
+    S-0001,staff,
+    V-7F3A,visitor,2026-12-01T18:00:00
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+BADGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+KINDS = ("staff", "visitor", "contractor")
+
+
+class CredentialStatus(StrEnum):
+    """The verdict on a scanned payload."""
+
+    VALID = "valid"
+    TOO_LARGE = "too_large"
+    MALFORMED = "malformed"
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+
+
+class AllowlistError(ValueError):
+    """The allowlist file cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class AllowlistEntry:
+    """One badge: its id, holder kind and optional expiry (UTC)."""
+
+    badge_id: str
+    kind: str
+    valid_until: datetime | None
+
+
+@dataclass(frozen=True)
+class CredentialCheck:
+    """The result of checking one payload; ``badge_id`` is set only for a well-formed id."""
+
+    status: CredentialStatus
+    badge_id: str | None = None
+    kind: str | None = None
+
+
+class Allowlist:
+    """Badge ids allowed through, keyed by id."""
+
+    def __init__(self, entries: dict[str, AllowlistEntry]) -> None:
+        self._entries = dict(entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, badge_id: str) -> AllowlistEntry | None:
+        """The entry for a badge id, or None."""
+        return self._entries.get(badge_id)
+
+
+def parse_allowlist(text: str, source: str = "<allowlist>") -> Allowlist:
+    """Parse allowlist CSV text; raise AllowlistError naming the line of the first bad row."""
+    entries: dict[str, AllowlistEntry] = {}
+    for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        if len(row) != 3:
+            raise AllowlistError(f"{source}:{number}: expected 3 columns id,kind,valid_until")
+        badge_id, kind, until = (cell.strip() for cell in row)
+        if number == 1 and badge_id == "id":
+            continue
+        if not BADGE_ID.match(badge_id):
+            raise AllowlistError(f"{source}:{number}: id must be 1-64 of A-Z a-z 0-9 . _ : -")
+        if kind not in KINDS:
+            raise AllowlistError(f"{source}:{number}: kind must be one of {', '.join(KINDS)}")
+        if badge_id in entries:
+            raise AllowlistError(f"{source}:{number}: id listed twice")
+        entries[badge_id] = AllowlistEntry(badge_id, kind, _parse_until(until, source, number))
+    return Allowlist(entries)
+
+
+def _parse_until(text: str, source: str, number: int) -> datetime | None:
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise AllowlistError(
+            f"{source}:{number}: valid_until must be an ISO date or date-time"
+        ) from None
+    if len(text) == 10:  # a plain date: valid through the end of that day
+        parsed = parsed.replace(hour=23, minute=59, second=59)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def check_payload(
+    payload: bytes, allowlist: Allowlist, now: datetime, *, too_large: bool = False
+) -> CredentialCheck:
+    """Check a scanned payload against the allowlist at time ``now`` (timezone-aware)."""
+    if too_large:
+        return CredentialCheck(CredentialStatus.TOO_LARGE)
+    try:
+        text = payload.decode("ascii").strip()
+    except UnicodeDecodeError:
+        return CredentialCheck(CredentialStatus.MALFORMED)
+    if not BADGE_ID.match(text):
+        return CredentialCheck(CredentialStatus.MALFORMED)
+    entry = allowlist.get(text)
+    if entry is None:
+        return CredentialCheck(CredentialStatus.UNKNOWN, badge_id=text)
+    if entry.valid_until is not None and now > entry.valid_until:
+        return CredentialCheck(CredentialStatus.EXPIRED, badge_id=text, kind=entry.kind)
+    return CredentialCheck(CredentialStatus.VALID, badge_id=text, kind=entry.kind)

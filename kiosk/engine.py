@@ -1,0 +1,427 @@
+"""The kiosk loop: frames → scans → credential and temperature → decision → log → gate.
+
+Two threads: the frame loop reads and decodes camera frames and queues new
+scans; the decision loop (the caller's thread in :meth:`Kiosk.run`) measures,
+decides, makes the decision durable and only then moves the gate. Nothing here
+knows whether the hardware is real or simulated.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kiosk.config import KioskConfig
+from kiosk.credentials import Allowlist, CredentialCheck, check_payload
+from kiosk.decision import Decision, Outcome, Reason, decide, when_log_unavailable
+from kiosk.events import EventType
+from kiosk.gate import Gate, GateState, Signal
+from kiosk.hardware import Hardware
+from kiosk.privacy import Pseudonymizer
+from kiosk.sensors.frames import CameraError
+from kiosk.sensors.measurement import (
+    Measurement,
+    MeasurementSettings,
+    TemperatureStatus,
+    is_present,
+    measure,
+)
+from kiosk.sensors.mlx90614 import Reading, SensorError
+from kiosk.sensors.qr import Scan, ScanFilter
+from kiosk.store import Event, EventLog, EventLogError, LogStats, LogWriteError
+
+log = logging.getLogger(__name__)
+
+CAMERA_SILENCE_S = 3.0  # no frame for this long: the camera is lost, reopen it
+STALE_SCAN_S = 5.0  # a queued scan older than this belongs to someone who has left
+CAMERA_RETRY_S = 2.0
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One decision as it happened: what the observers (display, demo, benches) see."""
+
+    decision: Decision
+    event: Event | None
+    credential: CredentialCheck | None
+    measurement: Measurement | None
+    started_at: float  # monotonic: the frame with the code entered the decoder
+    logged_at: float  # monotonic: the event was durable
+    gate_moved_at: float  # monotonic: the gate was told to act
+
+
+@dataclass(frozen=True)
+class Health:
+    """A snapshot of every part, for logs, the status page and MQTT."""
+
+    camera_ok: bool
+    camera_detail: str
+    frames_per_s: float
+    thermometer_ok: bool
+    thermometer_detail: str
+    last_reading: Reading | None
+    gate: GateState
+    log_ok: bool
+    log: LogStats | None
+    clock_synced: bool
+
+    @property
+    def degraded(self) -> list[str]:
+        """Names of the parts that are not working."""
+        parts = {"camera": self.camera_ok, "thermometer": self.thermometer_ok, "log": self.log_ok}
+        return [name for name, ok in parts.items() if not ok]
+
+
+def measurement_settings(config: KioskConfig) -> MeasurementSettings:
+    """The measurement protocol's settings from the thermometer section."""
+    t = config.thermometer
+    return MeasurementSettings(
+        presence_delta_c=t.presence_delta_c,
+        presence_timeout_s=t.presence_timeout_s,
+        sample_interval_s=t.sample_interval_s,
+        stable_count=t.stable_count,
+        stable_tolerance_c=t.stable_tolerance_c,
+        stable_timeout_s=t.stable_timeout_s,
+        calibration_offset_c=t.calibration_offset_c,
+        min_plausible_c=t.min_plausible_c,
+        max_plausible_c=t.max_plausible_c,
+        fever_threshold_c=t.fever_threshold_c,
+        retest_pause_s=t.retest_pause_s,
+    )
+
+
+@dataclass
+class _PartHealth:
+    ok: bool = True
+    detail: str = "ok"
+
+
+@dataclass
+class _FrameStats:
+    times: list[float] = field(default_factory=list)
+    last_frame_at: float = 0.0
+
+
+_SIGNALS = {
+    Reason.FEVER: Signal.FEVER,
+    Reason.SENSOR_FAULT: Signal.REFER,
+    Reason.LOG_UNAVAILABLE: Signal.REFER,
+}
+
+
+class Kiosk:
+    """Runs one entrance. Build it with :func:`kiosk.runtime.open_kiosk`."""
+
+    def __init__(
+        self,
+        config: KioskConfig,
+        hardware: Hardware,
+        event_log: EventLog,
+        allowlist: Allowlist,
+        pseudonymizer: Pseudonymizer,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock_synced: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self.config = config
+        self.hardware = hardware
+        self.event_log = event_log
+        self._allowlist = allowlist
+        self._pseudonymizer = pseudonymizer
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._clock_synced = clock_synced
+        self._settings = measurement_settings(config)
+        self._scans: queue.Queue[Scan] = queue.Queue(maxsize=8)
+        self._scan_filter = ScanFilter(
+            rearm_after_s=config.camera.rearm_after_s,
+            max_payload_bytes=config.camera.max_payload_bytes,
+        )
+        self._observers: list[Callable[[DecisionRecord], None]] = []
+        self._lock = threading.Lock()
+        self._camera = _PartHealth()
+        self._thermometer = _PartHealth(
+            hardware.thermometer is not None, hardware.thermometer_problem or "ok"
+        )
+        self._log_health = _PartHealth()
+        self._frames = _FrameStats()
+        self._last_reading: Reading | None = None
+
+    @property
+    def gate(self) -> Gate:
+        """The gate this kiosk drives."""
+        return self.hardware.gate
+
+    def add_observer(self, observer: Callable[[DecisionRecord], None]) -> None:
+        """Call ``observer`` after every decision (from the decision thread; keep it quick)."""
+        self._observers.append(observer)
+
+    # --- the two loops -------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set: the frame loop in a thread, decisions in this one."""
+        self._record(
+            EventType.KIOSK_STARTED,
+            {"mode": self.config.kiosk.mode, "degraded": self.health().degraded},
+        )
+        if self.gate.state().fire_alarm:
+            log.warning("fire alarm active at start: gate released")
+            self._record(EventType.FIRE_ALARM, {"active": True})
+        frames = threading.Thread(
+            target=self.frame_loop, args=(stop,), name="frame-loop", daemon=True
+        )
+        frames.start()
+        try:
+            if self.config.kiosk.mode == "screen":
+                self._screen_loop(stop)
+            else:
+                self._scan_loop(stop)
+        finally:
+            stop.set()
+            frames.join(timeout=5)
+            self._record(EventType.KIOSK_STOPPED, {})
+
+    def frame_loop(self, stop: threading.Event) -> None:
+        """Read frames, decode them and queue each new scan, until ``stop`` is set."""
+        source, decoder = self.hardware.frames, self.hardware.decoder
+        while not stop.is_set():
+            try:
+                frame = source.read()
+            except CameraError as exc:
+                self._camera_lost(str(exc), stop)
+                continue
+            started = self._clock()
+            if frame is None:
+                if started - self._frames.last_frame_at > CAMERA_SILENCE_S:
+                    self._camera_lost("no frames for 3 s", stop)
+                continue
+            self._frame_seen(started)
+            for scan in self._scan_filter.feed(decoder.decode(frame), started):
+                self._queue_scan(scan)
+
+    def _queue_scan(self, scan: Scan) -> None:
+        try:
+            self._scans.put_nowait(scan)
+        except queue.Full:
+            log.warning("scan queue full: dropped a scan (the person can scan again)")
+
+    def _scan_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                scan = self._scans.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if self._clock() - scan.seen_at > STALE_SCAN_S:
+                log.info("dropped a stale scan (%.1f s old)", self._clock() - scan.seen_at)
+                continue
+            self.handle_scan(scan)
+
+    def _screen_loop(self, stop: threading.Event) -> None:
+        waiting_for_next_person = False
+        while not stop.wait(self._settings.sample_interval_s):
+            reading = self._read_quietly()
+            present = reading is not None and is_present(reading, self._settings)
+            if present and not waiting_for_next_person:
+                self.handle_presence()
+                waiting_for_next_person = True
+            elif not present:
+                waiting_for_next_person = False
+
+    # --- one person ----------------------------------------------------------------
+
+    def handle_scan(self, scan: Scan) -> DecisionRecord:
+        """Decide for one scanned code, log the decision, then move the gate."""
+        credential = check_payload(
+            scan.payload, self._allowlist, self._wall_clock(), too_large=scan.too_large
+        )
+        measurement = None
+        if (
+            self.config.kiosk.mode == "gate"
+            and self.config.thermometer.enabled
+            and credential.status == "valid"
+        ):
+            measurement = self._measure()
+        return self._conclude(scan.seen_at, credential, measurement)
+
+    def handle_presence(self) -> DecisionRecord:
+        """Screen mode: measure the person in front of the sensor, log, then move the gate."""
+        started = self._clock()
+        return self._conclude(started, None, self._measure())
+
+    def _conclude(
+        self, started: float, credential: CredentialCheck | None, measurement: Measurement | None
+    ) -> DecisionRecord:
+        decision = decide(
+            self.config.kiosk.mode, credential, measurement, lockdown=self.gate.state().lockdown
+        )
+        event = self._record(
+            EventType.DECISION, self._decision_data(decision, credential, measurement, started)
+        )
+        if event is None:
+            decision = when_log_unavailable()
+        logged = self._clock()
+        if decision.opens_gate:
+            self.gate.open_for_person()
+        else:
+            self.gate.show(self._signal_for(decision))
+        record = DecisionRecord(
+            decision, event, credential, measurement, started, logged, self._clock()
+        )
+        for observer in self._observers:
+            try:
+                observer(record)
+            except Exception:
+                log.exception("a decision observer failed")
+        return record
+
+    @staticmethod
+    def _signal_for(decision: Decision) -> Signal:
+        if decision.outcome is Outcome.GRANT:
+            return Signal.GRANTED
+        return _SIGNALS.get(decision.reason, Signal.DENIED)
+
+    def _decision_data(
+        self,
+        decision: Decision,
+        credential: CredentialCheck | None,
+        measurement: Measurement | None,
+        started: float,
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "mode": self.config.kiosk.mode,
+            "outcome": decision.outcome.value,
+            "reason": decision.reason.value,
+            "subject": None,
+            "credential": None,
+            "temperature": None,
+            "decision_ms": round((self._clock() - started) * 1000, 1),
+        }
+        if self.config.kiosk.mode == "checkin":
+            data["meeting"] = self.config.kiosk.meeting
+        if credential is not None:
+            data["credential"] = {"status": credential.status.value, "kind": credential.kind}
+            if credential.badge_id is not None:
+                data["subject"] = self._pseudonymizer.subject(credential.badge_id)
+        if measurement is not None:
+            data["temperature"] = {
+                "status": measurement.status.value,
+                "celsius": _rounded(measurement.celsius),
+                "ambient_c": _rounded(measurement.ambient_c),
+                "stable": measurement.stable,
+                "retested": measurement.retested,
+                "samples": measurement.samples,
+            }
+        return data
+
+    def _measure(self) -> Measurement:
+        measurement = measure(self._read_for_measurement, self._settings)
+        fault = measurement.status is TemperatureStatus.FAULT
+        self._set_health(
+            self._thermometer, "thermometer", not fault, measurement.detail if fault else "ok"
+        )
+        return measurement
+
+    def _read_for_measurement(self) -> Reading:
+        thermometer = self.hardware.thermometer
+        if thermometer is None:
+            raise SensorError(self.hardware.thermometer_problem or "no thermometer")
+        reading = thermometer.read()
+        self._last_reading = reading
+        return reading
+
+    def _read_quietly(self) -> Reading | None:
+        try:
+            reading = self._read_for_measurement()
+        except SensorError as exc:
+            self._set_health(self._thermometer, "thermometer", False, str(exc))
+            return None
+        self._set_health(self._thermometer, "thermometer", True, "ok")
+        return reading
+
+    # --- the log, health -----------------------------------------------------------
+
+    def _record(self, event_type: EventType, data: dict[str, Any]) -> Event | None:
+        """Append an event durably; on failure report it and return None."""
+        try:
+            event = self.event_log.append(event_type.value, data)
+        except LogWriteError as exc:
+            self._set_health(self._log_health, "log", False, str(exc))
+            return None
+        self._set_health(self._log_health, "log", True, "ok")
+        return event
+
+    def _set_health(self, part: _PartHealth, name: str, ok: bool, detail: str) -> None:
+        with self._lock:
+            changed = part.ok != ok
+            part.ok, part.detail = ok, detail
+        if not changed:
+            return
+        if ok:
+            log.info("%s recovered", name)
+        else:
+            log.error("%s failed: %s", name, detail)
+        if name != "log":
+            self._record(EventType.HEALTH, {"part": name, "ok": ok, "detail": detail})
+
+    def _frame_seen(self, at: float) -> None:
+        with self._lock:
+            self._frames.last_frame_at = at
+            times = self._frames.times
+            times.append(at)
+            if len(times) > 60:
+                del times[0]
+        if not self._camera.ok:
+            self._set_health(self._camera, "camera", True, "ok")
+
+    def _camera_lost(self, detail: str, stop: threading.Event) -> None:
+        self._set_health(self._camera, "camera", False, detail)
+        source = self.hardware.frames
+        source.close()
+        if stop.wait(CAMERA_RETRY_S):
+            return
+        try:
+            source.start()
+        except CameraError as exc:
+            self._set_health(self._camera, "camera", False, str(exc))
+            return
+        self._frames.last_frame_at = self._clock()
+
+    def health(self) -> Health:
+        """The kiosk's health right now."""
+        with self._lock:
+            times = list(self._frames.times)
+            camera = (self._camera.ok, self._camera.detail)
+            thermometer = (self._thermometer.ok, self._thermometer.detail)
+            log_part = (self._log_health.ok, self._log_health.detail)
+        fps = (
+            (len(times) - 1) / (times[-1] - times[0])
+            if len(times) > 1 and times[-1] > times[0]
+            else 0.0
+        )
+        try:
+            stats: LogStats | None = self.event_log.stats()
+        except EventLogError:
+            stats = None
+        return Health(
+            camera_ok=camera[0],
+            camera_detail=camera[1],
+            frames_per_s=round(fps, 1),
+            thermometer_ok=thermometer[0],
+            thermometer_detail=thermometer[1],
+            last_reading=self._last_reading,
+            gate=self.gate.state(),
+            log_ok=log_part[0] and stats is not None,
+            log=stats,
+            clock_synced=self._clock_synced(),
+        )
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)

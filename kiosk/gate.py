@@ -1,0 +1,384 @@
+"""Turnstile gate: relay, green and warning lights, buzzer, passage sensor and fire-alarm input.
+
+Everything goes through gpiozero devices built on one injected pin factory. The relay is
+energised only to release the turnstile; it is created with ``initial_value=False`` and is
+de-energised by :meth:`Gate.close`, so it is never energised at construction (unless the fire
+alarm is already active), on close, or after an exception in a ``with`` block.
+
+Relay precedence, highest first: fire alarm (energised: egress for life safety beats lockdown),
+lockdown (de-energised), emergency open (energised), a running admission (energised).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from enum import StrEnum
+from time import monotonic
+from types import MappingProxyType, TracebackType
+from typing import Final, Literal, Self, TypeVar
+
+from gpiozero import LED, Buzzer, DigitalInputDevice, GPIODeviceClosed, OutputDevice
+from gpiozero.pins import Factory
+
+logger = logging.getLogger(__name__)
+
+RelayMode = Literal["pulse", "hold"]
+_D = TypeVar("_D", LED, Buzzer)
+
+
+@dataclass(frozen=True)
+class GatePins:
+    """BCM GPIO numbers and polarities; ``None`` means the part is not fitted."""
+
+    relay: int
+    relay_active_high: bool
+    green_light: int | None
+    warning_light: int | None
+    buzzer: int | None
+    passage_sensor: int | None
+    passage_active_low: bool  # True: input pulled up, a broken beam pulls it low
+    fire_alarm: int | None
+    fire_alarm_active_low: bool
+
+
+@dataclass(frozen=True)
+class GateTiming:
+    """How long the relay stays energised and how long a signal is shown, in seconds."""
+
+    relay_mode: RelayMode
+    pulse_s: float = 0.5
+    hold_timeout_s: float = 8.0
+    signal_s: float = 3.0
+    passage_debounce_s: float = 0.3
+
+    def __post_init__(self) -> None:
+        if self.relay_mode not in ("pulse", "hold"):
+            raise ValueError(f"relay_mode must be 'pulse' or 'hold', not {self.relay_mode!r}")
+        for name in ("pulse_s", "hold_timeout_s", "signal_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if self.passage_debounce_s < 0:
+            raise ValueError("passage_debounce_s must not be negative")
+
+
+class Signal(StrEnum):
+    """What the lights and buzzer tell the person at the gate."""
+
+    GRANTED = "granted"
+    DENIED = "denied"
+    REFER = "refer"  # refer to the guard, e.g. a sensor fault
+    FEVER = "fever"
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    beeps: int
+    beep_on_s: float
+    beep_off_s: float
+    light: Literal["green", "warning"]
+    blink_s: float | None  # light on/off half-period; None = steady for signal_s
+
+
+_PATTERNS: Final[Mapping[Signal, _Pattern]] = MappingProxyType(
+    {
+        Signal.GRANTED: _Pattern(1, 0.1, 0.1, "green", None),
+        Signal.DENIED: _Pattern(2, 0.2, 0.1, "warning", None),
+        Signal.REFER: _Pattern(3, 0.1, 0.1, "warning", None),
+        Signal.FEVER: _Pattern(3, 0.5, 0.25, "warning", 0.25),
+    }
+)
+
+
+@dataclass(frozen=True)
+class GateState:
+    """A snapshot for health and status pages."""
+
+    relay_energised: bool
+    lockdown: bool
+    emergency_open: bool
+    fire_alarm: bool
+    passages: int
+
+
+class Gate:
+    """The turnstile and its signals, composed of gpiozero devices.
+
+    ``on_passage()`` and ``on_fire_alarm(active)`` run on gpiozero's pin thread, without the
+    gate's lock held; exceptions they raise are logged. ``on_fire_alarm`` is called on changes
+    only: a fire alarm already active at construction shows in :meth:`state`.
+
+        with Gate(pins, GateTiming("pulse"), pin_factory=factory) as gate:
+            if not gate.open_for_person():
+                gate.show(Signal.REFER)
+
+    :param pins: GPIO numbers and polarities.
+    :param timing: relay mode and durations.
+    :param pin_factory: passed to every device; ``None`` means gpiozero's default factory.
+    :param on_passage: called for each debounced passage.
+    :param on_fire_alarm: called with ``True``/``False`` when the fire-alarm input changes.
+    """
+
+    def __init__(
+        self,
+        pins: GatePins,
+        timing: GateTiming,
+        *,
+        pin_factory: Factory | None = None,
+        on_passage: Callable[[], None] | None = None,
+        on_fire_alarm: Callable[[bool], None] | None = None,
+    ) -> None:
+        if timing.relay_mode == "hold" and pins.passage_sensor is None:
+            raise ValueError("relay_mode 'hold' needs a passage sensor")
+        self._pins = pins
+        self._timing = timing
+        self._on_passage = on_passage
+        self._on_fire_alarm = on_fire_alarm
+        self._lock = threading.Lock()
+        self._closed = False
+        self._relay_on = False
+        self._lockdown = False
+        self._emergency_open = False
+        self._fire_alarm = False
+        self._admitted = False
+        self._admission = 0
+        self._timer: threading.Timer | None = None
+        self._passages = 0
+        self._last_passage_edge = float("-inf")
+
+        with ExitStack() as stack:
+            self._relay = stack.enter_context(
+                OutputDevice(
+                    pins.relay,
+                    active_high=pins.relay_active_high,
+                    initial_value=False,
+                    pin_factory=pin_factory,
+                )
+            )
+            self._green = _optional(stack, LED, pins.green_light, pin_factory)
+            self._warning = _optional(stack, LED, pins.warning_light, pin_factory)
+            self._buzzer = _optional(stack, Buzzer, pins.buzzer, pin_factory)
+            self._passage: DigitalInputDevice | None = None
+            if pins.passage_sensor is not None:
+                self._passage = stack.enter_context(
+                    DigitalInputDevice(
+                        pins.passage_sensor,
+                        pull_up=pins.passage_active_low,
+                        pin_factory=pin_factory,
+                    )
+                )
+                self._passage.when_activated = self._passage_started
+                self._passage.when_deactivated = self._passage_ended
+            if pins.fire_alarm is not None:
+                fire = stack.enter_context(
+                    DigitalInputDevice(
+                        pins.fire_alarm,
+                        pull_up=pins.fire_alarm_active_low,
+                        pin_factory=pin_factory,
+                    )
+                )
+                fire.when_activated = lambda: self._fire_alarm_changed(True)
+                fire.when_deactivated = lambda: self._fire_alarm_changed(False)
+                with self._lock:
+                    self._fire_alarm = bool(fire.is_active)
+                    self._apply_relay()
+                if self._fire_alarm:
+                    logger.warning("fire alarm active at start: relay held energised")
+            self._devices = stack.pop_all()
+        logger.info("gate ready: %r", self)
+
+    def open_for_person(self) -> bool:
+        """Release the turnstile for one person and show GRANTED; False in lockdown."""
+        with self._lock:
+            self._check_open()
+            if self._lockdown:
+                logger.info("admission refused: lockdown")
+                return False
+            self._cancel_timer()
+            self._admission += 1
+            self._admitted = True
+            hold = self._timing.relay_mode == "hold"
+            seconds = self._timing.hold_timeout_s if hold else self._timing.pulse_s
+            timer = threading.Timer(seconds, self._admission_expired, args=(self._admission,))
+            timer.name = "gate-admission"
+            timer.daemon = True
+            self._timer = timer
+            timer.start()
+            self._apply_relay()
+            self._show(Signal.GRANTED)
+        return True
+
+    def show(self, signal: Signal) -> None:
+        """Show ``signal`` on the lights and buzzer; never touches the relay."""
+        with self._lock:
+            self._check_open()
+            self._show(signal)
+
+    def emergency_open(self, on: bool) -> None:
+        """Hold the relay energised until turned off (operator action; lockdown still wins)."""
+        with self._lock:
+            self._check_open()
+            self._emergency_open = on
+            self._apply_relay()
+        logger.warning("emergency open %s", "on" if on else "off")
+
+    def set_lockdown(self, on: bool) -> None:
+        """Force the relay off and refuse admissions while on (the fire alarm still wins)."""
+        with self._lock:
+            self._check_open()
+            self._lockdown = on
+            if on:
+                self._end_admission()
+            self._apply_relay()
+        logger.warning("lockdown %s", "on" if on else "off")
+
+    def state(self) -> GateState:
+        """Return a consistent snapshot of the gate."""
+        with self._lock:
+            return GateState(
+                relay_energised=self._relay_on,
+                lockdown=self._lockdown,
+                emergency_open=self._emergency_open,
+                fire_alarm=self._fire_alarm,
+                passages=self._passages,
+            )
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has run."""
+        with self._lock:
+            return self._closed
+
+    def close(self) -> None:
+        """De-energise the relay, cancel the timer and close every device; idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._cancel_timer()
+            self._relay.off()
+            self._relay_on = False
+        # Outside the lock: closing an input may wait for its callback thread.
+        self._devices.close()
+        logger.info("gate closed")
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        head = f"<Gate relay=GPIO{self._pins.relay} mode={self._timing.relay_mode}"
+        if self.closed:
+            return f"{head} closed>"
+        s = self.state()
+        return (
+            f"{head} energised={s.relay_energised} lockdown={s.lockdown} "
+            f"emergency_open={s.emergency_open} fire_alarm={s.fire_alarm} passages={s.passages}>"
+        )
+
+    # Everything below runs with self._lock held, except the gpiozero and timer callbacks.
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise GPIODeviceClosed("the gate is closed")
+
+    def _apply_relay(self) -> None:
+        on = self._fire_alarm or (not self._lockdown and (self._emergency_open or self._admitted))
+        if on != self._relay_on:
+            if on:
+                self._relay.on()
+            else:
+                self._relay.off()
+            self._relay_on = on
+            logger.info("relay %s", "energised" if on else "de-energised")
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _end_admission(self) -> None:
+        self._cancel_timer()
+        self._admitted = False
+        self._apply_relay()
+
+    def _show(self, signal: Signal) -> None:
+        pattern = _PATTERNS[signal]
+        for light in (self._green, self._warning):
+            if light is not None:
+                light.off()
+        light = self._green if pattern.light == "green" else self._warning
+        if light is not None:
+            if pattern.blink_s is None:
+                light.blink(on_time=self._timing.signal_s, off_time=0, n=1)
+            else:
+                n = max(1, round(self._timing.signal_s / (2 * pattern.blink_s)))
+                light.blink(on_time=pattern.blink_s, off_time=pattern.blink_s, n=n)
+        if self._buzzer is not None:
+            self._buzzer.beep(
+                on_time=pattern.beep_on_s, off_time=pattern.beep_off_s, n=pattern.beeps
+            )
+
+    def _admission_expired(self, admission: int) -> None:
+        with self._lock:
+            if not self._closed and self._admitted and admission == self._admission:
+                self._end_admission()
+
+    def _passage_started(self) -> None:
+        with self._lock:
+            now = monotonic()
+            quiet = now - self._last_passage_edge >= self._timing.passage_debounce_s
+            self._last_passage_edge = now
+            if self._closed or not quiet:
+                return
+            self._passages += 1
+            if self._admitted and self._timing.relay_mode == "hold":
+                self._end_admission()
+        logger.info("passage")
+        if self._on_passage is not None:
+            _call_safely(self._on_passage)
+
+    def _passage_ended(self) -> None:
+        with self._lock:
+            self._last_passage_edge = monotonic()
+
+    def _fire_alarm_changed(self, active: bool) -> None:
+        with self._lock:
+            if self._closed or active == self._fire_alarm:
+                return
+            self._fire_alarm = active
+            self._apply_relay()
+        logger.warning("fire alarm %s", "active: relay held energised" if active else "cleared")
+        if self._on_fire_alarm is not None:
+            on_fire_alarm = self._on_fire_alarm
+            _call_safely(lambda: on_fire_alarm(active))
+
+
+def force_relay_safe(pins: GatePins, *, pin_factory: Factory | None = None) -> None:
+    """Drive the relay pin to de-energised and release it (for an ExecStopPost script)."""
+    OutputDevice(
+        pins.relay, active_high=pins.relay_active_high, initial_value=False, pin_factory=pin_factory
+    ).close()
+
+
+def _optional(
+    stack: ExitStack, cls: type[_D], pin: int | None, pin_factory: Factory | None
+) -> _D | None:
+    return None if pin is None else stack.enter_context(cls(pin, pin_factory=pin_factory))
+
+
+def _call_safely(callback: Callable[[], None]) -> None:
+    try:
+        callback()
+    except Exception:
+        logger.exception("gate callback failed")

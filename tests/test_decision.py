@@ -1,0 +1,142 @@
+"""The decision core: every combination of credential × temperature × mode."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from kiosk.credentials import CredentialCheck, CredentialStatus
+from kiosk.decision import (
+    MESSAGES,
+    Decision,
+    Outcome,
+    Reason,
+    decide,
+    when_log_unavailable,
+)
+from kiosk.sensors.measurement import Measurement, TemperatureStatus
+
+CREDENTIALS = {
+    status: CredentialCheck(status, "S-1" if status != "malformed" else None)
+    for status in CredentialStatus
+}
+CREDENTIAL_REASON = {
+    CredentialStatus.TOO_LARGE: Reason.PAYLOAD_TOO_LARGE,
+    CredentialStatus.MALFORMED: Reason.MALFORMED_CREDENTIAL,
+    CredentialStatus.UNKNOWN: Reason.UNKNOWN_CREDENTIAL,
+    CredentialStatus.EXPIRED: Reason.EXPIRED_CREDENTIAL,
+}
+TEMPERATURE_DECISION = {
+    TemperatureStatus.NORMAL: Decision(Outcome.GRANT, Reason.OK, opens_gate=True),
+    TemperatureStatus.FEVER: Decision(Outcome.DENY, Reason.FEVER, opens_gate=False),
+    TemperatureStatus.FAULT: Decision(Outcome.REFER, Reason.SENSOR_FAULT, opens_gate=False),
+    TemperatureStatus.NO_PERSON: Decision(
+        Outcome.DENY, Reason.NO_PERSON_AT_SENSOR, opens_gate=False
+    ),
+}
+
+
+def measurement(status: TemperatureStatus) -> Measurement:
+    celsius = {TemperatureStatus.NORMAL: 36.6, TemperatureStatus.FEVER: 38.2}.get(status)
+    return Measurement(
+        status=status,
+        celsius=celsius,
+        ambient_c=24.0,
+        samples=5,
+        stable=True,
+        retested=status is TemperatureStatus.FEVER,
+        detail="",
+        duration_s=0.5,
+    )
+
+
+TEMPERATURES: list[Measurement | None] = [None, *(measurement(s) for s in TemperatureStatus)]
+
+
+def expected(
+    mode: str, credential: CredentialCheck | None, temperature: Measurement | None, lockdown: bool
+) -> Decision:
+    """The rules written out as a table, independently of decide()'s control flow."""
+    if lockdown and mode != "checkin":
+        return Decision(Outcome.DENY, Reason.LOCKDOWN, opens_gate=False)
+    if credential is not None and credential.status in CREDENTIAL_REASON:
+        return Decision(Outcome.DENY, CREDENTIAL_REASON[credential.status], opens_gate=False)
+    if mode == "checkin":
+        return Decision(Outcome.GRANT, Reason.CHECKED_IN, opens_gate=False)
+    if temperature is None:
+        return Decision(Outcome.GRANT, Reason.OK, opens_gate=True)
+    return TEMPERATURE_DECISION[temperature.status]
+
+
+CASES = [
+    (mode, credential, temperature, lockdown)
+    for mode, credential, temperature, lockdown in itertools.product(
+        ("gate", "checkin"), CREDENTIALS.values(), TEMPERATURES, (False, True)
+    )
+] + [("screen", None, t, lockdown) for t in TEMPERATURES[1:] for lockdown in (False, True)]
+
+
+@pytest.mark.parametrize(("mode", "credential", "temperature", "lockdown"), CASES)
+def test_every_combination(
+    mode: str, credential: CredentialCheck | None, temperature: Measurement | None, lockdown: bool
+) -> None:
+    assert decide(mode, credential, temperature, lockdown=lockdown) == expected(
+        mode, credential, temperature, lockdown
+    )
+
+
+def test_combination_count_covers_the_table() -> None:
+    assert len(CASES) == 2 * len(CredentialStatus) * 5 * 2 + 4 * 2
+
+
+def test_checkin_never_opens_the_gate() -> None:
+    assert not any(
+        decide("checkin", c, t).opens_gate for c in CREDENTIALS.values() for t in TEMPERATURES
+    )
+
+
+def test_only_a_grant_opens_the_gate() -> None:
+    for mode, credential, temperature, lockdown in CASES:
+        decision = decide(mode, credential, temperature, lockdown=lockdown)
+        if decision.opens_gate:
+            assert decision.outcome is Outcome.GRANT and decision.reason is Reason.OK
+
+
+@pytest.mark.parametrize(
+    ("mode", "credential", "temperature"),
+    [
+        ("gate", None, None),
+        ("checkin", None, None),
+        ("screen", None, None),
+        ("turbo", CREDENTIALS[CredentialStatus.VALID], None),
+    ],
+)
+def test_impossible_inputs_are_programming_errors(
+    mode: str, credential: CredentialCheck | None, temperature: Measurement | None
+) -> None:
+    with pytest.raises(ValueError):
+        decide(mode, credential, temperature)
+
+
+def test_log_failure_refers_to_the_guard() -> None:
+    decision = when_log_unavailable()
+    assert (decision.outcome, decision.reason, decision.opens_gate) == (
+        Outcome.REFER,
+        Reason.LOG_UNAVAILABLE,
+        False,
+    )
+    assert decision.message_en == "System fault: please see the guard"
+
+
+def test_every_reason_has_both_languages() -> None:
+    assert set(MESSAGES) == set(Reason)
+    for vietnamese, english in MESSAGES.values():
+        assert vietnamese and english and vietnamese != english
+    fever = decide(
+        "gate", CREDENTIALS[CredentialStatus.VALID], measurement(TemperatureStatus.FEVER)
+    )
+    assert (fever.message_vi, fever.message_en) == (
+        "Nhiệt độ cao: vui lòng gặp bảo vệ",
+        "Fever: please see the guard",
+    )
