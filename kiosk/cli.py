@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import tempfile
@@ -56,7 +57,7 @@ def run(config_path: Path, simulate: bool, verbose: bool) -> None:
     from kiosk.sensors.frames import CameraError
 
     config = load_config(config_path)
-    setup_logging(config.kiosk.id, verbose=verbose)
+    setup_logging(config.kiosk.id, level=logging.DEBUG if verbose else logging.INFO)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -78,7 +79,10 @@ def run(config_path: Path, simulate: bool, verbose: bool) -> None:
 def demo(as_json: bool, state_dir: Path | None) -> None:
     """Run a scripted queue of people through a kiosk on simulated hardware."""
     from kiosk.demo import PersonResult, run_demo
+    from kiosk.logs import setup_logging
     from kiosk.simulation import DEMO_ALLOWLIST, demo_queue
+
+    setup_logging("demo-1", level=logging.WARNING)
 
     with tempfile.TemporaryDirectory(prefix="kiosk-demo-") as scratch:
         directory = state_dir or Path(scratch)
@@ -203,13 +207,13 @@ def config_example() -> None:
 @click.option("--decoder", help="Decoder backend (default: the configured one).")
 def decode(images: tuple[Path, ...], config_path: Path, decoder: str | None) -> None:
     """Print what the QR decoder reads in each image (one JSON object per image)."""
-    from kiosk.sensors.qr import DecoderUnavailable, decode_image_file, make_decoder
+    from kiosk.sensors.qr import DecoderUnavailableError, decode_image_file, make_decoder
 
     if decoder is None:
         decoder = load_config(config_path).camera.decoder if config_path.exists() else None
     try:
         backend = make_decoder(decoder or "zxing-cpp")
-    except (ValueError, DecoderUnavailable) as exc:
+    except (ValueError, DecoderUnavailableError) as exc:
         click.echo(f"kiosk: {exc}", err=True)
         sys.exit(EX_UNAVAILABLE)
     failed = False

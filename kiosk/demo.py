@@ -17,10 +17,17 @@ from typing import Any
 
 from kiosk.config import KioskConfig
 from kiosk.engine import DecisionRecord, Kiosk
+from kiosk.gate import Signal
 from kiosk.runtime import open_kiosk
 from kiosk.simulation import Person, Scene
 
 DECISION_TIMEOUT_S = 15.0
+_LIGHTS = {
+    Signal.GRANTED: "green light",
+    Signal.DENIED: "warning light",
+    Signal.REFER: "warning light, beeps",
+    Signal.FEVER: "warning light, alarm",
+}
 
 
 class DemoError(RuntimeError):
@@ -46,6 +53,7 @@ class PersonResult:
             "who": self.person.label,
             "expected": self.person.expect,
             "outcome": decision.outcome.value,
+            "signal": self.record.signal.value,
             "reason": decision.reason.value,
             "message_en": decision.message_en,
             "message_vi": decision.message_vi,
@@ -58,23 +66,19 @@ class PersonResult:
         }
 
     def as_line(self) -> str:
-        """One human-readable line."""
+        """One human-readable line: who, temperature, outcome, reason, relay, lights."""
         decision, temperature = self.record.decision, self.record.measurement
-        temp = (
-            "   --   "
-            if temperature is None or temperature.celsius is None
-            else f"{temperature.celsius:5.1f} °C"
-        )
-        relay = (
-            "relay stays locked"
-            if self.relay_open_s is None
-            else f"relay released {self.relay_open_s * 1000:.0f} ms"
-        )
+        temp = "   --   "
+        if temperature is not None and temperature.celsius is not None:
+            temp = f"{temperature.celsius:5.1f} °C"
+        relay = "relay stays locked"
+        if self.relay_open_s is not None:
+            relay = f"relay released {self.relay_open_s * 1000:.0f} ms"
         flag = "" if decision.outcome.value == self.person.expect else "  (UNEXPECTED)"
         return (
-            f"#{self.number:<2} {self.person.label:<44} {temp}  "
-            f"{decision.outcome.value.upper():<6} {decision.reason.value:<22} "
-            f"{relay:<22} {decision.message_en}{flag}"
+            f"#{self.number:<2} {self.person.label:<42} {temp}  "
+            f"{decision.outcome.value.upper():<5} {decision.reason.value:<21} "
+            f"{relay:<23} {_LIGHTS[self.record.signal]:<21} {decision.message_en}{flag}"
         )
 
 

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 CAMERA_SILENCE_S = 3.0  # no frame for this long: the camera is lost, reopen it
 STALE_SCAN_S = 5.0  # a queued scan older than this belongs to someone who has left
 CAMERA_RETRY_S = 2.0
+HOUSEKEEPING_S = 60.0  # prune confirmed events and check the log's fill this often
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class DecisionRecord:
     """One decision as it happened: what the observers (display, demo, benches) see."""
 
     decision: Decision
+    signal: Signal  # what the lights and buzzer showed
     event: Event | None
     credential: CredentialCheck | None
     measurement: Measurement | None
@@ -151,6 +153,8 @@ class Kiosk:
             hardware.thermometer is not None, hardware.thermometer_problem or "ok"
         )
         self._log_health = _PartHealth()
+        self._log_capacity = _PartHealth()
+        self._next_housekeeping = 0.0
         self._frames = _FrameStats()
         self._last_reading: Reading | None = None
 
@@ -214,6 +218,7 @@ class Kiosk:
 
     def _scan_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            self._housekeeping()
             try:
                 scan = self._scans.get(timeout=0.2)
             except queue.Empty:
@@ -221,11 +226,16 @@ class Kiosk:
             if self._clock() - scan.seen_at > STALE_SCAN_S:
                 log.info("dropped a stale scan (%.1f s old)", self._clock() - scan.seen_at)
                 continue
-            self.handle_scan(scan)
+            try:
+                self.handle_scan(scan)
+            except Exception:
+                log.exception("deciding for a scan failed: person referred to the guard")
+                self.gate.show(Signal.REFER)
 
     def _screen_loop(self, stop: threading.Event) -> None:
         waiting_for_next_person = False
         while not stop.wait(self._settings.sample_interval_s):
+            self._housekeeping()
             reading = self._read_quietly()
             present = reading is not None and is_present(reading, self._settings)
             if present and not waiting_for_next_person:
@@ -267,12 +277,13 @@ class Kiosk:
         if event is None:
             decision = when_log_unavailable()
         logged = self._clock()
+        signal = self._signal_for(decision)
         if decision.opens_gate:
             self.gate.open_for_person()
         else:
-            self.gate.show(self._signal_for(decision))
+            self.gate.show(signal)
         record = DecisionRecord(
-            decision, event, credential, measurement, started, logged, self._clock()
+            decision, signal, event, credential, measurement, started, logged, self._clock()
         )
         for observer in self._observers:
             try:
@@ -356,6 +367,21 @@ class Kiosk:
             return None
         self._set_health(self._log_health, "log", True, "ok")
         return event
+
+    def _housekeeping(self) -> None:
+        """Now and then: prune confirmed events and report a log that is filling up."""
+        now = self._clock()
+        if now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + HOUSEKEEPING_S
+        try:
+            self.event_log.prune()
+            stats = self.event_log.stats()
+        except EventLogError as exc:
+            self._set_health(self._log_health, "log", False, str(exc))
+            return
+        detail = f"{stats.unconfirmed} unconfirmed of {stats.rows} rows, capacity {stats.capacity}"
+        self._set_health(self._log_capacity, "log_capacity", not stats.near_capacity, detail)
 
     def _set_health(self, part: _PartHealth, name: str, ok: bool, detail: str) -> None:
         with self._lock:

@@ -29,11 +29,11 @@ class JournalFormatter(logging.Formatter):
         return f"{record.levelname:<7} {text}"
 
 
-def setup_logging(kiosk_id: str, *, verbose: bool = False) -> None:
+def setup_logging(kiosk_id: str, *, level: int = logging.INFO) -> None:
     """Send logs to stderr: journald-prefixed when systemd connects stderr to the journal."""
     handler = logging.StreamHandler(sys.stderr)
     under_journald = bool(os.environ.get("JOURNAL_STREAM"))
     handler.setFormatter(JournalFormatter(kiosk_id, prefix=under_journald))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(level)

@@ -141,7 +141,7 @@ class MLX90614Thermometer:
             raise ValueError(f"I2C address 0x{address:02x} is outside 0x03..0x77")
         if retries < 0:
             raise ValueError(f"retries must be >= 0, got {retries}")
-        import adafruit_mlx90614  # noqa: PLC0415  (Blinka detects the board on import)
+        import adafruit_mlx90614
 
         self._address = address
         self._retries = retries
@@ -270,7 +270,7 @@ def open_i2c_bus(bus_number: int) -> Any:
     """
     device_path = f"/dev/i2c-{bus_number}"
     try:
-        from adafruit_extended_bus import ExtendedI2C  # noqa: PLC0415  (board detection)
+        from adafruit_extended_bus import ExtendedI2C
     except (ImportError, RuntimeError) as exc:
         raise SensorMissingError(
             f"cannot open {device_path}: adafruit-extended-bus unusable ({exc})"

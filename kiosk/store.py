@@ -1,0 +1,500 @@
+"""Durable event log in SQLite: every gate decision is committed here before the relay moves.
+
+The same table is the MQTT outbox: the sync module reads :meth:`EventLog.pending`, marks rows sent
+on PUBACK and confirmed on central's receipt, and only confirmed rows are ever pruned.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from os import PathLike, fspath
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_BUSY_TIMEOUT_S = 2.0
+_COLUMNS = "seq, event_id, boot_id, ts_ms, clock_synced, type, data, sent_at_ms, confirmed_at_ms"
+
+# Forward migrations; entry N-1 takes the schema from user_version N-1 to N. Append, never edit.
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE events (
+            seq INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,
+            boot_id TEXT NOT NULL,
+            ts_ms INTEGER NOT NULL,
+            clock_synced INTEGER NOT NULL CHECK (clock_synced IN (0, 1)),
+            type TEXT NOT NULL,
+            data TEXT NOT NULL,
+            sent_at_ms INTEGER,
+            confirmed_at_ms INTEGER
+        )""",
+        "CREATE INDEX events_unconfirmed ON events (seq) WHERE confirmed_at_ms IS NULL",
+        # The counter survives pruning, so a seq is never reused even if the newest row is deleted.
+        """CREATE TABLE seq_counter (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            last_seq INTEGER NOT NULL
+        )""",
+        "INSERT INTO seq_counter (id, last_seq) VALUES (1, 0)",
+    ),
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class EventLogError(OSError):
+    """The event log failed; the message names the file, the operation and the cause."""
+
+
+class LogOpenError(EventLogError):
+    """The log cannot be opened: missing, not a database, corrupt, or a newer schema."""
+
+
+class LogWriteError(EventLogError):
+    """A write was not made durable (disk full, I/O error, read-only, corrupt database).
+
+    For :meth:`EventLog.append` this means the event is not recorded: the engine refers the
+    person to the guard and keeps the gate shut. ``errno`` is ENOSPC, EROFS, EIO or EBUSY when
+    the cause is one of those, else None.
+    """
+
+
+@dataclass(frozen=True)
+class Event:
+    """One logged event. ``seq`` is per kiosk, gapless and never reused."""
+
+    event_id: str
+    seq: int
+    boot_id: str
+    ts_ms: int
+    clock_synced: bool
+    type: str
+    data: dict[str, Any]
+    sent_at_ms: int | None = None
+    confirmed_at_ms: int | None = None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict with the field names above (for ``kiosk events --json``)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LogStats:
+    """Size and backlog of the log, for the status page and the MQTT ``state`` topic."""
+
+    rows: int
+    unconfirmed: int
+    oldest_unconfirmed_ts_ms: int | None
+    last_seq: int
+    capacity: int
+    near_capacity: bool
+    over_capacity: bool
+
+
+def _utc_now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _new_uuid4() -> str:
+    return str(uuid.uuid4())
+
+
+class EventLog:
+    """The kiosk's event log and outbox, in one SQLite file in WAL mode.
+
+    Appends use ``synchronous=FULL``, one transaction and one fsync per event, so an event that
+    :meth:`append` returned survives a power cut. Sent/confirmed marks and pruning commit with
+    ``synchronous=NORMAL``: losing one in a power cut only causes a re-send, which central
+    ingest deduplicates by ``event_id``; the next FULL commit syncs them anyway. Marks share the
+    writer's connection and lock, so a gate append waits for at most one short mark transaction
+    and never for a busy-retry loop.
+
+    ``capacity`` is a row budget, not a limit: :meth:`prune` deletes only confirmed rows, and an
+    event is never refused for capacity. While unconfirmed rows exceed it, appends still succeed
+    and :meth:`stats` reports ``over_capacity`` so the kiosk can raise an alarm.
+
+    Thread-safe: one lock serialises all use of the connection. Other processes read with
+    :func:`read_events`.
+
+    Usage::
+
+        with EventLog("/var/lib/kiosk/events.db", boot_id=boot_id) as events:
+            event = events.append("gate", {"code": "OK", "lane": 1})
+
+    :param path: the database file; created if missing (its directory must exist).
+    :param boot_id: identifies this run of the kiosk; stored in every event.
+    :param capacity: rows to keep; confirmed rows beyond this are pruned, oldest first.
+    :param warn_ratio: ``near_capacity`` from this fraction of ``capacity``.
+    :param now_ms: UTC wall clock in epoch milliseconds.
+    :param clock_synced: whether the wall clock is NTP-synchronised, stored per event.
+    :param new_id: a new event id (UUID4 string).
+    :raises LogOpenError: the file cannot be opened or migrated, or its schema is newer.
+    """
+
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        *,
+        boot_id: str,
+        capacity: int = 100_000,
+        warn_ratio: float = 0.9,
+        now_ms: Callable[[], int] = _utc_now_ms,
+        clock_synced: Callable[[], bool] = lambda: True,
+        new_id: Callable[[], str] = _new_uuid4,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, got {capacity}")
+        if not 0 < warn_ratio <= 1:
+            raise ValueError(f"warn_ratio must be in (0, 1], got {warn_ratio}")
+        self.path = Path(path)
+        self.capacity = capacity
+        self._boot_id = boot_id
+        self._warn_rows = capacity * warn_ratio
+        self._now_ms = now_ms
+        self._clock_synced = clock_synced
+        self._new_id = new_id
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = _open_writer(self.path)
+        try:
+            self._rows, self._confirmed = self._conn.execute(
+                "SELECT count(*), count(confirmed_at_ms) FROM events"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise _error(LogOpenError, "open", self.path, exc) from exc
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else f"rows={self._rows}"
+        return f"<EventLog {self.path} {state} capacity={self.capacity}>"
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def append(self, type: str, data: Mapping[str, Any]) -> Event:
+        """Commit one event durably and return it, with the next seq.
+
+        :raises TypeError, ValueError: ``data`` is not JSON (NaN included); nothing is written.
+        :raises LogWriteError: the event was not recorded; the seq is not used up, and later
+            appends work again once the cause (e.g. a full disk) is gone.
+        """
+        payload = json.dumps(dict(data), ensure_ascii=False, allow_nan=False)
+        with self._lock:
+            with self._write("append", durable=True) as conn:
+                event_id, ts_ms = self._new_id(), self._now_ms()
+                synced = bool(self._clock_synced())
+                (seq,) = conn.execute(
+                    "UPDATE seq_counter SET last_seq = last_seq + 1 RETURNING last_seq"
+                ).fetchone()
+                conn.execute(
+                    "INSERT INTO events (seq, event_id, boot_id, ts_ms, clock_synced, type, data)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (seq, event_id, self._boot_id, ts_ms, synced, type, payload),
+                )
+            self._rows += 1
+            if self._rows > self.capacity and self._confirmed:  # cheap: cached counts
+                try:
+                    self._prune_locked()
+                except LogWriteError:  # the event is durable; the periodic prune retries
+                    log.warning("pruning after append failed", exc_info=True)
+        return Event(event_id, seq, self._boot_id, ts_ms, synced, type, json.loads(payload))
+
+    def pending(self, limit: int, after_seq: int = 0) -> list[Event]:
+        """Up to ``limit`` unconfirmed events with seq > ``after_seq``, in seq order.
+
+        Includes rows already sent: the caller re-sends those whose ``sent_at_ms`` is old.
+        """
+        return self._read(
+            f"SELECT {_COLUMNS} FROM events WHERE confirmed_at_ms IS NULL AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            (after_seq, limit),
+        )
+
+    def mark_sent(self, seqs: Iterable[int]) -> None:
+        """Record that these events were published (PUBACK), in one transaction.
+
+        ``sent_at_ms`` is the latest send, so a re-send restarts the re-send timer.
+        """
+        now = self._now_ms()
+        with self._lock, self._write("mark_sent", durable=False) as conn:
+            conn.executemany(
+                "UPDATE events SET sent_at_ms = ? WHERE seq = ? AND confirmed_at_ms IS NULL",
+                ((now, seq) for seq in seqs),
+            )
+
+    def mark_confirmed(self, seqs: Iterable[int]) -> int:
+        """Record central's receipt for these events; returns how many were newly confirmed."""
+        now = self._now_ms()
+        with self._lock:
+            with self._write("mark_confirmed", durable=False) as conn:
+                cursor = conn.executemany(
+                    "UPDATE events SET confirmed_at_ms = ?, sent_at_ms = coalesce(sent_at_ms, ?)"
+                    " WHERE seq = ? AND confirmed_at_ms IS NULL",
+                    ((now, now, seq) for seq in seqs),
+                )
+            self._confirmed += cursor.rowcount
+        return cursor.rowcount
+
+    def confirm_through(self, seq: int) -> int:
+        """Confirm every event up to and including ``seq`` (a receipt's ``upto_seq``)."""
+        now = self._now_ms()
+        with self._lock:
+            with self._write("confirm_through", durable=False) as conn:
+                cursor = conn.execute(
+                    "UPDATE events SET confirmed_at_ms = ?, sent_at_ms = coalesce(sent_at_ms, ?)"
+                    " WHERE seq <= ? AND confirmed_at_ms IS NULL",
+                    (now, now, seq),
+                )
+            self._confirmed += cursor.rowcount
+        return cursor.rowcount
+
+    def prune(self) -> int:
+        """Delete confirmed rows, oldest first, down to ``capacity`` rows; returns the count.
+
+        Unconfirmed rows are never deleted, so the log may stay over capacity.
+        """
+        with self._lock:
+            return self._prune_locked()
+
+    def stats(self) -> LogStats:
+        """Row counts, backlog and capacity flags (counts are cached, not recounted)."""
+        with self._lock:
+            conn = self._open_conn(EventLogError)
+            try:
+                (last_seq,) = conn.execute("SELECT last_seq FROM seq_counter").fetchone()
+                oldest = conn.execute(
+                    "SELECT ts_ms FROM events WHERE confirmed_at_ms IS NULL ORDER BY seq LIMIT 1"
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise _error(EventLogError, "stats", self.path, exc) from exc
+            rows = self._rows
+            return LogStats(
+                rows=rows,
+                unconfirmed=rows - self._confirmed,
+                oldest_unconfirmed_ts_ms=oldest[0] if oldest else None,
+                last_seq=last_seq,
+                capacity=self.capacity,
+                near_capacity=rows >= self._warn_rows,
+                over_capacity=rows > self.capacity,
+            )
+
+    def recent(
+        self, limit: int = 50, *, after_seq: int | None = None, type: str | None = None
+    ) -> list[Event]:
+        """Events in seq order: the last ``limit``, or the first ``limit`` after ``after_seq``."""
+        with self._lock:
+            conn = self._open_conn(EventLogError)
+            try:
+                return _select_recent(conn, limit, after_seq, type)
+            except sqlite3.Error as exc:
+                raise _error(EventLogError, "read", self.path, exc) from exc
+
+    def _open_conn(self, error: type[EventLogError]) -> sqlite3.Connection:
+        if self._conn is None:
+            raise error(f"event log {self.path} is closed")
+        return self._conn
+
+    def _read(self, sql: str, params: tuple[int, ...]) -> list[Event]:
+        with self._lock:
+            conn = self._open_conn(EventLogError)
+            try:
+                return [_event(row) for row in conn.execute(sql, params)]
+            except sqlite3.Error as exc:
+                raise _error(EventLogError, "read", self.path, exc) from exc
+
+    def _prune_locked(self) -> int:
+        excess = min(self._rows - self.capacity, self._confirmed)
+        if excess <= 0:
+            return 0
+        with self._write("prune", durable=False) as conn:
+            cursor = conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+                " WHERE confirmed_at_ms IS NOT NULL ORDER BY seq LIMIT ?)",
+                (excess,),
+            )
+        self._rows -= cursor.rowcount
+        self._confirmed -= cursor.rowcount
+        log.debug("pruned %d confirmed events", cursor.rowcount)
+        return cursor.rowcount
+
+    @contextmanager
+    def _write(self, action: str, *, durable: bool) -> Iterator[sqlite3.Connection]:
+        """One BEGIN IMMEDIATE transaction (caller holds the lock): commit, or roll back, raise."""
+        conn = self._open_conn(LogWriteError)
+        try:
+            if not durable:
+                conn.execute("PRAGMA synchronous = NORMAL")  # not allowed inside a transaction
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:  # SQLite rolls back by itself after some errors
+                        conn.execute("ROLLBACK")
+                    raise
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous = FULL")
+        except sqlite3.Error as exc:
+            raise _error(LogWriteError, action, self.path, exc) from exc
+
+
+def read_events(
+    path: str | PathLike[str],
+    limit: int = 50,
+    *,
+    after_seq: int | None = None,
+    type: str | None = None,
+) -> list[Event]:
+    """Read events like :meth:`EventLog.recent` from another process, without blocking it.
+
+    Opens the file read-only: never creates or migrates a database. WAL lets this run while the
+    kiosk writes.
+
+    :raises LogOpenError: no log at ``path``, not a database, or an unknown schema version.
+    """
+    path = Path(path)
+    try:
+        conn = sqlite3.connect(
+            path.absolute().as_uri() + "?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S
+        )
+    except sqlite3.Error as exc:
+        raise _error(LogOpenError, "open", path, exc) from exc
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if not 1 <= version <= SCHEMA_VERSION:
+            raise LogOpenError(
+                f"event log {path}: schema version {version} is not one this kiosk reads"
+                f" (1 to {SCHEMA_VERSION})"
+            )
+        return _select_recent(conn, limit, after_seq, type)
+    except sqlite3.Error as exc:
+        raise _error(LogOpenError, "read", path, exc) from exc
+    finally:
+        conn.close()
+
+
+def _open_writer(path: Path) -> sqlite3.Connection:
+    """Connect with WAL, FULL sync and a busy timeout, then migrate the schema forward."""
+    try:
+        conn = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+    except sqlite3.Error as exc:
+        raise _error(LogOpenError, "open", path, exc) from exc
+    try:
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if mode != "wal":
+            raise LogOpenError(f"event log {path}: cannot use WAL (journal_mode={mode})")
+        conn.execute("PRAGMA synchronous = FULL")
+        _migrate(conn, path)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _error(LogOpenError, "open", path, exc) from exc
+    except LogOpenError:
+        conn.close()
+        raise
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise LogOpenError(
+                f"event log {path}: schema version {version} is newer than this kiosk's"
+                f" {SCHEMA_VERSION}; refusing to downgrade (upgrade the kiosk software)"
+            )
+        for statements in _MIGRATIONS[version:]:
+            for statement in statements:
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    if version < SCHEMA_VERSION:
+        log.info("event log %s migrated from schema %d to %d", path, version, SCHEMA_VERSION)
+
+
+def _select_recent(
+    conn: sqlite3.Connection, limit: int, after_seq: int | None, type: str | None
+) -> list[Event]:
+    clauses: list[str] = []
+    params: list[int | str] = []
+    if after_seq is not None:
+        clauses.append("seq > ?")
+        params.append(after_seq)
+    if type is not None:
+        clauses.append("type = ?")
+        params.append(type)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    order = "DESC" if after_seq is None else "ASC"  # the newest, or the next after after_seq
+    sql = f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq {order} LIMIT ?"
+    rows = conn.execute(sql, (*params, limit)).fetchall()
+    if after_seq is None:
+        rows.reverse()
+    return [_event(row) for row in rows]
+
+
+def _event(row: tuple[Any, ...]) -> Event:
+    seq, event_id, boot_id, ts_ms, synced, type_, data, sent_at_ms, confirmed_at_ms = row
+    return Event(
+        event_id=event_id,
+        seq=seq,
+        boot_id=boot_id,
+        ts_ms=ts_ms,
+        clock_synced=bool(synced),
+        type=type_,
+        data=json.loads(data),
+        sent_at_ms=sent_at_ms,
+        confirmed_at_ms=confirmed_at_ms,
+    )
+
+
+def _error(cls: type[EventLogError], action: str, path: Path, exc: sqlite3.Error) -> EventLogError:
+    """An error naming the file, what failed and why, with errno set when there is one."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    number, cause = _cause(code & 0xFF if code is not None else None)
+    name = getattr(exc, "sqlite_errorname", type(exc).__name__)
+    err = cls(f"event log {fspath(path)}: {action} failed: {cause or name} ({name}: {exc})")
+    err.errno = number
+    return err
+
+
+def _cause(primary_code: int | None) -> tuple[int | None, str | None]:
+    match primary_code:
+        case sqlite3.SQLITE_FULL:
+            return errno.ENOSPC, "disk full"
+        case sqlite3.SQLITE_READONLY:
+            return errno.EROFS, "read-only"
+        case sqlite3.SQLITE_IOERR:
+            return errno.EIO, "I/O error"
+        case sqlite3.SQLITE_BUSY | sqlite3.SQLITE_LOCKED:
+            return errno.EBUSY, "locked by another connection"
+        case sqlite3.SQLITE_CORRUPT | sqlite3.SQLITE_NOTADB:
+            return None, "corrupt or not a database"
+        case sqlite3.SQLITE_CANTOPEN:
+            return None, "cannot open the file (missing directory or no permission?)"
+    return None, None
