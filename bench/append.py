@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sqlite3
 import statistics
 import sys
@@ -18,6 +16,8 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+
+from benchlib import machine_info
 
 from kiosk.store import EventLog
 
@@ -85,13 +85,10 @@ def run(n: int, directory: Path) -> dict[str, Any]:
         "data_bytes": len(json.dumps(payloads[WARMUP], ensure_ascii=False)),
         "journal": "wal",
         "synchronous": "full",
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
         "sqlite": sqlite3.sqlite_version,
         "dir": str(directory),
         "filesystem": filesystem_of(directory),
+        "machine": machine_info(),
     }
 
 
@@ -113,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  {result['appends_per_s']:,} appends/s\n"
         f"  latency p50 {result['p50_ms']:.3f} ms, p99 {result['p99_ms']:.3f} ms,"
         f" max {result['max_ms']:.3f} ms\n"
-        f"  {result['platform']}, {result['cpu_count']} CPUs, Python {result['python']},"
+        f"  {result['machine']['processor']}, {result['machine']['cpu_count']} CPUs,"
+        f" Python {result['machine']['python']},"
         f" SQLite {result['sqlite']}"
     )
     print(json.dumps(result))

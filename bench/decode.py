@@ -16,8 +16,6 @@ import argparse
 import ctypes
 import importlib.metadata
 import json
-import os
-import platform
 import statistics
 import string
 import sys
@@ -26,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from benchlib import machine_info
 
 from kiosk.sensors.qr import DECODER_NAMES, DecoderUnavailableError, QRDecoder, make_decoder
 from kiosk.sensors.synthetic import (
@@ -111,29 +110,12 @@ def time_decodes(decoder: QRDecoder, frames: list[Frame], count: int) -> dict[st
     }
 
 
-def machine_info() -> dict[str, Any]:
-    return {
-        "processor": platform.processor() or cpu_model_name(),
-        "uname": " ".join(platform.uname()),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "libraries": {
-            name: package_version(name)
-            for name in ("zxing-cpp", "pyzbar", "opencv-python-headless", "numpy", "segno")
-        }
-        | {"libzbar": libzbar_version()},
+def machine_and_libraries() -> dict[str, Any]:
+    libraries = {
+        name: package_version(name)
+        for name in ("zxing-cpp", "pyzbar", "opencv-python-headless", "numpy", "segno")
     }
-
-
-def cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith(("model name", "Model")):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
+    return machine_info() | {"libraries": libraries | {"libzbar": libzbar_version()}}
 
 
 def package_version(name: str) -> str | None:
@@ -230,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 "results": results,
                 "recommended": recommended,
                 "goals": goals,
-                "machine": machine_info(),
+                "machine": machine_and_libraries(),
             },
             sort_keys=True,
         )

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 CAMERA_SILENCE_S = 3.0  # no frame for this long: the camera is lost, reopen it
 STALE_SCAN_S = 5.0  # a queued scan older than this belongs to someone who has left
 CAMERA_RETRY_S = 2.0
+NO_FRAME_WAIT_S = 0.01  # a source with no frame ready is asked again after this
 HOUSEKEEPING_S = 60.0  # prune confirmed events and check the log's fill this often
 
 
@@ -64,6 +65,7 @@ class Health:
 
     camera_ok: bool
     camera_detail: str
+    frames_read: int
     frames_per_s: float
     thermometer_ok: bool
     thermometer_detail: str
@@ -108,6 +110,7 @@ class _PartHealth:
 class _FrameStats:
     times: list[float] = field(default_factory=list)
     last_frame_at: float = 0.0
+    count: int = 0
 
 
 _SIGNALS = {
@@ -131,6 +134,7 @@ class Kiosk:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock_synced: Callable[[], bool] = lambda: True,
+        camera_retry_s: float = CAMERA_RETRY_S,
     ) -> None:
         self.config = config
         self.hardware = hardware
@@ -140,6 +144,7 @@ class Kiosk:
         self._clock = clock
         self._wall_clock = wall_clock
         self._clock_synced = clock_synced
+        self._camera_retry_s = camera_retry_s
         self._settings = measurement_settings(config)
         self._scans: queue.Queue[Scan] = queue.Queue(maxsize=8)
         self._scan_filter = ScanFilter(
@@ -195,6 +200,7 @@ class Kiosk:
     def frame_loop(self, stop: threading.Event) -> None:
         """Read frames, decode them and queue each new scan, until ``stop`` is set."""
         source, decoder = self.hardware.frames, self.hardware.decoder
+        self._frames.last_frame_at = self._clock()
         while not stop.is_set():
             try:
                 frame = source.read()
@@ -204,7 +210,8 @@ class Kiosk:
             started = self._clock()
             if frame is None:
                 if started - self._frames.last_frame_at > CAMERA_SILENCE_S:
-                    self._camera_lost("no frames for 3 s", stop)
+                    self._camera_lost(f"no frames for {CAMERA_SILENCE_S:g} s", stop)
+                stop.wait(NO_FRAME_WAIT_S)
                 continue
             self._frame_seen(started)
             for scan in self._scan_filter.feed(decoder.decode(frame), started):
@@ -399,6 +406,7 @@ class Kiosk:
     def _frame_seen(self, at: float) -> None:
         with self._lock:
             self._frames.last_frame_at = at
+            self._frames.count += 1
             times = self._frames.times
             times.append(at)
             if len(times) > 60:
@@ -410,7 +418,7 @@ class Kiosk:
         self._set_health(self._camera, "camera", False, detail)
         source = self.hardware.frames
         source.close()
-        if stop.wait(CAMERA_RETRY_S):
+        if stop.wait(self._camera_retry_s):
             return
         try:
             source.start()
@@ -423,6 +431,7 @@ class Kiosk:
         """The kiosk's health right now."""
         with self._lock:
             times = list(self._frames.times)
+            frames_read = self._frames.count
             camera = (self._camera.ok, self._camera.detail)
             thermometer = (self._thermometer.ok, self._thermometer.detail)
             log_part = (self._log_health.ok, self._log_health.detail)
@@ -438,6 +447,7 @@ class Kiosk:
         return Health(
             camera_ok=camera[0],
             camera_detail=camera[1],
+            frames_read=frames_read,
             frames_per_s=round(fps, 1),
             thermometer_ok=thermometer[0],
             thermometer_detail=thermometer[1],

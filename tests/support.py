@@ -1,0 +1,75 @@
+"""Shared test helpers: a kiosk config in tmp_path and a kiosk running on simulated hardware."""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kiosk.config import KioskConfig, parse_config
+from kiosk.engine import DecisionRecord, Kiosk
+from kiosk.runtime import open_kiosk
+from kiosk.simulation import DEMO_ALLOWLIST, Scene
+
+SALT = "test-salt-0123456789abcdef"
+
+
+def make_config(directory: Path, **sections: dict[str, Any]) -> KioskConfig:
+    """A valid config whose files live in ``directory``; ``sections`` override keys."""
+    allowlist = directory / "allowlist.csv"
+    allowlist.write_text(DEMO_ALLOWLIST, encoding="utf-8")
+    raw: dict[str, dict[str, Any]] = {
+        "kiosk": {"id": "test-1", "site": "lab", "state_dir": str(directory)},
+        "credentials": {"allowlist": str(allowlist), "subject_salt": SALT},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return parse_config(raw, source="<test>")
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll ``predicate`` until it is true; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s")
+        time.sleep(0.005)
+
+
+class RunningKiosk:
+    """A kiosk running its loops in a thread, with its decisions collected in a queue."""
+
+    def __init__(self, kiosk: Kiosk, scene: Scene) -> None:
+        self.kiosk = kiosk
+        self.scene = scene
+        self.decisions: queue.Queue[DecisionRecord] = queue.Queue()
+        kiosk.add_observer(self.decisions.put)
+
+    def next_decision(self, timeout: float = 10.0) -> DecisionRecord:
+        """The next decision the kiosk makes."""
+        try:
+            return self.decisions.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no decision within {timeout} s")
+
+
+@contextlib.contextmanager
+def running(config: KioskConfig, **kwargs: Any) -> Iterator[RunningKiosk]:
+    """Open a simulated kiosk for ``config``, run it in a thread, stop and close it after."""
+    scene = Scene()
+    with open_kiosk(config, simulate=True, scene=scene, **kwargs) as kiosk:
+        stop = threading.Event()
+        thread = threading.Thread(target=kiosk.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            yield RunningKiosk(kiosk, scene)
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+            assert not thread.is_alive(), "the kiosk did not stop"

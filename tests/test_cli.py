@@ -1,0 +1,130 @@
+"""The kiosk command as a user runs it: demo, run with SIGTERM, events, decode."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kiosk.sensors.synthetic import render_qr_frame
+from kiosk.store import read_events
+from tests.support import make_config, wait_until
+
+KIOSK = [sys.executable, "-c", "from kiosk.cli import main; main()"]
+
+
+def kiosk(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*KIOSK, *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+@pytest.mark.slow
+def test_demo_json_runs_the_queue_within_a_minute(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = kiosk("demo", "--json", "--state-dir", str(tmp_path))
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert elapsed < 60
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    people, summary = lines[:-1], lines[-1]["summary"]
+    assert [(p["outcome"], p["reason"]) for p in people] == [
+        ("grant", "ok"),
+        ("grant", "ok"),
+        ("deny", "fever"),
+        ("deny", "unknown_credential"),
+        ("deny", "expired_credential"),
+        ("deny", "malformed_credential"),
+        ("grant", "ok"),
+        ("refer", "sensor_fault"),
+        ("deny", "no_person_at_sensor"),
+        ("grant", "ok"),
+    ]
+    assert [p["relay_open_s"] is not None for p in people] == [
+        p["outcome"] == "grant" for p in people
+    ]
+    assert all(
+        p["relay_open_s"] == pytest.approx(0.5, abs=0.1)
+        for p in people
+        if p["relay_open_s"] is not None
+    )
+    assert summary["people"] == 10 and summary["unexpected"] == 0
+    logged = read_events(tmp_path / "events.db", 100, type="decision")
+    assert [e.event_id for e in logged] == [p["event_id"] for p in people if p["event_id"]]
+
+
+@pytest.mark.slow
+def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    config_file = tmp_path / "kiosk.toml"
+    config_file.write_text(
+        f'[kiosk]\nid = "k-1"\nstate_dir = "{tmp_path}"\n'
+        f'[credentials]\nallowlist = "{config.credentials.allowlist}"\n'
+        'subject_salt = "a-long-enough-salt-for-tests"\n',
+        encoding="utf-8",
+    )
+    child = subprocess.Popen(
+        [*KIOSK, "run", "--simulate", "--config", str(config_file)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: bool(
+                (tmp_path / "events.db").exists() and read_events(tmp_path / "events.db", 5)
+            ),
+            timeout=30,
+        )
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=15) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+        stderr = child.stderr.read() if child.stderr else ""
+    assert [e.type for e in read_events(tmp_path / "events.db", 10)] == [
+        "kiosk_started",
+        "kiosk_stopped",
+    ]
+    assert "Traceback" not in stderr
+
+
+def test_events_lists_the_log_and_explains_a_missing_one(tmp_path: Path) -> None:
+    result = kiosk("events", "--db", str(tmp_path / "none.db"))
+    assert result.returncode == 69
+    assert "none.db" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_decode_prints_one_json_object_per_image(tmp_path: Path) -> None:
+    import cv2
+
+    badge = tmp_path / "badge.png"
+    cv2.imwrite(str(badge), render_qr_frame(b"S-0001"))
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), render_qr_frame(b"x")[:50, :50] * 0 + 200)
+    result = kiosk(
+        "decode",
+        "--config",
+        str(tmp_path / "absent.toml"),
+        str(badge),
+        str(blank),
+        str(tmp_path / "missing.png"),
+    )
+    assert result.returncode == 1  # one file could not be read
+    objects = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [o["codes"] for o in objects[:2]] == [
+        [{"text": "S-0001", "hex": b"S-0001".hex(), "bytes": 6}],
+        [],
+    ]
+    assert objects[2]["error"].startswith("cannot read image")
+    assert {o["decoder"] for o in objects} == {"zxing-cpp"}
+
+
+def test_decode_with_an_unknown_backend_says_which_exist(tmp_path: Path) -> None:
+    result = kiosk("decode", "--decoder", "zbar2", str(tmp_path / "x.png"))
+    assert result.returncode == 69
+    assert "zxing-cpp" in result.stderr and "pyzbar" in result.stderr
