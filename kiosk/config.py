@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from kiosk.gate import RelayMode
+
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/kiosk.toml")
 EX_CONFIG = 78  # sysexits.h: configuration error
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 BCM_PINS = range(2, 28)  # GPIO2..GPIO27 on the 40-pin header; 0 and 1 are the HAT EEPROM bus
 
 Mode = Literal["gate", "screen", "checkin"]
-RelayMode = Literal["pulse", "hold"]
 Decoder = Literal["zxing-cpp", "pyzbar"]
 
 

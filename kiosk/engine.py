@@ -8,6 +8,7 @@ knows whether the hardware is real or simulated.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -83,21 +84,9 @@ class Health:
 
 
 def measurement_settings(config: KioskConfig) -> MeasurementSettings:
-    """The measurement protocol's settings from the thermometer section."""
-    t = config.thermometer
-    return MeasurementSettings(
-        presence_delta_c=t.presence_delta_c,
-        presence_timeout_s=t.presence_timeout_s,
-        sample_interval_s=t.sample_interval_s,
-        stable_count=t.stable_count,
-        stable_tolerance_c=t.stable_tolerance_c,
-        stable_timeout_s=t.stable_timeout_s,
-        calibration_offset_c=t.calibration_offset_c,
-        min_plausible_c=t.min_plausible_c,
-        max_plausible_c=t.max_plausible_c,
-        fever_threshold_c=t.fever_threshold_c,
-        retest_pause_s=t.retest_pause_s,
-    )
+    """The measurement protocol's settings, taken by name from the thermometer section."""
+    names = [f.name for f in dataclasses.fields(MeasurementSettings)]
+    return MeasurementSettings(**{name: getattr(config.thermometer, name) for name in names})
 
 
 @dataclass

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 
-from kiosk.config import ConfigError, example_toml, load_config, parse_config
+from kiosk.config import ConfigError, Decoder, example_toml, load_config, parse_config
+from kiosk.sensors.qr import DECODER_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,3 +158,7 @@ def test_missing_allowlist_is_a_config_error(tmp_path: Path) -> None:
     result = run_cli("config", "check", str(config))
     assert result.returncode == 78
     assert "cannot read the allowlist" in result.stderr
+
+
+def test_decoder_choices_match_the_decoders_that_exist() -> None:
+    assert typing.get_args(Decoder) == DECODER_NAMES

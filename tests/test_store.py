@@ -405,3 +405,17 @@ def test_impossible_settings_are_rejected(db: Path, capacity: int, warn_ratio: f
     with pytest.raises(ValueError):
         EventLog(db, boot_id="b", capacity=capacity, warn_ratio=warn_ratio)
     assert not db.exists()
+
+
+def test_event_log_is_the_outbox_the_sync_drains(db: Path) -> None:
+    from kiosk.sync import Outbox
+
+    log = EventLog(db, boot_id="b")
+    for n in range(3):
+        log.append("decision", {"n": n})
+    outbox: Outbox = log
+    assert [e.seq for e in outbox.pending(10)] == [1, 2, 3]
+    outbox.mark_sent([1, 2])
+    assert outbox.confirm_through(2) == 2
+    assert [e.seq for e in outbox.pending(10)] == [3]
+    log.close()
