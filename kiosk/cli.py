@@ -223,3 +223,87 @@ def decode(images: tuple[Path, ...], config_path: Path, decoder: str | None) -> 
         click.echo(json.dumps(result, ensure_ascii=False))
     if failed:
         sys.exit(1)
+
+
+@cli.group()
+def central() -> None:
+    """The reference central server: ingest events from the kiosks, show the fleet."""
+
+
+db_option = click.option(
+    "--db",
+    "db_url",
+    default="central.db",
+    show_default=True,
+    help="sqlite:///path, a file path, or postgresql://… (psycopg).",
+)
+
+
+@central.command("run")
+@db_option
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--port", default=8883, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--ca-file", help="CA that signed the broker's certificate (enables TLS).")
+@click.option("--cert-file", help="Client certificate (TLS client authentication).")
+@click.option("--key-file", help="Client certificate's key.")
+@click.option(
+    "--username",
+    default="central",
+    show_default=True,
+    help="MQTT user; the password comes from KIOSK_CENTRAL_MQTT_PASSWORD.",
+)
+@click.option(
+    "--client-id",
+    default="central-ingest-1",
+    show_default=True,
+    help="Unique per ingest instance, stable across restarts.",
+)
+@click.option("--group", default="ingest", show_default=True, help="Shared-subscription group.")
+@click.option(
+    "--gap-grace-s",
+    default=30.0,
+    show_default=True,
+    help="Ask a kiosk to resend a sequence gap older than this.",
+)
+def central_run(
+    db_url: str,
+    host: str,
+    port: int,
+    ca_file: str | None,
+    cert_file: str | None,
+    key_file: str | None,
+    username: str,
+    client_id: str,
+    group: str,
+    gap_grace_s: float,
+) -> None:
+    """Store every kiosk's events idempotently and send receipts, until SIGTERM."""
+    from kiosk.central.cli import run_central
+    from kiosk.central.ingest import IngestSettings
+    from kiosk.logs import setup_logging
+
+    setup_logging(client_id)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    settings = IngestSettings(
+        host=host,
+        port=port,
+        client_id=client_id,
+        share_group=group,
+        ca_file=ca_file,
+        cert_file=cert_file,
+        key_file=key_file,
+        username=username,
+        gap_grace_s=gap_grace_s,
+    )
+    run_central(settings, db_url, stop)
+
+
+@central.command("status")
+@db_option
+def central_status(db_url: str) -> None:
+    """Print each kiosk: online or not, last seen, backlog, gaps."""
+    from kiosk.central.cli import print_status
+
+    print_status(db_url)

@@ -31,6 +31,8 @@ BCM_PINS = range(2, 28)  # GPIO2..GPIO27 on the 40-pin header; 0 and 1 are the H
 
 Mode = Literal["gate", "screen", "checkin"]
 Decoder = Literal["zxing-cpp", "pyzbar"]
+MqttProtocol = Literal["5", "3.1.1"]
+ConfirmMode = Literal["receipt", "puback"]
 
 
 class ConfigError(ValueError):
@@ -197,6 +199,58 @@ class LogSection:
 
 
 @dataclass(frozen=True)
+class MqttSection:
+    """Event sync to the site broker (see docs/mqtt.md)."""
+
+    enabled: bool = _key(False, "Sync events to the broker; without it the kiosk works offline")
+    host: str = _key("localhost", "Broker host name or address")
+    port: int = _key(8883, "Broker port (8883: TLS, 1883: plain)", low=1, high=65535)
+    protocol: MqttProtocol = _key("5", "MQTT protocol version")
+    tls: bool = _key(True, "Connect with TLS (verify the broker against ca_file)")
+    ca_file: str = _key("", "CA certificate that signed the broker's (empty: system CAs)")
+    cert_file: str = _key("", "Client certificate for TLS client authentication (optional)")
+    key_file: str = _key("", "Private key of the client certificate")
+    username: str = _key("", "MQTT user name (empty: the kiosk id)")
+    password: str = _key("", "MQTT password", secret=True)
+    password_file: str = _key(
+        "", "File holding the MQTT password; must not be readable by group or others"
+    )
+    keepalive_s: int = _key(
+        30,
+        "MQTT keep-alive; the broker declares the kiosk offline after 1.5x this without traffic",
+        low=5,
+        high=600,
+    )
+    confirm: ConfirmMode = _key(
+        "receipt",
+        "receipt: an event is confirmed when central's receipt covers it; "
+        "puback: when the broker accepts it (for third-party subscribers; see docs/mqtt.md)",
+    )
+    window: int = _key(
+        1000, "Most events handed to the MQTT client and not yet confirmed", low=10, high=100_000
+    )
+    batch_max: int = _key(
+        50, "Most events packed into one message when draining a backlog", low=1, high=500
+    )
+    resend_after_s: float = _key(
+        600.0, "Send an event again if no receipt covered it after this long", low=1, high=86400
+    )
+    state_interval_s: float = _key(
+        30.0, "Publish the retained health state at least this often", low=1, high=3600
+    )
+    command_key: str = _key(
+        "",
+        "Shared key for HMAC-signed commands; when set, unsigned commands are refused",
+        secret=True,
+    )
+    allow_emergency_open: bool = _key(
+        False, "Accept the emergency_open command over MQTT (and offer it to Home Assistant)"
+    )
+    homeassistant: bool = _key(False, "Publish Home Assistant MQTT discovery for this kiosk")
+    discovery_prefix: str = _key("homeassistant", "Home Assistant's discovery topic prefix")
+
+
+@dataclass(frozen=True)
 class KioskConfig:
     """The whole configuration; build it with :func:`load_config`."""
 
@@ -206,6 +260,7 @@ class KioskConfig:
     gate: GateSection = field(default_factory=GateSection)
     credentials: CredentialsSection = field(default_factory=CredentialsSection)
     log: LogSection = field(default_factory=LogSection)
+    mqtt: MqttSection = field(default_factory=MqttSection)
     source: str = "<defaults>"
 
     @property
@@ -365,6 +420,21 @@ def _cross_check(config: KioskConfig, text: str) -> None:
             "gate.relay_mode",
             "hold mode re-locks on a passage, so it needs gate.passage_sensor_pin",
             _line_of(text, "relay_mode"),
+        )
+    mqtt = config.mqtt
+    if bool(mqtt.cert_file) != bool(mqtt.key_file):
+        raise ConfigError(
+            source,
+            "mqtt.key_file",
+            "cert_file and key_file go together",
+            _line_of(text, "cert_file" if mqtt.cert_file else "key_file"),
+        )
+    if mqtt.password and mqtt.password_file:
+        raise ConfigError(
+            source,
+            "mqtt.password_file",
+            "give password or password_file, not both",
+            _line_of(text, "password_file"),
         )
     if config.kiosk.mode == "checkin" and not config.kiosk.meeting:
         raise ConfigError(

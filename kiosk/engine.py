@@ -14,17 +14,20 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from typing import Any
 
+from kiosk import __version__
 from kiosk.config import KioskConfig
-from kiosk.credentials import Allowlist, CredentialCheck, check_payload
+from kiosk.credentials import Allowlist, AllowlistError, CredentialCheck, check_payload
 from kiosk.decision import Decision, Outcome, Reason, decide, when_log_unavailable
 from kiosk.events import EventType
-from kiosk.gate import Gate, GateState, Signal
+from kiosk.gate import Gate, Signal
 from kiosk.hardware import Hardware
+from kiosk.health import DailyCounts, FrameCounter, Health, Parts, PartState, state_document
 from kiosk.privacy import Pseudonymizer
+from kiosk.protocol import Command
 from kiosk.sensors.frames import CameraError
 from kiosk.sensors.measurement import (
     Measurement,
@@ -60,46 +63,10 @@ class DecisionRecord:
     gate_moved_at: float  # monotonic: the gate was told to act
 
 
-@dataclass(frozen=True)
-class Health:
-    """A snapshot of every part, for logs, the status page and MQTT."""
-
-    camera_ok: bool
-    camera_detail: str
-    frames_read: int
-    frames_per_s: float
-    thermometer_ok: bool
-    thermometer_detail: str
-    last_reading: Reading | None
-    gate: GateState
-    log_ok: bool
-    log: LogStats | None
-    clock_synced: bool
-
-    @property
-    def degraded(self) -> list[str]:
-        """Names of the parts that are not working."""
-        parts = {"camera": self.camera_ok, "thermometer": self.thermometer_ok, "log": self.log_ok}
-        return [name for name, ok in parts.items() if not ok]
-
-
 def measurement_settings(config: KioskConfig) -> MeasurementSettings:
     """The measurement protocol's settings, taken by name from the thermometer section."""
     names = [f.name for f in dataclasses.fields(MeasurementSettings)]
     return MeasurementSettings(**{name: getattr(config.thermometer, name) for name in names})
-
-
-@dataclass
-class _PartHealth:
-    ok: bool = True
-    detail: str = "ok"
-
-
-@dataclass
-class _FrameStats:
-    times: list[float] = field(default_factory=list)
-    last_frame_at: float = 0.0
-    count: int = 0
 
 
 _SIGNALS = {
@@ -120,6 +87,7 @@ class Kiosk:
         allowlist: Allowlist,
         pseudonymizer: Pseudonymizer,
         *,
+        allowlist_loader: Callable[[], Allowlist] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock_synced: Callable[[], bool] = lambda: True,
@@ -140,17 +108,20 @@ class Kiosk:
             rearm_after_s=config.camera.rearm_after_s,
             max_payload_bytes=config.camera.max_payload_bytes,
         )
+        self._allowlist_loader = allowlist_loader
         self._observers: list[Callable[[DecisionRecord], None]] = []
-        self._lock = threading.Lock()
-        self._camera = _PartHealth()
-        self._thermometer = _PartHealth(
-            hardware.thermometer is not None, hardware.thermometer_problem or "ok"
+        self._health_observers: list[Callable[[], None]] = []
+        self._background: list[Callable[[threading.Event], None]] = []
+        self._parts = Parts(
+            thermometer=PartState(
+                hardware.thermometer is not None, hardware.thermometer_problem or "ok"
+            )
         )
-        self._log_health = _PartHealth()
-        self._log_capacity = _PartHealth()
         self._next_housekeeping = 0.0
-        self._frames = _FrameStats()
+        self._frames = FrameCounter()
         self._last_reading: Reading | None = None
+        self._last_temperature_c: float | None = None
+        self._today = DailyCounts(self._local_day(self._wall_clock()))
 
     @property
     def gate(self) -> Gate:
@@ -161,30 +132,54 @@ class Kiosk:
         """Call ``observer`` after every decision (from the decision thread; keep it quick)."""
         self._observers.append(observer)
 
+    def add_health_observer(self, observer: Callable[[], None]) -> None:
+        """Call ``observer`` whenever a part fails or recovers."""
+        self._health_observers.append(observer)
+
+    def add_background(self, loop: Callable[[threading.Event], None]) -> None:
+        """Run ``loop(stop)`` in its own thread while :meth:`run` runs (e.g. the MQTT sync)."""
+        self._background.append(loop)
+
     # --- the two loops -------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
         """Run until ``stop`` is set: the frame loop in a thread, decisions in this one."""
         self._record(
             EventType.KIOSK_STARTED,
-            {"mode": self.config.kiosk.mode, "degraded": self.health().degraded},
+            {
+                "mode": self.config.kiosk.mode,
+                "version": __version__,
+                "degraded": self.health().degraded,
+            },
         )
         if self.gate.state().fire_alarm:
             log.warning("fire alarm active at start: gate released")
             self._record(EventType.FIRE_ALARM, {"active": True})
-        frames = threading.Thread(
-            target=self.frame_loop, args=(stop,), name="frame-loop", daemon=True
-        )
-        frames.start()
+        self._count_logged_decisions()
+        threads = [
+            threading.Thread(target=self.frame_loop, args=(stop,), name="frame-loop", daemon=True)
+        ]
+        threads += [
+            threading.Thread(
+                target=loop,
+                args=(stop,),
+                name=getattr(loop, "__qualname__", "background"),
+                daemon=True,
+            )
+            for loop in self._background
+        ]
+        for thread in threads:
+            thread.start()
         try:
             if self.config.kiosk.mode == "screen":
                 self._screen_loop(stop)
             else:
                 self._scan_loop(stop)
         finally:
-            stop.set()
-            frames.join(timeout=5)
             self._record(EventType.KIOSK_STOPPED, {})
+            stop.set()
+            for thread in threads:
+                thread.join(timeout=5)
 
     def frame_loop(self, stop: threading.Event) -> None:
         """Read frames, decode them and queue each new scan, until ``stop`` is set."""
@@ -273,6 +268,9 @@ class Kiosk:
         if event is None:
             decision = when_log_unavailable()
         logged = self._clock()
+        self._today.add(
+            self._local_day(self._wall_clock()), decision.outcome.value, decision.reason.value
+        )
         signal = self._signal_for(decision)
         if decision.opens_gate:
             self.gate.open_for_person()
@@ -330,9 +328,9 @@ class Kiosk:
     def _measure(self) -> Measurement:
         measurement = measure(self._read_for_measurement, self._settings)
         fault = measurement.status is TemperatureStatus.FAULT
-        self._set_health(
-            self._thermometer, "thermometer", not fault, measurement.detail if fault else "ok"
-        )
+        self._set_health("thermometer", not fault, measurement.detail if fault else "ok")
+        if measurement.celsius is not None:
+            self._last_temperature_c = round(measurement.celsius, 2)
         return measurement
 
     def _read_for_measurement(self) -> Reading:
@@ -347,9 +345,9 @@ class Kiosk:
         try:
             reading = self._read_for_measurement()
         except SensorError as exc:
-            self._set_health(self._thermometer, "thermometer", False, str(exc))
+            self._set_health("thermometer", False, str(exc))
             return None
-        self._set_health(self._thermometer, "thermometer", True, "ok")
+        self._set_health("thermometer", True, "ok")
         return reading
 
     # --- the log, health -----------------------------------------------------------
@@ -359,9 +357,9 @@ class Kiosk:
         try:
             event = self.event_log.append(event_type.value, data)
         except LogWriteError as exc:
-            self._set_health(self._log_health, "log", False, str(exc))
+            self._set_health("log", False, str(exc))
             return None
-        self._set_health(self._log_health, "log", True, "ok")
+        self._set_health("log", True, "ok")
         return event
 
     def _housekeeping(self) -> None:
@@ -374,16 +372,13 @@ class Kiosk:
             self.event_log.prune()
             stats = self.event_log.stats()
         except EventLogError as exc:
-            self._set_health(self._log_health, "log", False, str(exc))
+            self._set_health("log", False, str(exc))
             return
         detail = f"{stats.unconfirmed} unconfirmed of {stats.rows} rows, capacity {stats.capacity}"
-        self._set_health(self._log_capacity, "log_capacity", not stats.near_capacity, detail)
+        self._set_health("log_capacity", not stats.near_capacity, detail)
 
-    def _set_health(self, part: _PartHealth, name: str, ok: bool, detail: str) -> None:
-        with self._lock:
-            changed = part.ok != ok
-            part.ok, part.detail = ok, detail
-        if not changed:
+    def _set_health(self, name: str, ok: bool, detail: str) -> None:
+        if not self._parts.set(name, ok, detail):
             return
         if ok:
             log.info("%s recovered", name)
@@ -391,20 +386,16 @@ class Kiosk:
             log.error("%s failed: %s", name, detail)
         if name != "log":
             self._record(EventType.HEALTH, {"part": name, "ok": ok, "detail": detail})
+        for observer in self._health_observers:
+            observer()
 
     def _frame_seen(self, at: float) -> None:
-        with self._lock:
-            self._frames.last_frame_at = at
-            self._frames.count += 1
-            times = self._frames.times
-            times.append(at)
-            if len(times) > 60:
-                del times[0]
-        if not self._camera.ok:
-            self._set_health(self._camera, "camera", True, "ok")
+        self._frames.seen(at)
+        if not self._parts.snapshot()["camera"].ok:
+            self._set_health("camera", True, "ok")
 
     def _camera_lost(self, detail: str, stop: threading.Event) -> None:
-        self._set_health(self._camera, "camera", False, detail)
+        self._set_health("camera", False, detail)
         source = self.hardware.frames
         source.close()
         if stop.wait(self._camera_retry_s):
@@ -412,40 +403,88 @@ class Kiosk:
         try:
             source.start()
         except CameraError as exc:
-            self._set_health(self._camera, "camera", False, str(exc))
+            self._set_health("camera", False, str(exc))
             return
         self._frames.last_frame_at = self._clock()
 
+    def _local_day(self, moment: datetime) -> date:
+        return moment.astimezone().date()
+
+    def _count_logged_decisions(self) -> None:
+        """Today's counts survive a restart: count what the log already holds for today."""
+        today = self._local_day(self._wall_clock())
+        midnight = datetime.combine(today, datetime.min.time()).astimezone()
+        since_ms = int(midnight.timestamp() * 1000)
+        try:
+            events = self.event_log.recent(100_000, type=EventType.DECISION.value)
+        except EventLogError:
+            return
+        self._today.add_logged(
+            (e for e in events if e.ts_ms >= since_ms),
+            lambda ts_ms: self._local_day(datetime.fromtimestamp(ts_ms / 1000, UTC)),
+        )
+
     def health(self) -> Health:
         """The kiosk's health right now."""
-        with self._lock:
-            times = list(self._frames.times)
-            frames_read = self._frames.count
-            camera = (self._camera.ok, self._camera.detail)
-            thermometer = (self._thermometer.ok, self._thermometer.detail)
-            log_part = (self._log_health.ok, self._log_health.detail)
-        fps = (
-            (len(times) - 1) / (times[-1] - times[0])
-            if len(times) > 1 and times[-1] > times[0]
-            else 0.0
-        )
         try:
             stats: LogStats | None = self.event_log.stats()
         except EventLogError:
             stats = None
         return Health(
-            camera_ok=camera[0],
-            camera_detail=camera[1],
-            frames_read=frames_read,
-            frames_per_s=round(fps, 1),
-            thermometer_ok=thermometer[0],
-            thermometer_detail=thermometer[1],
+            parts=self._parts.snapshot(),
+            frames_read=self._frames.count,
+            frames_per_s=self._frames.per_second(),
             last_reading=self._last_reading,
+            last_temperature_c=self._last_temperature_c,
             gate=self.gate.state(),
-            log_ok=log_part[0] and stats is not None,
             log=stats,
             clock_synced=self._clock_synced(),
+            today=self._today.snapshot(self._local_day(self._wall_clock())),
         )
+
+    def state(self) -> dict[str, Any]:
+        """The retained MQTT state document for this kiosk."""
+        now = self._wall_clock()
+        return state_document(self.config, self.health(), int(now.timestamp() * 1000))
+
+    # --- operator actions (commands, status page) ------------------------------------
+
+    def record_command(self, command: Command) -> None:
+        """Log an accepted command before it is carried out; raises LogWriteError."""
+        self.event_log.append(
+            EventType.COMMAND.value,
+            {"id": command.id, "command": command.command, "args": command.args},
+        )
+
+    def set_lockdown(self, on: bool) -> None:
+        """Close the entrance (refuse everyone) or open it again."""
+        self.gate.set_lockdown(on)
+        self._notify_health()
+
+    def emergency_open(self, on: bool) -> None:
+        """Hold the gate released until turned off."""
+        self.gate.emergency_open(on)
+        self._notify_health()
+
+    def reload_allowlist(self) -> int:
+        """Read the allowlist again; a bad file raises AllowlistError and the old list stays."""
+        if self._allowlist_loader is None:
+            raise AllowlistError("this kiosk has no allowlist file to reload")
+        self._allowlist = self._allowlist_loader()
+        return len(self._allowlist)
+
+    def set_fever_threshold(self, celsius: float) -> None:
+        """Change the fever threshold from the next measurement on."""
+        self._settings = dataclasses.replace(self._settings, fever_threshold_c=celsius)
+
+    @property
+    def fever_threshold_c(self) -> float:
+        """The fever threshold in force."""
+        return self._settings.fever_threshold_c
+
+    def _notify_health(self) -> None:
+        for observer in self._health_observers:
+            observer()
 
 
 def _rounded(value: float | None) -> float | None:

@@ -13,4 +13,5 @@ class EventType(StrEnum):
     FIRE_ALARM = "fire_alarm"  # the fire-alarm input changed; data: {"active": bool}
     KIOSK_STARTED = "kiosk_started"  # data: version, mode, degraded parts
     KIOSK_STOPPED = "kiosk_stopped"  # a clean shutdown
+    COMMAND = "command"  # an accepted operator command: data: {"id", "command", "args"}
     HEALTH = "health"  # a part failed or recovered; data: {"part": str, "ok": bool, "detail": str}

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kiosk import __version__
 from kiosk.clock import clock_is_synchronised
+from kiosk.commands import CommandProcessor
 from kiosk.config import KioskConfig
 from kiosk.credentials import Allowlist, AllowlistError, parse_allowlist
-from kiosk.engine import Kiosk
+from kiosk.engine import DecisionRecord, Kiosk
 from kiosk.events import EventType
 from kiosk.hardware import build_hardware
+from kiosk.homeassistant import discovery_messages
 from kiosk.privacy import Pseudonymizer, load_or_create_salt
+from kiosk.protocol import Command, KioskTopics, encode_activity
 from kiosk.simulation import Scene
 from kiosk.store import EventLog, LogWriteError
+from kiosk.sync import Sync
+from kiosk.uplink import Received, Uplink, client_id
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,96 @@ class GateEventRecorder:
             self._event_log.append(event_type.value, data)
         except LogWriteError as exc:
             log.error("could not log %s: %s", event_type.value, exc)
+
+
+class CommandActions:
+    """What remote commands may do: the kiosk's operator actions plus the sync's resend."""
+
+    def __init__(self, kiosk: Kiosk, sync: Sync) -> None:
+        self._kiosk, self._sync = kiosk, sync
+
+    def record_command(self, command: Command) -> None:
+        """Log the accepted command before acting (raises LogWriteError)."""
+        self._kiosk.record_command(command)
+
+    def set_lockdown(self, on: bool) -> None:
+        """Close or reopen the entrance."""
+        self._kiosk.set_lockdown(on)
+
+    def emergency_open(self, on: bool) -> None:
+        """Hold the gate released, or end that."""
+        self._kiosk.emergency_open(on)
+
+    def reload_allowlist(self) -> int:
+        """Read the allowlist file again."""
+        return self._kiosk.reload_allowlist()
+
+    def set_fever_threshold(self, celsius: float) -> None:
+        """Change the fever threshold."""
+        self._kiosk.set_fever_threshold(celsius)
+
+    def resend_from(self, seq: int) -> None:
+        """Send unconfirmed events from ``seq`` on again."""
+        self._sync.resend_from(seq)
+
+
+def attach_sync(kiosk: Kiosk, config: KioskConfig) -> Sync:
+    """Sync the kiosk's events over MQTT and take commands, in a thread of :meth:`Kiosk.run`."""
+    topics = KioskTopics(config.kiosk.site, config.kiosk.id)
+    mqtt = config.mqtt
+    announce = []
+    if mqtt.homeassistant:
+        announce = discovery_messages(
+            topics,
+            prefix=mqtt.discovery_prefix,
+            version=__version__,
+            allow_emergency_open=mqtt.allow_emergency_open,
+            signed_commands=bool(mqtt.command_key),
+        )
+    sync = Sync(
+        Uplink(mqtt, topics, client_id(topics)),
+        kiosk.event_log,
+        confirm=mqtt.confirm,
+        window=mqtt.window,
+        batch_max=mqtt.batch_max,
+        resend_after_s=mqtt.resend_after_s,
+        state_interval_s=mqtt.state_interval_s,
+        state=kiosk.state,
+        announce=announce,
+    )
+    seen = [event.data["id"] for event in kiosk.event_log.recent(10_000, type="command")]
+    processor = CommandProcessor(
+        CommandActions(kiosk, sync),
+        kiosk_id=config.kiosk.id,
+        key=mqtt.command_key.encode() if mqtt.command_key else None,
+        allow_emergency_open=mqtt.allow_emergency_open,
+        now_ms=lambda: int(time.time() * 1000),
+        seen_ids=seen,
+    )
+
+    def on_command(request: Received) -> None:
+        outcome = processor.handle(request.payload)
+        name = outcome.command.command if outcome.command else "?"
+        log.info("command %s: %s", name, outcome.error or "done")
+        sync.reply(request, processor.encode(outcome))
+
+    def on_decision(record: DecisionRecord) -> None:
+        measurement = record.measurement
+        sync.publish_activity(
+            encode_activity(
+                record.decision.outcome.value,
+                record.decision.reason.value,
+                None
+                if measurement is None or measurement.celsius is None
+                else round(measurement.celsius, 1),
+            )
+        )
+
+    sync.on_command = on_command
+    kiosk.add_background(sync.run)
+    kiosk.add_health_observer(sync.request_state)
+    kiosk.add_observer(on_decision)
+    return sync
 
 
 def load_allowlist(config: KioskConfig) -> Allowlist:
@@ -98,6 +195,9 @@ def open_kiosk(
             event_log,
             allowlist,
             pseudonymizer,
+            allowlist_loader=lambda: load_allowlist(config),
             clock_synced=clock_is_synchronised,
         )
+        if config.mqtt.enabled:
+            attach_sync(kiosk, config)
         yield kiosk

@@ -1,21 +1,60 @@
-"""Event sync to central servers over MQTT: the outbox interface it drains.
+"""Event sync: drain the SQLite outbox to MQTT, confirm on central's receipts, resend the rest.
 
-The MQTT client itself arrives with the sync issue; this module fixes the
-contract between it and the event log, which :class:`kiosk.store.EventLog`
-implements: read unconfirmed events in sequence order, mark them sent when the
-broker acknowledges them, confirm them when central's receipt says so.
+The outbox (the event log) is the only durable store: paho keeps its queue in memory. The
+sync loop feeds paho from the outbox through a bounded window, in sequence order:
+
+- an event handed to paho is *in flight*; the broker's PUBACK marks it *sent* (batched
+  writes); central's receipt marks it *confirmed* (``mqtt.confirm = "receipt"``), or the
+  PUBACK does (``"puback"``, for sites whose subscriber sends no receipts);
+- an event in flight for ``resend_after_s`` without a receipt is sent again, and so is
+  everything when the broker has lost the kiosk's session;
+- a backlog is packed into messages of up to ``batch_max`` events, flagged ``historical``.
+
+Everything runs in one thread reading :attr:`Uplink.inbox`; a watchdog restarts a paho client
+whose network thread died.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from kiosk.store import Event
+from kiosk.protocol import (
+    Availability,
+    Leaf,
+    ProtocolError,
+    WireEvent,
+    decode_receipt,
+    encode_alert,
+    encode_events,
+    encode_state,
+)
+from kiosk.store import Event, EventLogError
+from kiosk.uplink import (
+    Connected,
+    ConnectFailed,
+    Disconnected,
+    Published,
+    Received,
+    Uplink,
+    UplinkEvent,
+)
+
+log = logging.getLogger(__name__)
+
+HISTORICAL_AFTER_MS = 10_000  # an event that waited longer than this is sent as historical
+MARK_EVERY_S = 0.05  # sent-marks are written in one transaction at most this often
+WATCHDOG_EVERY_S = 5.0
+BACKLOG_FOR_BATCHING = 20  # pack events together once more than this many wait
 
 
 class Outbox(Protocol):
-    """What the sync needs from the event log."""
+    """What the sync needs from the event log (:class:`kiosk.store.EventLog` is one)."""
 
     def pending(self, limit: int, after_seq: int = 0) -> list[Event]:
         """Unconfirmed events after ``after_seq``, oldest first."""
@@ -25,6 +64,313 @@ class Outbox(Protocol):
         """The broker acknowledged these events (they may still need a re-send)."""
         ...
 
-    def confirm_through(self, seq: int) -> int:
-        """Central's receipt covers every event up to ``seq``; returns how many were new."""
+    def mark_confirmed(self, seqs: Iterable[int]) -> int:
+        """Central stored these events; returns how many were newly confirmed."""
         ...
+
+
+CommandHandler = Callable[[Received], None]
+
+
+@dataclass
+class SyncStats:
+    """Counters for the state topic, the status page and the tests."""
+
+    connected: bool = False
+    published_events: int = 0
+    confirmed_events: int = 0
+    resent_events: int = 0
+    refused_publishes: int = 0
+    last_error: str = ""
+    last_receipt_ms: int | None = None
+
+
+def alert_for(event: WireEvent) -> tuple[str, str] | None:
+    """The alert (name, detail) an event raises, or None."""
+    data = event.data
+    if event.type == "decision" and data.get("reason") == "fever":
+        return "fever", "fever confirmed on retest"
+    if event.type == "health" and data.get("ok") is False:
+        part = data.get("part")
+        name = "log_near_capacity" if part == "log_capacity" else "sensor_fault"
+        return name, f"{part}: {data.get('detail', '')}"
+    if event.type == "fire_alarm" and data.get("active"):
+        return "fire_alarm", "fire alarm active: gate released"
+    return None
+
+
+class Sync:
+    """Drains the outbox to the broker; run :meth:`run` in its own thread."""
+
+    def __init__(
+        self,
+        uplink: Uplink,
+        outbox: Outbox,
+        *,
+        confirm: str = "receipt",
+        window: int = 1000,
+        batch_max: int = 50,
+        resend_after_s: float = 600.0,
+        state_interval_s: float = 30.0,
+        state: Callable[[], dict[str, Any]] = dict,
+        on_command: CommandHandler | None = None,
+        announce: Iterable[tuple[str, bytes]] = (),
+        now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.uplink = uplink
+        self.outbox = outbox
+        self.stats = SyncStats()
+        self._confirm_on_puback = confirm == "puback"
+        self._window, self._batch_max = window, batch_max
+        self._resend_after_s, self._state_interval_s = resend_after_s, state_interval_s
+        self._state = state
+        self.on_command = on_command
+        self._announce = list(announce)
+        self._now_ms, self._clock = now_ms, clock
+        self._in_flight: dict[int, tuple[int | None, float]] = {}  # seq -> (mid, handed at)
+        self._by_mid: dict[int, list[int]] = {}  # mid -> seqs in that message
+        self._cursor = 0  # highest seq handed to paho since the last reset
+        self._acked: list[int] = []
+        self._last_mark = 0.0
+        self._last_state = 0.0
+        self._last_watchdog = 0.0
+        self._state_requested = threading.Event()
+        self._lock = threading.Lock()
+
+    # --- the loop --------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Connect and sync until ``stop`` is set; then say ``stopped`` and disconnect."""
+        self.uplink.start()
+        try:
+            while not stop.is_set():
+                self.step(timeout=0.02)
+        finally:
+            self._flush_marks()
+            self.uplink.stop(clean=True)
+
+    def step(self, timeout: float = 0.0) -> None:
+        """One round: handle what paho reported, refill the window, housekeeping."""
+        try:
+            self._handle(self.uplink.inbox.get(timeout=timeout))
+            while True:
+                self._handle(self.uplink.inbox.get_nowait())
+        except queue.Empty:
+            pass
+        now = self._clock()
+        if self.uplink.connected:
+            self._resend_overdue(now)
+            self._fill_window(now)
+            due = now - self._last_state >= self._state_interval_s
+            if due or self._state_requested.is_set():
+                self.publish_state()
+        if now - self._last_mark >= MARK_EVERY_S:
+            self._flush_marks()
+        if now - self._last_watchdog >= WATCHDOG_EVERY_S:
+            self._last_watchdog = now
+            if not self.uplink.is_alive():
+                self.uplink.restart()
+
+    def _handle(self, event: UplinkEvent) -> None:
+        if isinstance(event, Published):
+            self._published(event)
+        elif isinstance(event, Received):
+            self._received(event)
+        elif isinstance(event, Connected):
+            self._connected(event)
+        elif isinstance(event, Disconnected):
+            self.stats.connected = False
+            log.warning("MQTT disconnected: %s", event.reason)
+        elif isinstance(event, ConnectFailed):
+            self.stats.connected = False
+            self.stats.last_error = event.reason
+            log.error("MQTT connection failed: %s", event.reason)
+
+    def _connected(self, event: Connected) -> None:
+        self.stats.connected = True
+        self.stats.last_error = ""
+        log.info("MQTT connected (session %s)", "resumed" if event.session_present else "new")
+        topics = self.uplink.topics
+        self.uplink.subscribe(topics.topic(Leaf.CMD), topics.topic(Leaf.RECEIPTS))
+        self.uplink.publish(Leaf.STATUS, Availability.ONLINE.value.encode(), retain=True)
+        for topic, payload in self._announce:  # e.g. Home Assistant discovery
+            self.uplink.publish(Leaf.STATE, payload, retain=True, topic=topic)
+        self.publish_state()
+        if not event.session_present:
+            self._forget_in_flight()  # the broker lost what it had: send it all again
+
+    # --- outbox → broker ---------------------------------------------------------------
+
+    def _fill_window(self, now: float) -> None:
+        room = self._window - len(self._in_flight)
+        if room <= 0:
+            return
+        try:
+            events = self.outbox.pending(min(room, 5000), after_seq=self._cursor)
+        except EventLogError as exc:
+            self.stats.last_error = str(exc)
+            log.error("cannot read the outbox: %s", exc)
+            return
+        events = [e for e in events if e.seq not in self._in_flight][:room]
+        if not events:
+            return
+        size = self._batch_max if len(events) > BACKLOG_FOR_BATCHING else 1
+        for start in range(0, len(events), size):
+            if not self._send(events[start : start + size], now):
+                break
+
+    def _send(self, events: list[Event], now: float) -> bool:
+        now_ms = self._now_ms()
+        wire = [_wire(e, historical=now_ms - e.ts_ms > HISTORICAL_AFTER_MS) for e in events]
+        topics = self.uplink.topics
+        mid = self.uplink.publish(Leaf.EVENTS, encode_events(topics.site, topics.kiosk, wire))
+        if mid is None:
+            self.stats.refused_publishes += 1
+            return False
+        seqs = [e.seq for e in events]
+        with self._lock:
+            self._by_mid[mid] = seqs
+            for seq in seqs:
+                self._in_flight[seq] = (mid, now)
+            self._cursor = max(self._cursor, seqs[-1])
+        self.stats.published_events += len(seqs)
+        for item in wire:
+            alert = alert_for(item)
+            if alert is not None:
+                self.uplink.publish(
+                    Leaf.ALERTS, encode_alert(topics.kiosk, alert[0], item, alert[1])
+                )
+        return True
+
+    def _published(self, event: Published) -> None:
+        with self._lock:
+            seqs = self._by_mid.pop(event.mid, None)
+        if seqs is None:
+            return  # an alert, the state, or a message from before a reset
+        if not event.ok:
+            self.stats.last_error = f"broker refused events: {event.reason}"
+            log.error(
+                "broker refused %d events (%s); they are retried after %.0f s",
+                len(seqs),
+                event.reason,
+                self._resend_after_s,
+            )
+            return
+        if self._confirm_on_puback:
+            self._confirm(seqs)
+        else:
+            self._acked.extend(seqs)
+
+    def _flush_marks(self) -> None:
+        self._last_mark = self._clock()
+        if not self._acked:
+            return
+        acked, self._acked = self._acked, []
+        try:
+            self.outbox.mark_sent(acked)
+        except EventLogError as exc:
+            log.warning("could not mark %d events sent (they will be resent): %s", len(acked), exc)
+
+    def _resend_overdue(self, now: float) -> None:
+        with self._lock:
+            overdue = [
+                seq
+                for seq, (_, handed) in self._in_flight.items()
+                if now - handed >= self._resend_after_s
+            ]
+        if overdue:
+            log.warning(
+                "%d events not confirmed after %.0f s: sending them again",
+                len(overdue),
+                self._resend_after_s,
+            )
+            self.stats.resent_events += len(overdue)
+            self.resend_from(min(overdue))
+
+    def resend_from(self, seq: int) -> None:
+        """Send every unconfirmed event from ``seq`` on again (central asked, or overdue)."""
+        with self._lock:
+            for pending in [s for s in self._in_flight if s >= seq]:
+                del self._in_flight[pending]
+            self._cursor = min(self._cursor, seq - 1)
+
+    def _forget_in_flight(self) -> None:
+        with self._lock:
+            self._in_flight.clear()
+            self._by_mid.clear()
+            self._cursor = 0
+
+    # --- broker → kiosk ----------------------------------------------------------------
+
+    def _received(self, message: Received) -> None:
+        topics = self.uplink.topics
+        if message.topic == topics.topic(Leaf.RECEIPTS):
+            try:
+                seqs = decode_receipt(message.payload)
+            except ProtocolError as exc:
+                log.warning("ignored a malformed receipt: %s", exc)
+                return
+            self.stats.last_receipt_ms = self._now_ms()
+            self._confirm(seqs)
+        elif message.topic == topics.topic(Leaf.CMD) and self.on_command is not None:
+            self.on_command(message)
+
+    def _confirm(self, seqs: list[int]) -> None:
+        try:
+            self.stats.confirmed_events += self.outbox.mark_confirmed(seqs)
+        except EventLogError as exc:
+            log.warning("could not mark events confirmed (a receipt will come again): %s", exc)
+            return
+        with self._lock:
+            for seq in seqs:
+                self._in_flight.pop(seq, None)
+
+    # --- state -------------------------------------------------------------------------
+
+    def request_state(self) -> None:
+        """Ask for the state to be published soon (a part failed or recovered); thread-safe."""
+        self._state_requested.set()
+
+    def publish_state(self) -> None:
+        """Publish the retained health state now (from the sync thread)."""
+        self._state_requested.clear()
+        self._last_state = self._clock()
+        state = self._state() | {
+            "mqtt": {
+                "in_flight": len(self._in_flight),
+                "last_receipt_ms": self.stats.last_receipt_ms,
+            }
+        }
+        self.uplink.publish(Leaf.STATE, encode_state(state), retain=True)
+
+    def publish_activity(self, payload: bytes) -> None:
+        """A live decision for dashboards and Home Assistant (QoS 0, not retained)."""
+        if self.uplink.connected:
+            self.uplink.publish(Leaf.ACTIVITY, payload, qos=0)
+
+    def reply(self, request: Received, payload: bytes) -> None:
+        """A command's result, on the kiosk's ``result`` topic with the request's correlation data.
+
+        A requested MQTT 5 response topic is not used: the broker's ACL lets a kiosk write
+        only under its own prefix, so results always go to ``…/result``.
+        """
+        self.uplink.publish(Leaf.RESULT, payload, correlation_data=request.correlation_data)
+
+    @property
+    def in_flight(self) -> int:
+        """Events handed to the broker and not yet confirmed."""
+        return len(self._in_flight)
+
+
+def _wire(event: Event, *, historical: bool) -> WireEvent:
+    return WireEvent(
+        event.event_id,
+        event.seq,
+        event.boot_id,
+        event.ts_ms,
+        event.clock_synced,
+        event.type,
+        event.data,
+        historical=historical,
+    )

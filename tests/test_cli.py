@@ -82,12 +82,7 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         text=True,
     )
     try:
-        wait_until(
-            lambda: bool(
-                (tmp_path / "events.db").exists() and read_events(tmp_path / "events.db", 5)
-            ),
-            timeout=30,
-        )
+        wait_until(lambda: bool(logged(tmp_path / "events.db")), timeout=30)
         child.send_signal(signal.SIGTERM)
         assert child.wait(timeout=15) == 0
     finally:

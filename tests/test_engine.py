@@ -109,14 +109,14 @@ def test_log_failure_refers_to_guard_and_keeps_gate_shut(tmp_path: Path) -> None
         assert record.event is None
         assert relay_levels(kiosk.kiosk.hardware.pin_factory) == [True]
         health = kiosk.kiosk.health()
-        assert not health.log_ok and "log" in health.degraded
+        assert not health.ok("log") and "log" in health.degraded
 
         conn.execute("PRAGMA max_page_count = 1000000")
         kiosk.scene.leave()
         kiosk.scene.step_up(Person("staff", b"S-0002", sim.nobody(), "grant"))
         record = kiosk.next_decision()
         assert record.decision.outcome is Outcome.GRANT and record.event is not None
-        assert kiosk.kiosk.health().log_ok
+        assert kiosk.kiosk.health().ok("log")
 
 
 def test_relay_released_after_an_exception_in_the_engine(tmp_path: Path) -> None:
@@ -221,14 +221,14 @@ def test_camera_loss_is_reported_and_recovers(tmp_path: Path) -> None:
         thread.start()
         try:
             camera.unplugged.set()
-            wait_until(lambda: not kiosk.health().camera_ok)
+            wait_until(lambda: not kiosk.health().ok("camera"))
             assert (
-                "disconnected" in kiosk.health().camera_detail
-                or "no such device" in kiosk.health().camera_detail
+                "disconnected" in kiosk.health().parts["camera"].detail
+                or "no such device" in kiosk.health().parts["camera"].detail
             )
             scene.step_up(STAFF)
             camera.unplugged.clear()
-            wait_until(lambda: kiosk.health().camera_ok)
+            wait_until(lambda: kiosk.health().ok("camera"))
             wait_until(lambda: bool(log.recent(10, type="decision")))
         finally:
             stop.set()

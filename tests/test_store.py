@@ -416,6 +416,6 @@ def test_event_log_is_the_outbox_the_sync_drains(db: Path) -> None:
     outbox: Outbox = log
     assert [e.seq for e in outbox.pending(10)] == [1, 2, 3]
     outbox.mark_sent([1, 2])
-    assert outbox.confirm_through(2) == 2
+    assert outbox.mark_confirmed([1, 2]) == 2
     assert [e.seq for e in outbox.pending(10)] == [3]
     log.close()

@@ -1,0 +1,59 @@
+"""Plain functions behind ``kiosk central run`` and ``kiosk central status``."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import threading
+from collections.abc import Mapping
+from typing import TextIO
+
+from kiosk.central.fleet import format_fleet
+from kiosk.central.ingest import Ingest, IngestSettings
+from kiosk.central.store import open_store
+
+log = logging.getLogger(__name__)
+
+PASSWORD_ENV = "KIOSK_CENTRAL_MQTT_PASSWORD"
+COMMAND_KEY_ENV = "KIOSK_CENTRAL_COMMAND_KEY"  # the kiosks' [mqtt] command_key
+
+
+def with_env_secrets(settings: IngestSettings, environ: Mapping[str, str]) -> IngestSettings:
+    """``settings`` with the MQTT password and the command key taken from the environment."""
+    password = environ.get(PASSWORD_ENV) or settings.password
+    key = environ.get(COMMAND_KEY_ENV)
+    return dataclasses.replace(
+        settings,
+        password=password,
+        command_key=key.encode("utf-8") if key else settings.command_key,
+    )
+
+
+def run_central(
+    settings: IngestSettings, db_url: str, stop: threading.Event, stats_every_s: float = 300
+) -> dict[str, int]:
+    """Ingest until ``stop`` is set; logs the counters now and then and returns them."""
+    settings = with_env_secrets(settings, os.environ)
+    store = open_store(db_url)
+    ingest = Ingest(settings, store)
+    log.info("central ingest %s starting: %s:%d", settings.client_id, settings.host, settings.port)
+    ingest.start()
+    try:
+        while not stop.wait(stats_every_s):
+            log.info("ingest counters: %s", ingest.stats())
+    finally:
+        ingest.stop()
+        store.close()
+    log.info("central ingest stopped: %s", ingest.stats())
+    return ingest.stats()
+
+
+def print_status(db_url: str, out: TextIO = sys.stdout) -> None:
+    """Print the fleet table from the store at ``db_url``."""
+    store = open_store(db_url)
+    try:
+        print(format_fleet(store.fleet()), file=out)
+    finally:
+        store.close()

@@ -1,0 +1,59 @@
+"""The fleet table that ``kiosk central status`` prints."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from kiosk.central.store import KioskStatus
+
+_HEADERS = ("SITE", "KIOSK", "STATUS", "LAST SEEN", "BACKLOG", "OLDEST UNCONF.", "EVENTS", "GAPS")
+
+
+def format_age(seconds: float | None) -> str:
+    """``42s``, ``5m``, ``3h``, ``2d``; ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def fleet_row(status: KioskStatus, now_ms: int) -> tuple[str, ...]:
+    """One kiosk's cells; backlog figures come from its retained state, if it reports them."""
+    seen = None if status.last_seen_ms is None else (now_ms - status.last_seen_ms) / 1000
+    backlog = _number(status.state.get("backlog"))
+    gaps = f"{status.missing} missing" if status.missing else "none"
+    if status.missing and status.resend_from_seq is not None:
+        gaps += f" (resend from {status.resend_from_seq} asked)"
+    return (
+        status.site,
+        status.kiosk,
+        status.availability or "unknown",
+        format_age(seen) + (" ago" if seen is not None else ""),
+        "-" if backlog is None else str(int(backlog)),
+        format_age(_number(status.state.get("oldest_unconfirmed_age_s"))),
+        str(status.count),
+        gaps,
+    )
+
+
+def format_fleet(rows: Sequence[KioskStatus], now_ms: int | None = None) -> str:
+    """A plain-text table with one line per kiosk; ages are relative to ``now_ms`` (default:
+    the current time)."""
+    if not rows:
+        return "no kiosks yet"
+    if now_ms is None:
+        now_ms = time.time_ns() // 1_000_000
+    table = [_HEADERS, *(fleet_row(status, now_ms) for status in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_HEADERS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in table
+    )

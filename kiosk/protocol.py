@@ -1,0 +1,370 @@
+"""The MQTT protocol between kiosks and central: every topic and payload, defined once.
+
+Topics live under a versioned prefix per kiosk, ``kiosk/v1/<site>/<kiosk>/``:
+
+=============  ==========  =========  ====  ======  =========================================
+leaf           publisher   reader     QoS   retain  payload
+=============  ==========  =========  ====  ======  =========================================
+``events``     kiosk       central    1     no      :func:`encode_events` (a batch of events)
+``status``     kiosk/will  anyone     1     yes     ``online`` / ``offline`` / ``stopped``
+``state``      kiosk       anyone     1     yes     health JSON (:func:`encode_state`)
+``alerts``     kiosk       anyone     1     no      one alert JSON per event that needs a human
+``cmd``        operators,  kiosk      1     no      a command JSON (see ``kiosk.commands``)
+``result``     kiosk       operators  1     no      a command result JSON
+``receipts``   central     kiosk      1     no      :func:`encode_receipt`: seqs stored
+``activity``   kiosk       HA         0     no      each live decision: ``event_type``, ``reason``
+=============  ==========  =========  ====  ======  =========================================
+
+``docs/mqtt.md`` documents each topic; ``docs/asyncapi.yaml`` and ``docs/schemas/`` describe
+them formally, and the tests check real messages against those schemas.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+PREFIX = "kiosk/v1"
+SCHEMA_VERSION = 1
+MAX_MESSAGE_BYTES = 256 * 1024  # the largest events batch or command the peers accept
+SEGMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+
+
+class Leaf(StrEnum):
+    """The last level of each per-kiosk topic."""
+
+    EVENTS = "events"
+    STATUS = "status"
+    STATE = "state"
+    ALERTS = "alerts"
+    CMD = "cmd"
+    RESULT = "result"
+    RECEIPTS = "receipts"
+    ACTIVITY = "activity"  # live decisions for Home Assistant (kiosk.homeassistant)
+
+
+class Availability(StrEnum):
+    """Values of the retained ``status`` topic."""
+
+    ONLINE = "online"
+    OFFLINE = "offline"  # the broker published the kiosk's will: connection lost
+    STOPPED = "stopped"  # the kiosk shut down cleanly
+
+
+class ProtocolError(ValueError):
+    """A message that does not follow this protocol; the text says what is wrong."""
+
+
+@dataclass(frozen=True)
+class KioskTopics:
+    """The topics of one kiosk."""
+
+    site: str
+    kiosk: str
+
+    def __post_init__(self) -> None:
+        for name, value in (("site", self.site), ("kiosk", self.kiosk)):
+            if not SEGMENT.match(value):
+                raise ValueError(f"{name} {value!r} cannot be used in a topic")
+
+    @property
+    def base(self) -> str:
+        """``kiosk/v1/<site>/<kiosk>``."""
+        return f"{PREFIX}/{self.site}/{self.kiosk}"
+
+    def topic(self, leaf: Leaf) -> str:
+        """The full topic for ``leaf``."""
+        return f"{self.base}/{leaf.value}"
+
+
+def subscription(leaf: Leaf, *, site: str = "+", kiosk: str = "+", share: str = "") -> str:
+    """A topic filter for ``leaf`` over all kiosks (or one site); ``share`` adds $share/<group>/."""
+    topic = f"{PREFIX}/{site}/{kiosk}/{leaf.value}"
+    return f"$share/{share}/{topic}" if share else topic
+
+
+def parse_topic(topic: str) -> tuple[str, str, Leaf]:
+    """``(site, kiosk, leaf)`` of a per-kiosk topic; ProtocolError if it is not one."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != PREFIX:
+        raise ProtocolError(f"not a kiosk topic: {topic!r}")
+    site, kiosk, leaf = parts[2], parts[3], parts[4]
+    try:
+        return site, kiosk, Leaf(leaf)
+    except ValueError:
+        raise ProtocolError(f"unknown topic leaf {leaf!r}") from None
+
+
+@dataclass(frozen=True)
+class WireEvent:
+    """One event as it travels: the log row plus who sent it and whether it is from a backlog."""
+
+    event_id: str
+    seq: int
+    boot_id: str
+    ts_ms: int
+    clock_synced: bool
+    type: str
+    data: dict[str, Any]
+    historical: bool = False
+    schema: int = SCHEMA_VERSION
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object for this event."""
+        return {
+            "event_id": self.event_id,
+            "seq": self.seq,
+            "boot_id": self.boot_id,
+            "ts_ms": self.ts_ms,
+            "clock_synced": self.clock_synced,
+            "type": self.type,
+            "historical": self.historical,
+            "schema": self.schema,
+            "data": self.data,
+        }
+
+
+def _dumps(payload: dict[str, Any]) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _loads(payload: bytes, what: str) -> dict[str, Any]:
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise ProtocolError(f"{what} larger than {MAX_MESSAGE_BYTES} bytes")
+    try:
+        value = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"{what} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ProtocolError(f"{what} must be a JSON object")
+    if value.get("v") != SCHEMA_VERSION:
+        raise ProtocolError(
+            f"{what} has version {value.get('v')!r}; this side speaks {SCHEMA_VERSION}"
+        )
+    return value
+
+
+def encode_events(site: str, kiosk: str, events: Sequence[WireEvent]) -> bytes:
+    """A batch of events from one kiosk (one event when live, many when draining a backlog)."""
+    return _dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "site": site,
+            "kiosk": kiosk,
+            "events": [event.as_dict() for event in events],
+        }
+    )
+
+
+_EVENT_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "event_id": str,
+    "seq": int,
+    "boot_id": str,
+    "ts_ms": int,
+    "clock_synced": bool,
+    "type": str,
+    "historical": bool,
+    "schema": int,
+    "data": dict,
+}
+
+
+def decode_events(payload: bytes) -> tuple[str, str, list[WireEvent]]:
+    """``(site, kiosk, events)`` of an events message; ProtocolError when malformed."""
+    message = _loads(payload, "events message")
+    site, kiosk, events = message.get("site"), message.get("kiosk"), message.get("events")
+    if not isinstance(site, str) or not isinstance(kiosk, str) or not isinstance(events, list):
+        raise ProtocolError("events message needs site, kiosk and an events list")
+    decoded = []
+    for index, item in enumerate(events):
+        if not isinstance(item, dict):
+            raise ProtocolError(f"event {index} is not an object")
+        for name, kind in _EVENT_FIELDS.items():
+            value = item.get(name)
+            if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+                raise ProtocolError(f"event {index}: {name} missing or of the wrong type")
+        decoded.append(WireEvent(**{name: item[name] for name in _EVENT_FIELDS}))
+    return site, kiosk, decoded
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[list[int]]:
+    """Compress sequence numbers into sorted inclusive ``[first, last]`` ranges."""
+    ranges: list[list[int]] = []
+    for seq in sorted(set(seqs)):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+    return ranges
+
+
+def encode_receipt(seqs: Iterable[int]) -> bytes:
+    """Central's receipt: the events with these sequence numbers are stored durably.
+
+    Sequence numbers are unique per kiosk across restarts, so they alone identify events.
+    """
+    return _dumps({"v": SCHEMA_VERSION, "ranges": seq_ranges(seqs)})
+
+
+def decode_receipt(payload: bytes) -> list[int]:
+    """The sequence numbers a receipt confirms."""
+    message = _loads(payload, "receipt")
+    ranges = message.get("ranges")
+    if not isinstance(ranges, list):
+        raise ProtocolError("receipt needs a ranges list")
+    seqs: list[int] = []
+    for item in ranges:
+        valid = (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in item)
+            and item[0] <= item[1]
+            and item[1] - item[0] < 1_000_000
+        )
+        if not valid:
+            raise ProtocolError(f"receipt range {item!r} is not [first, last]")
+        seqs.extend(range(item[0], item[1] + 1))
+    return seqs
+
+
+def encode_state(state: dict[str, Any]) -> bytes:
+    """The retained health state of a kiosk."""
+    return _dumps({"v": SCHEMA_VERSION, **state})
+
+
+def decode_state(payload: bytes) -> dict[str, Any]:
+    """A kiosk's health state (the JSON object, ``v`` included)."""
+    return _loads(payload, "state")
+
+
+def encode_activity(outcome: str, reason: str, temperature_c: float | None) -> bytes:
+    """One live decision for dashboards and Home Assistant's event entity (no subject)."""
+    return _dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "event_type": outcome,
+            "reason": reason,
+            "temperature_c": temperature_c,
+        }
+    )
+
+
+def encode_alert(kiosk: str, alert: str, event: WireEvent, detail: str) -> bytes:
+    """An alert for a human, derived from a logged event."""
+    return _dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "kiosk": kiosk,
+            "alert": alert,
+            "event_id": event.event_id,
+            "seq": event.seq,
+            "ts_ms": event.ts_ms,
+            "historical": event.historical,
+            "detail": detail,
+        }
+    )
+
+
+class CommandName(StrEnum):
+    """Commands a kiosk accepts on its ``cmd`` topic."""
+
+    EMERGENCY_OPEN = "emergency_open"  # args: {"on": bool}
+    LOCKDOWN = "lockdown"  # args: {"on": bool}
+    RELOAD_ALLOWLIST = "reload_allowlist"  # args: {}
+    SET_FEVER_THRESHOLD = "set_fever_threshold"  # args: {"celsius": float}
+    RESEND = "resend"  # args: {"from_seq": int}: send every event from this seq again
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command as sent: a unique id (replays are refused), an expiry, optional signature."""
+
+    id: str
+    command: str
+    args: dict[str, Any]
+    issued_at_ms: int
+    expires_at_ms: int
+    sig: str | None = None
+
+    def signed_fields(self) -> dict[str, Any]:
+        """The fields the HMAC covers (everything but the signature)."""
+        return {
+            "v": SCHEMA_VERSION,
+            "id": self.id,
+            "command": self.command,
+            "args": self.args,
+            "issued_at_ms": self.issued_at_ms,
+            "expires_at_ms": self.expires_at_ms,
+        }
+
+
+def canonical_json(value: dict[str, Any]) -> bytes:
+    """Sorted keys, no spaces, UTF-8: the bytes an HMAC signs."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
+        "utf-8"
+    )
+
+
+def command_signature(key: bytes, command: Command) -> str:
+    """HMAC-SHA256 (hex) of the command's canonical JSON without its signature."""
+    return hmac.new(key, canonical_json(command.signed_fields()), hashlib.sha256).hexdigest()
+
+
+def encode_command(command: Command) -> bytes:
+    """A command message (sign it first with :func:`command_signature` if the site requires)."""
+    fields = command.signed_fields()
+    if command.sig is not None:
+        fields["sig"] = command.sig
+    return _dumps(fields)
+
+
+def decode_command(payload: bytes) -> Command:
+    """Parse a command message; ProtocolError names what is missing or wrong."""
+    message = _loads(payload, "command")
+    kinds = {"id": str, "command": str, "args": dict, "issued_at_ms": int, "expires_at_ms": int}
+    for name, kind in kinds.items():
+        value = message.get(name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ProtocolError(f"command: {name} missing or of the wrong type")
+    sig = message.get("sig")
+    if sig is not None and not isinstance(sig, str):
+        raise ProtocolError("command: sig must be a hex string")
+    unknown = set(message) - {"v", "sig", *kinds}
+    if unknown:
+        raise ProtocolError(f"command: unknown fields {sorted(unknown)}")
+    return Command(
+        message["id"],
+        message["command"],
+        message["args"],
+        message["issued_at_ms"],
+        message["expires_at_ms"],
+        sig,
+    )
+
+
+def encode_result(
+    kiosk: str,
+    command_id: str | None,
+    error: str | None,
+    message: str,
+    *,
+    data: dict[str, Any] | None = None,
+) -> bytes:
+    """A command's result: ``error`` is None when it was carried out, else a stable code."""
+    return _dumps(
+        {
+            "v": SCHEMA_VERSION,
+            "kiosk": kiosk,
+            "id": command_id,
+            "ok": error is None,
+            "error": error,
+            "message": message,
+            "data": data or {},
+        }
+    )

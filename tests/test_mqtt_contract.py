@@ -1,0 +1,771 @@
+"""The MQTT contract: real messages match docs/schemas, docs/mqtt.md and docs/asyncapi.yaml.
+
+Messages are built by the real producers (the protocol encoders, the sync loop, the command
+processor, a simulated kiosk), so a payload that drifts from its schema fails here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import queue
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from kiosk import protocol
+from kiosk.commands import (
+    FEVER_MAX_C,
+    FEVER_MIN_C,
+    CommandError,
+    CommandProcessor,
+    KioskActions,
+)
+from kiosk.credentials import AllowlistError
+from kiosk.decision import Reason
+from kiosk.events import EventType
+from kiosk.protocol import (
+    Availability,
+    Command,
+    CommandName,
+    KioskTopics,
+    Leaf,
+    ProtocolError,
+    WireEvent,
+    command_signature,
+    decode_receipt,
+    encode_alert,
+    encode_command,
+    encode_events,
+    encode_receipt,
+    encode_result,
+    encode_state,
+)
+from kiosk.sensors import simulated_mlx90614 as sim
+from kiosk.simulation import Person
+from kiosk.store import EventLog, LogWriteError, read_events
+from kiosk.sync import Sync
+from kiosk.uplink import Connected
+from tests.support import make_config, running
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+SCHEMAS = DOCS / "schemas"
+SCHEMA_FILES = {"events", "receipt", "state", "alert", "command", "result", "activity", "status"}
+LEAF_SCHEMA = {
+    "events": "events",
+    "status": "status",
+    "state": "state",
+    "alerts": "alert",
+    "cmd": "command",
+    "result": "result",
+    "receipts": "receipt",
+    "activity": "activity",
+}
+KEY = b"test-command-key"
+SITE, KIOSK = "hq", "lobby-1"
+BOOT = "5d2c9a40-1e6b-4c8e-8f3d-2a7b9c0e1f55"
+
+
+@cache
+def schema(name: str) -> dict[str, Any]:
+    value: dict[str, Any] = json.loads((SCHEMAS / f"{name}.json").read_text(encoding="utf-8"))
+    return value
+
+
+def errors(name: str, message: bytes | str | dict[str, Any]) -> list[str]:
+    """Schema violations of a message (bytes as published, or an already parsed value)."""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8") if name == "status" else json.loads(message)
+    validator = Draft202012Validator(schema(name))
+    return [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(message)]
+
+
+def assert_valid(name: str, message: bytes | str | dict[str, Any]) -> None:
+    assert errors(name, message) == [], message
+
+
+def assert_invalid(name: str, message: dict[str, Any] | str) -> None:
+    assert errors(name, message), f"{name} schema accepted {message!r}"
+
+
+def enum_of(node: dict[str, Any]) -> set[Any]:
+    return set(node["enum"])
+
+
+# --- the schema files themselves -------------------------------------------------------
+
+
+def test_schema_files_are_the_documented_set() -> None:
+    assert {path.stem for path in SCHEMAS.glob("*.json")} == SCHEMA_FILES
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMA_FILES))
+def test_schema_is_a_valid_2020_12_schema(name: str) -> None:
+    document = schema(name)
+    assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(document)
+
+
+def test_schema_enums_follow_the_code() -> None:
+    """Names the code defines once are the names the schemas allow."""
+    event = schema("events")["$defs"]
+    assert enum_of(event["event"]["properties"]["type"]) == {t.value for t in EventType}
+    logged_reasons = {r.value for r in Reason} - {Reason.LOG_UNAVAILABLE.value}
+    assert enum_of(event["decision"]["properties"]["reason"]) == logged_reasons
+    assert enum_of(event["command"]["properties"]["command"]) == {c.value for c in CommandName}
+    command = schema("command")
+    assert enum_of(command["properties"]["command"]) == {c.value for c in CommandName}
+    assert enum_of(schema("result")["properties"]["error"]) == {None} | {
+        e.value for e in CommandError
+    }
+    assert enum_of(schema("status")) == {a.value for a in Availability}
+    assert enum_of(schema("activity")["properties"]["reason"]) == {r.value for r in Reason}
+    (threshold,) = [
+        rule["then"]["properties"]["args"]["properties"]["celsius"]
+        for rule in command["allOf"]
+        if rule["if"]["properties"]["command"].get("const") == "set_fever_threshold"
+    ]
+    assert (threshold["minimum"], threshold["maximum"]) == (FEVER_MIN_C, FEVER_MAX_C)
+
+
+# --- events, alerts, state and status from the real sync loop ---------------------------
+
+
+class FakeUplink:
+    """What :class:`kiosk.sync.Sync` needs from an uplink; records every publish."""
+
+    def __init__(self) -> None:
+        self.inbox: queue.Queue[Any] = queue.Queue()
+        self.connected = True
+        self.topics = KioskTopics(SITE, KIOSK)
+        self.published: list[tuple[Leaf, bytes, int, bool]] = []
+
+    def publish(
+        self, leaf: Leaf, payload: bytes, *, qos: int = 1, retain: bool = False, **_: Any
+    ) -> int:
+        self.published.append((leaf, payload, qos, retain))
+        return len(self.published)
+
+    def subscribe(self, *topics: str) -> None:
+        pass
+
+    def is_alive(self) -> bool:
+        return True
+
+    def restart(self) -> None:
+        pass
+
+    def of(self, leaf: Leaf) -> list[bytes]:
+        return [payload for sent, payload, _, _ in self.published if sent is leaf]
+
+
+DECISIONS: list[dict[str, Any]] = [
+    {  # gate mode, granted (docs/events.md)
+        "mode": "gate", "outcome": "grant", "reason": "ok", "subject": "s-4def6e9b4a287f437c2d",
+        "credential": {"status": "valid", "kind": "staff"},
+        "temperature": {"status": "normal", "celsius": 36.61, "ambient_c": 24.0,
+                        "stable": True, "retested": False, "samples": 5},
+        "decision_ms": 712.4,
+    },
+    {  # a fever, confirmed on retest
+        "mode": "gate", "outcome": "deny", "reason": "fever", "subject": "s-0123456789abcdef0123",
+        "credential": {"status": "valid", "kind": "visitor"},
+        "temperature": {"status": "fever", "celsius": 38.4, "ambient_c": 23.5,
+                        "stable": True, "retested": True, "samples": 10},
+        "decision_ms": 2210.0,
+    },
+    {  # not a badge id: no subject, credential failed before measuring
+        "mode": "gate", "outcome": "deny", "reason": "malformed_credential", "subject": None,
+        "credential": {"status": "malformed", "kind": None}, "temperature": None,
+        "decision_ms": 3.1,
+    },
+    {  # sensor fault: referred
+        "mode": "gate", "outcome": "refer", "reason": "sensor_fault",
+        "subject": "s-4def6e9b4a287f437c2d", "credential": {"status": "valid", "kind": "staff"},
+        "temperature": {"status": "fault", "celsius": None, "ambient_c": None,
+                        "stable": False, "retested": False, "samples": 0},
+        "decision_ms": 4000.2,
+    },
+    {  # screen mode: nobody's badge
+        "mode": "screen", "outcome": "grant", "reason": "ok", "subject": None, "credential": None,
+        "temperature": {"status": "normal", "celsius": 36.5, "ambient_c": 24.1,
+                        "stable": True, "retested": False, "samples": 5},
+        "decision_ms": 650.0,
+    },
+    {  # checkin mode: attendance, no temperature
+        "mode": "checkin", "outcome": "grant", "reason": "checked_in",
+        "subject": "s-4def6e9b4a287f437c2d", "credential": {"status": "valid", "kind": "staff"},
+        "temperature": None, "meeting": "Board meeting", "decision_ms": 12.0,
+    },
+]  # fmt: skip
+
+OTHER_EVENTS: list[tuple[str, dict[str, Any]]] = [
+    ("kiosk_started", {"mode": "gate", "degraded": ["thermometer"]}),
+    ("passage", {}),
+    ("fire_alarm", {"active": True}),
+    ("fire_alarm", {"active": False}),
+    ("health", {"part": "camera", "ok": False, "detail": "no frame for 5 s"}),
+    ("health", {"part": "thermometer", "ok": True, "detail": "ok"}),
+    ("health", {"part": "log_capacity", "ok": False, "detail": "91 % of 1000 rows"}),
+    ("command", {"id": "c-1", "command": "lockdown", "args": {"on": True}}),
+    ("kiosk_stopped", {}),
+]
+
+
+def _sync(uplink: FakeUplink, outbox: EventLog, state: dict[str, Any], **kw: Any) -> Sync:
+    return Sync(cast(Any, uplink), outbox, state=lambda: state, **kw)
+
+
+@pytest.fixture
+def state() -> dict[str, Any]:
+    """A state document from docs/mqtt.md without the sync's own part."""
+    document = _doc_examples()["state"][0]
+    assert isinstance(document, dict)
+    return {k: v for k, v in document.items() if k not in ("v", "mqtt")}
+
+
+def test_events_alerts_state_and_status_from_the_sync_loop(
+    tmp_path: Path, state: dict[str, Any]
+) -> None:
+    uplink = FakeUplink()
+    with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
+        for data in DECISIONS:
+            outbox.append("decision", data)
+        for event_type, data in OTHER_EVENTS:
+            outbox.append(event_type, data)
+        sync = _sync(uplink, outbox, state)
+        uplink.inbox.put(Connected(session_present=False))
+        sync.step()
+        live = uplink.of(Leaf.EVENTS)
+        for _ in range(30):  # a backlog: packed into batches
+            outbox.append("passage", {})
+        sync.step()
+
+    events_messages = uplink.of(Leaf.EVENTS)
+    assert len(live) == len(DECISIONS) + len(OTHER_EVENTS)  # one message per live event
+    assert any(len(json.loads(m)["events"]) > 1 for m in events_messages[len(live) :])
+    sent_types = set()
+    for message in events_messages:
+        assert_valid("events", message)
+        sent_types |= {event["type"] for event in json.loads(message)["events"]}
+    assert sent_types == {t.value for t in EventType}
+
+    alerts = uplink.of(Leaf.ALERTS)
+    for message in alerts:
+        assert_valid("alert", message)
+    assert {json.loads(m)["alert"] for m in alerts} == enum_of(
+        schema("alert")["properties"]["alert"]
+    )
+    (status,) = uplink.of(Leaf.STATUS)
+    assert_valid("status", status)
+    for message in uplink.of(Leaf.STATE):
+        assert_valid("state", message)
+
+
+def test_publish_qos_and_retain_follow_the_asyncapi_document(
+    tmp_path: Path, state: dict[str, Any]
+) -> None:
+    uplink = FakeUplink()
+    with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
+        outbox.append("decision", DECISIONS[1])  # raises a fever alert
+        sync = _sync(uplink, outbox, state)
+        uplink.inbox.put(Connected(session_present=False))
+        sync.step()
+        sync.publish_activity(protocol.encode_activity("deny", "fever", 38.4))
+    bindings = _send_bindings()
+    seen = {leaf.value for leaf, _, _, _ in uplink.published}
+    assert seen == {"events", "status", "state", "alerts", "activity"}
+    for leaf, _, qos, retain in uplink.published:
+        assert (qos, retain) == bindings[leaf.value], leaf
+
+
+def test_events_from_a_simulated_kiosk_and_its_commands(tmp_path: Path) -> None:
+    """A real kiosk: its decision, command and lifecycle events and its state document."""
+    config = make_config(tmp_path)
+    now_ms = int(time.time() * 1000)
+    with running(config) as kiosk:
+        kiosk.scene.step_up(Person("staff", b"S-0001", sim.person(36.6), "grant"))
+        kiosk.next_decision()
+        actions = cast(KioskActions, kiosk.kiosk)  # only lockdown here; resend_from is the sync's
+        processor = CommandProcessor(
+            actions, kiosk_id=KIOSK, key=KEY, allow_emergency_open=False, now_ms=lambda: now_ms
+        )
+        for on in (True, False):
+            outcome = processor.handle(_command("lockdown", {"on": on}, now_ms, key=KEY))
+            assert outcome.ok, outcome.message
+            assert_valid("result", processor.encode(outcome))
+        live_state = kiosk.kiosk.state()
+    events = read_events(config.log_path, 100)
+    assert {"kiosk_started", "decision", "command", "kiosk_stopped"} <= {e.type for e in events}
+    wire = [
+        WireEvent(e.event_id, e.seq, e.boot_id, e.ts_ms, e.clock_synced, e.type, e.data)
+        for e in events
+    ]
+    assert_valid("events", encode_events(config.kiosk.site, config.kiosk.id, wire))
+    uplink = FakeUplink()
+    with EventLog(config.log_path, boot_id=BOOT) as outbox:
+        _sync(uplink, outbox, live_state).publish_state()
+    (message,) = uplink.of(Leaf.STATE)
+    assert_valid("state", message)
+
+
+def _wire_event(**changes: Any) -> dict[str, Any]:
+    event = WireEvent(str(uuid.uuid4()), 7, BOOT, 1767261845123, True, "passage", {})
+    return dataclasses.replace(event, **changes).as_dict()
+
+
+def _batch(*events: dict[str, Any]) -> dict[str, Any]:
+    return {"v": 1, "site": SITE, "kiosk": KIOSK, "events": list(events)}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(lambda e: e.pop("seq"), id="no seq"),
+        pytest.param(lambda e: e.update(seq=0), id="seq 0"),
+        pytest.param(lambda e: e.update(seq="7"), id="seq as text"),
+        pytest.param(lambda e: e.pop("event_id"), id="no event_id"),
+        pytest.param(lambda e: e.update(event_id="not-a-uuid"), id="event_id not a uuid"),
+        pytest.param(lambda e: e.update(historical=None), id="historical null"),
+        pytest.param(lambda e: e.update(type="gate"), id="unknown type"),
+        pytest.param(lambda e: e.update(data={"x": 1}), id="passage with data"),
+        pytest.param(lambda e: e.update(type="fire_alarm", data={}), id="fire_alarm no active"),
+        pytest.param(
+            lambda e: e.update(type="health", data={"part": "relay", "ok": True, "detail": ""}),
+            id="health of an unknown part",
+        ),
+        pytest.param(
+            lambda e: e.update(type="decision", data={**DECISIONS[0], "badge_id": "S-0001"}),
+            id="decision carrying a badge id",
+        ),
+        pytest.param(
+            lambda e: e.update(type="decision", data={**DECISIONS[0], "subject": "S-0001"}),
+            id="subject not pseudonymous",
+        ),
+        pytest.param(
+            lambda e: e.update(type="command", data={"id": "c", "command": "lockdown"}),
+            id="command without args",
+        ),
+    ],
+)
+def test_wrong_event_shapes_are_rejected(bad: Any) -> None:
+    event = _wire_event()
+    assert_valid("events", _batch(event))
+    bad(event)
+    assert_invalid("events", _batch(event))
+
+
+def test_wrong_batch_envelopes_are_rejected() -> None:
+    event = _wire_event()
+    assert_invalid("events", {**_batch(event), "v": 2})
+    assert_invalid("events", {**_batch(event), "site": "HQ"})  # not a topic segment
+    assert_invalid("events", _batch())  # an empty batch
+    envelope = _batch(event)
+    del envelope["kiosk"]
+    assert_invalid("events", envelope)
+
+
+def test_alert_shape() -> None:
+    event = WireEvent(str(uuid.uuid4()), 9, BOOT, 1767261845123, True, "decision", {})
+    assert_valid("alert", encode_alert(KIOSK, "fever", event, "fever confirmed on retest"))
+    assert_invalid("alert", json.loads(encode_alert(KIOSK, "smoke", event, "")))
+    message = json.loads(encode_alert(KIOSK, "fever", event, ""))
+    del message["event_id"]
+    assert_invalid("alert", message)
+
+
+def test_state_shape(state: dict[str, Any]) -> None:
+    full = state | {"mqtt": {"in_flight": 0, "last_receipt_ms": None}}
+    assert_valid("state", encode_state(full))
+    assert_invalid("state", json.loads(encode_state(state)))  # without the sync's part
+    broken = json.loads(encode_state(full))
+    broken["today"]["granted"] = "212"
+    assert_invalid("state", broken)
+    broken = json.loads(encode_state(full))
+    del broken["log"]["unconfirmed"]
+    assert_invalid("state", broken)
+
+
+def test_status_values() -> None:
+    for value in Availability:
+        assert_valid("status", value.value.encode())
+    assert_invalid("status", "away")
+
+
+# --- receipts ------------------------------------------------------------------------
+
+
+def test_receipts() -> None:
+    for seqs in ([], [1], [1, 2, 3, 7, 9, 10], range(1, 5000)):
+        assert_valid("receipt", encode_receipt(seqs))
+    for ranges in ([[5]], [[1, 2, 3]], [["1", 2]], [[0, 3]], [[1.5, 2]], [[True, 2]], [5]):
+        assert_invalid("receipt", {"v": 1, "ranges": ranges})
+    assert_invalid("receipt", {"ranges": [[1, 2]]})
+    # [first, last] with first > last is well-shaped: only the protocol can refuse it
+    assert_valid("receipt", {"v": 1, "ranges": [[5, 3]]})
+    with pytest.raises(ProtocolError):
+        decode_receipt(b'{"v":1,"ranges":[[5,3]]}')
+
+
+# --- commands and results ------------------------------------------------------------
+
+
+class FakeActions:
+    """A kiosk for the command processor; ``fail`` makes one action raise."""
+
+    def __init__(self, fail: str = "") -> None:
+        self.fail = fail
+
+    def record_command(self, command: Command) -> None:
+        if self.fail == "log":
+            raise LogWriteError("disk full")
+
+    def set_lockdown(self, on: bool) -> None:
+        pass
+
+    def emergency_open(self, on: bool) -> None:
+        pass
+
+    def reload_allowlist(self) -> int:
+        if self.fail == "allowlist":
+            raise AllowlistError("allowlist.csv:3: expected 3 columns id,kind,valid_until")
+        return 42
+
+    def set_fever_threshold(self, celsius: float) -> None:
+        pass
+
+    def resend_from(self, seq: int) -> None:
+        pass
+
+
+NOW_MS = 1767262100000
+VALID_ARGS: dict[str, dict[str, Any]] = {
+    "lockdown": {"on": True},
+    "emergency_open": {"on": False},
+    "reload_allowlist": {},
+    "set_fever_threshold": {"celsius": 38.0},
+    "resend": {"from_seq": 1042},
+}
+BAD_ARGS: list[tuple[str, dict[str, Any]]] = [
+    ("lockdown", {}),
+    ("lockdown", {"on": "yes"}),
+    ("lockdown", {"on": True, "for_s": 60}),
+    ("reload_allowlist", {"path": "/tmp/x.csv"}),
+    ("set_fever_threshold", {"celsius": 45}),
+    ("set_fever_threshold", {"celsius": "38"}),
+    ("resend", {"from_seq": 0}),
+    ("resend", {"from_seq": 1.5}),
+]
+
+
+def _command(
+    name: str,
+    args: dict[str, Any],
+    now_ms: int = NOW_MS,
+    *,
+    key: bytes | None = None,
+    **changes: Any,
+) -> bytes:
+    command = Command(str(uuid.uuid4()), name, args, now_ms, now_ms + 30_000)
+    command = dataclasses.replace(command, **changes)
+    if key is not None:
+        command = dataclasses.replace(command, sig=command_signature(key, command))
+    return encode_command(command)
+
+
+def _processor(key: bytes | None = KEY, fail: str = "") -> CommandProcessor:
+    return CommandProcessor(
+        FakeActions(fail),
+        kiosk_id=KIOSK,
+        key=key,
+        allow_emergency_open=True,
+        now_ms=lambda: NOW_MS,
+    )
+
+
+def test_every_command_matches_the_schema_and_is_carried_out() -> None:
+    assert set(VALID_ARGS) == {c.value for c in CommandName}
+    processor = _processor()
+    for name, args in VALID_ARGS.items():
+        message = _command(name, args, key=KEY)
+        assert_valid("command", message)
+        assert_valid("command", _command(name, args))  # unsigned is well-formed too
+        outcome = processor.handle(message)
+        assert outcome.ok, outcome.message
+        assert_valid("result", processor.encode(outcome))
+
+
+@pytest.mark.parametrize(("name", "args"), BAD_ARGS)
+def test_bad_arguments_are_refused_by_schema_and_kiosk(name: str, args: dict[str, Any]) -> None:
+    message = _command(name, args, key=KEY)
+    assert_invalid("command", json.loads(message))
+    outcome = _processor().handle(message)
+    assert outcome.error is CommandError.BAD_ARGUMENTS
+    assert_valid("result", _processor().encode(outcome))
+
+
+def test_malformed_commands_are_refused_by_schema_and_kiosk() -> None:
+    good = json.loads(_command("lockdown", {"on": True}, key=KEY))
+    for broken in (
+        {k: v for k, v in good.items() if k != "expires_at_ms"},
+        {**good, "reply_to": "elsewhere"},
+        {**good, "issued_at_ms": "now"},
+        {**good, "v": 2},
+        {**good, "id": "x" * 129},
+    ):
+        assert_invalid("command", broken)
+        outcome = _processor().handle(json.dumps(broken).encode())
+        assert outcome.error is CommandError.MALFORMED, broken
+    assert_invalid("command", {**good, "sig": "ABC"})  # not lower-case hex SHA-256
+    assert_invalid("command", {**good, "command": "open_gate"})
+
+
+def _refusals() -> Iterator[tuple[CommandError, CommandProcessor, bytes]]:
+    lockdown = {"on": True}
+    yield CommandError.MALFORMED, _processor(), b"not json"
+    yield CommandError.UNSIGNED, _processor(), _command("lockdown", lockdown)
+    yield CommandError.BAD_SIGNATURE, _processor(), _command("lockdown", lockdown, key=b"x")
+    yield (
+        CommandError.EXPIRED,
+        _processor(),
+        _command("lockdown", lockdown, NOW_MS - 60_000, key=KEY),
+    )
+    yield (
+        CommandError.NOT_YET_VALID,
+        _processor(),
+        _command("lockdown", lockdown, NOW_MS + 3_600_000, key=KEY),
+    )
+    yield (
+        CommandError.TOO_LONG_LIVED,
+        _processor(),
+        _command("lockdown", lockdown, key=KEY, expires_at_ms=NOW_MS + 2 * 86_400_000),
+    )
+    replaying = _processor()
+    message = _command("lockdown", lockdown, key=KEY)
+    assert replaying.handle(message).ok
+    yield CommandError.REPLAYED, replaying, message
+    yield CommandError.UNKNOWN_COMMAND, _processor(), _command("open_gate", {}, key=KEY)
+    yield CommandError.BAD_ARGUMENTS, _processor(), _command("lockdown", {}, key=KEY)
+    strict = CommandProcessor(
+        FakeActions(),
+        kiosk_id=KIOSK,
+        key=None,
+        allow_emergency_open=False,
+        now_ms=lambda: NOW_MS,
+    )
+    yield CommandError.NOT_ALLOWED, strict, _command("emergency_open", lockdown)
+    yield (
+        CommandError.LOG_UNAVAILABLE,
+        _processor(fail="log"),
+        _command("lockdown", lockdown, key=KEY),
+    )
+    yield (
+        CommandError.FAILED,
+        _processor(fail="allowlist"),
+        _command("reload_allowlist", {}, key=KEY),
+    )
+
+
+def test_every_refusal_gives_a_result_that_matches_the_schema() -> None:
+    seen = set()
+    for error, processor, message in _refusals():
+        outcome = processor.handle(message)
+        assert outcome.error is error, outcome.message
+        result = processor.encode(outcome)
+        assert_valid("result", result)
+        assert json.loads(result)["ok"] is False
+        seen.add(error)
+    assert seen == set(CommandError)
+
+
+def test_wrong_results_are_rejected() -> None:
+    assert_invalid("result", json.loads(encode_result(KIOSK, "c-1", "oops", "")))
+    ok = json.loads(encode_result(KIOSK, "c-1", None, "lockdown on"))
+    assert_invalid("result", {**ok, "error": "failed"})  # ok with an error code
+    assert_invalid("result", {**ok, "ok": False})  # not ok without one
+    assert_invalid("result", {k: v for k, v in ok.items() if k != "message"})
+
+
+# --- activity ------------------------------------------------------------------------
+
+
+def test_activity_shape() -> None:
+    for example in _doc_examples()["activity"]:
+        assert_valid("activity", example)
+    assert_valid(
+        "activity",
+        {"v": 1, "event_type": "refer", "reason": "log_unavailable", "temperature_c": None},
+    )
+    assert_invalid(
+        "activity", {"v": 1, "event_type": "open", "reason": "ok", "temperature_c": None}
+    )
+    assert_invalid("activity", {"event_type": "grant", "reason": "ok", "temperature_c": None})
+    assert_invalid(
+        "activity",
+        {
+            "v": 1,
+            "event_type": "grant",
+            "reason": "ok",
+            "temperature_c": None,
+            "subject": "s-4def6e9b4a287f437c2d",
+        },
+    )
+
+
+def test_activity_encoder_matches_the_schema() -> None:
+    encode = getattr(protocol, "encode_activity", None)
+    if encode is None:
+        pytest.skip("kiosk.protocol has no encode_activity yet")
+    assert_valid("activity", encode("grant", "ok", 36.61))
+    assert_valid("activity", encode("refer", "sensor_fault", None))
+
+
+# --- docs/mqtt.md --------------------------------------------------------------------
+
+
+def _mqtt_md() -> str:
+    return (DOCS / "mqtt.md").read_text(encoding="utf-8")
+
+
+def _sections() -> dict[str, str]:
+    """The text under each ``##`` heading of docs/mqtt.md."""
+    parts = re.split(r"^## (.+)$", _mqtt_md(), flags=re.MULTILINE)
+    return {
+        title.strip(): re.split(r"^# ", body, flags=re.MULTILINE)[0]
+        for title, body in zip(parts[1::2], parts[2::2], strict=True)
+    }
+
+
+@cache
+def _doc_examples() -> dict[str, list[Any]]:
+    """The example payloads of each topic section (JSON blocks, and text blocks for status)."""
+    examples: dict[str, list[Any]] = {}
+    for title, body in _sections().items():
+        blocks = re.findall(r"^```(json|text)\n(.*?)^```", body, flags=re.MULTILINE | re.DOTALL)
+        examples[title] = [json.loads(b) if kind == "json" else b.strip() for kind, b in blocks]
+    return examples
+
+
+def test_mqtt_md_has_one_section_per_topic_leaf() -> None:
+    headings = re.findall(r"^## (.+)$", _mqtt_md(), flags=re.MULTILINE)
+    assert len(headings) == len(set(headings))
+    assert set(headings) == {leaf.value for leaf in Leaf}
+
+
+def test_mqtt_md_examples_match_the_schemas() -> None:
+    for leaf in Leaf:
+        examples = _doc_examples()[leaf.value]
+        assert examples, f"no example payload under '## {leaf.value}'"
+        for example in examples:
+            assert_valid(LEAF_SCHEMA[leaf.value], example)
+
+
+def test_mqtt_md_sections_state_qos_and_retain_as_the_asyncapi_document() -> None:
+    bindings = _send_bindings() | _receive_bindings()
+    for leaf, body in _sections().items():
+        match = re.search(r"\*\*QoS (\d), (not retained|retained)\.", body)
+        assert match, f"'## {leaf}' does not state its QoS and retain flag"
+        assert (int(match[1]), match[2] == "retained") == bindings[leaf], leaf
+
+
+def test_mqtt_md_signing_example_matches_command_signature() -> None:
+    (example,) = _doc_examples()["cmd"]
+    command = protocol.decode_command(json.dumps(example).encode())
+    key = b"example-command-key-from-mqtt.command_key"
+    assert command.sig == command_signature(key, command)
+
+
+# --- docs/asyncapi.yaml --------------------------------------------------------------
+
+
+@cache
+def _asyncapi() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((DOCS / "asyncapi.yaml").read_text("utf-8"))
+    return document
+
+
+def _operation_bindings(action: str) -> dict[str, tuple[int, bool]]:
+    found = {}
+    for operation in _asyncapi()["operations"].values():
+        if operation["action"] == action:
+            leaf = operation["channel"]["$ref"].rsplit("/", 1)[1]
+            mqtt = operation["bindings"]["mqtt"]
+            found[leaf] = (mqtt["qos"], mqtt["retain"])
+    return found
+
+
+def _send_bindings() -> dict[str, tuple[int, bool]]:
+    return _operation_bindings("send")
+
+
+def _receive_bindings() -> dict[str, tuple[int, bool]]:
+    return _operation_bindings("receive")
+
+
+def test_asyncapi_declares_3_0_0_and_an_mqtt5_server() -> None:
+    document = _asyncapi()
+    assert document["asyncapi"] == "3.0.0"
+    (server,) = document["servers"].values()
+    assert (server["protocol"], str(server["protocolVersion"])) == ("mqtt", "5")
+    assert server["bindings"]["mqtt"]["lastWill"]["message"] == Availability.OFFLINE.value
+
+
+def test_asyncapi_has_one_channel_per_leaf() -> None:
+    channels = _asyncapi()["channels"]
+    assert set(channels) == {leaf.value for leaf in Leaf}
+    for leaf in Leaf:
+        channel = channels[leaf.value]
+        assert channel["address"] == f"{protocol.PREFIX}/{{site}}/{{kiosk}}/{leaf.value}"
+        assert set(channel["parameters"]) == {"site", "kiosk"}
+        (message,) = channel["messages"].values()
+        target = _resolve(_asyncapi(), message["$ref"])
+        assert target["payload"]["schema"]["$ref"] == f"./schemas/{LEAF_SCHEMA[leaf.value]}.json"
+
+
+def test_asyncapi_operations_are_from_the_kiosks_point_of_view() -> None:
+    assert set(_receive_bindings()) == {"cmd", "receipts"}
+    assert set(_send_bindings()) == {leaf.value for leaf in Leaf} - {"cmd", "receipts"}
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _resolve(document: Any, pointer: str) -> Any:
+    assert pointer.startswith("#/"), pointer
+    node = document
+    for part in pointer[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def test_every_asyncapi_ref_resolves() -> None:
+    document = _asyncapi()
+    files = set()
+    for ref in _refs(document):
+        target, _, fragment = ref.partition("#")
+        if not target:
+            _resolve(document, ref)
+            continue
+        path = (DOCS / target).resolve()
+        assert path.parent == SCHEMAS.resolve() and path.is_file(), ref
+        files.add(path.stem)
+        if fragment:
+            _resolve(schema(path.stem), f"#{fragment}")
+    assert files == SCHEMA_FILES

@@ -1,0 +1,277 @@
+"""Kiosk → broker → central, end to end on a real mosquitto: nothing lost, nothing doubled."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kiosk.central.ingest import Ingest, IngestSettings
+from kiosk.central.store import Store, open_store
+from kiosk.config import MqttSection, parse_config
+from kiosk.protocol import KioskTopics, Leaf
+from kiosk.store import EventLog, read_events
+from kiosk.sync import Sync
+from kiosk.uplink import Uplink, client_id
+from tests.broker import Broker, Collector, mqtt_client
+from tests.support import wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+TOPICS = KioskTopics("s1", "k1")
+
+
+def mqtt_settings(port: int, **overrides: Any) -> MqttSection:
+    """The kiosk k1's MQTT settings for a test broker's plain listener."""
+    values = {
+        "enabled": True,
+        "host": "127.0.0.1",
+        "port": port,
+        "tls": False,
+        "username": "k1",
+        "password": "k1-pw",
+        "resend_after_s": 2.0,
+        "state_interval_s": 1.0,
+    } | overrides
+    return parse_config({"mqtt": values}).mqtt
+
+
+@contextlib.contextmanager
+def syncing(log: EventLog, settings: MqttSection, **kwargs: Any) -> Iterator[Sync]:
+    """Run a Sync for ``log`` in a thread; stop it cleanly afterwards."""
+    sync = Sync(
+        Uplink(settings, TOPICS, client_id(TOPICS)),
+        log,
+        confirm=settings.confirm,
+        resend_after_s=settings.resend_after_s,
+        state_interval_s=settings.state_interval_s,
+        **kwargs,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=sync.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield sync
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def central_store(tmp_path: Path) -> Iterator[Store]:
+    store = open_store(str(tmp_path / "central.db"))
+    yield store
+    store.close()
+
+
+@contextlib.contextmanager
+def central(broker: Broker, store: Store) -> Iterator[Ingest]:
+    ingest = Ingest(
+        IngestSettings(
+            host=broker.host,
+            port=broker.port,
+            username="central",
+            password=broker.password("central"),
+            client_id="central-test",
+            gap_grace_s=60.0,
+        ),
+        store,
+    )
+    ingest.start()
+    assert ingest.wait_ready(10)
+    try:
+        yield ingest
+    finally:
+        ingest.stop()
+
+
+def fill(log: EventLog, n: int) -> None:
+    for index in range(n):
+        log.append("decision", {"outcome": "grant", "reason": "ok", "n": index})
+
+
+def seqs_seen(watcher: Collector, at_least: int, timeout: float = 20.0) -> list[int]:
+    """Sequence numbers in the event messages a watcher got, until ``at_least`` arrived."""
+    seqs: list[int] = []
+    while len(seqs) < at_least:
+        message = watcher.get(timeout)
+        seqs += [event["seq"] for event in json.loads(message.payload)["events"]]
+    return seqs
+
+
+def unconfirmed(db: Path) -> int:
+    """Events in another process's log that central has not confirmed yet."""
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return int(
+            conn.execute("SELECT count(*) FROM events WHERE confirmed_at_ms IS NULL").fetchone()[0]
+        )
+
+
+def stored_seqs(store: Store) -> list[int]:
+    return sorted(row.seq for row in store.events_between(0, 2**62))
+
+
+def test_events_arrive_once_in_order_and_are_confirmed(
+    broker: Broker, central_store: Store, tmp_path: Path
+) -> None:
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.EVENTS))
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        central(broker, central_store),
+        syncing(log, mqtt_settings(broker.port)),
+    ):
+        fill(log, 300)
+        wait_until(lambda: log.stats().unconfirmed == 0, timeout=30)
+    assert seqs_seen(watcher, 300) == list(range(1, 301))
+    assert watcher.messages.empty()
+    assert stored_seqs(central_store) == list(range(1, 301))
+
+
+def test_a_kiosk_that_boots_offline_delivers_everything_later(
+    broker: Broker, central_store: Store, tmp_path: Path
+) -> None:
+    broker.stop()
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, mqtt_settings(broker.port)) as sync,
+    ):
+        fill(log, 500)
+        wait_until(lambda: "cannot reach" in sync.stats.last_error, timeout=10)
+        assert log.stats().unconfirmed == 500
+        broker.start()
+        with central(broker, central_store):
+            wait_until(lambda: log.stats().unconfirmed == 0, timeout=60)
+    assert stored_seqs(central_store) == list(range(1, 501))
+
+
+@pytest.mark.slow
+def test_broker_killed_again_and_again_while_people_pass(
+    broker: Broker, central_store: Store, tmp_path: Path
+) -> None:
+    """The kiosk keeps logging while the broker is SIGKILLed three times mid-stream."""
+    total = 6000
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        central(broker, central_store),
+        syncing(log, mqtt_settings(broker.port)),
+    ):
+        writer = threading.Thread(target=fill, args=(log, total))
+        writer.start()
+        for stored in (1000, 2500, 4000):
+            wait_until(lambda s=stored: central_store.count() >= s, timeout=60)
+            broker.kill()
+            broker.start()
+        writer.join(timeout=60)
+        wait_until(lambda: log.stats().unconfirmed == 0, timeout=120)
+    assert stored_seqs(central_store) == list(range(1, total + 1))
+    assert central_store.count() == total
+
+
+@pytest.mark.slow
+def test_kiosk_killed_during_a_drain_loses_nothing(
+    broker: Broker, central_store: Store, tmp_path: Path
+) -> None:
+    db = tmp_path / "events.db"
+    command = [sys.executable, "-m", "tests.sync_child", str(db), str(broker.port)]
+    with central(broker, central_store):
+        child = subprocess.Popen([*command, "20000"], cwd=REPO)
+        try:
+            wait_until(lambda: central_store.count() > 500, timeout=30)
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait(timeout=10)
+        logged = len(read_events(db, 100_000))
+        assert logged < 20000, "the kiosk logged everything before it was killed"
+        child = subprocess.Popen(command, cwd=REPO)
+        try:
+            wait_until(lambda: central_store.count() == logged, timeout=60)
+            wait_until(lambda: unconfirmed(db) == 0, timeout=30)
+        finally:
+            child.terminate()
+            child.wait(timeout=10)
+    assert stored_seqs(central_store) == list(range(1, logged + 1))
+
+
+def test_puback_mode_confirms_without_central(broker: Broker, tmp_path: Path) -> None:
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, mqtt_settings(broker.port, confirm="puback")),
+    ):
+        fill(log, 50)
+        wait_until(lambda: log.stats().unconfirmed == 0, timeout=20)
+
+
+def test_unconfirmed_events_are_sent_again(broker: Broker, tmp_path: Path) -> None:
+    """No central, no receipts: after resend_after_s the same events go out again."""
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.EVENTS))
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, mqtt_settings(broker.port, resend_after_s=1.0)) as sync,
+    ):
+        fill(log, 3)
+        wait_until(lambda: sync.stats.resent_events >= 3, timeout=20)
+        assert log.stats().unconfirmed == 3
+    seen = seqs_seen(watcher, 6)
+    assert seen[:3] == [1, 2, 3] and seen.count(1) >= 2
+
+
+def test_status_is_online_then_stopped_and_state_is_retained(
+    broker: Broker, tmp_path: Path
+) -> None:
+    state = {"kiosk": "k1", "site": "s1", "camera": {"ok": True}}
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, mqtt_settings(broker.port), state=lambda: state),
+    ):
+        watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+        watcher.subscribe(TOPICS.topic(Leaf.STATUS))
+        watcher.subscribe(TOPICS.topic(Leaf.STATE))
+        messages = {m.topic: m for m in watcher.get_until(TOPICS.topic(Leaf.STATE))}
+        assert messages[TOPICS.topic(Leaf.STATUS)].payload == b"online"
+    retained = Collector(mqtt_client(broker, "central", client_id="late"))
+    retained.subscribe(TOPICS.topic(Leaf.STATUS))
+    assert retained.get().payload == b"stopped"
+    retained.subscribe(TOPICS.topic(Leaf.STATE))
+    document = json.loads(retained.get().payload)
+    assert document["camera"] == {"ok": True} and document["mqtt"]["in_flight"] == 0
+
+
+@pytest.mark.slow
+def test_last_will_says_offline_when_the_kiosk_dies(broker: Broker, tmp_path: Path) -> None:
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.STATUS))
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.sync_child", str(tmp_path / "events.db"), str(broker.port)],
+        cwd=REPO,
+    )
+    try:
+        assert watcher.get(timeout=20).payload == b"online"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    assert watcher.get(timeout=20).payload == b"offline"
+
+
+def test_tls_with_the_site_ca_and_a_clear_error_for_a_wrong_one(
+    broker: Broker, tmp_path: Path
+) -> None:
+    good = mqtt_settings(broker.tls_port, tls=True, ca_file=broker.ca_file, confirm="puback")
+    with EventLog(tmp_path / "good.db", boot_id="b1") as log, syncing(log, good):
+        fill(log, 5)
+        wait_until(lambda: log.stats().unconfirmed == 0, timeout=20)
+    wrong = mqtt_settings(broker.tls_port, tls=True, ca_file=broker.wrong_ca_file)
+    with EventLog(tmp_path / "wrong.db", boot_id="b1") as log, syncing(log, wrong) as sync:
+        wait_until(lambda: bool(sync.stats.last_error), timeout=20)
+        assert "certificate is not trusted" in sync.stats.last_error
+        assert "mqtt.ca_file" in sync.stats.last_error
+        assert not sync.stats.connected
