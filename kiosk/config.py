@@ -27,6 +27,7 @@ from kiosk.gate import RelayMode
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/kiosk.toml")
 EX_CONFIG = 78  # sysexits.h: configuration error
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+RESERVED_IDS = ("central", "operator", "homeassistant", "site")  # broker users and topics
 BCM_PINS = range(2, 28)  # GPIO2..GPIO27 on the 40-pin header; 0 and 1 are the HAT EEPROM bus
 
 Mode = Literal["gate", "screen", "checkin"]
@@ -64,6 +65,12 @@ def _id_check(value: str) -> str | None:
     return "must be 1-32 characters of a-z, 0-9 and '-', starting with a letter or digit"
 
 
+def _kiosk_id_check(value: str) -> str | None:
+    if value in RESERVED_IDS:
+        return f"is reserved for the broker's {value} user; choose another kiosk id"
+    return _id_check(value)
+
+
 def _pin_check(value: int | bool) -> str | None:
     if value is False or value in BCM_PINS:
         return None
@@ -80,7 +87,11 @@ def _source_check(value: str) -> str | None:
 class KioskSection:
     """Identity and mode of this kiosk."""
 
-    id: str = _key("kiosk-1", "This kiosk's id, unique within the site", check=_id_check)
+    id: str = _key(
+        "kiosk-1",
+        "This kiosk's id: its MQTT user name, unique on the broker",
+        check=_kiosk_id_check,
+    )
     site: str = _key("site-1", "The site (building) this kiosk belongs to", check=_id_check)
     mode: Mode = _key(
         "gate",

@@ -49,7 +49,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "mosquitto"
 HOST = "127.0.0.1"
-DEFAULT_USERS = ("k1", "k2", "central", "operator")
+DEFAULT_USERS = ("k1", "k2", "central", "operator", "homeassistant")
 # Shipped settings that depend on the machine: rewritten, every other line is kept verbatim.
 REWRITTEN = frozenset(
     {

@@ -64,6 +64,7 @@ def test_values_from_file_are_typed(tmp_path: Path) -> None:
         ("[gate]\nbuzzer_pin = true\n", "gate.buzzer_pin", "must be a pin number or false", 2),
         ('[kiosk]\nmode = "turbo"\n', "kiosk.mode", "choose one of: gate, screen, checkin", 2),
         ('[kiosk]\nid = "Gate 1"\n', "kiosk.id", "a-z, 0-9 and '-'", 2),
+        ('[kiosk]\nid = "central"\n', "kiosk.id", "reserved for the broker's central", 2),
         ('[kiosk]\nmode = "checkin"\n', "kiosk.meeting", "needs a meeting name", 2),
         (
             '[gate]\nrelay_mode = "hold"\npassage_sensor_pin = false\n',
