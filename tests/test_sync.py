@@ -275,3 +275,19 @@ def test_tls_with_the_site_ca_and_a_clear_error_for_a_wrong_one(
         assert "certificate is not trusted" in sync.stats.last_error
         assert "mqtt.ca_file" in sync.stats.last_error
         assert not sync.stats.connected
+
+
+@pytest.mark.slow
+def test_watchdog_restarts_a_dead_mqtt_client(broker: Broker, tmp_path: Path) -> None:
+    """paho's network thread dies (e.g. an exception escaped a callback): the sync notices."""
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, mqtt_settings(broker.port, confirm="puback")) as sync,
+    ):
+        wait_until(lambda: sync.stats.connected, timeout=10)
+        dead = sync.uplink
+        dead._client.loop_stop()  # the thread is gone; paho would never reconnect by itself
+        assert not dead.is_alive()
+        fill(log, 20)
+        wait_until(lambda: log.stats().unconfirmed == 0, timeout=20)
+        assert sync.uplink.is_alive()
