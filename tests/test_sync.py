@@ -21,7 +21,7 @@ from kiosk.config import MqttSection, parse_config
 from kiosk.protocol import KioskTopics, Leaf
 from kiosk.store import EventLog, read_events
 from kiosk.sync import Sync
-from kiosk.uplink import Uplink, client_id
+from kiosk.uplink import Uplink, UplinkError, client_id, read_password
 from tests.broker import Broker, Collector, mqtt_client
 from tests.support import wait_until
 
@@ -291,3 +291,23 @@ def test_watchdog_restarts_a_dead_mqtt_client(broker: Broker, tmp_path: Path) ->
         fill(log, 20)
         wait_until(lambda: log.stats().unconfirmed == 0, timeout=20)
         assert sync.uplink.is_alive()
+
+
+def test_mqtt_3_1_1_works_too(broker: Broker, tmp_path: Path) -> None:
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, mqtt_settings(broker.port, protocol="3.1.1", confirm="puback")) as sync,
+    ):
+        fill(log, 10)
+        wait_until(lambda: log.stats().unconfirmed == 0, timeout=20)
+        assert sync.stats.connected
+
+
+def test_password_file_must_be_private(tmp_path: Path) -> None:
+    secret = tmp_path / "mqtt-password"
+    secret.write_text("k1-pw\n", encoding="utf-8")
+    secret.chmod(0o600)
+    assert read_password(mqtt_settings(1883, password="", password_file=str(secret))) == "k1-pw"
+    secret.chmod(0o644)
+    with pytest.raises(UplinkError, match="readable by others; chmod 600"):
+        read_password(mqtt_settings(1883, password="", password_file=str(secret)))

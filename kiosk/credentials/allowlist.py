@@ -1,7 +1,6 @@
-"""Credentials: what a scanned QR payload proves. Pure: parses text it is handed.
+"""Allowlist credentials: a badge id printed in the QR code, looked up in a local list.
 
-Until signed passes arrive, a credential is a badge id printed in the QR code
-and looked up in a local allowlist (CSV: ``id,kind,valid_until``)::
+The list is a CSV (``id,kind,valid_until``)::
 
     # id,kind,valid_until   (valid_until: ISO date or date-time, UTC; empty = no expiry)
     S-0001,staff,
