@@ -185,11 +185,20 @@ def config_check(file: Path) -> None:
     """Validate FILE without starting anything; exit 78 if it is wrong."""
     config = load_config(file)
     from kiosk.runtime import load_allowlist
+    from kiosk.trust import TrustStore
 
     allowlist = load_allowlist(config)
+    badges = "no legacy badges" if allowlist is None else f"{len(allowlist)} legacy badges"
+    trust = TrustStore.open(config)
+    versions = trust.versions()
+    passes = (
+        f"signed passes: trust list v{versions['trust']}, revocation list v{versions['revocation']}"
+        if trust.enabled
+        else "signed passes off"
+    )
     click.echo(
         f"{file}: ok (kiosk {config.kiosk.id} at {config.kiosk.site}, "
-        f"mode {config.kiosk.mode}, {len(allowlist)} badges on the allowlist)"
+        f"mode {config.kiosk.mode}, {badges}, {passes})"
     )
 
 

@@ -33,6 +33,8 @@ BCM_PINS = range(2, 28)  # GPIO2..GPIO27 on the 40-pin header; 0 and 1 are the H
 Mode = Literal["gate", "screen", "checkin"]
 Decoder = Literal["zxing-cpp", "pyzbar"]
 MqttProtocol = Literal["5", "3.1.1"]
+Direction = Literal["entry", "exit", "toggle"]
+NationalQrPolicy = Literal["grant", "refer", "deny"]
 ConfirmMode = Literal["receipt", "puback"]
 
 
@@ -71,6 +73,13 @@ def _kiosk_id_check(value: str) -> str | None:
     return _id_check(value)
 
 
+def _hours_check(value: str) -> str | None:
+    if not value:
+        return None
+    match = re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", value)
+    return None if match else "must be HH:MM-HH:MM (local time), or empty"
+
+
 def _pin_check(value: int | bool) -> str | None:
     if value is False or value in BCM_PINS:
         return None
@@ -99,6 +108,12 @@ class KioskSection:
         "checkin: QR only, records attendance and never drives the relay",
     )
     meeting: str = _key("", "checkin mode: the meeting's name, recorded with each attendance")
+    direction: Direction = _key(
+        "entry", "entry or exit kiosk; toggle: one kiosk for both (entry unless already inside)"
+    )
+    area: str = _key(
+        "main", "The area this entrance leads into (occupancy is per area)", check=_id_check
+    )
     state_dir: str = _key("/var/lib/kiosk", "Writable directory for the event log and salt")
 
 
@@ -184,12 +199,46 @@ class GateSection:
 class CredentialsSection:
     """Who may pass."""
 
-    allowlist: str = _key("/etc/kiosk/allowlist.csv", "CSV of badge ids: id,kind,valid_until")
+    allowlist: str = _key(
+        "/etc/kiosk/allowlist.csv",
+        "CSV of legacy badge ids (id,kind,valid_until); empty: only signed passes",
+    )
+    trust_anchor: str = _key(
+        "", "PEM public key that signs the trust and revocation lists (empty: no signed passes)"
+    )
+    trust_list: str = _key("", "Signed trust list file (issuer keys); newer ones arrive over MQTT")
+    revocation_list: str = _key("", "Signed revocation list file; newer ones arrive over MQTT")
+    clock_skew_s: int = _key(300, "Tolerance on pass validity times", low=0, high=3600)
+    national_qr: NationalQrPolicy = _key(
+        "refer", "Unsigned national-app QR codes (PC-Covid …): grant, refer to reception, deny"
+    )
     subject_salt: str = _key(
         "",
         "Secret salt for pseudonymous subject ids; the same on every kiosk of a site "
         "(empty: generated per kiosk in state_dir)",
         secret=True,
+    )
+
+
+@dataclass(frozen=True)
+class RulesSection:
+    """Entry rules from the source documents; 0 or empty switches a rule off."""
+
+    health_declaration_max_age_h: float = _key(
+        0.0, "Require a health declaration newer than this many hours (R4)", low=0, high=720
+    )
+    visitor_hours: str = _key(
+        "", "Visitors only between these local times, e.g. 07:30-17:30", check=_hours_check
+    )
+    visitor_daily_cap: int = _key(
+        0, "Most visitors admitted per day at this site", low=0, high=100_000
+    )
+    anti_passback: bool = _key(False, "A pass that entered cannot enter again before it exits")
+    passback_grace_s: float = _key(
+        10.0, "The same pass again within this is one attempt", low=0, high=600
+    )
+    occupancy_cap: int = _key(
+        0, "Refuse entry when this many people are inside the area", low=0, high=100_000
     )
 
 
@@ -270,6 +319,7 @@ class KioskConfig:
     thermometer: ThermometerSection = field(default_factory=ThermometerSection)
     gate: GateSection = field(default_factory=GateSection)
     credentials: CredentialsSection = field(default_factory=CredentialsSection)
+    rules: RulesSection = field(default_factory=RulesSection)
     log: LogSection = field(default_factory=LogSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     source: str = "<defaults>"

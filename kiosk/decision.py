@@ -2,12 +2,16 @@
 
 Checks run in a fixed order and the first failure wins:
 
-1. lockdown (the entrance is closed by an operator);
-2. the credential (gate and checkin modes): too large, malformed, unknown, expired;
-3. the temperature (gate mode with a thermometer, and screen mode):
+1. lockdown (the entrance is closed by an operator; exits stay free);
+2. the credential (gate and checkin modes): too large, malformed, unknown, bad signature,
+   not yet valid, expired, wrong site, revoked; an unsigned national-app code is granted,
+   referred to reception or denied as configured;
+3. the entry rules (:mod:`kiosk.rules`, entries only): health declaration, visitor hours and
+   cap, anti-passback, occupancy;
+4. the temperature (entries in gate mode with a thermometer, and screen mode):
    sensor fault → refer to the guard; nobody at the sensor → deny, try again;
    confirmed fever → deny and alarm;
-4. otherwise grant (checkin mode: checked in, the relay never moves).
+5. otherwise grant (checkin mode: checked in once per pass, the relay never moves).
 
 Each outcome carries stable reason codes (for events, counters and the MQTT
 stream) and a message in Vietnamese and English for the person at the door.
@@ -19,6 +23,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from kiosk.credentials import CredentialCheck, CredentialStatus
+from kiosk.rules import RuleRefusal
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
 
 
@@ -40,6 +45,20 @@ class Reason(StrEnum):
     MALFORMED_CREDENTIAL = "malformed_credential"
     UNKNOWN_CREDENTIAL = "unknown_credential"
     EXPIRED_CREDENTIAL = "expired_credential"
+    NOT_YET_VALID = "not_yet_valid"
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_SITE = "wrong_site"
+    REVOKED = "revoked"
+    UNSIGNED_CREDENTIAL = "unsigned_credential"
+    HEALTH_DECLARATION_MISSING = "health_declaration_missing"
+    HEALTH_DECLARATION_STALE = "health_declaration_stale"
+    VISITOR_OUTSIDE_HOURS = "visitor_outside_hours"
+    VISITOR_CAP_REACHED = "visitor_cap_reached"
+    ALREADY_INSIDE = "already_inside"
+    OCCUPANCY_FULL = "occupancy_full"
+    ALREADY_CHECKED_IN = "already_checked_in"
     SENSOR_FAULT = "sensor_fault"
     NO_PERSON_AT_SENSOR = "no_person_at_sensor"
     FEVER = "fever"
@@ -54,6 +73,38 @@ MESSAGES: dict[Reason, tuple[str, str]] = {
     Reason.MALFORMED_CREDENTIAL: ("Mã QR không hợp lệ", "Invalid code"),
     Reason.UNKNOWN_CREDENTIAL: ("Mã chưa được đăng ký", "Code not registered"),
     Reason.EXPIRED_CREDENTIAL: ("Thẻ đã hết hạn", "Pass expired"),
+    Reason.NOT_YET_VALID: ("Thẻ chưa có hiệu lực", "Pass not valid yet"),
+    Reason.UNSUPPORTED_ALGORITHM: ("Mã QR không hợp lệ", "Invalid code"),
+    Reason.UNKNOWN_KEY: ("Thẻ không do đơn vị cấp", "Pass not issued by this organisation"),
+    Reason.BAD_SIGNATURE: ("Thẻ không hợp lệ", "Invalid pass"),
+    Reason.WRONG_SITE: ("Thẻ không dùng cho địa điểm này", "Pass not valid at this site"),
+    Reason.REVOKED: (
+        "Thẻ đã bị thu hồi: vui lòng gặp bảo vệ",
+        "Pass withdrawn: please see the guard",
+    ),
+    Reason.UNSIGNED_CREDENTIAL: ("Vui lòng đến quầy lễ tân", "Please go to reception"),
+    Reason.HEALTH_DECLARATION_MISSING: (
+        "Vui lòng khai báo y tế trước khi vào",
+        "Please make a health declaration first",
+    ),
+    Reason.HEALTH_DECLARATION_STALE: (
+        "Khai báo y tế đã quá hạn: vui lòng khai báo lại",
+        "Health declaration too old: please declare again",
+    ),
+    Reason.VISITOR_OUTSIDE_HOURS: ("Ngoài giờ tiếp khách", "Outside visiting hours"),
+    Reason.VISITOR_CAP_REACHED: (
+        "Đã đủ số khách hôm nay: vui lòng gặp lễ tân",
+        "Visitor limit reached today: please see reception",
+    ),
+    Reason.ALREADY_INSIDE: (
+        "Thẻ đã được dùng để vào: vui lòng quẹt khi ra",
+        "Pass already used to enter: scan it when you leave",
+    ),
+    Reason.OCCUPANCY_FULL: (
+        "Đã đủ số người bên trong: vui lòng chờ",
+        "Too many people inside: please wait",
+    ),
+    Reason.ALREADY_CHECKED_IN: ("Bạn đã điểm danh rồi", "Already checked in"),
     Reason.SENSOR_FAULT: (
         "Lỗi máy đo nhiệt: vui lòng gặp bảo vệ",
         "Thermometer fault: please see the guard",
@@ -74,6 +125,12 @@ _CREDENTIAL_REASONS: dict[CredentialStatus, Reason] = {
     CredentialStatus.MALFORMED: Reason.MALFORMED_CREDENTIAL,
     CredentialStatus.UNKNOWN: Reason.UNKNOWN_CREDENTIAL,
     CredentialStatus.EXPIRED: Reason.EXPIRED_CREDENTIAL,
+    CredentialStatus.NOT_YET_VALID: Reason.NOT_YET_VALID,
+    CredentialStatus.UNSUPPORTED_ALGORITHM: Reason.UNSUPPORTED_ALGORITHM,
+    CredentialStatus.UNKNOWN_KEY: Reason.UNKNOWN_KEY,
+    CredentialStatus.BAD_SIGNATURE: Reason.BAD_SIGNATURE,
+    CredentialStatus.WRONG_SITE: Reason.WRONG_SITE,
+    CredentialStatus.REVOKED: Reason.REVOKED,
 }
 
 
@@ -102,14 +159,19 @@ def decide(
     temperature: Measurement | None,
     *,
     lockdown: bool = False,
+    rule: RuleRefusal | None = None,
+    unsigned_policy: str = "refer",
+    exiting: bool = False,
+    checked_in_before: bool = False,
 ) -> Decision:
     """Decide for one person.
 
     ``credential`` is None in screen mode; ``temperature`` is None when no
-    measurement is required (checkin mode, or a kiosk without a thermometer) or
-    when the credential already failed. A gate or checkin decision without a
-    credential, or a screen decision without a temperature, is a programming
-    error and raises ValueError.
+    measurement is required (checkin mode, exits, a kiosk without a thermometer) or
+    when an earlier check already failed. ``rule`` is the entry rules' refusal, if any;
+    ``unsigned_policy`` (grant, refer, deny) says what an unsigned national-app code gets.
+    A gate or checkin decision without a credential, or a screen decision without a
+    temperature, is a programming error and raises ValueError.
     """
     if mode not in ("gate", "screen", "checkin"):
         raise ValueError(f"unknown mode {mode!r}")
@@ -117,12 +179,18 @@ def decide(
         raise ValueError(f"{mode} mode decides on a credential")
     if mode == "screen" and temperature is None:
         raise ValueError("screen mode decides on a temperature")
-    if lockdown and mode != "checkin":
+    if lockdown and mode != "checkin" and not exiting:
         return Decision(Outcome.DENY, Reason.LOCKDOWN, opens_gate=False)
     if credential is not None and credential.status is not CredentialStatus.VALID:
         return Decision(Outcome.DENY, _CREDENTIAL_REASONS[credential.status], opens_gate=False)
+    if credential is not None and credential.unsigned and unsigned_policy != "grant":
+        outcome = Outcome.REFER if unsigned_policy == "refer" else Outcome.DENY
+        return Decision(outcome, Reason.UNSIGNED_CREDENTIAL, opens_gate=False)
     if mode == "checkin":
-        return Decision(Outcome.GRANT, Reason.CHECKED_IN, opens_gate=False)
+        reason = Reason.ALREADY_CHECKED_IN if checked_in_before else Reason.CHECKED_IN
+        return Decision(Outcome.GRANT, reason, opens_gate=False)
+    if rule is not None and not exiting:
+        return Decision(Outcome.DENY, Reason(rule.value), opens_gate=False)
     if temperature is not None:
         if temperature.status is TemperatureStatus.FAULT:
             return Decision(Outcome.REFER, Reason.SENSOR_FAULT, opens_gate=False)

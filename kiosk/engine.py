@@ -20,13 +20,14 @@ from typing import Any
 
 from kiosk import __version__
 from kiosk.config import KioskConfig
-from kiosk.credentials import Allowlist, AllowlistError, CredentialCheck, check_payload
+from kiosk.credentials import Allowlist, AllowlistError, CredentialCheck
+from kiosk.credentials.passes import PassVerifier
 from kiosk.decision import Decision, Outcome, Reason, decide, when_log_unavailable
+from kiosk.entrance import Assessment, Entrance
 from kiosk.events import EventType
 from kiosk.gate import Gate, Signal
 from kiosk.hardware import Hardware
 from kiosk.health import DailyCounts, FrameCounter, Health, Parts, PartState, state_document
-from kiosk.privacy import Pseudonymizer
 from kiosk.protocol import Command
 from kiosk.sensors.frames import CameraError
 from kiosk.sensors.measurement import (
@@ -84,10 +85,9 @@ class Kiosk:
         config: KioskConfig,
         hardware: Hardware,
         event_log: EventLog,
-        allowlist: Allowlist,
-        pseudonymizer: Pseudonymizer,
+        entrance: Entrance,
         *,
-        allowlist_loader: Callable[[], Allowlist] | None = None,
+        allowlist_loader: Callable[[], Allowlist | None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock_synced: Callable[[], bool] = lambda: True,
@@ -96,8 +96,7 @@ class Kiosk:
         self.config = config
         self.hardware = hardware
         self.event_log = event_log
-        self._allowlist = allowlist
-        self._pseudonymizer = pseudonymizer
+        self.entrance = entrance
         self._clock = clock
         self._wall_clock = wall_clock
         self._clock_synced = clock_synced
@@ -239,17 +238,11 @@ class Kiosk:
 
     def handle_scan(self, scan: Scan) -> DecisionRecord:
         """Decide for one scanned code, log the decision, then move the gate."""
-        credential = check_payload(
-            scan.payload, self._allowlist, self._wall_clock(), too_large=scan.too_large
+        assessment = self.entrance.assess(
+            scan.payload, self._wall_clock(), too_large=scan.too_large
         )
-        measurement = None
-        if (
-            self.config.kiosk.mode == "gate"
-            and self.config.thermometer.enabled
-            and credential.status == "valid"
-        ):
-            measurement = self._measure()
-        return self._conclude(scan.seen_at, credential, measurement)
+        measurement = self._measure() if self.entrance.needs_temperature(assessment) else None
+        return self._conclude(scan.seen_at, assessment, measurement)
 
     def handle_presence(self) -> DecisionRecord:
         """Screen mode: measure the person in front of the sensor, log, then move the gate."""
@@ -257,16 +250,26 @@ class Kiosk:
         return self._conclude(started, None, self._measure())
 
     def _conclude(
-        self, started: float, credential: CredentialCheck | None, measurement: Measurement | None
+        self, started: float, assessment: Assessment | None, measurement: Measurement | None
     ) -> DecisionRecord:
+        credential = None if assessment is None else assessment.credential
         decision = decide(
-            self.config.kiosk.mode, credential, measurement, lockdown=self.gate.state().lockdown
+            self.config.kiosk.mode,
+            credential,
+            measurement,
+            lockdown=self.gate.state().lockdown,
+            rule=None if assessment is None else assessment.rule,
+            unsigned_policy=self.config.credentials.national_qr,
+            exiting=assessment is not None and assessment.exiting,
+            checked_in_before=assessment is not None and assessment.checked_in_before,
         )
         event = self._record(
-            EventType.DECISION, self._decision_data(decision, credential, measurement, started)
+            EventType.DECISION, self._decision_data(decision, assessment, measurement, started)
         )
         if event is None:
             decision = when_log_unavailable()
+        else:
+            self.entrance.learn(event.event_id, event.ts_ms, event.data)
         logged = self._clock()
         self._today.add(
             self._local_day(self._wall_clock()), decision.outcome.value, decision.reason.value
@@ -295,7 +298,7 @@ class Kiosk:
     def _decision_data(
         self,
         decision: Decision,
-        credential: CredentialCheck | None,
+        assessment: Assessment | None,
         measurement: Measurement | None,
         started: float,
     ) -> dict[str, Any]:
@@ -303,17 +306,26 @@ class Kiosk:
             "mode": self.config.kiosk.mode,
             "outcome": decision.outcome.value,
             "reason": decision.reason.value,
+            "direction": "entry" if assessment is None else assessment.direction,
+            "area": self.config.kiosk.area,
             "subject": None,
             "credential": None,
             "temperature": None,
+            "clock_synced": self._clock_synced(),
             "decision_ms": round((self._clock() - started) * 1000, 1),
         }
         if self.config.kiosk.mode == "checkin":
             data["meeting"] = self.config.kiosk.meeting
-        if credential is not None:
-            data["credential"] = {"status": credential.status.value, "kind": credential.kind}
-            if credential.badge_id is not None:
-                data["subject"] = self._pseudonymizer.subject(credential.badge_id)
+        if assessment is not None:
+            credential = assessment.credential
+            data["subject"] = assessment.subject
+            data["credential"] = {
+                "status": credential.status.value,
+                "kind": credential.kind,
+                "type": credential.credential_type,
+                "signed": not credential.unsigned,
+                "pass_id": credential.pass_id,
+            }
         if measurement is not None:
             data["temperature"] = {
                 "status": measurement.status.value,
@@ -411,7 +423,7 @@ class Kiosk:
         return moment.astimezone().date()
 
     def _count_logged_decisions(self) -> None:
-        """Today's counts survive a restart: count what the log already holds for today."""
+        """Today's counts, occupancy and attendance survive a restart: replay today's log."""
         today = self._local_day(self._wall_clock())
         midnight = datetime.combine(today, datetime.min.time()).astimezone()
         since_ms = int(midnight.timestamp() * 1000)
@@ -419,10 +431,12 @@ class Kiosk:
             events = self.event_log.recent(100_000, type=EventType.DECISION.value)
         except EventLogError:
             return
+        today_events = [e for e in events if e.ts_ms >= since_ms]
         self._today.add_logged(
-            (e for e in events if e.ts_ms >= since_ms),
+            today_events,
             lambda ts_ms: self._local_day(datetime.fromtimestamp(ts_ms / 1000, UTC)),
         )
+        self.entrance.learn_all((e.event_id, e.ts_ms, e.data) for e in today_events)
 
     def health(self) -> Health:
         """The kiosk's health right now."""
@@ -470,12 +484,32 @@ class Kiosk:
         """Read the allowlist again; a bad file raises AllowlistError and the old list stays."""
         if self._allowlist_loader is None:
             raise AllowlistError("this kiosk has no allowlist file to reload")
-        self._allowlist = self._allowlist_loader()
-        return len(self._allowlist)
+        allowlist = self._allowlist_loader()
+        self.entrance.checker.replace_allowlist(allowlist)
+        return 0 if allowlist is None else len(allowlist)
 
     def set_fever_threshold(self, celsius: float) -> None:
         """Change the fever threshold from the next measurement on."""
         self._settings = dataclasses.replace(self._settings, fever_threshold_c=celsius)
+
+    def apply_trust_update(
+        self,
+        kind: str,
+        accepted: bool,
+        version: int | None,
+        reason: str,
+        verifier: PassVerifier | None,
+    ) -> None:
+        """A signed trust or revocation list arrived: log the outcome, use it if accepted."""
+        if accepted:
+            self.entrance.checker.replace_verifier(verifier)
+            log.info("%s list version %s in force", kind, version)
+        else:
+            log.warning("refused a %s list: %s", kind, reason)
+        self._record(
+            EventType.DOCUMENT,
+            {"kind": kind, "accepted": accepted, "version": version, "reason": reason},
+        )
 
     @property
     def fever_threshold_c(self) -> float:

@@ -14,4 +14,5 @@ class EventType(StrEnum):
     KIOSK_STARTED = "kiosk_started"  # data: version, mode, degraded parts
     KIOSK_STOPPED = "kiosk_stopped"  # a clean shutdown
     COMMAND = "command"  # an accepted operator command: data: {"id", "command", "args"}
+    DOCUMENT = "document"  # a signed trust/revocation list: data: kind, accepted, version, reason
     HEALTH = "health"  # a part failed or recovered; data: {"part": str, "ok": bool, "detail": str}

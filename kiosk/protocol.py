@@ -2,21 +2,25 @@
 
 Topics live under a versioned prefix per kiosk, ``kiosk/v1/<site>/<kiosk>/``:
 
-=============  ==========  =========  ====  ======  =========================================
-leaf           publisher   reader     QoS   retain  payload
-=============  ==========  =========  ====  ======  =========================================
-``events``     kiosk       central    1     no      :func:`encode_events` (a batch of events)
-``status``     kiosk/will  anyone     1     yes     ``online`` / ``offline`` / ``stopped``
-``state``      kiosk       anyone     1     yes     health JSON (:func:`encode_state`)
-``alerts``     kiosk       anyone     1     no      one alert JSON per event that needs a human
-``cmd``        operators,  kiosk      1     no      a command JSON (see ``kiosk.commands``)
-``result``     kiosk       operators  1     no      a command result JSON
-``receipts``   central     kiosk      1     no      :func:`encode_receipt`: seqs stored
-``activity``   kiosk       HA         0     no      each live decision: ``event_type``, ``reason``
-=============  ==========  =========  ====  ======  =========================================
+==============  ==========  =========  ===  ======  ============================================
+leaf            publisher   reader     QoS  retain  payload
+==============  ==========  =========  ===  ======  ============================================
+``events``      kiosk       central    1    no      :func:`encode_events` (a batch of events)
+``status``      kiosk/will  anyone     1    yes     ``online`` / ``offline`` / ``stopped``
+``state``       kiosk       anyone     1    yes     health JSON (:func:`encode_state`)
+``alerts``      kiosk       anyone     1    no      one alert JSON per event that needs a human
+``activity``    kiosk       HA         0    no      each live decision (:func:`encode_activity`)
+``cmd``         operators   kiosk      1    no      a command JSON (see ``kiosk.commands``)
+``result``      kiosk       operators  1    no      a command result JSON
+``receipts``    central     kiosk      1    no      :func:`encode_receipt`: seqs stored
+``trust``       issuer      kiosks     1    yes     signed trust list, under ``<site>/site/``
+``revocation``  issuer      kiosks     1    yes     signed revocation list, likewise
+==============  ==========  =========  ===  ======  ============================================
 
-``docs/mqtt.md`` documents each topic; ``docs/asyncapi.yaml`` and ``docs/schemas/`` describe
-them formally, and the tests check real messages against those schemas.
+``cmd`` also comes from central (``resend`` when it sees a gap). Kiosks of one site also
+read each other's ``events`` to share occupancy and anti-passback. ``docs/mqtt.md`` documents
+each topic; ``docs/asyncapi.yaml`` and ``docs/schemas/`` describe them formally, and the tests
+check real messages against those schemas.
 """
 
 from __future__ import annotations
@@ -46,6 +50,8 @@ class Leaf(StrEnum):
     CMD = "cmd"
     RESULT = "result"
     RECEIPTS = "receipts"
+    TRUST = "trust"  # under the site's reserved kiosk id "site": the signed trust list
+    REVOCATION = "revocation"  # likewise: the signed revocation list
     ACTIVITY = "activity"  # live decisions for Home Assistant (kiosk.homeassistant)
 
 

@@ -7,6 +7,7 @@ import logging
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +16,27 @@ from kiosk.clock import clock_is_synchronised
 from kiosk.commands import CommandProcessor
 from kiosk.config import KioskConfig
 from kiosk.credentials import Allowlist, AllowlistError, parse_allowlist
+from kiosk.credentials.checker import Credentials
 from kiosk.engine import DecisionRecord, Kiosk
+from kiosk.entrance import Entrance
 from kiosk.events import EventType
 from kiosk.hardware import build_hardware
 from kiosk.homeassistant import discovery_messages
 from kiosk.privacy import Pseudonymizer, load_or_create_salt
-from kiosk.protocol import Command, KioskTopics, encode_activity
+from kiosk.protocol import (
+    Command,
+    KioskTopics,
+    Leaf,
+    ProtocolError,
+    decode_events,
+    encode_activity,
+    parse_topic,
+    subscription,
+)
 from kiosk.simulation import Scene
 from kiosk.store import EventLog, LogWriteError
 from kiosk.sync import Sync
+from kiosk.trust import TrustStore
 from kiosk.uplink import Received, Uplink, client_id
 
 log = logging.getLogger(__name__)
@@ -82,7 +95,7 @@ class CommandActions:
         self._sync.resend_from(seq)
 
 
-def attach_sync(kiosk: Kiosk, config: KioskConfig) -> Sync:
+def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
     """Sync the kiosk's events over MQTT and take commands, in a thread of :meth:`Kiosk.run`."""
     topics = KioskTopics(config.kiosk.site, config.kiosk.id)
     mqtt = config.mqtt
@@ -95,6 +108,10 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig) -> Sync:
             allow_emergency_open=mqtt.allow_emergency_open,
             signed_commands=bool(mqtt.command_key),
         )
+    site_documents = KioskTopics(config.kiosk.site, "site")
+    listen = [subscription(Leaf.EVENTS, site=config.kiosk.site)]  # the site's passages
+    if trust.enabled:
+        listen += [site_documents.topic(Leaf.TRUST), site_documents.topic(Leaf.REVOCATION)]
     sync = Sync(
         Uplink(mqtt, topics, client_id(topics)),
         kiosk.event_log,
@@ -105,6 +122,7 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig) -> Sync:
         state_interval_s=mqtt.state_interval_s,
         state=kiosk.state,
         announce=announce,
+        listen=listen,
     )
     seen = [event.data["id"] for event in kiosk.event_log.recent(10_000, type="command")]
     processor = CommandProcessor(
@@ -134,15 +152,54 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig) -> Sync:
             )
         )
 
+    def on_message(message: Received) -> None:
+        try:
+            _, sender, leaf = parse_topic(message.topic)
+        except ProtocolError:
+            return
+        if leaf is Leaf.EVENTS and sender != config.kiosk.id:
+            learn_from_neighbour(kiosk, message.payload)
+        elif leaf in (Leaf.TRUST, Leaf.REVOCATION) and message.payload:
+            update = trust.offer(leaf.value, message.payload)
+            kiosk.apply_trust_update(
+                update.kind, update.accepted, update.version, update.reason, trust.verifier()
+            )
+
     sync.on_command = on_command
+    sync.on_message = on_message
     kiosk.add_background(sync.run)
     kiosk.add_health_observer(sync.request_state)
     kiosk.add_observer(on_decision)
     return sync
 
 
-def load_allowlist(config: KioskConfig) -> Allowlist:
-    """Read the configured allowlist; a missing or bad file raises AllowlistError."""
+def build_entrance(config: KioskConfig, salt: bytes, trust: TrustStore | None = None) -> Entrance:
+    """The credential checks, entry rules and area state for ``config``."""
+    credentials = Credentials(
+        allowlist=load_allowlist(config),
+        verifier=None if trust is None else trust.verifier(),
+        national_salt=salt,
+    )
+    return Entrance(config, credentials, Pseudonymizer(salt), datetime.now(UTC))
+
+
+def learn_from_neighbour(kiosk: Kiosk, payload: bytes) -> None:
+    """Another kiosk of the site logged decisions: share occupancy and anti-passback."""
+    try:
+        _, _, events = decode_events(payload)
+    except ProtocolError as exc:
+        log.warning("ignored a malformed events message from a neighbour: %s", exc)
+        return
+    kiosk.entrance.learn_all(
+        (e.event_id, e.ts_ms, e.data) for e in events if e.type == EventType.DECISION.value
+    )
+
+
+def load_allowlist(config: KioskConfig) -> Allowlist | None:
+    """Read the configured allowlist (None when legacy badges are off); a missing or bad
+    file raises AllowlistError."""
+    if not config.credentials.allowlist:
+        return None
     path = Path(config.credentials.allowlist)
     try:
         text = path.read_text(encoding="utf-8")
@@ -165,9 +222,9 @@ def open_kiosk(
     On exit, by any path (return, exception, SIGTERM turned into an exception),
     the relay is released to its safe, de-energised state and the log closed.
     """
-    allowlist = load_allowlist(config)
     state_dir = Path(config.kiosk.state_dir)
-    pseudonymizer = Pseudonymizer(load_or_create_salt(config.credentials.subject_salt, state_dir))
+    salt = load_or_create_salt(config.credentials.subject_salt, state_dir)
+    trust = TrustStore.open(config)
     config.log_path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         event_log = stack.enter_context(
@@ -189,15 +246,15 @@ def open_kiosk(
             pin_factory=pin_factory,
         )
         stack.callback(hardware.close)
+        entrance = build_entrance(config, salt, trust)
         kiosk = Kiosk(
             config,
             hardware,
             event_log,
-            allowlist,
-            pseudonymizer,
+            entrance,
             allowlist_loader=lambda: load_allowlist(config),
             clock_synced=clock_is_synchronised,
         )
         if config.mqtt.enabled:
-            attach_sync(kiosk, config)
+            attach_sync(kiosk, config, trust)
         yield kiosk

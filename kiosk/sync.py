@@ -115,6 +115,7 @@ class Sync:
         state: Callable[[], dict[str, Any]] = dict,
         on_command: CommandHandler | None = None,
         announce: Iterable[tuple[str, bytes]] = (),
+        listen: Iterable[str] = (),
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -126,7 +127,9 @@ class Sync:
         self._resend_after_s, self._state_interval_s = resend_after_s, state_interval_s
         self._state = state
         self.on_command = on_command
+        self.on_message: CommandHandler | None = None  # messages on the ``listen`` filters
         self._announce = list(announce)
+        self._listen = list(listen)
         self._now_ms, self._clock = now_ms, clock
         self._in_flight: dict[int, tuple[int | None, float]] = {}  # seq -> (mid, handed at)
         self._by_mid: dict[int, list[int]] = {}  # mid -> seqs in that message
@@ -192,7 +195,7 @@ class Sync:
         self.stats.last_error = ""
         log.info("MQTT connected (session %s)", "resumed" if event.session_present else "new")
         topics = self.uplink.topics
-        self.uplink.subscribe(topics.topic(Leaf.CMD), topics.topic(Leaf.RECEIPTS))
+        self.uplink.subscribe(topics.topic(Leaf.CMD), topics.topic(Leaf.RECEIPTS), *self._listen)
         self.uplink.publish(Leaf.STATUS, Availability.ONLINE.value.encode(), retain=True)
         for topic, payload in self._announce:  # e.g. Home Assistant discovery
             self.uplink.publish(Leaf.STATE, payload, retain=True, topic=topic)
@@ -313,8 +316,11 @@ class Sync:
                 return
             self.stats.last_receipt_ms = self._now_ms()
             self._confirm(seqs)
-        elif message.topic == topics.topic(Leaf.CMD) and self.on_command is not None:
-            self.on_command(message)
+        elif message.topic == topics.topic(Leaf.CMD):
+            if self.on_command is not None:
+                self.on_command(message)
+        elif self.on_message is not None:
+            self.on_message(message)
 
     def _confirm(self, seqs: list[int]) -> None:
         try:

@@ -26,6 +26,7 @@ import datetime
 import getpass
 import ipaddress
 import queue
+import random
 import shutil
 import signal
 import socket
@@ -70,10 +71,22 @@ class BrokerError(RuntimeError):
 
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing uses right now.
+
+    Chosen below the kernel's ephemeral range (net.ipv4.ip_local_port_range starts at 32768
+    by default), so that the outgoing connections of the tests' own clients, which get
+    ephemeral ports, cannot take it before mosquitto binds it.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    raise BrokerError("no free port between 20000 and 32000")
 
 
 def render_config(shipped: str, paths: dict[str, str], tls_port: int, plain_port: int) -> str:

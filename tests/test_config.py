@@ -134,7 +134,10 @@ def test_config_check_command_exit_codes(tmp_path: Path) -> None:
     good = write(tmp_path, f'[credentials]\nallowlist = "{allowlist}"\n')
     result = run_cli("config", "check", str(good))
     assert result.returncode == 0, result.stderr
-    assert "ok (kiosk kiosk-1 at site-1, mode gate, 1 badges" in result.stdout
+    assert (
+        "ok (kiosk kiosk-1 at site-1, mode gate, 1 legacy badges, signed passes off)"
+        in result.stdout
+    )
 
     bad = tmp_path / "bad.toml"
     bad.write_text("[thermometer]\nfever_threshold_c = 45.0\n", encoding="utf-8")

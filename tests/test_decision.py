@@ -15,6 +15,7 @@ from kiosk.decision import (
     decide,
     when_log_unavailable,
 )
+from kiosk.rules import RuleRefusal
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
 
 CREDENTIALS = {
@@ -26,6 +27,12 @@ CREDENTIAL_REASON = {
     CredentialStatus.MALFORMED: Reason.MALFORMED_CREDENTIAL,
     CredentialStatus.UNKNOWN: Reason.UNKNOWN_CREDENTIAL,
     CredentialStatus.EXPIRED: Reason.EXPIRED_CREDENTIAL,
+    CredentialStatus.NOT_YET_VALID: Reason.NOT_YET_VALID,
+    CredentialStatus.UNSUPPORTED_ALGORITHM: Reason.UNSUPPORTED_ALGORITHM,
+    CredentialStatus.UNKNOWN_KEY: Reason.UNKNOWN_KEY,
+    CredentialStatus.BAD_SIGNATURE: Reason.BAD_SIGNATURE,
+    CredentialStatus.WRONG_SITE: Reason.WRONG_SITE,
+    CredentialStatus.REVOKED: Reason.REVOKED,
 }
 TEMPERATURE_DECISION = {
     TemperatureStatus.NORMAL: Decision(Outcome.GRANT, Reason.OK, opens_gate=True),
@@ -139,4 +146,53 @@ def test_every_reason_has_both_languages() -> None:
     assert (fever.message_vi, fever.message_en) == (
         "Nhiệt độ cao: vui lòng gặp bảo vệ",
         "Fever: please see the guard",
+    )
+
+
+VALID = CredentialCheck(CredentialStatus.VALID, "S-1", "staff")
+NORMAL = measurement(TemperatureStatus.NORMAL)
+
+
+@pytest.mark.parametrize("rule", list(RuleRefusal))
+def test_an_entry_rule_refusal_denies_with_its_own_reason(rule: RuleRefusal) -> None:
+    decision = decide("gate", VALID, NORMAL, rule=rule)
+    assert (decision.outcome, decision.reason.value, decision.opens_gate) == (
+        Outcome.DENY,
+        rule.value,
+        False,
+    )
+
+
+def test_rules_and_lockdown_never_trap_anyone_inside() -> None:
+    for rule in RuleRefusal:
+        assert decide("gate", VALID, None, rule=rule, lockdown=True, exiting=True).opens_gate
+
+
+def test_a_bad_credential_is_refused_on_the_way_out_too() -> None:
+    expired = CredentialCheck(CredentialStatus.EXPIRED, "S-1", "staff")
+    assert decide("gate", expired, None, exiting=True).reason is Reason.EXPIRED_CREDENTIAL
+
+
+@pytest.mark.parametrize(
+    ("policy", "outcome"),
+    [("grant", Outcome.GRANT), ("refer", Outcome.REFER), ("deny", Outcome.DENY)],
+)
+def test_unsigned_national_codes_follow_the_configured_policy(
+    policy: str, outcome: Outcome
+) -> None:
+    national = CredentialCheck(
+        CredentialStatus.VALID, "n-1", "visitor", credential_type="national", unsigned=True
+    )
+    decision = decide("gate", national, NORMAL, unsigned_policy=policy)
+    assert decision.outcome is outcome
+    assert decision.reason is (Reason.OK if policy == "grant" else Reason.UNSIGNED_CREDENTIAL)
+
+
+def test_checkin_records_attendance_once() -> None:
+    assert decide("checkin", VALID, None).reason is Reason.CHECKED_IN
+    again = decide("checkin", VALID, None, checked_in_before=True)
+    assert (again.outcome, again.reason, again.opens_gate) == (
+        Outcome.GRANT,
+        Reason.ALREADY_CHECKED_IN,
+        False,
     )

@@ -16,7 +16,7 @@ from kiosk.events import EventType
 from kiosk.gate import Signal
 from kiosk.hardware import build_hardware
 from kiosk.privacy import Pseudonymizer
-from kiosk.runtime import load_allowlist
+from kiosk.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.frames import CameraError
 from kiosk.sensors.measurement import is_present
@@ -69,7 +69,14 @@ def test_grant_event_is_pseudonymous_and_complete(tmp_path: Path) -> None:
     assert record.event is not None
     data = record.event.data
     assert data["subject"] == Pseudonymizer(SALT.encode()).subject("S-0001")
-    assert data["credential"] == {"status": "valid", "kind": "staff"}
+    assert data["credential"] == {
+        "status": "valid",
+        "kind": "staff",
+        "type": "badge",
+        "signed": True,
+        "pass_id": None,
+    }
+    assert (data["direction"], data["area"]) == ("entry", "main")
     assert data["temperature"]["status"] == "normal"
     assert data["temperature"]["celsius"] == pytest.approx(36.6, abs=0.1)
     assert (data["mode"], data["outcome"], data["reason"]) == ("gate", "grant", "ok")
@@ -209,12 +216,7 @@ def test_camera_loss_is_reported_and_recovers(tmp_path: Path) -> None:
     camera.start()
     with EventLog(config.log_path, boot_id="b") as log:
         kiosk = Kiosk(
-            config,
-            hardware,
-            log,
-            load_allowlist(config),
-            Pseudonymizer(SALT.encode()),
-            camera_retry_s=0.05,
+            config, hardware, log, build_entrance(config, SALT.encode()), camera_retry_s=0.05
         )
         stop = threading.Event()
         thread = threading.Thread(target=kiosk.run, args=(stop,), daemon=True)

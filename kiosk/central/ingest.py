@@ -64,6 +64,9 @@ class IngestSettings:
     resend_expiry_s: int = 300
 
 
+BATCH_LULL_S = 0.002  # no new message for this long: store the batch now
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -227,10 +230,13 @@ class Ingest:
             batch = [self._inbox.get(timeout=0.1)]
         except queue.Empty:
             return []
+        # Fill the batch while messages keep coming; a short lull ends it, so a kiosk
+        # waiting for its receipt is never kept waiting for a batch that cannot fill.
         deadline = time.monotonic() + self.settings.batch_wait_s
         while len(batch) < self.settings.batch_max:
+            remaining = deadline - time.monotonic()
             try:
-                batch.append(self._inbox.get(timeout=max(0.0, deadline - time.monotonic())))
+                batch.append(self._inbox.get(timeout=max(0.0, min(remaining, BATCH_LULL_S))))
             except queue.Empty:
                 break
         return batch

@@ -21,13 +21,19 @@ KINDS = ("staff", "visitor", "contractor")
 
 
 class CredentialStatus(StrEnum):
-    """The verdict on a scanned payload."""
+    """The verdict on a scanned payload (signed passes use the same codes as PassStatus)."""
 
     VALID = "valid"
     TOO_LARGE = "too_large"
     MALFORMED = "malformed"
     UNKNOWN = "unknown"
     EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    UNSUPPORTED_ALGORITHM = "unsupported_algorithm"
+    UNKNOWN_KEY = "unknown_key"
+    BAD_SIGNATURE = "bad_signature"
+    WRONG_SITE = "wrong_site"
+    REVOKED = "revoked"
 
 
 class AllowlistError(ValueError):
@@ -45,11 +51,21 @@ class AllowlistEntry:
 
 @dataclass(frozen=True)
 class CredentialCheck:
-    """The result of checking one payload; ``badge_id`` is set only for a well-formed id."""
+    """The result of checking one payload, whatever kind of credential it was.
+
+    ``badge_id`` is the identifier the subject id is derived from (a legacy badge id, a
+    pass's pseudonymous subject, or a national ID number's salted hash), set once the payload
+    was well formed. ``unsigned`` marks a credential that proves nothing by itself.
+    """
 
     status: CredentialStatus
     badge_id: str | None = None
     kind: str | None = None
+    credential_type: str = "badge"  # badge, pass or national
+    unsigned: bool = False
+    pass_id: str | None = None
+    health_declared_at: datetime | None = None
+    meeting: str | None = None
 
 
 class Allowlist:

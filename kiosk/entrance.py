@@ -1,0 +1,122 @@
+"""What the entrance knows about one scanned code before the decision: credential, subject,
+direction, the entry rules' verdict and attendance — and what it learns from each passage.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kiosk.area import AreaState, passage_from_event
+from kiosk.config import KioskConfig
+from kiosk.credentials import CredentialCheck, CredentialStatus
+from kiosk.credentials.checker import Credentials
+from kiosk.privacy import Pseudonymizer
+from kiosk.rules import EntryPolicy, Holder, RuleRefusal, check_entry, parse_hours
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Everything decided about one scan before temperature and the decision core."""
+
+    credential: CredentialCheck
+    subject: str | None  # pseudonymous; None when the payload identified nobody
+    direction: str  # "entry" or "exit"
+    rule: RuleRefusal | None
+    checked_in_before: bool
+
+    @property
+    def exiting(self) -> bool:
+        """True for a scan on the way out."""
+        return self.direction == "exit"
+
+
+def entry_policy(config: KioskConfig) -> EntryPolicy:
+    """The entry rules from the [rules] section."""
+    r = config.rules
+    return EntryPolicy(
+        health_declaration_max_age_h=r.health_declaration_max_age_h,
+        visitor_hours=parse_hours(r.visitor_hours),
+        visitor_daily_cap=r.visitor_daily_cap,
+        anti_passback=r.anti_passback,
+        passback_grace_s=r.passback_grace_s,
+        occupancy_cap=r.occupancy_cap,
+    )
+
+
+class Entrance:
+    """The entrance's memory: who is inside, who checked in, and how to read a credential."""
+
+    def __init__(
+        self,
+        config: KioskConfig,
+        checker: Credentials,
+        pseudonymizer: Pseudonymizer,
+        today: datetime,
+    ) -> None:
+        self.config = config
+        self.checker = checker
+        self._pseudonymizer = pseudonymizer
+        self._policy = entry_policy(config)
+        self.area = AreaState(config.kiosk.area, today.astimezone().date())
+        self._attendance: set[str] = set()
+        self._lock = threading.Lock()
+
+    def assess(self, payload: bytes, now: datetime, *, too_large: bool) -> Assessment:
+        """Read the credential and apply the entry rules (time passed in)."""
+        credential = self.checker.check(payload, now, too_large=too_large)
+        subject = self._subject(credential)
+        direction = self._direction(subject)
+        rule = None
+        if credential.status is CredentialStatus.VALID and subject and direction == "entry":
+            holder = Holder(subject, credential.kind or "staff", credential.health_declared_at)
+            rule = check_entry(holder, self._policy, self.area.facts(subject, now), now)
+        with self._lock:
+            checked_in = subject is not None and subject in self._attendance
+        return Assessment(credential, subject, direction, rule, checked_in)
+
+    def needs_temperature(self, assessment: Assessment) -> bool:
+        """Measure only when the temperature can still change the outcome of an entry."""
+        credential = assessment.credential
+        unsigned_blocked = credential.unsigned and self.config.credentials.national_qr != "grant"
+        return (
+            self.config.kiosk.mode == "gate"
+            and self.config.thermometer.enabled
+            and credential.status is CredentialStatus.VALID
+            and not assessment.exiting
+            and assessment.rule is None
+            and not unsigned_blocked
+        )
+
+    def learn(self, event_id: str, ts_ms: int, data: dict[str, Any]) -> None:
+        """A decision was logged here or by a neighbour: update occupancy and attendance."""
+        passage = passage_from_event(event_id, ts_ms, data)
+        if passage is not None:
+            self.area.record(passage)
+        meeting = self.config.kiosk.meeting
+        if data.get("mode") == "checkin" and data.get("meeting") == meeting and meeting:
+            subject = data.get("subject")
+            if data.get("outcome") == "grant" and isinstance(subject, str):
+                with self._lock:
+                    self._attendance.add(subject)
+
+    def learn_all(self, events: Iterable[tuple[str, int, dict[str, Any]]]) -> None:
+        """Replay decisions (from the log at start, or a neighbour's backlog)."""
+        for event_id, ts_ms, data in events:
+            self.learn(event_id, ts_ms, data)
+
+    def _subject(self, credential: CredentialCheck) -> str | None:
+        if credential.badge_id is None:
+            return None
+        if credential.credential_type == "badge":
+            return self._pseudonymizer.subject(credential.badge_id)
+        return credential.badge_id  # passes and national codes carry a pseudonym already
+
+    def _direction(self, subject: str | None) -> str:
+        configured = self.config.kiosk.direction
+        if configured != "toggle":
+            return configured
+        return "exit" if subject is not None and self.area.is_inside(subject) else "entry"

@@ -1,0 +1,139 @@
+"""Entry rules (pure) and the area state that feeds them."""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+import pytest
+
+from kiosk.area import AreaState, Passage, passage_from_event
+from kiosk.rules import EntranceFacts, EntryPolicy, Holder, RuleRefusal, check_entry, parse_hours
+
+NOW = datetime(2026, 11, 23, 10, 0).astimezone()
+NOBODY = EntranceFacts(occupancy=0, visitors_today=0, last_entry_at=None)
+STAFF = Holder("s-1", "staff", health_declared_at=NOW - timedelta(hours=2))
+VISITOR = Holder("s-2", "visitor", health_declared_at=NOW - timedelta(hours=2))
+
+
+@pytest.mark.parametrize(
+    ("holder", "policy", "facts", "expected"),
+    [
+        (STAFF, EntryPolicy(), NOBODY, None),
+        (
+            Holder("s-1", "staff"),
+            EntryPolicy(health_declaration_max_age_h=24),
+            NOBODY,
+            RuleRefusal.HEALTH_DECLARATION_MISSING,
+        ),
+        (
+            Holder("s-1", "staff", NOW - timedelta(hours=25)),
+            EntryPolicy(health_declaration_max_age_h=24),
+            NOBODY,
+            RuleRefusal.HEALTH_DECLARATION_STALE,
+        ),
+        (STAFF, EntryPolicy(health_declaration_max_age_h=24), NOBODY, None),
+        (
+            VISITOR,
+            EntryPolicy(visitor_hours=(time(11), time(17))),
+            NOBODY,
+            RuleRefusal.VISITOR_OUTSIDE_HOURS,
+        ),
+        (STAFF, EntryPolicy(visitor_hours=(time(11), time(17))), NOBODY, None),
+        (VISITOR, EntryPolicy(visitor_hours=(time(22), time(11))), NOBODY, None),
+        (
+            VISITOR,
+            EntryPolicy(visitor_daily_cap=3),
+            EntranceFacts(occupancy=0, visitors_today=3, last_entry_at=None),
+            RuleRefusal.VISITOR_CAP_REACHED,
+        ),
+        (
+            STAFF,
+            EntryPolicy(visitor_daily_cap=3),
+            EntranceFacts(occupancy=0, visitors_today=3, last_entry_at=None),
+            None,
+        ),
+        (
+            STAFF,
+            EntryPolicy(anti_passback=True),
+            EntranceFacts(occupancy=1, visitors_today=0, last_entry_at=NOW - timedelta(minutes=5)),
+            RuleRefusal.ALREADY_INSIDE,
+        ),
+        (
+            STAFF,
+            EntryPolicy(anti_passback=True, passback_grace_s=10),
+            EntranceFacts(occupancy=1, visitors_today=0, last_entry_at=NOW - timedelta(seconds=5)),
+            None,
+        ),
+        (
+            STAFF,
+            EntryPolicy(occupancy_cap=2),
+            EntranceFacts(occupancy=2, visitors_today=0, last_entry_at=None),
+            RuleRefusal.OCCUPANCY_FULL,
+        ),
+        (
+            Holder("s-1", "staff"),
+            EntryPolicy(health_declaration_max_age_h=24, occupancy_cap=1),
+            EntranceFacts(occupancy=5, visitors_today=0, last_entry_at=None),
+            RuleRefusal.HEALTH_DECLARATION_MISSING,
+        ),
+    ],
+)
+def test_rules(
+    holder: Holder, policy: EntryPolicy, facts: EntranceFacts, expected: RuleRefusal | None
+) -> None:
+    assert check_entry(holder, policy, facts, NOW) == expected
+
+
+def test_parse_hours() -> None:
+    assert parse_hours("07:30-17:00") == (time(7, 30), time(17))
+    assert parse_hours("") is None
+    with pytest.raises(ValueError, match="HH:MM-HH:MM"):
+        parse_hours("7h-5pm")
+
+
+def passage(
+    event_id: str,
+    subject: str,
+    direction: str,
+    *,
+    kind: str = "staff",
+    area: str = "main",
+    at: datetime = NOW,
+) -> Passage:
+    return Passage(event_id, subject, kind, area, direction, at)
+
+
+def test_area_counts_people_inside_once_per_event() -> None:
+    area = AreaState("main", NOW.date())
+    area.record(passage("e1", "s-1", "entry"))
+    area.record(passage("e1", "s-1", "entry"))  # the same event, delivered twice
+    area.record(passage("e2", "s-2", "entry", kind="visitor"))
+    area.record(passage("e3", "s-3", "entry", area="lab"))  # another area of the site
+    assert area.facts("s-1", NOW) == EntranceFacts(occupancy=2, visitors_today=1, last_entry_at=NOW)
+    area.record(passage("e4", "s-1", "exit"))
+    assert area.facts("s-1", NOW) == EntranceFacts(
+        occupancy=1, visitors_today=1, last_entry_at=None
+    )
+
+
+def test_area_starts_afresh_each_day() -> None:
+    area = AreaState("main", NOW.date())
+    area.record(passage("e1", "s-1", "entry", kind="visitor"))
+    tomorrow = NOW + timedelta(days=1)
+    assert area.facts("s-1", tomorrow) == EntranceFacts(0, 0, None)
+    area.record(passage("e0", "s-9", "entry", at=NOW))  # late news from yesterday
+    assert area.facts("s-9", tomorrow).occupancy == 0
+
+
+def test_passage_from_a_logged_decision() -> None:
+    data = {
+        "outcome": "grant",
+        "direction": "entry",
+        "area": "main",
+        "subject": "s-1",
+        "credential": {"status": "valid", "kind": "visitor"},
+    }
+    found = passage_from_event("e1", int(NOW.timestamp() * 1000), data)
+    assert found == Passage("e1", "s-1", "visitor", "main", "entry", NOW)
+    assert passage_from_event("e2", 0, data | {"outcome": "deny"}) is None
+    assert passage_from_event("e3", 0, data | {"subject": None}) is None
