@@ -89,7 +89,9 @@ def test_a_kiosk_cannot_publish_elsewhere(broker: Broker, topic: str) -> None:
     assert [(m.topic, m.payload) for m in received] == [("kiosk/v1/s1/k1/events", b"marker")]
 
 
-def test_a_kiosk_reads_only_its_commands_and_receipts(broker: Broker) -> None:
+def test_a_kiosk_reads_its_commands_receipts_site_events_and_trust_lists(
+    broker: Broker,
+) -> None:
     k1 = Collector(mqtt_client(broker, "k1"))
     # mosquitto 2.0 grants the subscription and filters each message by the read rules.
     assert k1.subscribe("kiosk/v1/#") == 1
@@ -101,11 +103,19 @@ def test_a_kiosk_reads_only_its_commands_and_receipts(broker: Broker) -> None:
         "kiosk/v1/s1/k1/state",
         "kiosk/v1/s1/k1/receipts",
         "kiosk/v1/s1/site/config",
+        "kiosk/v1/s1/site/trust",
+        "kiosk/v1/s1/site/revocation",
         "kiosk/v1/s1/k1/cmd",
     ]:
         assert central.publish_acked(topic, b"doc") == 0
     received = k1.get_until("kiosk/v1/s1/k1/cmd")
-    assert [m.topic for m in received] == ["kiosk/v1/s1/k1/receipts", "kiosk/v1/s1/k1/cmd"]
+    assert [m.topic for m in received] == [
+        "kiosk/v1/s1/k2/events",  # a neighbour's passages: shared occupancy, anti-passback
+        "kiosk/v1/s1/k1/receipts",
+        "kiosk/v1/s1/site/trust",
+        "kiosk/v1/s1/site/revocation",
+        "kiosk/v1/s1/k1/cmd",
+    ]
 
 
 def test_an_operator_sends_commands_to_any_kiosk_but_cannot_forge_events(

@@ -54,7 +54,10 @@ _CBOR_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, Rec
 
 
 class PassStatus(StrEnum):
-    """The verdict on a scanned pass, in the order the checks run. Never rename a code."""
+    """The verdict on a scanned pass, in the order the checks run. Never rename a code.
+
+    The text length is checked first; the inflated size only once Base45 decodes.
+    """
 
     NOT_A_PASS = "not_a_pass"  # no KP1: prefix: the kiosk tries other credential kinds
     TOO_LARGE = "too_large"
