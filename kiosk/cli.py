@@ -316,3 +316,49 @@ def central_status(db_url: str) -> None:
     from kiosk.central.cli import print_status
 
     print_status(db_url)
+
+
+@cli.group()
+def checkin() -> None:
+    """Meeting check-in (kiosks in checkin mode)."""
+
+
+@checkin.command("report")
+@click.argument("meeting")
+@config_option
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Event log file (default: from the config).",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per attendee.")
+def checkin_report(meeting: str, config_path: Path, db: Path | None, as_json: bool) -> None:
+    """List who checked in to MEETING: one line per pass, in order of arrival."""
+    from kiosk.reports import attendance
+    from kiosk.store import LogOpenError, read_events
+
+    path = db or load_config(config_path).log_path
+    try:
+        attendees = attendance(read_events(path, 1_000_000, type="decision"), meeting)
+    except LogOpenError as exc:
+        click.echo(f"kiosk: {exc}", err=True)
+        sys.exit(EX_UNAVAILABLE)
+    for attendee in attendees:
+        if as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "subject": attendee.subject,
+                        "kind": attendee.kind,
+                        "credential": attendee.credential,
+                        "first_seen": attendee.first_seen.isoformat(),
+                    }
+                )
+            )
+        else:
+            click.echo(
+                f"{attendee.first_seen:%Y-%m-%d %H:%M:%S}  {attendee.subject:<24} "
+                f"{attendee.kind or '-':<10} {attendee.credential or '-'}"
+            )
+    if not as_json:
+        click.echo(f"{len(attendees)} attended {meeting}")
