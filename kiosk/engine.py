@@ -24,7 +24,7 @@ from kiosk.credentials import Allowlist, AllowlistError, CredentialCheck
 from kiosk.credentials.passes import PassVerifier
 from kiosk.decision import Decision, Outcome, Reason, decide, when_log_unavailable
 from kiosk.entrance import Assessment, Entrance
-from kiosk.events import EventType
+from kiosk.events import EventType, decision_event_data
 from kiosk.gate import Gate, Signal
 from kiosk.hardware import Hardware
 from kiosk.health import DailyCounts, FrameCounter, Health, Parts, PartState, state_document
@@ -263,9 +263,15 @@ class Kiosk:
             exiting=assessment is not None and assessment.exiting,
             checked_in_before=assessment is not None and assessment.checked_in_before,
         )
-        event = self._record(
-            EventType.DECISION, self._decision_data(decision, assessment, measurement, started)
+        data = decision_event_data(
+            self.config,
+            decision,
+            assessment,
+            measurement,
+            decision_ms=(self._clock() - started) * 1000,
+            clock_synced=self._clock_synced(),
         )
+        event = self._record(EventType.DECISION, data)
         if event is None:
             decision = when_log_unavailable()
         else:
@@ -294,48 +300,6 @@ class Kiosk:
         if decision.outcome is Outcome.GRANT:
             return Signal.GRANTED
         return _SIGNALS.get(decision.reason, Signal.DENIED)
-
-    def _decision_data(
-        self,
-        decision: Decision,
-        assessment: Assessment | None,
-        measurement: Measurement | None,
-        started: float,
-    ) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "mode": self.config.kiosk.mode,
-            "outcome": decision.outcome.value,
-            "reason": decision.reason.value,
-            "direction": "entry" if assessment is None else assessment.direction,
-            "area": self.config.kiosk.area,
-            "subject": None,
-            "credential": None,
-            "temperature": None,
-            "clock_synced": self._clock_synced(),
-            "decision_ms": round((self._clock() - started) * 1000, 1),
-        }
-        if self.config.kiosk.mode == "checkin":
-            data["meeting"] = self.config.kiosk.meeting
-        if assessment is not None:
-            credential = assessment.credential
-            data["subject"] = assessment.subject
-            data["credential"] = {
-                "status": credential.status.value,
-                "kind": credential.kind,
-                "type": credential.credential_type,
-                "signed": not credential.unsigned,
-                "pass_id": credential.pass_id,
-            }
-        if measurement is not None:
-            data["temperature"] = {
-                "status": measurement.status.value,
-                "celsius": _rounded(measurement.celsius),
-                "ambient_c": _rounded(measurement.ambient_c),
-                "stable": measurement.stable,
-                "retested": measurement.retested,
-                "samples": measurement.samples,
-            }
-        return data
 
     def _measure(self) -> Measurement:
         measurement = measure(self._read_for_measurement, self._settings)
@@ -519,7 +483,3 @@ class Kiosk:
     def _notify_health(self) -> None:
         for observer in self._health_observers:
             observer()
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, 2)

@@ -1,8 +1,18 @@
-"""Event types written to the log, defined once. Central servers rely on these names."""
+"""Event types written to the log and the shape of a decision event, defined once.
+
+Central servers rely on these names (docs/events.md, docs/schemas/events.json).
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kiosk.config import KioskConfig
+    from kiosk.decision import Decision
+    from kiosk.entrance import Assessment
+    from kiosk.sensors.measurement import Measurement
 
 
 class EventType(StrEnum):
@@ -16,3 +26,55 @@ class EventType(StrEnum):
     COMMAND = "command"  # an accepted operator command: data: {"id", "command", "args"}
     DOCUMENT = "document"  # a signed trust/revocation list: data: kind, accepted, version, reason
     HEALTH = "health"  # a part failed or recovered; data: {"part": str, "ok": bool, "detail": str}
+
+
+def decision_event_data(
+    config: KioskConfig,
+    decision: Decision,
+    assessment: Assessment | None,
+    measurement: Measurement | None,
+    *,
+    decision_ms: float,
+    clock_synced: bool,
+) -> dict[str, Any]:
+    """The ``data`` of a decision event: outcome, reason, pseudonymous subject, temperature.
+
+    Never a name, a badge id or a QR payload: the subject is already a pseudonym.
+    """
+    data: dict[str, Any] = {
+        "mode": config.kiosk.mode,
+        "outcome": decision.outcome.value,
+        "reason": decision.reason.value,
+        "direction": "entry" if assessment is None else assessment.direction,
+        "area": config.kiosk.area,
+        "subject": None if assessment is None else assessment.subject,
+        "credential": None,
+        "temperature": None,
+        "clock_synced": clock_synced,
+        "decision_ms": round(decision_ms, 1),
+    }
+    if config.kiosk.mode == "checkin":
+        data["meeting"] = config.kiosk.meeting
+    if assessment is not None:
+        credential = assessment.credential
+        data["credential"] = {
+            "status": credential.status.value,
+            "kind": credential.kind,
+            "type": credential.credential_type,
+            "signed": not credential.unsigned,
+            "pass_id": credential.pass_id,
+        }
+    if measurement is not None:
+        data["temperature"] = {
+            "status": measurement.status.value,
+            "celsius": _rounded(measurement.celsius),
+            "ambient_c": _rounded(measurement.ambient_c),
+            "stable": measurement.stable,
+            "retested": measurement.retested,
+            "samples": measurement.samples,
+        }
+    return data
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
