@@ -156,6 +156,22 @@ def _loads(payload: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+def encode_events_json(site: str, kiosk: str, events: Sequence[tuple[WireEvent, str]]) -> bytes:
+    """Like :func:`encode_events` for events whose data is already JSON text (from the log):
+    the text is spliced in as it is, which halves the sync's cost per event. Each pair is the
+    event (its ``data`` is ignored) and the JSON text of its data object."""
+    head = _dumps({"v": SCHEMA_VERSION, "site": site, "kiosk": kiosk})[:-1]
+    dumps = json.dumps
+    items = [
+        f'{{"event_id":{dumps(e.event_id)},"seq":{e.seq:d},"boot_id":{dumps(e.boot_id)},'
+        f'"ts_ms":{e.ts_ms:d},"clock_synced":{"true" if e.clock_synced else "false"},'
+        f'"type":{dumps(e.type)},"historical":{"true" if e.historical else "false"},'
+        f'"schema":{e.schema:d},"data":{data_json}}}'
+        for e, data_json in events
+    ]
+    return head + b',"events":[' + ",".join(items).encode("utf-8") + b"]}"
+
+
 def encode_events(site: str, kiosk: str, events: Sequence[WireEvent]) -> bytes:
     """A batch of events from one kiosk (one event when live, many when draining a backlog)."""
     return _dumps(

@@ -69,6 +69,19 @@ class LogWriteError(EventLogError):
 
 
 @dataclass(frozen=True)
+class OutboxEvent:
+    """An unconfirmed event as the sync sends it: its data left as the stored JSON text."""
+
+    seq: int
+    event_id: str
+    boot_id: str
+    ts_ms: int
+    clock_synced: bool
+    type: str
+    data_json: str
+
+
+@dataclass(frozen=True)
 class Event:
     """One logged event. ``seq`` is per kiosk, gapless and never reused."""
 
@@ -227,6 +240,23 @@ class EventLog:
             " ORDER BY seq LIMIT ?",
             (after_seq, limit),
         )
+
+    def pending_json(self, limit: int, after_seq: int = 0) -> list[OutboxEvent]:
+        """Like :meth:`pending`, without decoding the data: the sync forwards it as it is."""
+        with self._lock:
+            conn = self._open_conn(EventLogError)
+            try:
+                rows = conn.execute(
+                    "SELECT seq, event_id, boot_id, ts_ms, clock_synced, type, data FROM events"
+                    " WHERE confirmed_at_ms IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                    (after_seq, limit),
+                ).fetchall()
+            except sqlite3.Error as exc:
+                raise _error(EventLogError, "read", self.path, exc) from exc
+        return [
+            OutboxEvent(seq, event_id, boot_id, ts_ms, bool(synced), type_, data)
+            for seq, event_id, boot_id, ts_ms, synced, type_, data in rows
+        ]
 
     def mark_sent(self, seqs: Iterable[int]) -> None:
         """Record that these events were published (PUBACK), in one transaction.

@@ -16,6 +16,8 @@ whose network thread died.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import queue
 import threading
@@ -31,10 +33,10 @@ from kiosk.protocol import (
     WireEvent,
     decode_receipt,
     encode_alert,
-    encode_events,
+    encode_events_json,
     encode_state,
 )
-from kiosk.store import Event, EventLogError
+from kiosk.store import EventLogError, OutboxEvent
 from kiosk.uplink import (
     Connected,
     ConnectFailed,
@@ -56,8 +58,8 @@ BACKLOG_FOR_BATCHING = 20  # pack events together once more than this many wait
 class Outbox(Protocol):
     """What the sync needs from the event log (:class:`kiosk.store.EventLog` is one)."""
 
-    def pending(self, limit: int, after_seq: int = 0) -> list[Event]:
-        """Unconfirmed events after ``after_seq``, oldest first."""
+    def pending_json(self, limit: int, after_seq: int = 0) -> list[OutboxEvent]:
+        """Unconfirmed events after ``after_seq``, oldest first, data as stored JSON."""
         ...
 
     def mark_sent(self, seqs: Iterable[int]) -> None:
@@ -83,6 +85,10 @@ class SyncStats:
     refused_publishes: int = 0
     last_error: str = ""
     last_receipt_ms: int | None = None
+
+
+# The event types alert_for reads, and a word their data must contain to raise an alert.
+ALERTING_TYPES = {"decision": "fever", "health": "false", "fire_alarm": "true"}
 
 
 def alert_for(event: WireEvent) -> tuple[str, str] | None:
@@ -210,7 +216,7 @@ class Sync:
         if room <= 0:
             return
         try:
-            events = self.outbox.pending(min(room, 5000), after_seq=self._cursor)
+            events = self.outbox.pending_json(min(room, 5000), after_seq=self._cursor)
         except EventLogError as exc:
             self.stats.last_error = str(exc)
             log.error("cannot read the outbox: %s", exc)
@@ -223,11 +229,15 @@ class Sync:
             if not self._send(events[start : start + size], now):
                 break
 
-    def _send(self, events: list[Event], now: float) -> bool:
+    def _send(self, events: list[OutboxEvent], now: float) -> bool:
         now_ms = self._now_ms()
-        wire = [_wire(e, historical=now_ms - e.ts_ms > HISTORICAL_AFTER_MS) for e in events]
+        wire = [
+            (_wire(e, historical=now_ms - e.ts_ms > HISTORICAL_AFTER_MS), e.data_json)
+            for e in events
+        ]
         topics = self.uplink.topics
-        mid = self.uplink.publish(Leaf.EVENTS, encode_events(topics.site, topics.kiosk, wire))
+        payload = encode_events_json(topics.site, topics.kiosk, wire)
+        mid = self.uplink.publish(Leaf.EVENTS, payload)
         if mid is None:
             self.stats.refused_publishes += 1
             return False
@@ -238,11 +248,14 @@ class Sync:
                 self._in_flight[seq] = (mid, now)
             self._cursor = max(self._cursor, seqs[-1])
         self.stats.published_events += len(seqs)
-        for item in wire:
-            alert = alert_for(item)
+        for item, data_json in wire:
+            if ALERTING_TYPES.get(item.type, "\0") not in data_json:
+                continue  # cheap test first: only these can raise an alert
+            full = dataclasses.replace(item, data=json.loads(data_json))
+            alert = alert_for(full)
             if alert is not None:
                 self.uplink.publish(
-                    Leaf.ALERTS, encode_alert(topics.kiosk, alert[0], item, alert[1])
+                    Leaf.ALERTS, encode_alert(topics.kiosk, alert[0], full, alert[1])
                 )
         return True
 
@@ -369,7 +382,8 @@ class Sync:
         return len(self._in_flight)
 
 
-def _wire(event: Event, *, historical: bool) -> WireEvent:
+def _wire(event: OutboxEvent, *, historical: bool) -> WireEvent:
+    """The event's envelope; its data travels as the stored JSON text (see _send)."""
     return WireEvent(
         event.event_id,
         event.seq,
@@ -377,6 +391,6 @@ def _wire(event: Event, *, historical: bool) -> WireEvent:
         event.ts_ms,
         event.clock_synced,
         event.type,
-        event.data,
+        {},
         historical=historical,
     )

@@ -1,0 +1,60 @@
+"""The wire format helpers: what the kiosk sends is what central decodes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from kiosk.protocol import (
+    ProtocolError,
+    WireEvent,
+    decode_events,
+    decode_receipt,
+    encode_events,
+    encode_events_json,
+    encode_receipt,
+    seq_ranges,
+)
+
+DATA = {"outcome": "grant", "subject": "s-1", "note": 'Nhiệt độ "cao"', "n": [1, 2.5, None]}
+
+
+def test_spliced_json_encodes_the_same_message_as_the_plain_encoder() -> None:
+    event = WireEvent("e-1", 7, "boot", 1_700_000_000_000, False, "decision", DATA, historical=True)
+    stored_text = json.dumps(DATA, ensure_ascii=False)
+    spliced = encode_events_json("s1", "k1", [(event, stored_text)] * 2)
+    plain = encode_events("s1", "k1", [event] * 2)
+    assert json.loads(spliced) == json.loads(plain)
+    assert decode_events(spliced) == ("s1", "k1", [event, event])
+
+
+def test_receipts_compress_to_ranges_and_back() -> None:
+    seqs = [5, 1, 2, 3, 9, 10, 2]
+    assert seq_ranges(seqs) == [[1, 3], [5, 5], [9, 10]]
+    assert decode_receipt(encode_receipt(seqs)) == [1, 2, 3, 5, 9, 10]
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"not json",
+        b"[]",
+        b'{"v": 2, "ranges": []}',
+        b'{"v": 1, "ranges": [[5, 3]]}',
+        b'{"v": 1, "ranges": [[0, 3]]}',
+        b'{"v": 1, "ranges": [[1, true]]}',
+    ],
+)
+def test_bad_receipts_are_refused_with_a_reason(payload: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode_receipt(payload)
+
+
+def test_events_with_missing_or_mistyped_fields_are_refused() -> None:
+    good = json.loads(encode_events("s1", "k1", [WireEvent("e", 1, "b", 1, True, "x", {})]))
+    for field, value in [("seq", "1"), ("seq", True), ("data", []), ("event_id", None)]:
+        broken = json.loads(json.dumps(good))
+        broken["events"][0][field] = value
+        with pytest.raises(ProtocolError, match=field):
+            decode_events(json.dumps(broken).encode())
