@@ -17,6 +17,7 @@ import click
 from kiosk import __version__
 from kiosk.config import DEFAULT_CONFIG_PATH, EX_CONFIG, ConfigError, load_config, parse_config
 from kiosk.credentials import AllowlistError
+from kiosk.issuer_cli import pass_group, site_qr
 
 EX_UNAVAILABLE = 69  # sysexits.h: a required device or service is unavailable
 
@@ -232,6 +233,10 @@ def decode(images: tuple[Path, ...], config_path: Path, decoder: str | None) -> 
         click.echo(json.dumps(result, ensure_ascii=False))
     if failed:
         sys.exit(1)
+
+
+cli.add_command(pass_group)
+cli.add_command(site_qr)
 
 
 @cli.group()
