@@ -266,8 +266,9 @@ class EventLog:
         now = self._now_ms()
         with self._lock, self._write("mark_sent", durable=False) as conn:
             conn.executemany(
-                "UPDATE events SET sent_at_ms = ? WHERE seq = ? AND confirmed_at_ms IS NULL",
-                ((now, seq) for seq in seqs),
+                "UPDATE events SET sent_at_ms = ? WHERE seq BETWEEN ? AND ?"
+                " AND confirmed_at_ms IS NULL",
+                ((now, first, last) for first, last in _ranges(seqs)),
             )
 
     def mark_confirmed(self, seqs: Iterable[int]) -> int:
@@ -277,8 +278,8 @@ class EventLog:
             with self._write("mark_confirmed", durable=False) as conn:
                 cursor = conn.executemany(
                     "UPDATE events SET confirmed_at_ms = ?, sent_at_ms = coalesce(sent_at_ms, ?)"
-                    " WHERE seq = ? AND confirmed_at_ms IS NULL",
-                    ((now, now, seq) for seq in seqs),
+                    " WHERE seq BETWEEN ? AND ? AND confirmed_at_ms IS NULL",
+                    ((now, now, first, last) for first, last in _ranges(seqs)),
                 )
             self._confirmed += cursor.rowcount
         return cursor.rowcount
@@ -486,6 +487,17 @@ def _select_recent(
     if after_seq is None:
         rows.reverse()
     return [_event(row) for row in rows]
+
+
+def _ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted inclusive runs of consecutive seqs: one UPDATE per run, not per event."""
+    runs: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if runs and seq == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs
 
 
 def _event(row: tuple[Any, ...]) -> Event:
