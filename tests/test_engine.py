@@ -20,6 +20,7 @@ from kiosk.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.frames import CameraError
 from kiosk.sensors.measurement import is_present
+from kiosk.sensors.qr import Scan
 from kiosk.simulation import Person, Scene
 from kiosk.store import EventLog, LogWriteError, read_events
 from tests.support import SALT, make_config, running, wait_until
@@ -242,3 +243,25 @@ def test_camera_loss_is_reported_and_recovers(tmp_path: Path) -> None:
     ]
     assert {"part": "camera", "ok": True, "detail": "ok"} in health_events
     assert camera.starts >= 2
+
+
+@pytest.mark.parametrize("synced", [True, False])
+def test_decisions_say_whether_the_clock_was_synchronised(tmp_path: Path, synced: bool) -> None:
+    config = make_config(tmp_path, thermometer={"enabled": False})
+    scene = Scene()
+    hardware = build_hardware(config, simulate=True, scene=scene)
+    with EventLog(config.log_path, boot_id="b", clock_synced=lambda: synced) as log:
+        kiosk = Kiosk(
+            config,
+            hardware,
+            log,
+            build_entrance(config, SALT.encode()),
+            clock_synced=lambda: synced,
+        )
+        try:
+            record = kiosk.handle_scan(Scan(b"S-0001", too_large=False, seen_at=0.0))
+        finally:
+            hardware.close()
+    assert record.event is not None
+    assert (record.event.clock_synced, record.event.data["clock_synced"]) == (synced, synced)
+    assert kiosk.health().clock_synced is synced
