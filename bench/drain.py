@@ -417,6 +417,15 @@ def main() -> None:
 
         runs.append(drain_run("loopback, sqlite, small", small, sqlite_store(), tmp))
         runs.append(drain_run("loopback, sqlite", big, sqlite_store(), tmp))
+        runs.append(
+            drain_run(
+                f"loopback, sqlite, window {args.big_window}",
+                big,
+                sqlite_store(),
+                tmp,
+                window=args.big_window,
+            )
+        )
         if args.pg:
             with pg_database(args.pg) as pg_url:
                 if pg_url:
