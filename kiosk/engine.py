@@ -47,6 +47,7 @@ CAMERA_SILENCE_S = 3.0  # no frame for this long: the camera is lost, reopen it
 STALE_SCAN_S = 5.0  # a queued scan older than this belongs to someone who has left
 CAMERA_RETRY_S = 2.0
 NO_FRAME_WAIT_S = 0.01  # a source with no frame ready is asked again after this
+BACKGROUND_RESTART_S = 5.0  # a crashed background loop (the MQTT sync) starts again after this
 HOUSEKEEPING_S = 60.0  # prune confirmed events and check the log's fill this often
 
 
@@ -160,8 +161,8 @@ class Kiosk:
         ]
         threads += [
             threading.Thread(
-                target=loop,
-                args=(stop,),
+                target=_supervised,
+                args=(loop, stop),
                 name=getattr(loop, "__qualname__", "background"),
                 daemon=True,
             )
@@ -483,3 +484,17 @@ class Kiosk:
     def _notify_health(self) -> None:
         for observer in self._health_observers:
             observer()
+
+
+def _supervised(loop: Callable[[threading.Event], None], stop: threading.Event) -> None:
+    """Run a background loop until ``stop``; if it crashes, log it and start it again."""
+    while not stop.is_set():
+        try:
+            loop(stop)
+        except Exception:
+            log.exception(
+                "%s crashed; restarting it in %.0f s",
+                getattr(loop, "__qualname__", "a background loop"),
+                BACKGROUND_RESTART_S,
+            )
+            stop.wait(BACKGROUND_RESTART_S)

@@ -265,3 +265,34 @@ def test_decisions_say_whether_the_clock_was_synchronised(tmp_path: Path, synced
     assert record.event is not None
     assert (record.event.clock_synced, record.event.data["clock_synced"]) == (synced, synced)
     assert kiosk.health().clock_synced is synced
+
+
+def test_a_crashed_background_loop_is_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("kiosk.engine.BACKGROUND_RESTART_S", 0.05)
+    runs: list[int] = []
+
+    def flaky_sync(stop: threading.Event) -> None:
+        runs.append(1)
+        if len(runs) == 1:
+            raise RuntimeError("paho blew up")
+        stop.wait()
+
+    config = make_config(tmp_path, thermometer={"enabled": False})
+    scene = Scene()
+    hardware = build_hardware(config, simulate=True, scene=scene)
+    with EventLog(config.log_path, boot_id="b") as log:
+        kiosk = Kiosk(config, hardware, log, build_entrance(config, SALT.encode()))
+        kiosk.add_background(flaky_sync)
+        stop = threading.Event()
+        thread = threading.Thread(target=kiosk.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            wait_until(lambda: len(runs) == 2)
+            scene.step_up(STAFF)  # the kiosk itself kept working
+            wait_until(lambda: bool(log.recent(5, type="decision")))
+        finally:
+            stop.set()
+            thread.join(timeout=10)
+            hardware.close()
