@@ -13,15 +13,19 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
 
+import cbor2
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jsonschema import Draft202012Validator
 
-from kiosk import protocol
+from kiosk import protocol, trust
 from kiosk.commands import (
     FEVER_MAX_C,
     FEVER_MIN_C,
@@ -29,9 +33,22 @@ from kiosk.commands import (
     CommandProcessor,
     KioskActions,
 )
-from kiosk.credentials import AllowlistError
-from kiosk.decision import Reason
-from kiosk.events import EventType
+from kiosk.credentials import KINDS, AllowlistError, CredentialStatus
+from kiosk.credentials.documents import (
+    RevocationList,
+    TrustList,
+    encode_document,
+    load_document,
+)
+from kiosk.credentials.passes import (
+    PassClaims,
+    PassVerifier,
+    decode_sign1,
+    key_id,
+    sign_pass,
+)
+from kiosk.decision import Reason, decide
+from kiosk.events import EventType, decision_event_data
 from kiosk.protocol import (
     Availability,
     Command,
@@ -49,16 +66,29 @@ from kiosk.protocol import (
     encode_result,
     encode_state,
 )
+from kiosk.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
+from kiosk.sensors.measurement import Measurement, TemperatureStatus
 from kiosk.simulation import Person
 from kiosk.store import EventLog, LogWriteError, read_events
 from kiosk.sync import Sync
+from kiosk.trust import TrustStore
 from kiosk.uplink import Connected
-from tests.support import make_config, running
+from tests.support import SALT, make_config, running
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCHEMAS = DOCS / "schemas"
-SCHEMA_FILES = {"events", "receipt", "state", "alert", "command", "result", "activity", "status"}
+SCHEMA_FILES = {
+    "events",
+    "receipt",
+    "state",
+    "alert",
+    "command",
+    "result",
+    "activity",
+    "status",
+    "document",
+}
 LEAF_SCHEMA = {
     "events": "events",
     "status": "status",
@@ -68,10 +98,21 @@ LEAF_SCHEMA = {
     "result": "result",
     "receipts": "receipt",
     "activity": "activity",
+    "trust": "document",
+    "revocation": "document",
 }
+# Signed documents: binary COSE_Sign1, published by the issuer under the reserved kiosk id
+# "site" (kiosk.runtime.attach_sync), not JSON.
+DOCUMENT_LEAVES = {Leaf.TRUST.value, Leaf.REVOCATION.value}
+SITE_KIOSK_ID = "site"
+CREDENTIAL_TYPES = {"badge", "pass", "national"}
 KEY = b"test-command-key"
 SITE, KIOSK = "hq", "lobby-1"
 BOOT = "5d2c9a40-1e6b-4c8e-8f3d-2a7b9c0e1f55"
+# The example keys of docs/mqtt.md (seeds of 32 equal bytes: never use them for real).
+DOCUMENT_KEY = Ed25519PrivateKey.from_private_bytes(bytes(32))
+PASS_KEY = Ed25519PrivateKey.from_private_bytes(bytes([1]) * 32)
+NOW = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
 
 
 @cache
@@ -120,6 +161,12 @@ def test_schema_enums_follow_the_code() -> None:
     assert enum_of(event["event"]["properties"]["type"]) == {t.value for t in EventType}
     logged_reasons = {r.value for r in Reason} - {Reason.LOG_UNAVAILABLE.value}
     assert enum_of(event["decision"]["properties"]["reason"]) == logged_reasons
+    credential = event["credential"]["properties"]
+    assert enum_of(credential["status"]) == {s.value for s in CredentialStatus}
+    assert enum_of(credential["kind"]) == {*KINDS, None}
+    assert enum_of(credential["type"]) == CREDENTIAL_TYPES
+    assert enum_of(event["document"]["properties"]["kind"]) == set(trust.KINDS)
+    assert enum_of(schema("document")["properties"]["typ"]) == set(trust.KINDS)
     assert enum_of(event["command"]["properties"]["command"]) == {c.value for c in CommandName}
     command = schema("command")
     assert enum_of(command["properties"]["command"]) == {c.value for c in CommandName}
@@ -167,43 +214,72 @@ class FakeUplink:
         return [payload for sent, payload, _, _ in self.published if sent is leaf]
 
 
+BADGE = {"status": "valid", "kind": "staff", "type": "badge", "signed": True, "pass_id": None}
+NORMAL = {
+    "status": "normal",
+    "celsius": 36.61,
+    "ambient_c": 24.0,
+    "stable": True,
+    "retested": False,
+    "samples": 5,
+}
+ENTRY = {"direction": "entry", "area": "main", "clock_synced": True}
+NATIONAL_CREDENTIAL = {
+    "status": "valid",
+    "kind": "visitor",
+    "type": "national",
+    "signed": False,
+    "pass_id": None,
+}
 DECISIONS: list[dict[str, Any]] = [
     {  # gate mode, granted (docs/events.md)
-        "mode": "gate", "outcome": "grant", "reason": "ok", "subject": "s-4def6e9b4a287f437c2d",
-        "credential": {"status": "valid", "kind": "staff"},
-        "temperature": {"status": "normal", "celsius": 36.61, "ambient_c": 24.0,
-                        "stable": True, "retested": False, "samples": 5},
+        "mode": "gate", "outcome": "grant", "reason": "ok", **ENTRY,
+        "subject": "s-4def6e9b4a287f437c2d", "credential": BADGE, "temperature": NORMAL,
         "decision_ms": 712.4,
     },
     {  # a fever, confirmed on retest
-        "mode": "gate", "outcome": "deny", "reason": "fever", "subject": "s-0123456789abcdef0123",
-        "credential": {"status": "valid", "kind": "visitor"},
+        "mode": "gate", "outcome": "deny", "reason": "fever", **ENTRY,
+        "subject": "s-0123456789abcdef0123", "credential": {**BADGE, "kind": "visitor"},
         "temperature": {"status": "fever", "celsius": 38.4, "ambient_c": 23.5,
                         "stable": True, "retested": True, "samples": 10},
         "decision_ms": 2210.0,
     },
     {  # not a badge id: no subject, credential failed before measuring
-        "mode": "gate", "outcome": "deny", "reason": "malformed_credential", "subject": None,
-        "credential": {"status": "malformed", "kind": None}, "temperature": None,
-        "decision_ms": 3.1,
+        "mode": "gate", "outcome": "deny", "reason": "malformed_credential", **ENTRY,
+        "subject": None, "credential": {**BADGE, "status": "malformed", "kind": None},
+        "temperature": None, "decision_ms": 3.1,
     },
     {  # sensor fault: referred
-        "mode": "gate", "outcome": "refer", "reason": "sensor_fault",
-        "subject": "s-4def6e9b4a287f437c2d", "credential": {"status": "valid", "kind": "staff"},
+        "mode": "gate", "outcome": "refer", "reason": "sensor_fault", **ENTRY,
+        "subject": "s-4def6e9b4a287f437c2d", "credential": BADGE,
         "temperature": {"status": "fault", "celsius": None, "ambient_c": None,
                         "stable": False, "retested": False, "samples": 0},
         "decision_ms": 4000.2,
     },
     {  # screen mode: nobody's badge
-        "mode": "screen", "outcome": "grant", "reason": "ok", "subject": None, "credential": None,
-        "temperature": {"status": "normal", "celsius": 36.5, "ambient_c": 24.1,
-                        "stable": True, "retested": False, "samples": 5},
-        "decision_ms": 650.0,
+        "mode": "screen", "outcome": "grant", "reason": "ok", **ENTRY, "subject": None,
+        "credential": None, "temperature": {**NORMAL, "celsius": 36.5}, "decision_ms": 650.0,
     },
     {  # checkin mode: attendance, no temperature
-        "mode": "checkin", "outcome": "grant", "reason": "checked_in",
-        "subject": "s-4def6e9b4a287f437c2d", "credential": {"status": "valid", "kind": "staff"},
-        "temperature": None, "meeting": "Board meeting", "decision_ms": 12.0,
+        "mode": "checkin", "outcome": "grant", "reason": "checked_in", **ENTRY,
+        "subject": "s-4def6e9b4a287f437c2d", "credential": BADGE, "temperature": None,
+        "meeting": "Board meeting", "decision_ms": 12.0,
+    },
+    {  # a signed pass, revoked: its own pseudonymous subject and its id
+        "mode": "gate", "outcome": "deny", "reason": "revoked", **ENTRY, "subject": "p-7f3a",
+        "credential": {"status": "revoked", "kind": "staff", "type": "pass", "signed": True,
+                       "pass_id": "0a1b2c3d4e5f6071"},
+        "temperature": None, "decision_ms": 4.2,
+    },
+    {  # an unsigned national-app code, referred to reception; the clock was not synced
+        "mode": "gate", "outcome": "refer", "reason": "unsigned_credential",
+        **ENTRY, "clock_synced": False, "subject": "n-86a1f2b9c07d34e5f612",
+        "credential": NATIONAL_CREDENTIAL, "temperature": None, "decision_ms": 5.0,
+    },
+    {  # a toggle kiosk: the way out
+        "mode": "gate", "outcome": "grant", "reason": "ok", **ENTRY, "direction": "exit",
+        "area": "lab-2", "subject": "s-4def6e9b4a287f437c2d", "credential": BADGE,
+        "temperature": None, "decision_ms": 8.0,
     },
 ]  # fmt: skip
 
@@ -216,6 +292,16 @@ OTHER_EVENTS: list[tuple[str, dict[str, Any]]] = [
     ("health", {"part": "thermometer", "ok": True, "detail": "ok"}),
     ("health", {"part": "log_capacity", "ok": False, "detail": "91 % of 1000 rows"}),
     ("command", {"id": "c-1", "command": "lockdown", "args": {"on": True}}),
+    ("document", {"kind": "trust", "accepted": True, "version": 3, "reason": "accepted"}),
+    (
+        "document",
+        {
+            "kind": "revocation",
+            "accepted": False,
+            "version": None,
+            "reason": "version 11 is not newer than 12",
+        },
+    ),
     ("kiosk_stopped", {}),
 ]
 
@@ -287,6 +373,130 @@ def test_publish_qos_and_retain_follow_the_asyncapi_document(
         assert (qos, retain) == bindings[leaf.value], leaf
 
 
+def _pass(pass_id: str = "0a1b2c3d4e5f6071", key: Ed25519PrivateKey = PASS_KEY, **kw: Any) -> bytes:
+    claims = PassClaims(
+        issuer="acme",
+        subject="p-7f3a",
+        kind="staff",
+        pass_id=pass_id,
+        issued_at=NOW - timedelta(days=1),
+        valid_from=NOW - timedelta(days=1),
+        valid_until=NOW + timedelta(days=30),
+        sites=(SITE,),
+    )
+    return sign_pass(key, dataclasses.replace(claims, **kw)).encode()
+
+
+NATIONAL = "PC-COVID|012345678|TRAN THI B|12/03/1985|Nữ|Hà Nội|KBYT|01/10/2021 08:30".encode()
+PAYLOADS = [  # scanned in this order by each kiosk of _real_decisions
+    b"S-0001",  # an allowlist badge
+    b"S-0003",  # expired
+    b"NOPE-1",  # unknown
+    b"not a badge!",  # malformed
+    NATIONAL,  # an unsigned national-app code
+    _pass(),  # a signed pass
+    _pass("0b0b0b0b0b0b0b0b"),  # revoked
+    _pass("0c0c0c0c0c0c0c0c", sites=("elsewhere",)),  # wrong site
+    _pass("0d0d0d0d0d0d0d0d", key=Ed25519PrivateKey.generate()),  # unknown key
+    b"KP1:not base45",  # malformed pass
+    _pass(),  # the same pass again: inside already, or on its way out
+    b"S-0001",
+]
+
+
+def _real_decisions(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    """Decision data from the real producers: credential checks, entry rules, the decision
+    core and kiosk.events.decision_event_data, for every credential type and mode."""
+    normal = Measurement(TemperatureStatus.NORMAL, 36.61, 24.0, 5, True, False, "ok", 1.2)
+    verifier = PassVerifier(
+        {key_id(PASS_KEY.public_key()): PASS_KEY.public_key()},
+        site=SITE,
+        revoked=frozenset({"0b0b0b0b0b0b0b0b"}),
+    )
+    setups = [("gate", "entry"), ("gate", "toggle"), ("gate", "exit"), ("checkin", "entry")]
+    for number, (mode, direction) in enumerate(setups):
+        directory = tmp_path / f"k{number}"
+        directory.mkdir()
+        kiosk = {"site": SITE, "mode": mode, "direction": direction, "area": "lab-2"}
+        config = make_config(
+            directory,
+            kiosk=kiosk | ({"meeting": "Board meeting"} if mode == "checkin" else {}),
+            rules={"anti_passback": True},
+        )
+        entrance = build_entrance(config, SALT.encode())
+        entrance.checker.replace_verifier(verifier)
+        for step, payload in enumerate(PAYLOADS):
+            assessment = entrance.assess(payload, NOW, too_large=False)
+            measurement = normal if entrance.needs_temperature(assessment) else None
+            decision = decide(
+                mode,
+                assessment.credential,
+                measurement,
+                rule=assessment.rule,
+                unsigned_policy=config.credentials.national_qr,
+                exiting=assessment.exiting,
+                checked_in_before=assessment.checked_in_before,
+            )
+            data = decision_event_data(
+                config, decision, assessment, measurement, decision_ms=3.5, clock_synced=True
+            )
+            logged_ms = int(NOW.timestamp() * 1000) - 60_000 + step  # a minute ago
+            entrance.learn(str(uuid.uuid4()), logged_ms, data)
+            yield data
+    screen = make_config(tmp_path, kiosk={"site": SITE, "mode": "screen"})
+    decision = decide("screen", None, normal)
+    yield decision_event_data(screen, decision, None, normal, decision_ms=650, clock_synced=False)
+
+
+def test_real_decisions_match_the_schema(tmp_path: Path) -> None:
+    decisions = list(_real_decisions(tmp_path))
+    for data in decisions:
+        assert_valid("events", _batch(_wire_event(type="decision", data=data)))
+    credentials = [d["credential"] for d in decisions if d["credential"] is not None]
+    assert {c["type"] for c in credentials} == CREDENTIAL_TYPES
+    assert {d["direction"] for d in decisions} == {"entry", "exit"}
+    assert {d["subject"][:2] for d in decisions if d["subject"]} >= {"s-", "n-", "p-"}
+    assert {"revoked", "wrong_site", "unknown_key", "already_inside", "unsigned_credential"} <= {
+        d["reason"] for d in decisions
+    }
+
+
+def _view(value: Any) -> Any:
+    """A CBOR value in the JSON data model of docs/schemas/document.json (bytes as hex)."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list):
+        return [_view(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _view(item) for key, item in value.items()}
+    return value
+
+
+def _document_payload(document: bytes) -> dict[str, Any]:
+    payload: dict[str, Any] = _view(cbor2.loads(decode_sign1(document).payload))
+    return payload
+
+
+def test_signed_documents_match_the_schema() -> None:
+    keys = [PASS_KEY.public_key(), Ed25519PrivateKey.generate().public_key()]
+    documents: list[TrustList | RevocationList] = [
+        TrustList("acme", 1, NOW, {key_id(key): key for key in keys}),
+        RevocationList("acme", 2, NOW, frozenset()),
+        RevocationList("acme", 3, NOW, frozenset({"0a1b2c3d4e5f6071", "ff" * 16})),
+    ]
+    for document in documents:
+        payload = _document_payload(encode_document(document, DOCUMENT_KEY))
+        assert_valid("document", payload)
+        assert_invalid("document", {**payload, "ver": 0})
+        assert_invalid("document", {**payload, "typ": "allowlist"})
+        assert_invalid("document", {k: v for k, v in payload.items() if k != "org"})
+        other = "ids" if payload["typ"] == "trust" else "keys"
+        assert_invalid("document", {**payload, other: []})
+    trusted = _document_payload(encode_document(documents[0], DOCUMENT_KEY))
+    assert_invalid("document", {**trusted, "keys": []})
+    assert_invalid("document", {**trusted, "keys": [trusted["keys"][0][:62]]})
+
+
 def test_events_from_a_simulated_kiosk_and_its_commands(tmp_path: Path) -> None:
     """A real kiosk: its decision, command and lifecycle events and its state document."""
     config = make_config(tmp_path)
@@ -302,9 +512,25 @@ def test_events_from_a_simulated_kiosk_and_its_commands(tmp_path: Path) -> None:
             outcome = processor.handle(_command("lockdown", {"on": on}, now_ms, key=KEY))
             assert outcome.ok, outcome.message
             assert_valid("result", processor.encode(outcome))
+        store = TrustStore(config, DOCUMENT_KEY.public_key())
+        keys = {key_id(PASS_KEY.public_key()): PASS_KEY.public_key()}
+        signed = encode_document(TrustList("acme", 3, NOW, keys), DOCUMENT_KEY)
+        for kind, document in [
+            ("trust", signed),  # accepted
+            ("trust", signed),  # not newer
+            ("revocation", b"\xd2\x84"),  # malformed
+            ("revocation", encode_document(RevocationList("acme", 1, NOW, frozenset()), PASS_KEY)),
+        ]:
+            update = store.offer(kind, document, save=False)
+            kiosk.kiosk.apply_trust_update(
+                update.kind, update.accepted, update.version, update.reason, store.verifier()
+            )
         live_state = kiosk.kiosk.state()
     events = read_events(config.log_path, 100)
-    assert {"kiosk_started", "decision", "command", "kiosk_stopped"} <= {e.type for e in events}
+    types = {"kiosk_started", "decision", "command", "document", "kiosk_stopped"}
+    assert types <= {e.type for e in events}
+    documents = [e.data for e in events if e.type == "document"]
+    assert [d["accepted"] for d in documents] == [True, False, False, False]
     wire = [
         WireEvent(e.event_id, e.seq, e.boot_id, e.ts_ms, e.clock_synced, e.type, e.data)
         for e in events
@@ -349,6 +575,65 @@ def _batch(*events: dict[str, Any]) -> dict[str, Any]:
         pytest.param(
             lambda e: e.update(type="decision", data={**DECISIONS[0], "subject": "S-0001"}),
             id="subject not pseudonymous",
+        ),
+        pytest.param(
+            lambda e: e.update(
+                type="decision", data={**DECISIONS[0], "subject": "n-86a1f2b9c07d34e5f612"}
+            ),
+            id="badge with a national subject",
+        ),
+        pytest.param(
+            lambda e: e.update(type="decision", data={**DECISIONS[6], "subject": "p 7f3a"}),
+            id="pass subject not an identifier",
+        ),
+        pytest.param(
+            lambda e: e.update(type="decision", data={**DECISIONS[7], "subject": "s-0001"}),
+            id="national code without its n- hash",
+        ),
+        pytest.param(
+            lambda e: e.update(
+                type="decision",
+                data={**DECISIONS[7], "credential": {**NATIONAL_CREDENTIAL, "signed": True}},
+            ),
+            id="national code claimed signed",
+        ),
+        pytest.param(
+            lambda e: e.update(
+                type="decision",
+                data={**DECISIONS[0], "credential": {**BADGE, "pass_id": "0a1b2c3d4e5f6071"}},
+            ),
+            id="badge with a pass id",
+        ),
+        pytest.param(
+            lambda e: e.update(
+                type="decision",
+                data={**DECISIONS[0], "credential": {"status": "valid", "kind": "staff"}},
+            ),
+            id="credential in the old shape",
+        ),
+        pytest.param(
+            lambda e: e.update(
+                type="decision", data={k: v for k, v in DECISIONS[0].items() if k != "direction"}
+            ),
+            id="decision without direction",
+        ),
+        pytest.param(
+            lambda e: e.update(type="decision", data={**DECISIONS[4], "subject": "s-" + "0" * 20}),
+            id="screen mode with a subject",
+        ),
+        pytest.param(
+            lambda e: e.update(
+                type="document",
+                data={"kind": "trust", "accepted": True, "version": None, "reason": "accepted"},
+            ),
+            id="accepted document without version",
+        ),
+        pytest.param(
+            lambda e: e.update(
+                type="document",
+                data={"kind": "trust", "accepted": False, "version": 4, "reason": "bad signature"},
+            ),
+            id="refused document with a version",
         ),
         pytest.param(
             lambda e: e.update(type="command", data={"id": "c", "command": "lockdown"}),
@@ -664,8 +949,28 @@ def test_mqtt_md_examples_match_the_schemas() -> None:
     for leaf in Leaf:
         examples = _doc_examples()[leaf.value]
         assert examples, f"no example payload under '## {leaf.value}'"
+        if leaf.value in DOCUMENT_LEAVES:
+            continue  # binary: test_mqtt_md_document_examples_are_real_signed_documents
         for example in examples:
             assert_valid(LEAF_SCHEMA[leaf.value], example)
+
+
+@pytest.mark.parametrize("leaf", sorted(DOCUMENT_LEAVES))
+def test_mqtt_md_document_examples_are_real_signed_documents(leaf: str) -> None:
+    """The hex example is a document the kiosk accepts; the JSON example is its payload."""
+    message, payload = _doc_examples()[leaf]
+    document = bytes.fromhex(message)
+    kind = cast(Any, leaf)
+    loaded = load_document(
+        document, DOCUMENT_KEY.public_key(), expected_type=kind, current_version=None
+    )
+    assert _document_payload(document) == payload
+    assert_valid("document", payload)
+    assert (loaded.org, loaded.version) == (payload["org"], payload["ver"])
+    if isinstance(loaded, TrustList):
+        assert key_id(PASS_KEY.public_key()) in loaded.keys
+        raw = PASS_KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+        assert raw in payload["keys"]
 
 
 def test_mqtt_md_sections_state_qos_and_retain_as_the_asyncapi_document() -> None:
@@ -723,16 +1028,63 @@ def test_asyncapi_has_one_channel_per_leaf() -> None:
     assert set(channels) == {leaf.value for leaf in Leaf}
     for leaf in Leaf:
         channel = channels[leaf.value]
-        assert channel["address"] == f"{protocol.PREFIX}/{{site}}/{{kiosk}}/{leaf.value}"
-        assert set(channel["parameters"]) == {"site", "kiosk"}
         (message,) = channel["messages"].values()
         target = _resolve(_asyncapi(), message["$ref"])
         assert target["payload"]["schema"]["$ref"] == f"./schemas/{LEAF_SCHEMA[leaf.value]}.json"
+        if leaf.value in DOCUMENT_LEAVES:  # the site's, under the reserved kiosk id
+            assert channel["address"] == f"{protocol.PREFIX}/{{site}}/{SITE_KIOSK_ID}/{leaf.value}"
+            assert set(channel["parameters"]) == {"site"}
+            assert target["contentType"].startswith("application/cose")
+        else:
+            assert channel["address"] == f"{protocol.PREFIX}/{{site}}/{{kiosk}}/{leaf.value}"
+            assert set(channel["parameters"]) == {"site", "kiosk"}
+            json_or_text = "text/plain" if leaf is Leaf.STATUS else "application/json"
+            assert target["contentType"] == json_or_text
 
 
 def test_asyncapi_operations_are_from_the_kiosks_point_of_view() -> None:
-    assert set(_receive_bindings()) == {"cmd", "receipts"}
-    assert set(_send_bindings()) == {leaf.value for leaf in Leaf} - {"cmd", "receipts"}
+    # a kiosk reads its commands and receipts, the site's signed documents and its
+    # neighbours' events (kiosk.runtime.attach_sync)
+    assert set(_receive_bindings()) == {"cmd", "receipts", "events"} | DOCUMENT_LEAVES
+    assert set(_send_bindings()) == {leaf.value for leaf in Leaf} - {"cmd", "receipts"} - (
+        DOCUMENT_LEAVES
+    )
+
+
+class _Kiosk:
+    """What kiosk.runtime.attach_sync needs from a kiosk."""
+
+    def __init__(self, outbox: EventLog) -> None:
+        self.event_log = outbox
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *args, **kwargs: None
+
+
+def test_kiosks_subscribe_to_the_documented_topics(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The site's documents under the reserved kiosk id, and the neighbours' events."""
+    from kiosk import runtime
+
+    created: list[dict[str, Any]] = []
+
+    def sync(*args: Any, **kwargs: Any) -> Any:
+        created.append(kwargs)
+        return _Kiosk(cast(EventLog, None))
+
+    monkeypatch.setattr(runtime, "Uplink", lambda *args, **kwargs: None)
+    monkeypatch.setattr(runtime, "Sync", sync)
+    config = make_config(tmp_path, kiosk={"site": SITE, "id": KIOSK})
+    enabled = cast(TrustStore, type("Trust", (), {"enabled": True})())
+    with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
+        runtime.attach_sync(cast(Any, _Kiosk(outbox)), config, enabled)
+    (arguments,) = created
+    assert set(arguments["listen"]) == {
+        f"{protocol.PREFIX}/{SITE}/+/events",
+        f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/trust",
+        f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/revocation",
+    }
 
 
 def _refs(node: Any) -> Iterator[str]:
