@@ -111,9 +111,11 @@ class Entrance:
     def _subject(self, credential: CredentialCheck) -> str | None:
         if credential.badge_id is None:
             return None
-        if credential.credential_type == "badge":
-            return self._pseudonymizer.subject(credential.badge_id)
-        return credential.badge_id  # passes and national codes carry a pseudonym already
+        if credential.credential_type == "national":
+            return credential.badge_id  # already a salted hash of the ID number ("n-…")
+        # Badge ids and pass subjects share one keyed namespace, kept apart by a prefix.
+        prefix = "pass:" if credential.credential_type == "pass" else ""
+        return self._pseudonymizer.subject(prefix + credential.badge_id)
 
     def _direction(self, subject: str | None) -> str:
         configured = self.config.kiosk.direction

@@ -61,7 +61,7 @@ def decision_event_data(
             "status": credential.status.value,
             "kind": credential.kind,
             "type": credential.credential_type,
-            "signed": not credential.unsigned,
+            "unsigned": credential.unsigned,
             "pass_id": credential.pass_id,
         }
     if measurement is not None:

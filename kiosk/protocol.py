@@ -35,6 +35,7 @@ from enum import StrEnum
 from typing import Any
 
 PREFIX = "kiosk/v1"
+SITE_DOCUMENTS = "site"  # the reserved kiosk id under which a site's signed lists live
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024  # the largest events batch or command the peers accept
 SEGMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")

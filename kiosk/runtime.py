@@ -24,6 +24,7 @@ from kiosk.hardware import build_hardware
 from kiosk.homeassistant import discovery_messages
 from kiosk.privacy import Pseudonymizer, load_or_create_salt
 from kiosk.protocol import (
+    SITE_DOCUMENTS,
     Command,
     KioskTopics,
     Leaf,
@@ -108,7 +109,7 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
             allow_emergency_open=mqtt.allow_emergency_open,
             signed_commands=bool(mqtt.command_key),
         )
-    site_documents = KioskTopics(config.kiosk.site, "site")
+    site_documents = KioskTopics(config.kiosk.site, SITE_DOCUMENTS)
     listen = [subscription(Leaf.EVENTS, site=config.kiosk.site)]  # the site's passages
     if trust.enabled:
         listen += [site_documents.topic(Leaf.TRUST), site_documents.topic(Leaf.REVOCATION)]

@@ -88,7 +88,7 @@ class SyncStats:
 
 
 # The event types alert_for reads, and a word their data must contain to raise an alert.
-ALERTING_TYPES = {"decision": "fever", "health": "false", "fire_alarm": "true"}
+ALERTING_TYPES = {"decision": "fever", "health": "false", "fire_alarm": "true", "document": "false"}
 
 
 def alert_for(event: WireEvent) -> tuple[str, str] | None:
@@ -102,6 +102,8 @@ def alert_for(event: WireEvent) -> tuple[str, str] | None:
         return name, f"{part}: {data.get('detail', '')}"
     if event.type == "fire_alarm" and data.get("active"):
         return "fire_alarm", "fire alarm active: gate released"
+    if event.type == "document" and data.get("accepted") is False:
+        return "document_refused", f"{data.get('kind')} list refused: {data.get('reason')}"
     return None
 
 

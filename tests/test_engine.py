@@ -74,7 +74,7 @@ def test_grant_event_is_pseudonymous_and_complete(tmp_path: Path) -> None:
         "status": "valid",
         "kind": "staff",
         "type": "badge",
-        "signed": True,
+        "unsigned": False,
         "pass_id": None,
     }
     assert (data["direction"], data["area"]) == ("entry", "main")

@@ -214,7 +214,7 @@ class FakeUplink:
         return [payload for sent, payload, _, _ in self.published if sent is leaf]
 
 
-BADGE = {"status": "valid", "kind": "staff", "type": "badge", "signed": True, "pass_id": None}
+BADGE = {"status": "valid", "kind": "staff", "type": "badge", "unsigned": False, "pass_id": None}
 NORMAL = {
     "status": "normal",
     "celsius": 36.61,
@@ -228,7 +228,7 @@ NATIONAL_CREDENTIAL = {
     "status": "valid",
     "kind": "visitor",
     "type": "national",
-    "signed": False,
+    "unsigned": True,
     "pass_id": None,
 }
 DECISIONS: list[dict[str, Any]] = [
@@ -265,9 +265,10 @@ DECISIONS: list[dict[str, Any]] = [
         "subject": "s-4def6e9b4a287f437c2d", "credential": BADGE, "temperature": None,
         "meeting": "Board meeting", "decision_ms": 12.0,
     },
-    {  # a signed pass, revoked: its own pseudonymous subject and its id
-        "mode": "gate", "outcome": "deny", "reason": "revoked", **ENTRY, "subject": "p-7f3a",
-        "credential": {"status": "revoked", "kind": "staff", "type": "pass", "signed": True,
+    {  # a signed pass, revoked: its keyed pseudonym and its id
+        "mode": "gate", "outcome": "deny", "reason": "revoked", **ENTRY,
+        "subject": "s-9c1e2f4a6b8d0e3f5a7c",
+        "credential": {"status": "revoked", "kind": "staff", "type": "pass", "unsigned": False,
                        "pass_id": "0a1b2c3d4e5f6071"},
         "temperature": None, "decision_ms": 4.2,
     },
@@ -455,7 +456,7 @@ def test_real_decisions_match_the_schema(tmp_path: Path) -> None:
     credentials = [d["credential"] for d in decisions if d["credential"] is not None]
     assert {c["type"] for c in credentials} == CREDENTIAL_TYPES
     assert {d["direction"] for d in decisions} == {"entry", "exit"}
-    assert {d["subject"][:2] for d in decisions if d["subject"]} >= {"s-", "n-", "p-"}
+    assert {d["subject"][:2] for d in decisions if d["subject"]} == {"s-", "n-"}
     assert {"revoked", "wrong_site", "unknown_key", "already_inside", "unsigned_credential"} <= {
         d["reason"] for d in decisions
     }
@@ -593,7 +594,7 @@ def _batch(*events: dict[str, Any]) -> dict[str, Any]:
         pytest.param(
             lambda e: e.update(
                 type="decision",
-                data={**DECISIONS[7], "credential": {**NATIONAL_CREDENTIAL, "signed": True}},
+                data={**DECISIONS[7], "credential": {**NATIONAL_CREDENTIAL, "unsigned": False}},
             ),
             id="national code claimed signed",
         ),

@@ -4,6 +4,7 @@ organisation's signed revocation list arriving as a retained message."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,11 +16,12 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from kiosk.credentials.documents import RevocationList, TrustList, encode_document
 from kiosk.credentials.passes import PassClaims, key_id, sign_pass
 from kiosk.decision import Outcome, Reason
+from kiosk.privacy import Pseudonymizer
 from kiosk.protocol import KioskTopics, Leaf
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.simulation import Person
-from tests.broker import Broker, mqtt_client
-from tests.support import RunningKiosk, make_config, running, wait_until
+from tests.broker import Broker, Collector, mqtt_client
+from tests.support import SALT, RunningKiosk, make_config, running, wait_until
 
 NOW = datetime.now(UTC)
 SITE = KioskTopics("s1", "site")
@@ -117,11 +119,14 @@ def test_a_signed_revocation_list_over_mqtt_stops_a_pass(tmp_path: Path, broker:
         },
     )
     central = mqtt_client(broker, "central")
+    alerts = Collector(mqtt_client(broker, "central", client_id="alerts"))
+    alerts.subscribe(KioskTopics("s1", "k1").topic(Leaf.ALERTS))
     with online(config, broker) as door:
         door.scene.step_up(Person("pass holder", staff_pass.encode(), sim.nobody(), "grant"))
         first = door.next_decision()
         assert first.decision.outcome is Outcome.GRANT
-        assert first.event is not None and first.event.data["subject"] == "p-7f3a"
+        assert first.event is not None
+        assert first.event.data["subject"] == Pseudonymizer(SALT.encode()).subject("pass:p-7f3a")
         door.scene.leave()
 
         forged = encode_document(
@@ -138,6 +143,8 @@ def test_a_signed_revocation_list_over_mqtt_stops_a_pass(tmp_path: Path, broker:
 
         wait_until(lambda: len(documents()) == 2, timeout=15)
         assert [(d["accepted"], d["version"]) for d in documents()] == [(False, None), (True, 3)]
+        alert = json.loads(alerts.get(timeout=15).payload)
+        assert alert["alert"] == "document_refused" and "not the trust anchor" in alert["detail"]
         frames = door.kiosk.health().frames_read  # the code has been out of view long enough
         wait_until(lambda: door.kiosk.health().frames_read > frames + 10)  # (rearm 0.2 s)
         door.scene.step_up(Person("pass holder", staff_pass.encode(), sim.nobody(), "deny"))
