@@ -28,6 +28,7 @@ from kiosk.events import EventType, decision_event_data
 from kiosk.gate import Gate, Signal
 from kiosk.hardware import Hardware
 from kiosk.health import DailyCounts, FrameCounter, Health, Parts, PartState, state_document
+from kiosk.metrics import KioskMetrics
 from kiosk.protocol import Command
 from kiosk.sensors.frames import CameraError
 from kiosk.sensors.measurement import (
@@ -93,8 +94,10 @@ class Kiosk:
         wall_clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         clock_synced: Callable[[], bool] = lambda: True,
         camera_retry_s: float = CAMERA_RETRY_S,
+        metrics: KioskMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or KioskMetrics()
         self.hardware = hardware
         self.event_log = event_log
         self.entrance = entrance
@@ -198,7 +201,9 @@ class Kiosk:
                 stop.wait(NO_FRAME_WAIT_S)
                 continue
             self._frame_seen(started)
-            for scan in self._scan_filter.feed(decoder.decode(frame), started):
+            payloads = decoder.decode(frame)
+            self.metrics.decoded(self._clock() - started)
+            for scan in self._scan_filter.feed(payloads, started):
                 self._queue_scan(scan)
 
     def _queue_scan(self, scan: Scan) -> None:
@@ -289,6 +294,9 @@ class Kiosk:
         record = DecisionRecord(
             decision, signal, event, credential, measurement, started, logged, self._clock()
         )
+        self.metrics.decided(
+            decision.outcome.value, decision.reason.value, record.gate_moved_at - started
+        )
         for observer in self._observers:
             try:
                 observer(record)
@@ -361,6 +369,7 @@ class Kiosk:
             log.info("%s recovered", name)
         else:
             log.error("%s failed: %s", name, detail)
+            self.metrics.part_failed(name)
         if name != "log":
             self._record(EventType.HEALTH, {"part": name, "ok": ok, "detail": detail})
         for observer in self._health_observers:

@@ -256,6 +256,7 @@ def open_kiosk(
             allowlist_loader=lambda: load_allowlist(config),
             clock_synced=clock_is_synchronised,
         )
+        kiosk.metrics.watch_backlog(lambda: event_log.stats().unconfirmed)
         if config.mqtt.enabled:
             attach_sync(kiosk, config, trust)
         yield kiosk

@@ -296,3 +296,20 @@ def test_a_crashed_background_loop_is_restarted(
             stop.set()
             thread.join(timeout=10)
             hardware.close()
+
+
+def test_metrics_count_decisions_by_reason_and_time_decoding(tmp_path: Path) -> None:
+    config = make_config(tmp_path, thermometer={"enabled": False})
+    with running(config) as kiosk:
+        kiosk.scene.step_up(STAFF)
+        kiosk.next_decision()
+        registry = kiosk.kiosk.metrics.registry
+        assert (
+            registry.get_sample_value("kiosk_decisions_total", {"outcome": "grant", "reason": "ok"})
+            == 1
+        )
+        assert registry.get_sample_value("kiosk_decision_seconds_count") == 1
+        assert (registry.get_sample_value("kiosk_decode_seconds_count") or 0) > 0
+        assert registry.get_sample_value("kiosk_backlog_events") == len(
+            kiosk.kiosk.event_log.pending(100)
+        )
