@@ -287,10 +287,10 @@ class MqttSection:
         "puback: when the broker accepts it (for third-party subscribers; see docs/mqtt.md)",
     )
     window: int = _key(
-        1000, "Most events handed to the MQTT client and not yet confirmed", low=10, high=100_000
+        5000, "Most events handed to the MQTT client and not yet confirmed", low=10, high=100_000
     )
     batch_max: int = _key(
-        50, "Most events packed into one message when draining a backlog", low=1, high=500
+        100, "Most events packed into one message when draining a backlog", low=1, high=500
     )
     resend_after_s: float = _key(
         600.0, "Send an event again if no receipt covered it after this long", low=1, high=86400

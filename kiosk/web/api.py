@@ -1,0 +1,117 @@
+"""JSON API (login or bearer token), the health probe and Prometheus metrics (no login)."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Any
+
+from flask import Blueprint, Response, abort, jsonify, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from kiosk.decision import Outcome
+from kiosk.events import EventType
+from kiosk.web.auth import api_auth_required
+from kiosk.web.context import web_context
+
+bp = Blueprint("api", __name__)
+
+MAX_EVENTS = 500
+EVENT_TYPES = tuple(t.value for t in EventType)
+OUTCOMES = tuple(o.value for o in Outcome)
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def int_arg(name: str, low: int, high: int | None = None) -> int | None:
+    """An optional integer query parameter within bounds; otherwise 400."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        abort(400, f"{name} must be a whole number, not {raw!r}")
+    if value < low or (high is not None and value > high):
+        allowed = f"{low} to {high}" if high is not None else f"at least {low}"
+        abort(400, f"{name} must be {allowed}, not {value}")
+    return value
+
+
+def choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
+    """An optional query parameter from a fixed list; otherwise 400."""
+    raw = request.args.get(name) or None
+    if raw is not None and raw not in allowed:
+        abort(400, f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+    return raw
+
+
+def day_arg() -> date:
+    """``day=YYYY-MM-DD`` (default today); otherwise 400."""
+    raw = request.args.get("day")
+    if not raw:
+        return date.today()
+    try:
+        if not _DAY.fullmatch(raw):
+            raise ValueError(raw)
+        return date.fromisoformat(raw)
+    except ValueError:
+        abort(400, f"day must be a date as YYYY-MM-DD, not {raw!r}")
+
+
+def query_events(limit: int) -> list[dict[str, Any]]:
+    """Events selected by the request's ``before``, ``after``, ``type`` and ``outcome``."""
+    return web_context().source.events(
+        limit=limit,
+        before_seq=int_arg("before", 1),
+        after_seq=int_arg("after", 0),
+        type=choice_arg("type", EVENT_TYPES),
+        outcome=choice_arg("outcome", OUTCOMES),
+    )
+
+
+@bp.get("/api/v1/status")
+@api_auth_required
+def status() -> Response:
+    """The kiosk's state document."""
+    return jsonify(web_context().source.state())
+
+
+@bp.get("/api/v1/events")
+@api_auth_required
+def events() -> Response:
+    """Logged events, newest first: ``limit`` 1–500 (50), ``before``/``after`` a seq,
+    ``type``, ``outcome``."""
+    return jsonify(query_events(int_arg("limit", 1, MAX_EVENTS) or 50))
+
+
+@bp.get("/api/v1/hourly")
+@api_auth_required
+def hourly() -> Response:
+    """Decisions and fevers per hour of ``day``."""
+    return jsonify(web_context().source.hourly(day_arg()))
+
+
+def problems(state: dict[str, Any]) -> list[str]:
+    """The parts a probe should alarm on: camera, thermometer, log."""
+    found = []
+    for part in ("camera", "thermometer", "log"):
+        info = state.get(part) or {}
+        if not info.get("ok", False):
+            found.append(f"{part}: {info.get('detail', 'not working')}")
+    return found
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[dict[str, Any], int]:
+    """``{"ok", "problems"}``: 200 when camera, thermometer and log work, else 503."""
+    try:
+        found = problems(web_context().source.state())
+    except Exception as exc:  # the kiosk cannot even report its state: that is the problem
+        found = [f"state: {type(exc).__name__}"]
+    return {"ok": not found, "problems": found}, 503 if found else 200
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """The registry handed to ``create_app``, in Prometheus text format."""
+    return Response(generate_latest(web_context().registry), content_type=CONTENT_TYPE_LATEST)

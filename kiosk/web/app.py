@@ -1,0 +1,101 @@
+"""The application factory: one independent Flask app per call, nothing at module level."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from flask import Flask, Response, jsonify, render_template, request
+from prometheus_client import CollectorRegistry
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from kiosk.web import api, auth, dashboard, display
+from kiosk.web.auth import LoginLimiter, csrf_token
+from kiosk.web.context import KEY, WebContext
+from kiosk.web.interfaces import StatusSource, WebActions, WebSettings
+
+log = logging.getLogger(__name__)
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+def create_app(
+    source: StatusSource,
+    actions: WebActions,
+    settings: WebSettings,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Flask:
+    """Build the kiosk's web app.
+
+    :param source: the kiosk's read-only status.
+    :param actions: the operator actions.
+    :param settings: password, keys and limits.
+    :param registry: what ``/metrics`` serves (an empty registry if None).
+    :param clock: monotonic seconds, for the login rate limit.
+    """
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_NAME="kiosk_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=settings.secure_cookie,
+        MAX_CONTENT_LENGTH=16 * 1024,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions[KEY] = WebContext(
+        source=source,
+        actions=actions,
+        settings=settings,
+        registry=registry if registry is not None else CollectorRegistry(),
+        limiter=LoginLimiter(settings.login_attempts_per_minute, clock),
+    )
+    for blueprint in (auth.bp, dashboard.bp, display.bp, api.bp):
+        app.register_blueprint(blueprint)
+    app.jinja_env.globals["csrf_token"] = csrf_token
+    app.after_request(_secure_headers)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def _secure_headers(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    if request.endpoint != "static":
+        response.headers.setdefault("Cache-Control", "no-store")
+    return response
+
+
+def _http_error(error: HTTPException) -> Response:
+    """JSON under /api, a short HTML page elsewhere; keeps Allow and Retry-After headers."""
+    code = error.code or 500
+    message = error.description or error.name
+    if request.path.startswith("/api/"):
+        response = jsonify(error=error.name.lower().replace(" ", "_"), message=message)
+    else:
+        response = Response(
+            render_template("error.html", code=code, name=error.name, message=message),
+            content_type="text/html; charset=utf-8",
+        )
+    response.status_code = code
+    for name, value in error.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def _unexpected_error(error: Exception) -> Response:
+    """Log the traceback; the client sees only that something went wrong."""
+    log.exception("web request %s %s failed", request.method, request.path, exc_info=error)
+    return _http_error(InternalServerError("The kiosk could not answer this request."))

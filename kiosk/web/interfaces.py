@@ -1,0 +1,101 @@
+"""What the web app needs from the kiosk (read-only status, operator actions) and its settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, Protocol
+
+
+class StatusSource(Protocol):
+    """Read-only view of a running kiosk; every method is called from web server threads."""
+
+    def state(self) -> dict[str, Any]:
+        """The retained state document (``kiosk.health.state_document``, maybe with ``mqtt``)."""
+        ...
+
+    def events(
+        self,
+        *,
+        limit: int,
+        before_seq: int | None,
+        after_seq: int | None,
+        type: str | None,
+        outcome: str | None,
+    ) -> list[dict[str, Any]]:
+        """Logged events newest first, each ``{"seq", "ts_ms", "type", "data"}``.
+
+        ``before_seq``/``after_seq`` bound ``seq`` exclusively; ``outcome`` keeps only decisions
+        with that outcome.
+        """
+        ...
+
+    def hourly(self, day: date) -> list[dict[str, Any]]:
+        """24 rows ``{"hour", "granted", "denied", "referred", "fevers"}`` for a local day."""
+        ...
+
+    def last_decision(self) -> dict[str, Any] | None:
+        """The newest decision: ``{"seq", "ts_ms", "outcome", "reason", "message_vi",
+        "message_en", "temperature_c"}``, or None before the first."""
+        ...
+
+    def fever_threshold_c(self) -> float:
+        """The fever threshold in force."""
+        ...
+
+
+class WebActions(Protocol):
+    """Operator actions; each returns a confirmation to show and is logged by the kiosk."""
+
+    def test_relay(self) -> str:
+        """Pulse the relay once."""
+        ...
+
+    def emergency_open(self, on: bool) -> str:
+        """Hold the gate released, or end that."""
+        ...
+
+    def set_lockdown(self, on: bool) -> str:
+        """Refuse everyone, or end that."""
+        ...
+
+    def set_fever_threshold(self, celsius: float) -> str:
+        """Change the fever threshold (already checked against the settings' bounds)."""
+        ...
+
+
+@dataclass(frozen=True)
+class WebSettings:
+    """How the web app is secured and what it allows.
+
+    :param password_hash: the operator password as ``hash_password()`` made it; empty turns the
+        dashboard off (it explains how to set one).
+    :param secret_key: signs the session cookie; at least 16 bytes.
+    :param display_public: serve ``/display`` to any address, not only this machine.
+    :param api_token: a bearer token for ``/api/v1/*`` besides login; empty = none.
+    :param login_attempts_per_minute: failed logins allowed per client address and minute.
+    :param fever_min_c: lowest fever threshold an operator may set.
+    :param fever_max_c: highest fever threshold an operator may set.
+    :param display_clear_s: how long the display shows a decision.
+    :param secure_cookie: send the session cookie over HTTPS only (behind a TLS proxy).
+    """
+
+    password_hash: str
+    secret_key: bytes
+    display_public: bool = False
+    api_token: str = ""
+    login_attempts_per_minute: int = 5
+    fever_min_c: float = 37.0
+    fever_max_c: float = 39.0
+    display_clear_s: float = 5.0
+    secure_cookie: bool = False
+
+    def __post_init__(self) -> None:
+        if len(self.secret_key) < 16:
+            raise ValueError("web secret_key must be at least 16 bytes")
+        if self.login_attempts_per_minute < 1:
+            raise ValueError("web login_attempts_per_minute must be at least 1")
+        if not self.fever_min_c < self.fever_max_c:
+            raise ValueError("web fever_min_c must be below fever_max_c")
+        if self.display_clear_s <= 0:
+            raise ValueError("web display_clear_s must be positive")
