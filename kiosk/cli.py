@@ -19,6 +19,7 @@ from kiosk.config import DEFAULT_CONFIG_PATH, EX_CONFIG, ConfigError, load_confi
 from kiosk.credentials import AllowlistError
 from kiosk.issuer_cli import pass_group, site_qr
 
+EX_USAGE = 64  # sysexits.h: the command was used incorrectly
 EX_UNAVAILABLE = 69  # sysexits.h: a required device or service is unavailable
 
 
@@ -97,6 +98,7 @@ def demo(as_json: bool, state_dir: Path | None) -> None:
                     "allowlist": str(allowlist),
                     "subject_salt": "demo-salt-not-for-production",
                 },
+                "web": {"enabled": False},
             },
             source="<demo>",
         )
@@ -367,3 +369,30 @@ def checkin_report(meeting: str, config_path: Path, db: Path | None, as_json: bo
             )
     if not as_json:
         click.echo(f"{len(attendees)} attended {meeting}")
+
+
+@cli.group()
+def web() -> None:
+    """The status page."""
+
+
+@web.command("set-password")
+@config_option
+def web_set_password(config_path: Path) -> None:
+    """Set the dashboard password (stored hashed, 0600, in the state directory)."""
+    import os
+
+    from kiosk.web import hash_password
+    from kiosk.web_runtime import PASSWORD_FILE
+
+    config = load_config(config_path)
+    password = click.prompt("New dashboard password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        click.echo("kiosk: use at least 8 characters", err=True)
+        sys.exit(EX_USAGE)
+    path = Path(config.kiosk.state_dir) / PASSWORD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(hash_password(password) + "\n")
+    click.echo(f"password saved (hashed) in {path}; restart the kiosk to use it")

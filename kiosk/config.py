@@ -311,6 +311,26 @@ class MqttSection:
 
 
 @dataclass(frozen=True)
+class WebSection:
+    """The status page and the entrance display (served by waitress in the kiosk process)."""
+
+    enabled: bool = _key(True, "Serve the status dashboard, the display and the API")
+    host: str = _key("127.0.0.1", "Address to listen on (0.0.0.0: reachable from the network)")
+    port: int = _key(8080, "TCP port", low=1, high=65535)
+    password_hash: str = _key(
+        "",
+        "Dashboard password hash (empty: the one `kiosk web set-password` saved)",
+        secret=True,
+    )
+    api_token: str = _key("", "Bearer token for /api/v1 (empty: login only)", secret=True)
+    display_public: bool = _key(
+        False, "Serve the entrance display to other machines too (default: this one only)"
+    )
+    cookie_secure: bool = _key(False, "Send the session cookie over HTTPS only")
+    display_clear_s: float = _key(5.0, "Seconds a decision stays on the display", low=1, high=60)
+
+
+@dataclass(frozen=True)
 class KioskConfig:
     """The whole configuration; build it with :func:`load_config`."""
 
@@ -322,6 +342,7 @@ class KioskConfig:
     rules: RulesSection = field(default_factory=RulesSection)
     log: LogSection = field(default_factory=LogSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
+    web: WebSection = field(default_factory=WebSection)
     source: str = "<defaults>"
 
     @property

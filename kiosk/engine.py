@@ -437,6 +437,12 @@ class Kiosk:
 
     # --- operator actions (commands, status page) ------------------------------------
 
+    def record_operator_action(self, action_id: str, command: str, args: dict[str, Any]) -> None:
+        """Log an operator action (status page) before it is carried out; LogWriteError if not."""
+        self.event_log.append(
+            EventType.COMMAND.value, {"id": action_id, "command": command, "args": args}
+        )
+
     def record_command(self, command: Command) -> None:
         """Log an accepted command before it is carried out; raises LogWriteError."""
         self.event_log.append(

@@ -33,20 +33,26 @@ class Pseudonymizer:
 
 def load_or_create_salt(configured: str, state_dir: Path) -> bytes:
     """The configured salt, or one kept in ``state_dir`` (created 0600 on first use)."""
+    if not configured and not (state_dir / SALT_FILE).exists():
+        log.warning(
+            "no credentials.subject_salt configured: generated one for this kiosk only "
+            "(subject ids will differ between kiosks)"
+        )
+    return load_or_create_secret(configured, state_dir, SALT_FILE)
+
+
+def load_or_create_secret(configured: str, state_dir: Path, name: str) -> bytes:
+    """A configured secret, or 32 random bytes kept in ``state_dir/name`` (created 0600)."""
     if configured:
         return configured.encode("utf-8")
-    path = state_dir / SALT_FILE
+    path = state_dir / name
     try:
         return bytes.fromhex(path.read_text(encoding="ascii").strip())
     except FileNotFoundError:
         pass
     state_dir.mkdir(parents=True, exist_ok=True)
-    salt = secrets.token_bytes(32)
+    secret = secrets.token_bytes(32)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(salt.hex() + "\n")
-    log.warning(
-        "no credentials.subject_salt configured: generated one for this kiosk only "
-        "(subject ids will differ between kiosks)"
-    )
-    return salt
+        handle.write(secret.hex() + "\n")
+    return secret

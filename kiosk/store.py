@@ -6,6 +6,7 @@ on PUBACK and confirmed on central's receipt, and only confirmed rows are ever p
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -403,7 +404,50 @@ def read_events(
 
     :raises LogOpenError: no log at ``path``, not a database, or an unknown schema version.
     """
-    path = Path(path)
+    with _readonly(Path(path)) as conn:
+        return _select_recent(conn, limit, after_seq, type)
+
+
+def query_events(
+    path: str | PathLike[str],
+    *,
+    limit: int,
+    before_seq: int | None = None,
+    after_seq: int | None = None,
+    type: str | None = None,
+    outcome: str | None = None,
+    since_ms: int | None = None,
+    until_ms: int | None = None,
+) -> list[Event]:
+    """Events matching every given filter, newest first (for the status page); read-only.
+
+    ``before_seq``/``after_seq`` and ``since_ms``/``until_ms`` bound exclusively/inclusively:
+    ``after_seq < seq < before_seq``, ``since_ms <= ts_ms < until_ms``. ``outcome`` keeps
+    decisions with that outcome.
+    """
+    clauses: list[str] = []
+    params: list[int | str] = []
+    for clause, value in (
+        ("seq < ?", before_seq),
+        ("seq > ?", after_seq),
+        ("type = ?", type),
+        ("json_extract(data, '$.outcome') = ?", outcome),
+        ("ts_ms >= ?", since_ms),
+        ("ts_ms < ?", until_ms),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    with _readonly(Path(path)) as conn:
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq DESC LIMIT ?", (*params, limit)
+        ).fetchall()
+    return [_event(row) for row in rows]
+
+
+@contextlib.contextmanager
+def _readonly(path: Path) -> Iterator[sqlite3.Connection]:
     try:
         conn = sqlite3.connect(
             path.absolute().as_uri() + "?mode=ro", uri=True, timeout=_BUSY_TIMEOUT_S
@@ -417,7 +461,7 @@ def read_events(
                 f"event log {path}: schema version {version} is not one this kiosk reads"
                 f" (1 to {SCHEMA_VERSION})"
             )
-        return _select_recent(conn, limit, after_seq, type)
+        yield conn
     except sqlite3.Error as exc:
         raise _error(LogOpenError, "read", path, exc) from exc
     finally:

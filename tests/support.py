@@ -27,6 +27,7 @@ def make_config(directory: Path, **sections: dict[str, Any]) -> KioskConfig:
     raw: dict[str, dict[str, Any]] = {
         "kiosk": {"id": "test-1", "site": "lab", "state_dir": str(directory)},
         "credentials": {"allowlist": str(allowlist), "subject_salt": SALT},
+        "web": {"enabled": False},
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)

@@ -1,0 +1,188 @@
+"""The status page and display in the kiosk process: adapters from the kiosk to the web app,
+and a waitress server run as one of the kiosk's background loops.
+
+Hosting in the kiosk process (not a separate service) keeps one source of truth for health
+and lets actions go through the kiosk's own operator path; the page reads the event log
+through its own read-only SQLite connections, and waitress runs in its own threads, so a slow
+or hammered page does not hold the decision loop (measured by bench/webload.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+
+import waitress
+
+from kiosk.config import KioskConfig, ThermometerSection
+from kiosk.engine import DecisionRecord, Kiosk
+from kiosk.privacy import load_or_create_secret
+from kiosk.store import query_events
+from kiosk.web import WebSettings, create_app
+
+log = logging.getLogger(__name__)
+
+PASSWORD_FILE = "web-password"  # in state_dir, written by `kiosk web set-password`
+
+
+class KioskStatus:
+    """What the web app reads: the state document, the log, the last decision."""
+
+    def __init__(self, kiosk: Kiosk, log_path: Path) -> None:
+        self._kiosk = kiosk
+        self._log_path = log_path
+        self._lock = threading.Lock()
+        self._last: dict[str, Any] | None = None
+        kiosk.add_observer(self._decided)
+
+    def _decided(self, record: DecisionRecord) -> None:
+        measurement = record.measurement
+        last = {
+            "seq": None if record.event is None else record.event.seq,
+            "ts_ms": None if record.event is None else record.event.ts_ms,
+            "outcome": record.decision.outcome.value,
+            "reason": record.decision.reason.value,
+            "message_vi": record.decision.message_vi,
+            "message_en": record.decision.message_en,
+            "temperature_c": None
+            if measurement is None or measurement.celsius is None
+            else round(measurement.celsius, 1),
+        }
+        with self._lock:
+            self._last = last
+
+    def state(self) -> dict[str, Any]:
+        """The retained state document."""
+        return self._kiosk.state()
+
+    def events(
+        self,
+        *,
+        limit: int,
+        before_seq: int | None,
+        after_seq: int | None,
+        type: str | None,
+        outcome: str | None,
+    ) -> list[dict[str, Any]]:
+        """Logged events, newest first."""
+        found = query_events(
+            self._log_path,
+            limit=limit,
+            before_seq=before_seq,
+            after_seq=after_seq,
+            type=type,
+            outcome=outcome,
+        )
+        return [{"seq": e.seq, "ts_ms": e.ts_ms, "type": e.type, "data": e.data} for e in found]
+
+    def hourly(self, day: date) -> list[dict[str, Any]]:
+        """Decisions per local hour of ``day``."""
+        start = datetime.combine(day, time.min).astimezone()
+        end = start + timedelta(days=1)
+        rows = [
+            {"hour": hour, "granted": 0, "denied": 0, "referred": 0, "fevers": 0}
+            for hour in range(24)
+        ]
+        decisions = query_events(
+            self._log_path,
+            limit=1_000_000,
+            type="decision",
+            since_ms=int(start.timestamp() * 1000),
+            until_ms=int(end.timestamp() * 1000),
+        )
+        keys = {"grant": "granted", "deny": "denied", "refer": "referred"}
+        for event in decisions:
+            row = rows[datetime.fromtimestamp(event.ts_ms / 1000).astimezone().hour]
+            row[keys[event.data["outcome"]]] += 1
+            row["fevers"] += event.data.get("reason") == "fever"
+        return rows
+
+    def last_decision(self) -> dict[str, Any] | None:
+        """The newest decision, for the display (no subject, no pass id)."""
+        with self._lock:
+            return None if self._last is None else dict(self._last)
+
+    def fever_threshold_c(self) -> float:
+        """The fever threshold in force."""
+        return self._kiosk.fever_threshold_c
+
+
+class KioskActions:
+    """Operator actions from the page: each is logged as a command event before it acts."""
+
+    def __init__(self, kiosk: Kiosk) -> None:
+        self._kiosk = kiosk
+
+    def _log(self, command: str, args: dict[str, Any]) -> None:
+        self._kiosk.record_operator_action(f"web-{uuid.uuid4()}", command, args)
+
+    def test_relay(self) -> str:
+        """Release the turnstile once, as for a person."""
+        self._log("test_relay", {})
+        opened = self._kiosk.gate.open_for_person()
+        return "relay released once" if opened else "relay not released: lockdown is on"
+
+    def emergency_open(self, on: bool) -> str:
+        """Hold the gate released, or end that."""
+        self._log("emergency_open", {"on": on})
+        self._kiosk.emergency_open(on)
+        return "gate held open" if on else "emergency open ended"
+
+    def set_lockdown(self, on: bool) -> str:
+        """Refuse everyone, or end that."""
+        self._log("lockdown", {"on": on})
+        self._kiosk.set_lockdown(on)
+        return "entrance closed" if on else "lockdown ended"
+
+    def set_fever_threshold(self, celsius: float) -> str:
+        """Change the fever threshold."""
+        self._log("set_fever_threshold", {"celsius": celsius})
+        self._kiosk.set_fever_threshold(celsius)
+        return f"fever threshold now {celsius:.1f} °C"
+
+
+def web_settings(config: KioskConfig) -> WebSettings:
+    """The app's settings: password hash and secret key from config or ``state_dir``."""
+    state_dir = Path(config.kiosk.state_dir)
+    password_hash = config.web.password_hash
+    saved = state_dir / PASSWORD_FILE
+    if not password_hash and saved.exists():
+        password_hash = saved.read_text(encoding="utf-8").strip()
+    bounds = ThermometerSection.__dataclass_fields__["fever_threshold_c"].metadata
+    return WebSettings(
+        password_hash=password_hash,
+        secret_key=load_or_create_secret("", state_dir, "web-secret"),
+        display_public=config.web.display_public,
+        api_token=config.web.api_token,
+        fever_min_c=bounds["low"],
+        fever_max_c=bounds["high"],
+        display_clear_s=config.web.display_clear_s,
+        secure_cookie=config.web.cookie_secure,
+    )
+
+
+def attach_web(kiosk: Kiosk, config: KioskConfig) -> None:
+    """Serve the status page and display from a background loop of :meth:`Kiosk.run`."""
+    app = create_app(
+        KioskStatus(kiosk, config.log_path),
+        KioskActions(kiosk),
+        web_settings(config),
+        registry=kiosk.metrics.registry,
+    )
+
+    def serve(stop: threading.Event) -> None:
+        server = waitress.create_server(app, host=config.web.host, port=config.web.port, threads=4)
+        thread = threading.Thread(target=server.run, name="web-server", daemon=True)
+        thread.start()
+        log.info("status page on http://%s:%d/", config.web.host, config.web.port)
+        try:
+            stop.wait()
+        finally:
+            server.close()
+            thread.join(timeout=5)
+
+    kiosk.add_background(serve)

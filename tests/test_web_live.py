@@ -1,0 +1,144 @@
+"""The status page and display served by a running kiosk (waitress), seen by a real browser.
+
+Headless Chromium (Debian's chromium and chromium-driver, driven by Selenium) logs in, watches
+a simulated person's decision appear on the dashboard and on the display without a reload,
+and saves screenshots to docs/screenshots/ (shown in the README).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import urllib.request
+from collections.abc import Iterator
+from http.cookiejar import CookieJar
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from kiosk.sensors import simulated_mlx90614 as sim
+from kiosk.simulation import Person
+from kiosk.web import hash_password
+from tests.broker import free_port
+from tests.support import RunningKiosk, make_config, running, wait_until
+
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
+PASSWORD = "correct horse battery"
+
+
+@contextlib.contextmanager
+def kiosk_with_web(tmp_path: Path) -> Iterator[tuple[RunningKiosk, str]]:
+    port = free_port()
+    config = make_config(
+        tmp_path, web={"enabled": True, "port": port, "password_hash": hash_password(PASSWORD)}
+    )
+    with running(config) as kiosk:
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _status(f"{base}/healthz") is not None, timeout=15)
+        yield kiosk, base
+
+
+def _status(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+    except OSError:
+        return None
+
+
+def test_the_running_kiosk_serves_probes_api_and_display(tmp_path: Path) -> None:
+    with kiosk_with_web(tmp_path) as (kiosk, base):
+        assert _status(f"{base}/healthz") in (200, 503)
+        assert _status(f"{base}/api/v1/status") == 401
+        metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
+        assert "kiosk_decisions_total" in metrics or "kiosk_decision_seconds" in metrics
+
+        kiosk.scene.step_up(Person("staff", b"S-0001", sim.person(36.6), "grant"))
+        kiosk.next_decision()
+        shown = json.loads(
+            urllib.request.urlopen(f"{base}/display/last.json", timeout=5).read()
+        )["decision"]
+        assert shown["outcome"] == "grant" and shown["temperature_c"] == pytest.approx(36.6, 0.2)
+        assert "subject" not in json.dumps(shown) and "S-0001" not in json.dumps(shown)
+
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+        login_page = opener.open(f"{base}/login", timeout=5).read().decode()
+        token = login_page.split('name="csrf_token" value="')[1].split('"')[0]
+        form = urllib.parse.urlencode({"password": PASSWORD, "csrf_token": token}).encode()
+        opener.open(f"{base}/login", data=form, timeout=5)
+        events = json.loads(opener.open(f"{base}/api/v1/events?type=decision", timeout=5).read())
+        assert [e["data"]["outcome"] for e in events] == ["grant"]
+
+
+def browser() -> webdriver.Chrome:
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,900",
+    ):
+        options.add_argument(flag)
+    service = Service(executable_path=shutil.which("chromedriver") or "/usr/bin/chromedriver")
+    return webdriver.Chrome(service=service, options=options)
+
+
+def wait_for(driver: webdriver.Chrome, condition: Any, timeout: float = 15) -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+
+
+@pytest.mark.slow
+def test_a_browser_sees_a_decision_on_the_dashboard_and_the_display(tmp_path: Path) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with kiosk_with_web(tmp_path) as (kiosk, base):
+        driver = browser()
+        try:
+            driver.get(f"{base}/display")
+            wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").text.strip())
+            idle = driver.find_element(By.TAG_NAME, "body").text
+
+            dashboard = browser()
+            try:
+                dashboard.get(f"{base}/login")
+                dashboard.find_element(By.NAME, "password").send_keys(PASSWORD)
+                dashboard.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
+                wait_for(
+                    dashboard,
+                    lambda d: (
+                        "kiosk" in d.find_element(By.TAG_NAME, "body").text.lower()
+                        and "/login" not in d.current_url
+                    ),
+                )
+                assert "test-1" in dashboard.find_element(By.TAG_NAME, "body").text
+
+                kiosk.scene.step_up(Person("visitor", b"V-7F3A", sim.person(38.4), "deny"))
+                kiosk.next_decision(timeout=20)
+                wait_for(driver, lambda d: "Fever" in d.find_element(By.TAG_NAME, "body").text)
+                driver.save_screenshot(str(SCREENSHOTS / "display-fever.png"))
+                wait_for(
+                    dashboard, lambda d: "fever" in d.find_element(By.TAG_NAME, "body").text.lower()
+                )
+                dashboard.save_screenshot(str(SCREENSHOTS / "dashboard.png"))
+            finally:
+                dashboard.quit()
+            assert "Fever" not in idle
+            wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").text == idle, timeout=20)
+            driver.save_screenshot(str(SCREENSHOTS / "display-idle.png"))
+        finally:
+            driver.quit()
+    for name in ("display-fever.png", "dashboard.png", "display-idle.png"):
+        assert (SCREENSHOTS / name).stat().st_size > 5_000
