@@ -88,6 +88,7 @@ def timed_kiosk(**sections: dict[str, Any]) -> Iterator[TimedKiosk]:
         raw: dict[str, dict[str, Any]] = {
             "kiosk": {"id": "bench-1", "site": "bench", "state_dir": scratch},
             "credentials": {"allowlist": str(allowlist), "subject_salt": "bench-salt-0123456789"},
+            "web": {"enabled": False},
         }
         for name, values in sections.items():
             raw.setdefault(name, {}).update(values)

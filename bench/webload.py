@@ -1,0 +1,130 @@
+"""Does a hammered status page slow the gate? Decision latency with and without web load.
+
+A kiosk on simulated hardware serves its status page (waitress, in the kiosk process). People
+pass (thermometer off, as in bench/decide.py) while a second process hammers the dashboard,
+the API and the display on 127.0.0.1 for 30 s with 8 threads. Reported: frame with a code →
+relay pin high, p50/p95/p99, unloaded and loaded. Goal: loaded p95 within 10 % of unloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+from benchlib import badge, machine_info, percentiles, timed_kiosk
+
+from kiosk.sensors import simulated_mlx90614 as sim
+from kiosk.simulation import Person
+from kiosk.web import hash_password
+
+TOKEN = "bench-token-0123456789"
+PATHS = (
+    "/api/v1/status",
+    "/api/v1/events?limit=50",
+    "/api/v1/hourly",
+    "/display/last.json",
+    "/healthz",
+    "/metrics",
+)
+
+
+def hammer(base: str, seconds: float, threads: int) -> None:
+    """The load generator (run in its own process): GET the pages as fast as possible."""
+    deadline = time.monotonic() + seconds
+    counts = [0] * threads
+
+    def worker(index: int) -> None:
+        while time.monotonic() < deadline:
+            for path in PATHS:
+                request = urllib.request.Request(
+                    base + path, headers={"Authorization": f"Bearer {TOKEN}"}
+                )
+                try:
+                    with urllib.request.urlopen(request, timeout=10) as response:
+                        response.read()
+                except urllib.error.HTTPError as error:  # /healthz answers 503 when degraded
+                    error.read()
+                counts[index] += 1
+
+    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    print(json.dumps({"requests": sum(counts), "seconds": seconds}))
+
+
+def latencies(kiosk: object, people: int, start: int) -> list[float]:
+    measured = []
+    for n in range(start, start + people):
+        record, energised_at = kiosk.admit(Person("p", badge(n), sim.nobody(), "grant"))
+        measured.append((energised_at - record.started_at) * 1000)
+    return measured
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--people", type=int, default=300)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--port", type=int, default=28080)
+    args = parser.parse_args()
+    web = {
+        "enabled": True,
+        "port": args.port,
+        "api_token": TOKEN,
+        "password_hash": hash_password("bench-password"),
+    }
+    with timed_kiosk(thermometer={"enabled": False}, gate={"pulse_ms": 50}, web=web) as kiosk:
+        base = f"http://127.0.0.1:{args.port}"
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=1)
+                break
+            except urllib.error.HTTPError:
+                break
+            except OSError:
+                time.sleep(0.1)
+        latencies(kiosk, 20, 0)  # warm-up
+        unloaded = latencies(kiosk, args.people, 100)
+        load = subprocess.Popen(
+            [sys.executable, __file__, "--hammer", base, str(args.seconds), str(args.threads)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        loaded: list[float] = []
+        n = 10_000
+        while load.poll() is None:
+            loaded += latencies(kiosk, 10, n)
+            n += 10
+        served = json.loads(load.stdout.read() if load.stdout else "{}")
+    figures = {
+        "unloaded_ms": percentiles(unloaded),
+        "loaded_ms": percentiles(loaded),
+        "loaded_people": len(loaded),
+        "web_requests": served.get("requests"),
+        "web_requests_per_s": round(served.get("requests", 0) / args.seconds),
+        "machine": machine_info(),
+    }
+    ratio = figures["loaded_ms"]["p95"] / figures["unloaded_ms"]["p95"]
+    figures["p95_ratio"] = round(ratio, 2)
+    print(
+        f"decision latency, frame → relay (ms): unloaded p50 {figures['unloaded_ms']['p50']}"
+        f" p95 {figures['unloaded_ms']['p95']}; under load p50 {figures['loaded_ms']['p50']}"
+        f" p95 {figures['loaded_ms']['p95']} ({len(loaded)} people,"
+        f" {figures['web_requests_per_s']} web requests/s); p95 ratio {ratio:.2f}"
+        f" (goal ≤ 1.10)"
+    )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--hammer":
+        hammer(sys.argv[2], float(sys.argv[3]), int(sys.argv[4]))
+    else:
+        main()
