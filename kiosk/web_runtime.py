@@ -1,10 +1,9 @@
 """The status page and display in the kiosk process: adapters from the kiosk to the web app,
 and a waitress server run as one of the kiosk's background loops.
 
-Hosting in the kiosk process (not a separate service) keeps one source of truth for health
-and lets actions go through the kiosk's own operator path; the page reads the event log
-through its own read-only SQLite connections, and waitress runs in its own threads, so a slow
-or hammered page does not hold the decision loop (measured by bench/webload.py).
+The page runs in a child process (kiosk/web_process.py) so that it cannot slow the gate; it
+reads the event log through its own read-only SQLite connections, and its actions come back
+to the kiosk, which logs each one before it acts.
 """
 
 from __future__ import annotations
@@ -14,27 +13,23 @@ import threading
 import uuid
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
-
-import waitress
+from typing import Any, Protocol
 
 from kiosk.config import KioskConfig, ThermometerSection
 from kiosk.engine import DecisionRecord, Kiosk
 from kiosk.privacy import load_or_create_secret
 from kiosk.store import query_events
-from kiosk.web import WebSettings, create_app
+from kiosk.web import WebSettings
 
 log = logging.getLogger(__name__)
 
 PASSWORD_FILE = "web-password"  # in state_dir, written by `kiosk web set-password`
 
 
-class KioskStatus:
-    """What the web app reads: the state document, the log, the last decision."""
+class LastDecision:
+    """The newest decision as the display shows it (no subject, no pass id)."""
 
-    def __init__(self, kiosk: Kiosk, log_path: Path) -> None:
-        self._kiosk = kiosk
-        self._log_path = log_path
+    def __init__(self, kiosk: Kiosk) -> None:
         self._lock = threading.Lock()
         self._last: dict[str, Any] | None = None
         kiosk.add_observer(self._decided)
@@ -55,9 +50,33 @@ class KioskStatus:
         with self._lock:
             self._last = last
 
+    def __call__(self) -> dict[str, Any] | None:
+        with self._lock:
+            return None if self._last is None else dict(self._last)
+
+
+class KioskView(Protocol):
+    """What the status page reads from the kiosk (the kiosk itself, or the web process's
+    mirror of it)."""
+
+    def state(self) -> dict[str, Any]: ...
+
+    def last_decision(self) -> dict[str, Any] | None: ...
+
+    @property
+    def fever_threshold_c(self) -> float: ...
+
+
+class KioskStatus:
+    """What the web app reads: the state document, the log, the last decision."""
+
+    def __init__(self, view: KioskView, log_path: Path) -> None:
+        self._view = view
+        self._log_path = log_path
+
     def state(self) -> dict[str, Any]:
         """The retained state document."""
-        return self._kiosk.state()
+        return self._view.state()
 
     def events(
         self,
@@ -102,13 +121,12 @@ class KioskStatus:
         return rows
 
     def last_decision(self) -> dict[str, Any] | None:
-        """The newest decision, for the display (no subject, no pass id)."""
-        with self._lock:
-            return None if self._last is None else dict(self._last)
+        """The newest decision, for the display."""
+        return self._view.last_decision()
 
     def fever_threshold_c(self) -> float:
         """The fever threshold in force."""
-        return self._kiosk.fever_threshold_c
+        return self._view.fever_threshold_c
 
 
 class KioskActions:
@@ -166,23 +184,25 @@ def web_settings(config: KioskConfig) -> WebSettings:
 
 
 def attach_web(kiosk: Kiosk, config: KioskConfig) -> None:
-    """Serve the status page and display from a background loop of :meth:`Kiosk.run`."""
-    app = create_app(
-        KioskStatus(kiosk, config.log_path),
-        KioskActions(kiosk),
-        web_settings(config),
-        registry=kiosk.metrics.registry,
-    )
+    """Serve the status page and display from a child process, fed by a background loop."""
+    from kiosk.web_process import feed_web_process, start_web_process
+
+    last = LastDecision(kiosk)
+    actions = KioskActions(kiosk)
+
+    def state() -> dict[str, Any]:
+        return kiosk.state() | {"fever_threshold_c": kiosk.fever_threshold_c}
 
     def serve(stop: threading.Event) -> None:
-        server = waitress.create_server(app, host=config.web.host, port=config.web.port, threads=4)
-        thread = threading.Thread(target=server.run, name="web-server", daemon=True)
-        thread.start()
-        log.info("status page on http://%s:%d/", config.web.host, config.web.port)
-        try:
-            stop.wait()
-        finally:
-            server.close()
-            thread.join(timeout=5)
+        child = start_web_process(config)
+        log.info(
+            "status page on http://%s:%d/ (process %s)",
+            config.web.host,
+            config.web.port,
+            child.process.pid,
+        )
+        feed_web_process(
+            child, stop, state=state, last=last, registry=kiosk.metrics.registry, actions=actions
+        )
 
     kiosk.add_background(serve)

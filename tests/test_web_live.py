@@ -63,9 +63,13 @@ def test_the_running_kiosk_serves_probes_api_and_display(tmp_path: Path) -> None
 
         kiosk.scene.step_up(Person("staff", b"S-0001", sim.person(36.6), "grant"))
         kiosk.next_decision()
-        shown = json.loads(
-            urllib.request.urlopen(f"{base}/display/last.json", timeout=5).read()
-        )["decision"]
+
+        def shown_on_display() -> Any:
+            answer = urllib.request.urlopen(f"{base}/display/last.json", timeout=5).read()
+            return json.loads(answer)["decision"]
+
+        wait_until(lambda: shown_on_display() is not None)
+        shown = shown_on_display()
         assert shown["outcome"] == "grant" and shown["temperature_c"] == pytest.approx(36.6, 0.2)
         assert "subject" not in json.dumps(shown) and "S-0001" not in json.dumps(shown)
 
