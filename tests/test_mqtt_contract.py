@@ -167,7 +167,11 @@ def test_schema_enums_follow_the_code() -> None:
     assert enum_of(credential["type"]) == CREDENTIAL_TYPES
     assert enum_of(event["document"]["properties"]["kind"]) == set(trust.KINDS)
     assert enum_of(schema("document")["properties"]["typ"]) == set(trust.KINDS)
-    assert enum_of(event["command"]["properties"]["command"]) == {c.value for c in CommandName}
+    # command events: the MQTT commands, plus the status page's relay test
+    assert enum_of(event["command"]["properties"]["command"]) == {
+        *(c.value for c in CommandName),
+        "test_relay",
+    }
     command = schema("command")
     assert enum_of(command["properties"]["command"]) == {c.value for c in CommandName}
     assert enum_of(schema("result")["properties"]["error"]) == {None} | {
