@@ -62,7 +62,7 @@ def run_web_process(config: KioskConfig, conn: Connection) -> None:
     """The child: serve the app with waitress until the kiosk closes the pipe."""
     import waitress
 
-    os.nice(WEB_NICENESS)  # the gate's process gets the CPU first
+    keep_first_cpu_for_the_gate()
 
     from kiosk.web import create_app
     from kiosk.web_runtime import KioskStatus, web_settings
@@ -76,6 +76,31 @@ def run_web_process(config: KioskConfig, conn: Connection) -> None:
     threading.Thread(target=server.run, name="web-server", daemon=True).start()
     mirror.follow()  # returns when the kiosk is gone
     server.close()
+
+
+def keep_first_cpu_for_the_gate() -> None:
+    """Run this process niced and, on a multi-core Pi, off the first core, which the kiosk's
+    decision loop then has to itself."""
+    os.nice(WEB_NICENESS)
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) > 1:
+        os.sched_setaffinity(0, cpus[1:])
+
+
+def give_the_gate_the_first_cpu() -> None:
+    """Pin every thread of the kiosk process to the first core (new threads inherit it).
+
+    One Python process runs on about one core anyway; pinned, the decision loop never waits
+    for a core taken by the web process, which runs on the others.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return
+    for task in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(task), {cpus[0]})
+        except OSError:
+            log.debug("could not pin thread %s", task)
 
 
 class Mirror:

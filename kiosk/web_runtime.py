@@ -185,7 +185,11 @@ def web_settings(config: KioskConfig) -> WebSettings:
 
 def attach_web(kiosk: Kiosk, config: KioskConfig) -> None:
     """Serve the status page and display from a child process, fed by a background loop."""
-    from kiosk.web_process import feed_web_process, start_web_process
+    from kiosk.web_process import (
+        feed_web_process,
+        give_the_gate_the_first_cpu,
+        start_web_process,
+    )
 
     last = LastDecision(kiosk)
     actions = KioskActions(kiosk)
@@ -195,6 +199,7 @@ def attach_web(kiosk: Kiosk, config: KioskConfig) -> None:
 
     def serve(stop: threading.Event) -> None:
         child = start_web_process(config)
+        give_the_gate_the_first_cpu()
         log.info(
             "status page on http://%s:%d/ (process %s)",
             config.web.host,
