@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from kiosk import __version__
@@ -122,6 +124,13 @@ class DailyCounts:
                 self.add(day_of(event.ts_ms), event.data["outcome"], event.data["reason"])
 
 
+def _free_mb(directory: Path) -> float | None:
+    try:
+        return round(shutil.disk_usage(directory).free / 1_048_576, 1)
+    except OSError:
+        return None
+
+
 def state_document(config: KioskConfig, health: Health, now_ms: int) -> dict[str, Any]:
     """The retained ``state`` message (without the sync's own ``mqtt`` part)."""
     parts, reading, stats = health.parts, health.last_reading, health.log
@@ -157,6 +166,7 @@ def state_document(config: KioskConfig, health: Health, now_ms: int) -> dict[str
             "unconfirmed": 0 if stats is None else stats.unconfirmed,
             "oldest_unconfirmed_age_s": oldest,
             "near_capacity": stats is not None and stats.near_capacity,
+            "disk_free_mb": _free_mb(config.log_path.parent),
         },
         "clock_synced": health.clock_synced,
         "today": health.today,

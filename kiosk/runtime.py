@@ -257,10 +257,9 @@ def open_kiosk(
             clock_synced=clock_is_synchronised,
         )
         kiosk.metrics.watch_backlog(lambda: event_log.stats().unconfirmed)
+        sync = attach_sync(kiosk, config, trust) if config.mqtt.enabled else None
         if config.web.enabled:
             from kiosk.web_runtime import attach_web
 
-            attach_web(kiosk, config)
-        if config.mqtt.enabled:
-            attach_sync(kiosk, config, trust)
+            attach_web(kiosk, config, sync)
         yield kiosk

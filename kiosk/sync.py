@@ -357,13 +357,16 @@ class Sync:
         """Publish the retained health state now (from the sync thread)."""
         self._state_requested.clear()
         self._last_state = self._clock()
-        state = self._state() | {
-            "mqtt": {
-                "in_flight": len(self._in_flight),
-                "last_receipt_ms": self.stats.last_receipt_ms,
-            }
-        }
+        state = self._state() | {"mqtt": self.mqtt_state()}
         self.uplink.publish(Leaf.STATE, encode_state(state), retain=True)
+
+    def mqtt_state(self) -> dict[str, Any]:
+        """The sync's part of the state document: link up, events in flight, last receipt."""
+        return {
+            "connected": self.stats.connected,
+            "in_flight": len(self._in_flight),
+            "last_receipt_ms": self.stats.last_receipt_ms,
+        }
 
     def publish_activity(self, payload: bytes) -> None:
         """A live decision for dashboards and Home Assistant (QoS 0, not retained)."""

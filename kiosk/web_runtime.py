@@ -19,6 +19,7 @@ from kiosk.config import KioskConfig, ThermometerSection
 from kiosk.engine import DecisionRecord, Kiosk
 from kiosk.privacy import load_or_create_secret
 from kiosk.store import query_events
+from kiosk.sync import Sync
 from kiosk.web import WebSettings
 
 log = logging.getLogger(__name__)
@@ -183,7 +184,7 @@ def web_settings(config: KioskConfig) -> WebSettings:
     )
 
 
-def attach_web(kiosk: Kiosk, config: KioskConfig) -> None:
+def attach_web(kiosk: Kiosk, config: KioskConfig, sync: Sync | None = None) -> None:
     """Serve the status page and display from a child process, fed by a background loop."""
     from kiosk.web_process import (
         feed_web_process,
@@ -195,7 +196,8 @@ def attach_web(kiosk: Kiosk, config: KioskConfig) -> None:
     actions = KioskActions(kiosk)
 
     def state() -> dict[str, Any]:
-        return kiosk.state() | {"fever_threshold_c": kiosk.fever_threshold_c}
+        mqtt = {} if sync is None else {"mqtt": sync.mqtt_state()}
+        return kiosk.state() | mqtt | {"fever_threshold_c": kiosk.fever_threshold_c}
 
     def serve(stop: threading.Event) -> None:
         child = start_web_process(config)

@@ -673,7 +673,7 @@ def test_alert_shape() -> None:
 
 
 def test_state_shape(state: dict[str, Any]) -> None:
-    full = state | {"mqtt": {"in_flight": 0, "last_receipt_ms": None}}
+    full = state | {"mqtt": {"connected": True, "in_flight": 0, "last_receipt_ms": None}}
     assert_valid("state", encode_state(full))
     assert_invalid("state", json.loads(encode_state(state)))  # without the sync's part
     broken = json.loads(encode_state(full))
