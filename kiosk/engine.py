@@ -41,6 +41,7 @@ from kiosk.sensors.measurement import (
 from kiosk.sensors.mlx90614 import Reading, SensorError
 from kiosk.sensors.qr import Scan, ScanFilter
 from kiosk.store import Event, EventLog, EventLogError, LogStats, LogWriteError
+from kiosk.systemd import notify, watchdog_interval_s, watchdog_loop
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,7 @@ class Kiosk:
             )
         )
         self._next_housekeeping = 0.0
+        self._beats: dict[str, float] = {}
         self._frames = FrameCounter()
         self._last_reading: Reading | None = None
         self._last_temperature_c: float | None = None
@@ -162,6 +164,10 @@ class Kiosk:
         threads = [
             threading.Thread(target=self.frame_loop, args=(stop,), name="frame-loop", daemon=True)
         ]
+        background = list(self._background)
+        interval = watchdog_interval_s()
+        if interval is not None:
+            background.append(watchdog_loop(self.loops_alive, interval))
         threads += [
             threading.Thread(
                 target=_supervised,
@@ -169,16 +175,22 @@ class Kiosk:
                 name=getattr(loop, "__qualname__", "background"),
                 daemon=True,
             )
-            for loop in self._background
+            for loop in background
         ]
         for thread in threads:
             thread.start()
+        degraded = self.health().degraded
+        notify(
+            "READY=1\nSTATUS="
+            + (f"degraded: {', '.join(degraded)} not working" if degraded else "ready")
+        )
         try:
             if self.config.kiosk.mode == "screen":
                 self._screen_loop(stop)
             else:
                 self._scan_loop(stop)
         finally:
+            notify("STOPPING=1")
             self._record(EventType.KIOSK_STOPPED, {})
             stop.set()
             for thread in threads:
@@ -189,6 +201,7 @@ class Kiosk:
         source, decoder = self.hardware.frames, self.hardware.decoder
         self._frames.last_frame_at = self._clock()
         while not stop.is_set():
+            self._beat("frame")
             try:
                 frame = source.read()
             except CameraError as exc:
@@ -206,6 +219,14 @@ class Kiosk:
             for scan in self._scan_filter.feed(payloads, started):
                 self._queue_scan(scan)
 
+    def _beat(self, loop: str) -> None:
+        self._beats[loop] = self._clock()
+
+    def loops_alive(self, max_age_s: float) -> bool:
+        """Whether the frame loop and the decision loop both ran within ``max_age_s``."""
+        now = self._clock()
+        return all(now - self._beats.get(loop, -1e9) <= max_age_s for loop in ("frame", "decision"))
+
     def _queue_scan(self, scan: Scan) -> None:
         try:
             self._scans.put_nowait(scan)
@@ -214,6 +235,7 @@ class Kiosk:
 
     def _scan_loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            self._beat("decision")
             self._housekeeping()
             try:
                 scan = self._scans.get(timeout=0.2)
@@ -231,6 +253,7 @@ class Kiosk:
     def _screen_loop(self, stop: threading.Event) -> None:
         waiting_for_next_person = False
         while not stop.wait(self._settings.sample_interval_s):
+            self._beat("decision")
             self._housekeeping()
             reading = self._read_quietly()
             present = reading is not None and is_present(reading, self._settings)
