@@ -396,3 +396,15 @@ def web_set_password(config_path: Path) -> None:
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(hash_password(password) + "\n")
     click.echo(f"password saved (hashed) in {path}; restart the kiosk to use it")
+
+
+@cli.command("relay-safe")
+@config_option
+def relay_safe(config_path: Path) -> None:
+    """Drive the turnstile relay to its de-energised level (systemd ExecStopPost)."""
+    from kiosk.gate import force_relay_safe
+    from kiosk.hardware import gate_pins
+
+    config = load_config(config_path)
+    force_relay_safe(gate_pins(config))
+    click.echo(f"relay on GPIO{config.gate.relay_pin} de-energised")

@@ -143,3 +143,26 @@ def test_unit_file_verifies_and_is_well_sandboxed(tmp_path: Path) -> None:
     overall = [line for line in security.stdout.splitlines() if "Overall exposure" in line]
     exposure = float(overall[0].split(":")[1].split()[0])
     assert exposure <= 2.0, overall[0]
+
+
+def test_relay_safe_command_leaves_the_relay_de_energised(tmp_path: Path) -> None:
+    config_file = tmp_path / "kiosk.toml"
+    config_file.write_text("[gate]\nrelay_pin = 17\nrelay_active_high = false\n", encoding="utf-8")
+    code = (
+        "import sys; from gpiozero import Device; from gpiozero.pins.mock import MockFactory;"
+        "Device.pin_factory = MockFactory(); from kiosk.cli import main;"
+        "pin = Device.pin_factory.pin(17); pin.output_with_state(False);"
+        "sys.argv = ['kiosk', 'relay-safe', '--config', sys.argv[1]];"
+        "\ntry: main()\nexcept SystemExit: pass\n"
+        "print('LEVEL', [s.state for s in pin.states])"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(config_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert "relay on GPIO17 de-energised" in result.stdout, result.stderr
+    levels = result.stdout.split("LEVEL", 1)[1].strip()
+    assert levels.endswith("True]"), levels  # active-low board: high = de-energised
