@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Install the entrance kiosk on Raspberry Pi OS (Bookworm), from this checkout.
+#
+#   sudo deploy/install.sh [--dry-run] [--relay-pin N] [--relay-active-high]
+#
+# Idempotent: run it again after an update. --dry-run prints every step without changing
+# anything (and works on any Linux machine).
+set -o errexit -o pipefail -o nounset
+
+DRY_RUN=0
+RELAY_PIN=17
+RELAY_LEVEL=dh # active-low relay boards: high = de-energised
+PREFIX=/opt/kiosk
+CONFIG_DIR=/etc/kiosk
+SOURCE=$(cd "$(dirname "$0")/.." && pwd)
+
+while (($#)); do
+  case "$1" in
+    --dry-run) DRY_RUN=1 ;;
+    --relay-pin) RELAY_PIN=$2; shift ;;
+    --relay-active-high) RELAY_LEVEL=dl ;;
+    *) echo "install.sh: unknown option $1" >&2; exit 64 ;;
+  esac
+  shift
+done
+
+say() { printf '== %s\n' "$*"; }
+run() {
+  if ((DRY_RUN)); then
+    printf '   would run: %s\n' "$*"
+  else
+    "$@"
+  fi
+}
+firmware_line() { # add a line to the firmware config once
+  local file=$1 line=$2
+  if [ -f "$file" ] && grep -qxF "$line" "$file"; then
+    printf '   %s already has %s\n' "$file" "$line"
+  elif ((DRY_RUN)); then
+    printf '   would add to %s: %s\n' "$file" "$line"
+  else
+    printf '%s\n' "$line" >>"$file"
+  fi
+}
+
+if ((!DRY_RUN)) && [ "$(id -u)" -ne 0 ]; then
+  echo "install.sh: run as root (sudo), or with --dry-run" >&2
+  exit 77
+fi
+
+model=$({ tr -d '\0' </proc/device-tree/model; } 2>/dev/null || echo "not a Raspberry Pi")
+arch=$(uname -m)
+say "machine: $model ($arch)"
+
+say "Debian packages"
+packages=(python3-venv python3-lgpio libzbar0 mosquitto-clients)
+if [[ $model == Raspberry* ]]; then
+  packages+=(python3-picamera2)
+fi
+run apt-get update -qq
+run apt-get install -y -qq "${packages[@]}"
+
+say "I2C for the MLX90614 (and a bus speed it can keep up with)"
+if command -v raspi-config >/dev/null 2>&1; then
+  run raspi-config nonint do_i2c 0
+else
+  echo "   raspi-config not found: enable I2C by hand (dtparam=i2c_arm=on)"
+fi
+firmware=/boot/firmware/config.txt
+[ -f "$firmware" ] || firmware=/boot/config.txt
+if [[ $model == *"Raspberry Pi 5"* ]]; then
+  echo "   Pi 5: its I2C controller has no clock-stretching bug; bus speed left as it is"
+else
+  firmware_line "$firmware" "dtparam=i2c_arm_baudrate=50000"
+fi
+
+say "relay safe from power-on: GPIO$RELAY_PIN as an output at its de-energised level"
+firmware_line "$firmware" "gpio=$RELAY_PIN=op,$RELAY_LEVEL"
+
+say "service user"
+if id kiosk >/dev/null 2>&1; then
+  echo "   user kiosk exists"
+else
+  run useradd --system --home-dir /var/lib/kiosk --shell /usr/sbin/nologin kiosk
+fi
+run usermod -a -G gpio,i2c,video kiosk
+
+say "virtual environment in $PREFIX (with the system's picamera2 and lgpio)"
+run mkdir -p "$PREFIX"
+if [ ! -x "$PREFIX/.venv/bin/python" ]; then
+  run python3 -m venv --system-site-packages "$PREFIX/.venv"
+fi
+extras=""
+if [[ $model == Raspberry* ]]; then
+  extras="[pi]"
+fi
+run "$PREFIX/.venv/bin/pip" install --quiet --upgrade "$SOURCE$extras"
+
+say "configuration in $CONFIG_DIR"
+run mkdir -p "$CONFIG_DIR"
+if [ -f "$CONFIG_DIR/kiosk.toml" ]; then
+  echo "   $CONFIG_DIR/kiosk.toml exists: kept"
+else
+  run install -m 0640 -g kiosk "$SOURCE/deploy/kiosk.example.toml" "$CONFIG_DIR/kiosk.toml"
+  if [[ $arch == armv7l || $arch == armv6l ]]; then
+    echo "   32-bit Raspberry Pi OS: zxing-cpp has no wheel here, selecting pyzbar"
+    run sed -i 's/^decoder = "zxing-cpp"/decoder = "pyzbar"/' "$CONFIG_DIR/kiosk.toml"
+  fi
+fi
+
+say "systemd service"
+run install -m 0644 "$SOURCE/systemd/kiosk.service" /etc/systemd/system/kiosk.service
+run systemctl daemon-reload
+run systemctl enable kiosk.service
+echo "   start it with: systemctl start kiosk; check it with: $PREFIX/.venv/bin/kiosk doctor"
+if ((DRY_RUN)); then
+  say "done (dry run: nothing was changed)"
+else
+  say "done"
+fi

@@ -1,0 +1,60 @@
+"""The installer: shellcheck-clean, and a dry run that plans every step and changes nothing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = [
+    REPO / "deploy" / "install.sh",
+    *sorted((REPO / "scripts").iterdir()),
+    REPO / ".ci" / "run",
+]
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck missing")
+def test_shell_scripts_pass_shellcheck() -> None:
+    result = subprocess.run(
+        ["shellcheck", *map(str, SCRIPTS)], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stdout
+
+
+def test_install_dry_run_plans_every_step_and_changes_nothing() -> None:
+    result = subprocess.run(
+        [str(REPO / "deploy" / "install.sh"), "--dry-run", "--relay-pin", "5"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    out = result.stdout
+    for step in (
+        "would run: apt-get install",
+        "libzbar0",
+        "gpio=5=op,dh",
+        "i2c_arm_baudrate=50000",
+        "useradd --system",
+        "venv --system-site-packages",
+        "kiosk.service",
+        "systemctl enable kiosk.service",
+        "done (dry run: nothing was changed)",
+    ):
+        assert step in out, step
+
+
+def test_install_refuses_to_run_for_real_without_root_or_bad_options() -> None:
+    bad = subprocess.run(
+        [str(REPO / "deploy" / "install.sh"), "--frobnicate"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert bad.returncode == 64 and "unknown option --frobnicate" in bad.stderr
