@@ -408,3 +408,15 @@ def relay_safe(config_path: Path) -> None:
     config = load_config(config_path)
     force_relay_safe(gate_pins(config))
     click.echo(f"relay on GPIO{config.gate.relay_pin} de-energised")
+
+
+@cli.command()
+@config_option
+@click.option("--simulate", is_flag=True, help="Check the simulated hardware (on a PC).")
+def doctor(config_path: Path, simulate: bool) -> None:
+    """Check the kiosk's setup, one line per part with a fix; exit 1 if anything blocks."""
+    from kiosk.doctor import exit_code, format_report, run_checks
+
+    checks = run_checks(config_path, simulate=simulate)
+    click.echo(format_report(checks))
+    sys.exit(exit_code(checks))

@@ -314,7 +314,10 @@ def check_gpio(
                         "add the service user to the 'gpio' group, check the gate.*_pin keys"
                     )
                 return Check(
-                    "gpio", "fail", f"cannot claim the gate's pins: {type(exc).__name__}: {exc}", fix
+                    "gpio",
+                    "fail",
+                    f"cannot claim the gate's pins: {type(exc).__name__}: {exc}",
+                    fix,
                 )
         try:
             factory = pin_factory if pin_factory is not None else Device.pin_factory
@@ -493,7 +496,9 @@ def _mqtt_connect(
     outcome: list[str | None] = []
 
     def on_connect(client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
-        outcome.append(f"the broker refused the connection: {reason}" if reason.is_failure else None)
+        outcome.append(
+            f"the broker refused the connection: {reason}" if reason.is_failure else None
+        )
 
     client.on_connect = on_connect
     try:
