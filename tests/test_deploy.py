@@ -11,6 +11,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = [
     REPO / "deploy" / "install.sh",
+    REPO / "deploy" / "update.sh",
     *sorted((REPO / "scripts").iterdir()),
     REPO / ".ci" / "run",
 ]
@@ -58,3 +59,26 @@ def test_install_refuses_to_run_for_real_without_root_or_bad_options() -> None:
         timeout=60,
     )
     assert bad.returncode == 64 and "unknown option --frobnicate" in bad.stderr
+
+
+def test_update_dry_run_keeps_the_previous_version_and_checks_the_new_one() -> None:
+    update = str(REPO / "deploy" / "update.sh")
+    result = subprocess.run(
+        [update, "--dry-run"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    steps = [
+        "cp -a /opt/kiosk/.venv /opt/kiosk/.venv.previous",
+        "pip install",
+        "kiosk config check",
+        "systemctl restart kiosk.service",
+        "kiosk doctor",
+        "updated",
+    ]
+    positions = [out.index(step) for step in steps]
+    assert positions == sorted(positions), out
+    rollback = subprocess.run(
+        [update, "--rollback", "--dry-run"], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert "mv /opt/kiosk/.venv.previous /opt/kiosk/.venv" in rollback.stdout
