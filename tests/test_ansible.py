@@ -20,9 +20,7 @@ LINT = Path(sys.executable).with_name("ansible-lint")
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=300
-    )
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
 
 
 @pytest.mark.skipif(
