@@ -24,14 +24,9 @@ while (($#)); do
   shift
 done
 
-say() { printf '== %s\n' "$*"; }
-run() {
-  if ((DRY_RUN)); then
-    printf '   would run: %s\n' "$*"
-  else
-    "$@"
-  fi
-}
+NAME=install.sh
+# shellcheck source=deploy/common.sh
+source "$(dirname "$0")/common.sh"
 firmware_line() { # add a line to the firmware config once
   local file=$1 line=$2
   if [ -f "$file" ] && grep -qxF "$line" "$file"; then
@@ -43,10 +38,7 @@ firmware_line() { # add a line to the firmware config once
   fi
 }
 
-if ((!DRY_RUN)) && [ "$(id -u)" -ne 0 ]; then
-  echo "install.sh: run as root (sudo), or with --dry-run" >&2
-  exit 77
-fi
+require_root
 
 model=$({ tr -d '\0' </proc/device-tree/model; } 2>/dev/null || echo "not a Raspberry Pi")
 arch=$(uname -m)

@@ -25,19 +25,11 @@ while (($#)); do
   shift
 done
 
-say() { printf '== %s\n' "$*"; }
-run() {
-  if ((DRY_RUN)); then
-    printf '   would run: %s\n' "$*"
-  else
-    "$@"
-  fi
-}
+NAME=update.sh
+# shellcheck source=deploy/common.sh
+source "$(dirname "$0")/common.sh"
 
-if ((!DRY_RUN)) && [ "$(id -u)" -ne 0 ]; then
-  echo "update.sh: run as root (sudo), or with --dry-run" >&2
-  exit 77
-fi
+require_root
 
 swap_back() {
   say "rolling back to the previous version"

@@ -12,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = [
     REPO / "deploy" / "install.sh",
     REPO / "deploy" / "update.sh",
+    REPO / "deploy" / "common.sh",
     *sorted((REPO / "scripts").iterdir()),
     REPO / ".ci" / "run",
 ]
@@ -20,7 +21,12 @@ SCRIPTS = [
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck missing")
 def test_shell_scripts_pass_shellcheck() -> None:
     result = subprocess.run(
-        ["shellcheck", *map(str, SCRIPTS)], capture_output=True, text=True, check=False, timeout=60
+        ["shellcheck", "--external-sources", *map(str, SCRIPTS)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout
 
