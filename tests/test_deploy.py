@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = [
@@ -18,7 +15,6 @@ SCRIPTS = [
 ]
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck missing")
 def test_shell_scripts_pass_shellcheck() -> None:
     result = subprocess.run(
         ["shellcheck", "--external-sources", *map(str, SCRIPTS)],
