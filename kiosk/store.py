@@ -231,19 +231,10 @@ class EventLog:
                     log.warning("pruning after append failed", exc_info=True)
         return Event(event_id, seq, self._boot_id, ts_ms, synced, type, json.loads(payload))
 
-    def pending(self, limit: int, after_seq: int = 0) -> list[Event]:
-        """Up to ``limit`` unconfirmed events with seq > ``after_seq``, in seq order.
-
-        Includes rows already sent: the caller re-sends those whose ``sent_at_ms`` is old.
-        """
-        return self._read(
-            f"SELECT {_COLUMNS} FROM events WHERE confirmed_at_ms IS NULL AND seq > ?"
-            " ORDER BY seq LIMIT ?",
-            (after_seq, limit),
-        )
-
     def pending_json(self, limit: int, after_seq: int = 0) -> list[OutboxEvent]:
-        """Like :meth:`pending`, without decoding the data: the sync forwards it as it is."""
+        """Up to ``limit`` unconfirmed events with seq > ``after_seq``, in seq order, their
+        data left as the stored JSON text (the sync forwards it as it is). Includes rows
+        already sent: the sync sends them again when no receipt comes."""
         with self._lock:
             conn = self._open_conn(EventLogError)
             try:
@@ -281,19 +272,6 @@ class EventLog:
                     "UPDATE events SET confirmed_at_ms = ?, sent_at_ms = coalesce(sent_at_ms, ?)"
                     " WHERE seq BETWEEN ? AND ? AND confirmed_at_ms IS NULL",
                     ((now, now, first, last) for first, last in _ranges(seqs)),
-                )
-            self._confirmed += cursor.rowcount
-        return cursor.rowcount
-
-    def confirm_through(self, seq: int) -> int:
-        """Confirm every event up to and including ``seq`` (a receipt's ``upto_seq``)."""
-        now = self._now_ms()
-        with self._lock:
-            with self._write("confirm_through", durable=False) as conn:
-                cursor = conn.execute(
-                    "UPDATE events SET confirmed_at_ms = ?, sent_at_ms = coalesce(sent_at_ms, ?)"
-                    " WHERE seq <= ? AND confirmed_at_ms IS NULL",
-                    (now, now, seq),
                 )
             self._confirmed += cursor.rowcount
         return cursor.rowcount
@@ -343,14 +321,6 @@ class EventLog:
         if self._conn is None:
             raise error(f"event log {self.path} is closed")
         return self._conn
-
-    def _read(self, sql: str, params: tuple[int, ...]) -> list[Event]:
-        with self._lock:
-            conn = self._open_conn(EventLogError)
-            try:
-                return [_event(row) for row in conn.execute(sql, params)]
-            except sqlite3.Error as exc:
-                raise _error(EventLogError, "read", self.path, exc) from exc
 
     def _prune_locked(self) -> int:
         excess = min(self._rows - self.capacity, self._confirmed)

@@ -145,9 +145,6 @@ class Mirror:
         """The fever threshold in force, from the state document."""
         return float(self.state().get("fever_threshold_c", 37.5))
 
-    def add_observer(self, _: Any) -> None:
-        """Decisions arrive over the pipe instead."""
-
     def last_decision(self) -> dict[str, Any] | None:
         """The newest decision the kiosk pushed."""
         with self._lock:

@@ -311,5 +311,5 @@ def test_metrics_count_decisions_by_reason_and_time_decoding(tmp_path: Path) -> 
         assert registry.get_sample_value("kiosk_decision_seconds_count") == 1
         assert (registry.get_sample_value("kiosk_decode_seconds_count") or 0) > 0
         assert registry.get_sample_value("kiosk_backlog_events") == len(
-            kiosk.kiosk.event_log.pending(100)
+            kiosk.kiosk.event_log.pending_json(100)
         )

@@ -10,7 +10,6 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -245,7 +244,7 @@ def test_append_prunes_when_over_capacity(make_log: MakeLog) -> None:
     log = make_log(capacity=3)
     for _ in range(3):
         log.append("gate", {})
-    log.confirm_through(3)
+    log.mark_confirmed(range(1, 4))
     log.append("gate", {})
     assert [e.seq for e in log.recent()] == [2, 3, 4]
     assert log.stats().rows == 3
@@ -268,7 +267,7 @@ def test_stats_report_backlog_and_capacity_flags(make_log: MakeLog) -> None:
     assert log.stats() == LogStats(0, 0, None, 0, 10, near_capacity=False, over_capacity=False)
     for _ in range(7):
         log.append("gate", {})
-    log.confirm_through(2)
+    log.mark_confirmed(range(1, 3))
     assert log.stats() == LogStats(7, 5, T0 + 2000, 7, 10, near_capacity=False, over_capacity=False)
     log.append("gate", {})
     assert log.stats() == LogStats(8, 6, T0 + 2000, 8, 10, near_capacity=True, over_capacity=False)
@@ -285,19 +284,29 @@ def test_stats_report_backlog_and_capacity_flags(make_log: MakeLog) -> None:
     )
 
 
+def unconfirmed(log: EventLog, limit: int, after_seq: int = 0) -> list[tuple[int, str, Any]]:
+    """What the sync would send next: (seq, event id, data) of each pending event."""
+    return [
+        (e.seq, e.event_id, json.loads(e.data_json)) for e in log.pending_json(limit, after_seq)
+    ]
+
+
+def rows(events: list[Event]) -> list[tuple[int, str, Any]]:
+    return [(e.seq, e.event_id, e.data) for e in events]
+
+
 def test_outbox_pending_sent_and_confirmed(make_log: MakeLog) -> None:
     log = make_log()
     events = [log.append("gate", {"n": n}) for n in range(5)]  # clock: T0 … T0+4000
-    assert log.pending(10) == events
-    assert log.pending(2, after_seq=1) == events[1:3]
+    assert unconfirmed(log, 10) == rows(events)
+    assert unconfirmed(log, 2, after_seq=1) == rows(events[1:3])
 
     log.mark_sent([1, 2])  # clock T0+5000
-    sent = [replace(e, sent_at_ms=T0 + 5000) for e in events[:2]]
-    assert log.pending(10) == [*sent, *events[2:]]  # sent is not confirmed: still pending
+    assert unconfirmed(log, 10) == rows(events)  # sent is not confirmed: still pending
 
     assert log.mark_confirmed([2, 4]) == 2  # clock T0+6000
     assert log.mark_confirmed([2]) == 0
-    assert log.pending(10) == [sent[0], events[2], events[4]]
+    assert unconfirmed(log, 10) == rows([events[0], events[2], events[4]])
     assert [(e.seq, e.sent_at_ms, e.confirmed_at_ms) for e in log.recent()] == [
         (1, T0 + 5000, None),
         (2, T0 + 5000, T0 + 6000),
@@ -306,8 +315,8 @@ def test_outbox_pending_sent_and_confirmed(make_log: MakeLog) -> None:
         (5, None, None),
     ]
 
-    assert log.confirm_through(3) == 2
-    assert log.pending(10) == [events[4]]
+    assert log.mark_confirmed(range(1, 4)) == 2
+    assert unconfirmed(log, 10) == rows([events[4]])
     log.mark_sent([2])  # a late PUBACK does not touch a confirmed row
     assert log.recent()[1].sent_at_ms == T0 + 5000
 
@@ -414,8 +423,8 @@ def test_event_log_is_the_outbox_the_sync_drains(db: Path) -> None:
     for n in range(3):
         log.append("decision", {"n": n})
     outbox: Outbox = log
-    assert [e.seq for e in outbox.pending(10)] == [1, 2, 3]
+    assert [e.seq for e in outbox.pending_json(10)] == [1, 2, 3]
     outbox.mark_sent([1, 2])
     assert outbox.mark_confirmed([1, 2]) == 2
-    assert [e.seq for e in outbox.pending(10)] == [3]
+    assert [e.seq for e in outbox.pending_json(10)] == [3]
     log.close()
