@@ -6,12 +6,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from kiosk.store import EventLog
+from tests.support import wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,13 +32,9 @@ def run_until_killed(directory: Path, at_least: int) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 60
-        while len(pulses(directory)) < target:
-            if child.poll() is not None:
-                pytest.fail(f"the kiosk exited early: {child.stderr.read().decode()[-2000:]}")
-            if time.monotonic() > deadline:
-                pytest.fail("not enough people passed within 60 s")
-            time.sleep(0.01)
+        wait_until(lambda: len(pulses(directory)) >= target or child.poll() is not None, timeout=60)
+        if child.poll() is not None:
+            pytest.fail(f"the kiosk exited early: {child.stderr.read().decode()[-2000:]}")
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
