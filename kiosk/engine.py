@@ -303,12 +303,7 @@ class Kiosk:
         event = self._record(EventType.DECISION, data)
         if event is None:
             decision = when_log_unavailable()
-        else:
-            self.entrance.learn(event.event_id, event.ts_ms, event.data)
         logged = self._clock()
-        self._today.add(
-            self._local_day(self._wall_clock()), decision.outcome.value, decision.reason.value
-        )
         signal = self._signal_for(decision)
         if decision.opens_gate:
             self.gate.open_for_person()
@@ -316,6 +311,12 @@ class Kiosk:
             self.gate.show(signal)
         record = DecisionRecord(
             decision, signal, event, credential, measurement, started, logged, self._clock()
+        )
+        # Bookkeeping after the gate has moved: the person is not kept waiting for it.
+        if event is not None:
+            self.entrance.learn(event.event_id, event.ts_ms, event.data)
+        self._today.add(
+            self._local_day(self._wall_clock()), decision.outcome.value, decision.reason.value
         )
         self.metrics.decided(
             decision.outcome.value, decision.reason.value, record.gate_moved_at - started
