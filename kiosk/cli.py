@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from gpiozero import GPIOZeroError
 
 from kiosk import __version__
 from kiosk.config import DEFAULT_CONFIG_PATH, EX_CONFIG, ConfigError, load_config, parse_config
@@ -20,16 +22,31 @@ from kiosk.credentials import AllowlistError
 from kiosk.issuer_cli import pass_group, site_qr
 
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
+EX_SOFTWARE = 70  # sysexits.h: an internal error
 EX_UNAVAILABLE = 69  # sysexits.h: a required device or service is unavailable
 
 
 def main() -> None:
-    """Entry point: run the CLI, turning known errors into one clear line and an exit code."""
+    """Entry point: run the CLI, turning errors into one clear line and an exit code.
+
+    A traceback is shown only with ``KIOSK_DEBUG=1``; the relay was already released by
+    the kiosk's own clean-up before an error reaches this point.
+    """
     try:
         cli(standalone_mode=True)
     except (ConfigError, AllowlistError) as exc:
         click.echo(f"kiosk: configuration error: {exc}", err=True)
         sys.exit(EX_CONFIG)
+    except GPIOZeroError as exc:
+        click.echo(f"kiosk: GPIO unavailable ({exc}); on a PC use --simulate", err=True)
+        sys.exit(EX_UNAVAILABLE)
+    except Exception as exc:
+        if os.environ.get("KIOSK_DEBUG"):
+            raise
+        click.echo(
+            f"kiosk: {type(exc).__name__}: {exc} (KIOSK_DEBUG=1 shows the traceback)", err=True
+        )
+        sys.exit(EX_SOFTWARE)
 
 
 @click.group()

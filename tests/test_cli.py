@@ -131,3 +131,18 @@ def test_decode_with_an_unknown_backend_says_which_exist(tmp_path: Path) -> None
     result = kiosk("decode", "--decoder", "zbar2", str(tmp_path / "x.png"))
     assert result.returncode == 69
     assert "zxing-cpp" in result.stderr and "pyzbar" in result.stderr
+
+
+def test_run_without_gpio_says_so_without_a_traceback(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    config_file = tmp_path / "kiosk.toml"
+    config_file.write_text(
+        f'[kiosk]\nstate_dir = "{tmp_path}"\n[camera]\nsource = "folder:{tmp_path}"\n'
+        f'[credentials]\nallowlist = "{config.credentials.allowlist}"\n[web]\nenabled = false\n',
+        encoding="utf-8",
+    )
+    (tmp_path / "frame.png").write_bytes(b"")  # the folder source needs one image file
+    result = kiosk("run", "--config", str(config_file), timeout=60)
+    assert result.returncode == 69, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("kiosk: GPIO unavailable")
