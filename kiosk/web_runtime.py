@@ -15,7 +15,8 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from kiosk.config import KioskConfig, ThermometerSection
+from kiosk.commands import FEVER_MAX_C, FEVER_MIN_C
+from kiosk.config import KioskConfig
 from kiosk.engine import DecisionRecord, Kiosk
 from kiosk.privacy import load_or_create_secret
 from kiosk.store import query_events
@@ -171,14 +172,13 @@ def web_settings(config: KioskConfig) -> WebSettings:
     saved = state_dir / PASSWORD_FILE
     if not password_hash and saved.exists():
         password_hash = saved.read_text(encoding="utf-8").strip()
-    bounds = ThermometerSection.__dataclass_fields__["fever_threshold_c"].metadata
     return WebSettings(
         password_hash=password_hash,
         secret_key=load_or_create_secret("", state_dir, "web-secret"),
         display_public=config.web.display_public,
         api_token=config.web.api_token,
-        fever_min_c=bounds["low"],
-        fever_max_c=bounds["high"],
+        fever_min_c=FEVER_MIN_C,
+        fever_max_c=FEVER_MAX_C,
         display_clear_s=config.web.display_clear_s,
         secure_cookie=config.web.cookie_secure,
     )
