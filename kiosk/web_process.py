@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -51,18 +52,27 @@ def start_web_process(config: KioskConfig) -> WebChild:
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(
-        target=run_web_process, args=(config, theirs), name="kiosk-web", daemon=True
+        target=run_web_process,
+        args=(config, theirs, logging.getLogger().getEffectiveLevel()),
+        name="kiosk-web",
+        daemon=True,
     )
     process.start()
     theirs.close()
     return WebChild(process, ours)
 
 
-def run_web_process(config: KioskConfig, conn: Connection) -> None:
+def run_web_process(config: KioskConfig, conn: Connection, log_level: int) -> None:
     """The child: serve the app with waitress until the kiosk closes the pipe."""
     import waitress
 
+    from kiosk.logs import setup_logging
+
     keep_first_cpu_for_the_gate()
+    setup_logging(config.kiosk.id, level=log_level)
+    # waitress warns "Task queue depth is N" for every request that waits for a thread: under
+    # a burst of requests that would flood the journal, one line per request.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     from kiosk.web import create_app
     from kiosk.web_runtime import KioskStatus, web_settings
@@ -78,13 +88,29 @@ def run_web_process(config: KioskConfig, conn: Connection) -> None:
     server.close()
 
 
+def online_cpus() -> list[int]:
+    """The machine's online CPUs, whatever this process happens to be pinned to."""
+    try:
+        text = Path("/sys/devices/system/cpu/online").read_text(encoding="ascii").strip()
+    except OSError:
+        return sorted(os.sched_getaffinity(0))
+    cpus: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 def keep_first_cpu_for_the_gate() -> None:
     """Run this process niced and, on a multi-core Pi, off the first core, which the kiosk's
-    decision loop then has to itself."""
-    os.nice(WEB_NICENESS)
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) > 1:
-        os.sched_setaffinity(0, cpus[1:])
+    decision loop then has to itself.
+
+    Placed from the machine's CPUs, not from the mask this process inherited: a web process
+    restarted by an already pinned kiosk would otherwise stay on the gate's core.
+    """
+    cpus = online_cpus()
+    niceness = min(os.getpriority(os.PRIO_PROCESS, 0) + WEB_NICENESS, 19)
+    _place_this_process(set(cpus[1:]) if len(cpus) > 1 else None, niceness)
 
 
 def give_the_gate_the_first_cpu() -> None:
@@ -93,14 +119,23 @@ def give_the_gate_the_first_cpu() -> None:
     One Python process runs on about one core anyway; pinned, the decision loop never waits
     for a core taken by the web process, which runs on the others.
     """
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return
+    cpus = online_cpus()
+    if len(cpus) > 1:
+        _place_this_process({cpus[0]}, None)
+
+
+def _place_this_process(cpus: set[int] | None, niceness: int | None) -> None:
+    """Move every thread of this process onto ``cpus`` and give it ``niceness`` (``None``:
+    leave as is); threads started later inherit both from the thread that starts them."""
     for task in os.listdir("/proc/self/task"):
+        thread_id = int(task)
         try:
-            os.sched_setaffinity(int(task), {cpus[0]})
-        except OSError:
-            log.debug("could not pin thread %s", task)
+            if niceness is not None:
+                os.setpriority(os.PRIO_PROCESS, thread_id, niceness)
+            if cpus is not None:
+                os.sched_setaffinity(thread_id, cpus)
+        except OSError as exc:  # a thread that has ended, or CPUs a container does not allow
+            log.debug("could not place thread %s: %s", thread_id, exc)
 
 
 class Mirror:
@@ -227,7 +262,7 @@ def feed_web_process(
                     reply = (False, str(exc))
                 child.conn.send(("reply", request_id, reply))
     except (EOFError, OSError, BrokenPipeError):
-        log.error("the web process went away")
+        log.debug("the web process closed its pipe")
     finally:
         child.conn.close()
         child.process.join(timeout=5)

@@ -25,6 +25,7 @@ from kiosk.web import WebSettings
 
 log = logging.getLogger(__name__)
 
+WEB_RESTART_S = 5.0  # a web process that has exited is started again after this
 PASSWORD_FILE = "web-password"  # in state_dir, written by `kiosk web set-password`
 
 
@@ -211,5 +212,12 @@ def attach_web(kiosk: Kiosk, config: KioskConfig, sync: Sync | None = None) -> N
         feed_web_process(
             child, stop, state=state, last=last, registry=kiosk.metrics.registry, actions=actions
         )
+        if not stop.is_set():  # e.g. the port is taken: do not respawn it in a tight loop
+            log.error(
+                "the web process exited (code %s); starting it again in %g s",
+                child.process.exitcode,
+                WEB_RESTART_S,
+            )
+            stop.wait(WEB_RESTART_S)
 
     kiosk.add_background(serve)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import shutil
+import signal
+import socket
 import urllib.request
 from collections.abc import Iterator
 from http.cookiejar import CookieJar
@@ -23,9 +26,11 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from kiosk import web_runtime
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.simulation import Person
 from kiosk.web import hash_password
+from kiosk.web_process import WEB_NICENESS, online_cpus
 from tests.broker import free_port
 from tests.support import RunningKiosk, make_config, running, wait_until
 
@@ -35,13 +40,24 @@ PASSWORD = "correct horse battery"
 
 
 @contextlib.contextmanager
-def kiosk_with_web(tmp_path: Path) -> Iterator[tuple[RunningKiosk, str]]:
-    port = free_port()
+def kiosk_with_web(tmp_path: Path, port: int | None = None) -> Iterator[tuple[RunningKiosk, str]]:
+    port = port or free_port()
     config = make_config(
         tmp_path, web={"enabled": True, "port": port, "password_hash": hash_password(PASSWORD)}
     )
-    with running(config) as kiosk:
-        base = f"http://127.0.0.1:{port}"
+    cpus = os.sched_getaffinity(0)
+    try:
+        with running(config) as kiosk:
+            yield kiosk, f"http://127.0.0.1:{port}"
+    finally:  # the kiosk pins this (test) process to the gate's core: undo it for other tests
+        for task in os.listdir("/proc/self/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(task), cpus)
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path) -> Iterator[tuple[RunningKiosk, str]]:
+    with kiosk_with_web(tmp_path) as (kiosk, base):
         wait_until(lambda: _status(f"{base}/healthz") is not None, timeout=15)
         yield kiosk, base
 
@@ -57,7 +73,7 @@ def _status(url: str) -> int | None:
 
 
 def test_the_running_kiosk_serves_probes_api_and_display(tmp_path: Path) -> None:
-    with kiosk_with_web(tmp_path) as (kiosk, base):
+    with serving(tmp_path) as (kiosk, base):
         assert _status(f"{base}/healthz") in (200, 503)
         assert _status(f"{base}/api/v1/status") == 401
         metrics = urllib.request.urlopen(f"{base}/metrics", timeout=5).read().decode()
@@ -82,6 +98,55 @@ def test_the_running_kiosk_serves_probes_api_and_display(tmp_path: Path) -> None
         opener.open(f"{base}/login", data=form, timeout=5)
         events = json.loads(opener.open(f"{base}/api/v1/events?type=decision", timeout=5).read())
         assert [e["data"]["outcome"] for e in events] == ["grant"]
+
+
+def web_child_pid() -> int | None:
+    children = [p.pid for p in multiprocessing.active_children() if p.name == "kiosk-web"]
+    assert len(children) <= 1
+    return children[0] if children else None
+
+
+def placement(pid: int) -> set[tuple[frozenset[int], int]]:
+    """(CPUs, niceness) of every thread of ``pid``."""
+    return {
+        (frozenset(os.sched_getaffinity(int(task))), os.getpriority(os.PRIO_PROCESS, int(task)))
+        for task in os.listdir(f"/proc/{pid}/task")
+    }
+
+
+def test_the_page_runs_niced_off_the_gate_core_and_comes_back_after_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(web_runtime, "WEB_RESTART_S", 0.1)
+    cpus = online_cpus()
+    gate_core, others = frozenset(cpus[:1]), frozenset(cpus[1:] or cpus)
+    niced = min(os.getpriority(os.PRIO_PROCESS, 0) + WEB_NICENESS, 19)
+    with serving(tmp_path) as (kiosk, base):
+        first = web_child_pid()
+        assert first is not None and placement(first) == {(others, niced)}
+        if len(cpus) > 1:
+            assert {cores for cores, _ in placement(os.getpid())} == {gate_core}
+
+        os.kill(first, signal.SIGKILL)
+        wait_until(lambda: web_child_pid() not in (None, first), timeout=15)
+        wait_until(lambda: _status(f"{base}/healthz") is not None, timeout=15)
+        # started again by a kiosk that is already pinned: still off the gate's core
+        assert placement(web_child_pid() or 0) == {(others, niced)}
+        kiosk.scene.step_up(Person("staff", b"S-0001", sim.person(36.6), "grant"))
+        assert kiosk.next_decision().decision.opens_gate
+
+
+def test_a_taken_port_is_reported_and_the_gate_keeps_working(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(web_runtime, "WEB_RESTART_S", 0.5)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with kiosk_with_web(tmp_path, port=taken.getsockname()[1]) as (kiosk, _):
+            wait_until(lambda: "the web process exited" in caplog.text, timeout=20)
+            kiosk.scene.step_up(Person("staff", b"S-0001", sim.person(36.6), "grant"))
+            assert kiosk.next_decision().decision.opens_gate
 
 
 def browser() -> webdriver.Chrome:
@@ -111,7 +176,7 @@ def wait_for(driver: webdriver.Chrome, condition: Any, timeout: float = 15) -> A
 def test_a_browser_sees_a_decision_on_the_dashboard_and_the_display(tmp_path: Path) -> None:
     screenshots = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
     screenshots.mkdir(parents=True, exist_ok=True)
-    with kiosk_with_web(tmp_path) as (kiosk, base):
+    with serving(tmp_path) as (kiosk, base):
         driver = browser()
         try:
             driver.get(f"{base}/display")
