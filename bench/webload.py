@@ -22,10 +22,10 @@ import urllib.request
 
 from benchlib import badge, machine_info, percentiles, timed_kiosk
 
+from kiosk.cpus import keep_first_cpu_for_the_gate, online_cpus
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.simulation import Person
 from kiosk.web import hash_password
-from kiosk.web_process import keep_first_cpu_for_the_gate, online_cpus
 
 TOKEN = "bench-token-0123456789"
 PATHS = (

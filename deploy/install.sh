@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install the entrance kiosk on Raspberry Pi OS (Bookworm), from this checkout.
 #
-#   sudo deploy/install.sh [--dry-run] [--relay-pin N] [--relay-active-high]
+#   sudo deploy/install.sh [--dry-run] [--relay-pin N] [--relay-active-high] [--share-cores]
 #
 # Idempotent: run it again after an update. --dry-run prints every step without changing
-# anything (and works on any Linux machine).
+# anything (and works on any Linux machine). --share-cores leaves every process free to run
+# on the core the kiosk keeps for its decisions (see docs/deploy.md).
 set -o errexit -o pipefail -o nounset
 
 DRY_RUN=0
+GATE_CORE=1
 RELAY_PIN=17
 RELAY_LEVEL=dh # active-low relay boards: high = de-energised
 PREFIX=/opt/kiosk
@@ -19,6 +21,7 @@ while (($#)); do
     --dry-run) DRY_RUN=1 ;;
     --relay-pin) RELAY_PIN=$2; shift ;;
     --relay-active-high) RELAY_LEVEL=dl ;;
+    --share-cores) GATE_CORE=0 ;;
     *) echo "install.sh: unknown option $1" >&2; exit 64 ;;
   esac
   shift
@@ -35,6 +38,17 @@ firmware_line() { # add a line to the firmware config once
     printf '   would add to %s: %s\n' "$file" "$line"
   else
     printf '%s\n' "$line" >>"$file"
+  fi
+}
+
+write_file() { # write a small config file; a dry run shows it instead
+  local file=$1 content=$2
+  if ((DRY_RUN)); then
+    printf '   would write %s:\n' "$file"
+    printf '%s\n' "$content" | sed 's/^/     | /'
+  else
+    mkdir -p "$(dirname "$file")"
+    printf '%s\n' "$content" >"$file"
   fi
 }
 
@@ -102,6 +116,29 @@ fi
 
 say "systemd service"
 run install -m 0644 "$SOURCE/systemd/kiosk.service" /etc/systemd/system/kiosk.service
+
+say "the first CPU core for the gate"
+cores=$(nproc --all)
+manager_cpus=/etc/systemd/system.conf.d/50-kiosk-gate-core.conf
+kiosk_cpus=/etc/systemd/system/kiosk.service.d/50-all-cores.conf
+if ((GATE_CORE && cores > 1)); then
+  last=$((cores - 1))
+  write_file "$manager_cpus" "# Written by the kiosk's deploy/install.sh: everything systemd starts (services, logins,
+# the display's browser) runs off CPU 0, which the kiosk keeps for its decisions
+# (docs/deploy.md). Takes full effect at the next boot; delete this file to undo.
+[Manager]
+CPUAffinity=1-$last"
+  write_file "$kiosk_cpus" "# Written by deploy/install.sh: the kiosk may use every core; it pins its decision loop
+# to CPU 0 and runs its status page on the others.
+[Service]
+CPUAffinity=0-$last"
+  run systemctl daemon-reexec
+elif ((GATE_CORE)); then
+  echo "   one core: nothing to keep apart"
+else
+  echo "   --share-cores: every process may run on the gate's core"
+  run rm -f "$manager_cpus" "$kiosk_cpus"
+fi
 run systemctl daemon-reload
 run systemctl enable kiosk.service
 echo "   start it with: systemctl start kiosk; check it with: $PREFIX/.venv/bin/kiosk doctor"

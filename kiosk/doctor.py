@@ -1,7 +1,7 @@
 """``kiosk doctor``: check that this kiosk can work, one part at a time, with a fix for each fault.
 
-Checks run in a fixed order: config, camera, thermometer, GPIO, disk, event log, clock, broker,
-trust. Each is a small function returning a :class:`Check`; a check never raises (an
+Checks run in a fixed order: config, camera, thermometer, GPIO, disk, event log, clock, CPU,
+broker, trust. Each is a small function returning a :class:`Check`; a check never raises (an
 unexpected error is reported as a failed check). A config that does not load stops the run:
 nothing else can be checked without it. Any ``fail`` makes :func:`exit_code` 1.
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import shutil
 import socket
 import sqlite3
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 from kiosk.clock import clock_is_synchronised
 from kiosk.config import DEFAULT_CONFIG_PATH, ConfigError, KioskConfig, load_config
+from kiosk.cpus import online_cpus
 from kiosk.sensors.frames import CameraError, FrameSource
 
 Status = Literal["ok", "warn", "fail"]
@@ -65,6 +67,8 @@ def run_checks(
     pin_factory: Any = None,
     free_bytes: Callable[[Path], int] | None = None,
     clock_synced: Callable[[], bool] = clock_is_synchronised,
+    manager_cpus: Callable[[], set[int]] = lambda: os.sched_getaffinity(1),
+    cpus: Callable[[], list[int]] = online_cpus,
     now: Callable[[], float] = time.time,
     on_pi: Callable[[], bool] | None = None,
     camera_timeout_s: float = CAMERA_TIMEOUT_S,
@@ -79,6 +83,8 @@ def run_checks(
     :param pin_factory: a gpiozero pin factory instead of the default (or MockFactory).
     :param free_bytes: free bytes on the file system holding a path (default: disk_usage).
     :param clock_synced: whether the system clock is NTP-synchronised.
+    :param manager_cpus: the CPUs the service manager (and so every process it starts) may use.
+    :param cpus: the machine's online CPUs.
     :param now: wall clock in epoch seconds, for the age of the revocation list.
     :param on_pi: whether this machine is a Raspberry Pi (chooses the fix for missing devices).
     """
@@ -98,6 +104,7 @@ def run_checks(
         ("disk", lambda: check_disk(loaded, free_bytes or disk_free_bytes)),
         ("event log", lambda: check_event_log(loaded)),
         ("clock", lambda: check_clock(clock_synced)),
+        ("cpu", lambda: check_gate_core(manager_cpus, cpus())),
         ("broker", lambda: check_broker(loaded, broker_timeout_s)),
         ("trust", lambda: check_trust(loaded, now)),
     ]
@@ -410,6 +417,23 @@ def check_clock(clock_synced: Callable[[], bool]) -> Check:
         "warn",
         "not synchronised: pass validity and event times may be wrong",
         "enable systemd-timesyncd/chrony: passes expire",
+    )
+
+
+def check_gate_core(manager_cpus: Callable[[], set[int]], cpus: Sequence[int]) -> Check:
+    """Other processes run off the core the kiosk keeps for its decisions (kiosk/cpus.py)."""
+    if len(cpus) < 2:
+        return _ok("cpu", "one core, shared by the kiosk and everything else")
+    gate, allowed = cpus[0], manager_cpus()
+    if gate not in allowed:
+        others = ",".join(str(cpu) for cpu in sorted(allowed))
+        return _ok("cpu", f"core {gate} kept for the gate; other processes on {others}")
+    return Check(
+        "cpu",
+        "warn",
+        f"other processes may run on core {gate}, the gate's: a busy browser or client on"
+        " this machine can slow decisions",
+        "run deploy/install.sh (without --share-cores) and reboot",
     )
 
 

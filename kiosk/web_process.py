@@ -8,21 +8,20 @@ latency's p95 from 4 ms to 41 ms, because the page and the decision loop share o
   display), and its metrics text every two seconds: serving a page costs the kiosk nothing;
 - the child reads the event log itself, through read-only SQLite connections;
 - the child forwards operator actions to the kiosk and waits for the confirmation; the kiosk
-  logs each as an event and acts (the same path as everywhere else).
+  logs each as an event and acts (the same path as everywhere else);
+- the child runs niced and off the core the kiosk keeps for its decisions (kiosk/cpus.py).
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import threading
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -30,13 +29,13 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from kiosk.config import KioskConfig
+from kiosk.cpus import keep_first_cpu_for_the_gate
 
 log = logging.getLogger(__name__)
 
 STATE_EVERY_S = 1.0
 METRICS_EVERY_S = 2.0
 ACTION_TIMEOUT_S = 10.0
-WEB_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -86,56 +85,6 @@ def run_web_process(config: KioskConfig, conn: Connection, log_level: int) -> No
     threading.Thread(target=server.run, name="web-server", daemon=True).start()
     mirror.follow()  # returns when the kiosk is gone
     server.close()
-
-
-def online_cpus() -> list[int]:
-    """The machine's online CPUs, whatever this process happens to be pinned to."""
-    try:
-        text = Path("/sys/devices/system/cpu/online").read_text(encoding="ascii").strip()
-    except OSError:
-        return sorted(os.sched_getaffinity(0))
-    cpus: list[int] = []
-    for part in text.split(","):
-        first, _, last = part.partition("-")
-        cpus.extend(range(int(first), int(last or first) + 1))
-    return cpus
-
-
-def keep_first_cpu_for_the_gate() -> None:
-    """Run this process niced and, on a multi-core Pi, off the first core, which the kiosk's
-    decision loop then has to itself.
-
-    Placed from the machine's CPUs, not from the mask this process inherited: a web process
-    restarted by an already pinned kiosk would otherwise stay on the gate's core.
-    """
-    cpus = online_cpus()
-    niceness = min(os.getpriority(os.PRIO_PROCESS, 0) + WEB_NICENESS, 19)
-    _place_this_process(set(cpus[1:]) if len(cpus) > 1 else None, niceness)
-
-
-def give_the_gate_the_first_cpu() -> None:
-    """Pin every thread of the kiosk process to the first core (new threads inherit it).
-
-    One Python process runs on about one core anyway; pinned, the decision loop never waits
-    for a core taken by the web process, which runs on the others.
-    """
-    cpus = online_cpus()
-    if len(cpus) > 1:
-        _place_this_process({cpus[0]}, None)
-
-
-def _place_this_process(cpus: set[int] | None, niceness: int | None) -> None:
-    """Move every thread of this process onto ``cpus`` and give it ``niceness`` (``None``:
-    leave as is); threads started later inherit both from the thread that starts them."""
-    for task in os.listdir("/proc/self/task"):
-        thread_id = int(task)
-        try:
-            if niceness is not None:
-                os.setpriority(os.PRIO_PROCESS, thread_id, niceness)
-            if cpus is not None:
-                os.sched_setaffinity(thread_id, cpus)
-        except OSError as exc:  # a thread that has ended, or CPUs a container does not allow
-            log.debug("could not place thread %s: %s", thread_id, exc)
 
 
 class Mirror:

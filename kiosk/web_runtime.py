@@ -187,11 +187,8 @@ def web_settings(config: KioskConfig) -> WebSettings:
 
 def attach_web(kiosk: Kiosk, config: KioskConfig, sync: Sync | None = None) -> None:
     """Serve the status page and display from a child process, fed by a background loop."""
-    from kiosk.web_process import (
-        feed_web_process,
-        give_the_gate_the_first_cpu,
-        start_web_process,
-    )
+    from kiosk.cpus import give_the_gate_the_first_cpu
+    from kiosk.web_process import feed_web_process, start_web_process
 
     last = LastDecision(kiosk)
     actions = KioskActions(kiosk)

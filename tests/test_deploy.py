@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -50,6 +51,10 @@ def test_install_dry_run_plans_every_step_and_changes_nothing() -> None:
         "done (dry run: nothing was changed)",
     ):
         assert step in out, step
+    last = (os.cpu_count() or 1) - 1
+    if last:  # every other process off the gate's core; the kiosk may use them all
+        assert f"| CPUAffinity=1-{last}" in out.split("50-kiosk-gate-core.conf")[1]
+        assert f"| CPUAffinity=0-{last}" in out.split("50-all-cores.conf")[1]
 
 
 def test_install_refuses_to_run_for_real_without_root_or_bad_options() -> None:

@@ -28,6 +28,7 @@ NAMES = [
     "disk",
     "event log",
     "clock",
+    "cpu",
     "broker",
     "trust",
 ]
@@ -65,6 +66,8 @@ def doctor(config: Path | KioskConfig, **kwargs: Any) -> list[Check]:
     """run_checks on simulated hardware with a healthy machine unless a test says otherwise."""
     kwargs.setdefault("free_bytes", lambda path: 20 * GB)
     kwargs.setdefault("clock_synced", lambda: True)
+    kwargs.setdefault("manager_cpus", lambda: {1})  # installed: other processes off core 0
+    kwargs.setdefault("cpus", lambda: [0, 1])
     kwargs.setdefault("broker_timeout_s", 1.0)
     return run_checks(config, simulate=True, **kwargs)
 
@@ -164,6 +167,25 @@ def test_a_full_disk_is_reported(tmp_path: Path, free: int, status: str) -> None
 def test_an_unsynchronised_clock_is_a_warning(tmp_path: Path) -> None:
     checks = doctor(write_config(tmp_path), clock_synced=lambda: False)
     assert_problem(by_name(checks)["clock"], "warn", "enable systemd-timesyncd/chrony")
+    assert exit_code(checks) == 0
+
+
+@pytest.mark.parametrize(
+    ("manager", "cpus", "status", "words"),
+    [
+        ({0, 1, 2, 3}, [0, 1, 2, 3], "warn", "other processes may run on core 0"),
+        ({1, 2, 3}, [0, 1, 2, 3], "ok", "core 0 kept for the gate; other processes on 1,2,3"),
+        ({0}, [0], "ok", "one core"),
+    ],
+)
+def test_other_processes_on_the_gate_core_are_a_warning(
+    tmp_path: Path, manager: set[int], cpus: list[int], status: str, words: str
+) -> None:
+    checks = doctor(write_config(tmp_path), manager_cpus=lambda: manager, cpus=lambda: cpus)
+    check = by_name(checks)["cpu"]
+    assert (check.status, words in check.detail) == (status, True)
+    if status == "warn":
+        assert "deploy/install.sh" in check.fix
     assert exit_code(checks) == 0
 
 

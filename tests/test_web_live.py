@@ -27,10 +27,10 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from kiosk import web_runtime
+from kiosk.cpus import WEB_NICENESS, online_cpus
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.simulation import Person
 from kiosk.web import hash_password
-from kiosk.web_process import WEB_NICENESS, online_cpus
 from tests.broker import free_port
 from tests.support import RunningKiosk, make_config, running, wait_until
 
