@@ -312,7 +312,7 @@ class MqttSection:
 
 @dataclass(frozen=True)
 class WebSection:
-    """The status page and the entrance display (served by waitress in the kiosk process)."""
+    """The status page and the entrance display (served by waitress in a child process)."""
 
     enabled: bool = _key(True, "Serve the status dashboard, the display and the API")
     host: str = _key("127.0.0.1", "Address to listen on (0.0.0.0: reachable from the network)")

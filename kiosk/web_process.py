@@ -9,7 +9,9 @@ latency's p95 from 4 ms to 41 ms, because the page and the decision loop share o
 - the child reads the event log itself, through read-only SQLite connections;
 - the child forwards operator actions to the kiosk and waits for the confirmation; the kiosk
   logs each as an event and acts (the same path as everywhere else);
-- the child runs niced and off the core the kiosk keeps for its decisions (kiosk/cpus.py).
+- the child runs niced and off the core the kiosk keeps for its decisions (kiosk/cpus.py);
+- the kiosk asks the child's /healthz every 30 s and kills a child that has not answered
+  three times in a row; a child that has exited is started again (kiosk/web_runtime.py).
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import logging
 import multiprocessing
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -34,8 +38,12 @@ from kiosk.cpus import keep_first_cpu_for_the_gate
 log = logging.getLogger(__name__)
 
 STATE_EVERY_S = 1.0
+STATE_STALE_S = 5 * STATE_EVERY_S
 METRICS_EVERY_S = 2.0
 ACTION_TIMEOUT_S = 10.0
+PROBE_EVERY_S = 30.0
+PROBE_TIMEOUT_S = 5.0
+PROBE_FAILURES = 3
 
 
 @dataclass(frozen=True)
@@ -90,11 +98,13 @@ def run_web_process(config: KioskConfig, conn: Connection, log_level: int) -> No
 class Mirror:
     """The child's view of the kiosk: what it was last told, and a way to ask for actions."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, clock: Callable[[], float] = time.monotonic) -> None:
         self._conn = conn
+        self._clock = clock
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._state: dict[str, Any] = {}
+        self._state_at: float | None = None
         self._last: dict[str, Any] | None = None
         self._metrics = ""
         self._replies: dict[str, tuple[threading.Event, list[Any]]] = {}
@@ -108,7 +118,7 @@ class Mirror:
                 return
             with self._lock:
                 if kind == "state":
-                    self._state = body[0]
+                    self._state, self._state_at = body[0], self._clock()
                 elif kind == "last":
                     self._last = body[0]
                 elif kind == "metrics":
@@ -120,9 +130,13 @@ class Mirror:
 
     # What KioskStatus needs from a kiosk
     def state(self) -> dict[str, Any]:
-        """The last state document the kiosk pushed."""
+        """The last state document the kiosk pushed; with ``stale_s`` (its age) when the
+        kiosk has not pushed one for ``STATE_STALE_S``: /healthz then reports the kiosk."""
         with self._lock:
-            return dict(self._state)
+            state, at = dict(self._state), self._state_at
+        if at is not None and (age := self._clock() - at) > STATE_STALE_S:
+            state["stale_s"] = round(age)
+        return state
 
     @property
     def fever_threshold_c(self) -> float:
@@ -185,10 +199,19 @@ def feed_web_process(
     last: Any,
     registry: CollectorRegistry,
     actions: Any,
+    health_url: str,
 ) -> None:
-    """The kiosk's side: push state, decisions and metrics; carry out requested actions."""
+    """The kiosk's side: push state, decisions and metrics; carry out requested actions.
+
+    Returns when ``stop`` is set or the child has gone; a child that stops answering
+    ``health_url`` is killed (see :func:`watch_page`), which ends this too.
+    """
     sent_last: Any = None
     next_state = next_metrics = 0.0
+    done = threading.Event()
+    threading.Thread(
+        target=watch_page, args=(child, health_url, done), name="web-watchdog", daemon=True
+    ).start()
     try:
         while not stop.is_set() and child.process.is_alive():
             now = time.monotonic()
@@ -213,7 +236,36 @@ def feed_web_process(
     except (EOFError, OSError, BrokenPipeError):
         log.debug("the web process closed its pipe")
     finally:
+        done.set()
         child.conn.close()
         child.process.join(timeout=5)
         if child.process.is_alive():
             child.process.terminate()
+
+
+def watch_page(child: WebChild, health_url: str, done: threading.Event) -> None:
+    """Kill a web process that is alive but has not answered ``health_url`` (any HTTP status
+    counts as an answer) ``PROBE_FAILURES`` times in a row, ``PROBE_EVERY_S`` apart: hung
+    threads, or a process stopped with SIGSTOP, which would otherwise serve nothing for good.
+    """
+    failures = 0
+    while not done.wait(PROBE_EVERY_S) and child.process.is_alive():
+        failures = 0 if _answers(health_url) else failures + 1
+        if failures >= PROBE_FAILURES:
+            log.error(
+                "the status page has not answered %s %d times in a row; restarting it",
+                health_url,
+                failures,
+            )
+            child.process.kill()
+            return
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S):
+            return True
+    except urllib.error.HTTPError:  # 503: a part of the kiosk is down, but the page answers
+        return True
+    except OSError:
+        return False

@@ -185,6 +185,14 @@ def web_settings(config: KioskConfig) -> WebSettings:
     )
 
 
+def local_url(config: KioskConfig) -> str:
+    """The status page's address as this machine reaches it."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
+        config.web.host, config.web.host
+    )
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.web.port}"
+
+
 def attach_web(kiosk: Kiosk, config: KioskConfig, sync: Sync | None = None) -> None:
     """Serve the status page and display from a child process, fed by a background loop."""
     from kiosk.cpus import give_the_gate_the_first_cpu
@@ -207,7 +215,13 @@ def attach_web(kiosk: Kiosk, config: KioskConfig, sync: Sync | None = None) -> N
             child.process.pid,
         )
         feed_web_process(
-            child, stop, state=state, last=last, registry=kiosk.metrics.registry, actions=actions
+            child,
+            stop,
+            state=state,
+            last=last,
+            registry=kiosk.metrics.registry,
+            actions=actions,
+            health_url=local_url(config) + "/healthz",
         )
         if not stop.is_set():  # e.g. the port is taken: do not respawn it in a tight loop
             log.error(

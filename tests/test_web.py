@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import re
+import threading
 from datetime import date
 from typing import Any
 
@@ -13,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter
 from werkzeug.security import generate_password_hash
 
 from kiosk.web import WebSettings, check_password, create_app, hash_password
+from kiosk.web_process import STATE_STALE_S, Mirror
+from tests.support import wait_until
 
 PASSWORD = "correct horse battery"
 # A cheap hash keeps the tests fast; hash_password() itself (scrypt) is tested once below.
@@ -619,6 +623,32 @@ def test_healthz_names_failed_parts(client: FlaskClient, status: FakeStatus) -> 
     assert response.status_code == 503
     assert response.json is not None
     assert response.json["problems"] == ["thermometer: I2C error", "log: not working"]
+
+
+def test_healthz_fails_when_the_kiosk_has_gone_quiet(
+    client: FlaskClient, status: FakeStatus
+) -> None:
+    status.document["stale_s"] = 12
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json == {"ok": False, "problems": ["kiosk: no state from the kiosk for 12 s"]}
+
+
+def test_the_web_process_marks_a_state_the_kiosk_has_stopped_renewing() -> None:
+    ours, theirs = multiprocessing.Pipe()
+    now = [100.0]
+    mirror = Mirror(theirs, clock=lambda: now[0])
+    follower = threading.Thread(target=mirror.follow, daemon=True)
+    follower.start()
+    ours.send(("state", {"camera": {"ok": True}}))
+    wait_until(lambda: mirror.state() != {})
+    now[0] += STATE_STALE_S
+    assert mirror.state() == {"camera": {"ok": True}}
+    now[0] += 7
+    assert mirror.state() == {"camera": {"ok": True}, "stale_s": 12}
+    ours.close()
+    follower.join(timeout=5)
+    assert not follower.is_alive()
 
 
 def test_healthz_when_the_kiosk_cannot_report(client: FlaskClient, status: FakeStatus) -> None:

@@ -26,7 +26,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from kiosk import web_runtime
+from kiosk import web_process, web_runtime
 from kiosk.cpus import WEB_NICENESS, online_cpus
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.simulation import Person
@@ -134,6 +134,21 @@ def test_the_page_runs_niced_off_the_gate_core_and_comes_back_after_a_crash(
         assert placement(web_child_pid() or 0) == {(others, niced)}
         kiosk.scene.step_up(Person("staff", b"S-0001", sim.person(36.6), "grant"))
         assert kiosk.next_decision().decision.opens_gate
+
+
+def test_a_page_that_stops_answering_is_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(web_runtime, "WEB_RESTART_S", 0.1)
+    monkeypatch.setattr(web_process, "PROBE_EVERY_S", 0.2)
+    monkeypatch.setattr(web_process, "PROBE_TIMEOUT_S", 0.5)
+    with serving(tmp_path) as (_, base):
+        hung = web_child_pid()
+        assert hung is not None
+        os.kill(hung, signal.SIGSTOP)  # alive, holding its port, answering nothing
+        wait_until(lambda: web_child_pid() not in (None, hung), timeout=20)
+        wait_until(lambda: _status(f"{base}/healthz") is not None, timeout=15)
+        assert "has not answered http://127.0.0.1:" in caplog.text
 
 
 def test_a_taken_port_is_reported_and_the_gate_keeps_working(

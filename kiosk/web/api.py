@@ -92,8 +92,11 @@ def hourly() -> Response:
 
 
 def problems(state: dict[str, Any]) -> list[str]:
-    """The parts a probe should alarm on: camera, thermometer, log."""
+    """The parts a probe should alarm on: the kiosk itself (no recent state), camera,
+    thermometer, log."""
     found = []
+    if "stale_s" in state:
+        found.append(f"kiosk: no state from the kiosk for {state['stale_s']} s")
     for part in ("camera", "thermometer", "log"):
         info = state.get(part) or {}
         if not info.get("ok", False):
@@ -103,7 +106,8 @@ def problems(state: dict[str, Any]) -> list[str]:
 
 @bp.get("/healthz")
 def healthz() -> tuple[dict[str, Any], int]:
-    """``{"ok", "problems"}``: 200 when camera, thermometer and log work, else 503."""
+    """``{"ok", "problems"}``: 200 when the kiosk reports and camera, thermometer and log
+    work, else 503."""
     try:
         found = problems(web_context().source.state())
     except Exception as exc:  # the kiosk cannot even report its state: that is the problem
