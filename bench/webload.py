@@ -122,7 +122,9 @@ def latencies_while(kiosk: TimedKiosk, busy: Callable[[], bool], start: int) -> 
     return measured
 
 
-def hammered(kiosk: TimedKiosk, base: str, seconds: float, args: Any, start: int) -> Any:
+def hammered(
+    kiosk: TimedKiosk, base: str, seconds: float, args: Any, start: int
+) -> tuple[list[float], int]:
     """People pass while a load generator runs for ``seconds``: (latencies, requests served)."""
     load = subprocess.Popen(
         [

@@ -239,8 +239,9 @@ def feed_web_process(
         done.set()
         child.conn.close()
         child.process.join(timeout=5)
-        if child.process.is_alive():
-            child.process.terminate()
+        if child.process.is_alive():  # hung or stopped: SIGTERM would wait for it forever
+            child.process.kill()
+            child.process.join(timeout=5)
 
 
 def watch_page(child: WebChild, health_url: str, done: threading.Event) -> None:
@@ -248,8 +249,8 @@ def watch_page(child: WebChild, health_url: str, done: threading.Event) -> None:
     counts as an answer) ``PROBE_FAILURES`` times in a row, ``PROBE_EVERY_S`` apart: hung
     threads, or a process stopped with SIGSTOP, which would otherwise serve nothing for good.
     """
-    failures = 0
-    while not done.wait(PROBE_EVERY_S) and child.process.is_alive():
+    failures = 0  # is_alive() is left to the feeding thread: two threads reaping one child race
+    while not done.wait(PROBE_EVERY_S):
         failures = 0 if _answers(health_url) else failures + 1
         if failures >= PROBE_FAILURES:
             log.error(
