@@ -18,7 +18,6 @@ A command's id is used up once it is logged; refused commands leave it free for 
 
 from __future__ import annotations
 
-import dataclasses
 import hmac
 import logging
 from collections.abc import Callable, Iterable, Mapping
@@ -26,7 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from kiosk.config import ThermometerSection
+from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
 from kiosk.credentials import AllowlistError
 from kiosk.protocol import (
     Command,
@@ -43,12 +42,6 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_MS = 60_000  # a command may be issued this far in our future (unsynced clocks)
 MAX_LIFETIME_MS = 24 * 3600 * 1000  # longer-lived commands would outlast the replay memory
 MAX_ID_CHARS = 128  # keeps the replay memory small
-
-_THRESHOLD_META = next(
-    f.metadata for f in dataclasses.fields(ThermometerSection) if f.name == "fever_threshold_c"
-)
-FEVER_MIN_C: float = _THRESHOLD_META["low"]
-FEVER_MAX_C: float = _THRESHOLD_META["high"]
 
 
 class CommandError(StrEnum):

@@ -170,6 +170,16 @@ class ThermometerSection:
     retries: int = _key(2, "Retries of a failed I2C read before it is a fault", low=0, high=10)
 
 
+def key_bounds(section: type[Any], key: str) -> tuple[float, float]:
+    """The ``low`` and ``high`` a section's key is validated against."""
+    meta = next(f.metadata for f in dataclasses.fields(section) if f.name == key)
+    return meta["low"], meta["high"]
+
+
+# Where a fever threshold may be set, at start (config) and later (status page, MQTT command).
+FEVER_MIN_C, FEVER_MAX_C = key_bounds(ThermometerSection, "fever_threshold_c")
+
+
 @dataclass(frozen=True)
 class GateSection:
     """GPIO wiring (BCM numbers; false = not fitted) and relay behaviour."""

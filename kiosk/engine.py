@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from kiosk import __version__
-from kiosk.config import KioskConfig
+from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
 from kiosk.credentials import Allowlist, AllowlistError, CredentialCheck
 from kiosk.credentials.passes import PassVerifier
 from kiosk.decision import Decision, Outcome, Reason, decide, when_log_unavailable
@@ -493,7 +493,17 @@ class Kiosk:
         return 0 if allowlist is None else len(allowlist)
 
     def set_fever_threshold(self, celsius: float) -> None:
-        """Change the fever threshold from the next measurement on."""
+        """Change the fever threshold from the next measurement on.
+
+        :raises ValueError: outside FEVER_MIN_C..FEVER_MAX_C (NaN included); the callers check
+            first, this keeps a slip in any of them from setting a threshold nobody can pass
+            or that lets fevers through.
+        """
+        if not FEVER_MIN_C <= celsius <= FEVER_MAX_C:
+            raise ValueError(
+                f"fever threshold {celsius} °C refused: it must be from {FEVER_MIN_C} to"
+                f" {FEVER_MAX_C} °C"
+            )
         self._settings = dataclasses.replace(self._settings, fever_threshold_c=celsius)
 
     def apply_trust_update(

@@ -15,8 +15,7 @@ from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from kiosk.commands import FEVER_MAX_C, FEVER_MIN_C
-from kiosk.config import KioskConfig
+from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
 from kiosk.engine import DecisionRecord, Kiosk
 from kiosk.privacy import load_or_create_secret
 from kiosk.store import query_events

@@ -98,6 +98,16 @@ def test_fever_keeps_relay_locked_and_shows_alarm(tmp_path: Path) -> None:
     assert record.measurement is not None and record.measurement.retested
 
 
+@pytest.mark.parametrize("celsius", [36.9, 39.1, float("nan")])
+def test_the_engine_refuses_a_fever_threshold_out_of_bounds(tmp_path: Path, celsius: float) -> None:
+    with running(make_config(tmp_path)) as kiosk:
+        with pytest.raises(ValueError, match="fever threshold"):
+            kiosk.kiosk.set_fever_threshold(celsius)
+        assert kiosk.kiosk.fever_threshold_c == 37.5
+        kiosk.kiosk.set_fever_threshold(38.0)
+        assert kiosk.kiosk.fever_threshold_c == 38.0
+
+
 def test_log_failure_refers_to_guard_and_keeps_gate_shut(tmp_path: Path) -> None:
     config = make_config(tmp_path, thermometer={"enabled": False})
     with running(config) as kiosk:
