@@ -34,10 +34,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from kiosk import boundedjson
+
 PREFIX = "kiosk/v1"
 SITE_DOCUMENTS = "site"  # the reserved kiosk id under which a site's signed lists live
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024  # the largest events batch or command the peers accept
+MAX_DEPTH = 32  # the deepest nesting of any message (events carry data objects of depth ≤ 4)
 SEGMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
 
@@ -142,12 +145,10 @@ def _dumps(payload: dict[str, Any]) -> bytes:
 
 
 def _loads(payload: bytes, what: str) -> dict[str, Any]:
-    if len(payload) > MAX_MESSAGE_BYTES:
-        raise ProtocolError(f"{what} larger than {MAX_MESSAGE_BYTES} bytes")
     try:
-        value = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"{what} is not JSON: {exc}") from None
+        value = boundedjson.loads(payload, max_bytes=MAX_MESSAGE_BYTES, max_depth=MAX_DEPTH)
+    except boundedjson.JSONLimitError as exc:
+        raise ProtocolError(f"{what} refused: {exc}") from None
     if not isinstance(value, dict):
         raise ProtocolError(f"{what} must be a JSON object")
     if value.get("v") != SCHEMA_VERSION:

@@ -1,0 +1,108 @@
+"""JSON from untrusted peers, parsed with bounds: size and nesting are checked before parsing.
+
+``json.loads`` recurses once per nesting level, so a message nested a few thousand levels
+deep raises ``RecursionError`` out of any caller that only expects ``ValueError``. Every
+message that arrives over the network (MQTT payloads, documents, web requests) goes through
+:func:`loads` instead, which refuses, as :class:`JSONLimitError` (a ``ValueError``):
+
+- payloads larger than ``max_bytes``;
+- nesting deeper than ``max_depth`` (counted on the raw bytes, before any parsing);
+- bytes that are not UTF-8, and text that is not JSON;
+- ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON and no store accepts;
+- lone surrogates (``"\\ud800"``), which no UTF-8 store or encoder accepts;
+- integers outside the signed 64-bit range, which SQLite and PostgreSQL cannot store.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+DEFAULT_MAX_DEPTH = 32
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+_OPEN = frozenset(b"[{")
+_CLOSE = frozenset(b"]}")
+_QUOTE = ord('"')
+_BACKSLASH = ord("\\")
+
+
+class JSONLimitError(ValueError):
+    """A payload refused before or while parsing; the text says why."""
+
+
+def nesting_depth(raw: bytes, limit: int) -> int:
+    """The deepest nesting of arrays and objects in ``raw``, counting only up to ``limit + 1``.
+
+    Brackets inside strings do not count. The scan is linear and needs no parse."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == _BACKSLASH:
+                escaped = True
+            elif byte == _QUOTE:
+                in_string = False
+        elif byte == _QUOTE:
+            in_string = True
+        elif byte in _OPEN:
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif byte in _CLOSE:
+            depth -= 1
+    return deepest
+
+
+def _refuse_constant(name: str) -> Any:
+    raise JSONLimitError(f"{name} is not a JSON number")
+
+
+def _int64(text: str) -> int:
+    value = int(text)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise JSONLimitError(f"integer {text[:24]}… is outside the 64-bit range")
+    return value
+
+
+def _check_text(value: Any) -> None:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise JSONLimitError("a string holds a lone surrogate") from None
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+
+
+def loads(raw: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Parse ``raw`` as strict JSON within the bounds; :class:`JSONLimitError` if it is not."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if len(data) > max_bytes:
+        raise JSONLimitError(f"larger than {max_bytes} bytes ({len(data)})")
+    if nesting_depth(data, max_depth) > max_depth:
+        raise JSONLimitError(f"nested deeper than {max_depth} levels")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JSONLimitError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    try:
+        value = json.loads(text, parse_constant=_refuse_constant, parse_int=_int64)
+    except json.JSONDecodeError as exc:
+        raise JSONLimitError(
+            f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:  # the depth check makes this unreachable; kept as a last guard
+        raise JSONLimitError(f"nested deeper than {max_depth} levels") from None
+    _check_text(value)
+    return value

@@ -1,0 +1,61 @@
+"""Bounded JSON: what a hostile peer sends is refused with a reason, as a ValueError."""
+
+from __future__ import annotations
+
+import pytest
+
+from kiosk import boundedjson, protocol
+from kiosk.boundedjson import JSONLimitError
+
+
+def test_plain_json_parses() -> None:
+    assert boundedjson.loads(b'{"a": [1, 2.5, "x", null, true]}', max_bytes=100) == {
+        "a": [1, 2.5, "x", None, True]
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[" * 10_000 + b"]" * 10_000, "nested deeper than 32"),
+        (b'{"a":' * 5_000 + b"1" + b"}" * 5_000, "nested deeper than 32"),
+        (b'{"t": NaN}', "NaN is not a JSON number"),
+        (b'{"t": -Infinity}', "-Infinity is not a JSON number"),
+        (b'{"s": "\\ud800"}', "lone surrogate"),
+        (b'{"\\udfff": 1}', "lone surrogate"),
+        (b'{"seq": 9223372036854775808}', "outside the 64-bit range"),
+        (b'{"seq": -9223372036854775809}', "outside the 64-bit range"),
+        (b"\xff\xfe{}", "not UTF-8"),
+        (b'{"a": }', "not JSON"),
+    ],
+)
+def test_hostile_payloads_are_refused_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(JSONLimitError, match=reason):
+        boundedjson.loads(raw, max_bytes=1_000_000)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    raw = b'{"note": "' + b"[" * 1_000 + b'\\"]"}'
+    assert boundedjson.loads(raw, max_bytes=10_000)["note"].startswith("[[[")
+
+
+def test_size_is_checked_before_parsing() -> None:
+    with pytest.raises(JSONLimitError, match="larger than 10 bytes"):
+        boundedjson.loads(b"[" * 11, max_bytes=10)
+
+
+def test_the_64_bit_bounds_themselves_are_accepted() -> None:
+    raw = b"[9223372036854775807, -9223372036854775808]"
+    assert boundedjson.loads(raw, max_bytes=100) == [2**63 - 1, -(2**63)]
+
+
+def test_every_protocol_decoder_refuses_deep_nesting_as_a_protocol_error() -> None:
+    deep = b'{"v": 1, "x": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    for decode in (
+        protocol.decode_events,
+        protocol.decode_receipt,
+        protocol.decode_state,
+        protocol.decode_command,
+    ):
+        with pytest.raises(protocol.ProtocolError, match="nested deeper"):
+            decode(deep)
