@@ -302,6 +302,13 @@ def central_run(
     db_url: str,
     host: str,
     port: int,
+@click.option(
+    "--retention-days",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Delete events and quarantine rows received longer ago than this (0: keep all).",
+)
     ca_file: str | None,
     cert_file: str | None,
     key_file: str | None,
@@ -313,6 +320,7 @@ def central_run(
     """Store every kiosk's events idempotently and send receipts, until SIGTERM."""
     from kiosk.central.cli import run_central
     from kiosk.central.ingest import IngestSettings
+    retention_days: float,
     from kiosk.logs import setup_logging
 
     setup_logging(client_id)
@@ -333,10 +341,11 @@ def central_run(
     run_central(settings, db_url, stop)
 
 
+        retention_days=retention_days,
 @central.command("status")
 @db_option
 def central_status(db_url: str) -> None:
-    """Print each kiosk: online or not, last seen, backlog, gaps."""
+    """Print each kiosk (online or not, last seen, backlog, gaps), then the quarantine."""
     from kiosk.central.cli import print_status
 
     print_status(db_url)

@@ -195,8 +195,8 @@ def stored_seqs(store: Store) -> list[int]:
 
 def test_store_ignores_events_it_already_has(store: Store) -> None:
     batch = rows(SITE, "k1", [1, 2, 3])
-    assert store.insert_batch(batch) == 3
-    assert store.insert_batch([*batch, *rows(SITE, "k1", [4])]) == 1
+    assert store.insert_batch(batch).new == 3
+    assert store.insert_batch([*batch, *rows(SITE, "k1", [4])]).new == 1
     assert stored_seqs(store) == [1, 2, 3, 4]
     (k1,) = store.fleet()
     assert (k1.highest_seq, k1.count, k1.missing) == (4, 4, 0)
@@ -264,8 +264,8 @@ class CrashesAfterCommit(Ingest):
         super().__init__(settings, store)
         self.dead = threading.Event()
 
-    def _commit(self, rows: list[EventRow], updates: list[Any]) -> int | None:
-        super()._commit(rows, updates)
+    def _commit(self, work: Any) -> Any:
+        super()._commit(work)
         self._client.loop_stop()  # the network thread is gone: no ack, no receipt, no DISCONNECT
         self._stop.set()
         self.dead.set()
@@ -308,7 +308,9 @@ def test_malformed_messages_are_counted_acked_and_do_not_stop_ingest(
         assert k1.publish_acked(EVENTS_TOPIC, payload) == 0
     wait_until(lambda: store.count() == 1)
     assert ingest.wait_idle(5)
-    assert ingest.stats()["malformed"] == 4
+    # Three are refused as whole messages; the event without a boot_id is refused alone.
+    assert (ingest.stats()["malformed"], ingest.stats()["quarantined"]) == (3, 4)
+    assert store.quarantined_count() == 4
     ingest.stop()
     # Acked: a restart of the same consumer gets nothing again.
     again = central(store)

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Mapping
 from typing import TextIO
 
-from kiosk.central.fleet import format_fleet
+from kiosk.central.fleet import format_fleet, format_quarantine
 from kiosk.central.ingest import Ingest, IngestSettings
 from kiosk.central.store import open_store
 
@@ -50,10 +50,12 @@ def run_central(
     return ingest.stats()
 
 
-def print_status(db_url: str, out: TextIO = sys.stdout) -> None:
-    """Print the fleet table from the store at ``db_url``."""
+def print_status(db_url: str, out: TextIO = sys.stdout, reasons: int = 5) -> None:
+    """Print the fleet table from the store at ``db_url``, then the quarantine's count and
+    its ``reasons`` latest rows."""
     store = open_store(db_url)
     try:
         print(format_fleet(store.fleet()), file=out)
+        print(format_quarantine(store.quarantined_count(), store.quarantined(reasons)), file=out)
     finally:
         store.close()

@@ -1,10 +1,12 @@
-"""The fleet table that ``kiosk central status`` prints."""
+"""The fleet table and the quarantine lines that ``kiosk central status`` prints."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
+from kiosk.central.quarantine import Quarantined
 from kiosk.central.store import KioskStatus
 
 _HEADERS = ("SITE", "KIOSK", "STATUS", "LAST SEEN", "BACKLOG", "OLDEST UNCONF.", "EVENTS", "GAPS")
@@ -57,3 +59,14 @@ def format_fleet(rows: Sequence[KioskStatus], now_ms: int | None = None) -> str:
         "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in table
     )
+
+
+def format_quarantine(count: int, latest: Sequence[Quarantined]) -> str:
+    """``quarantined: N`` and one indented line per latest row: when (UTC), topic, reason."""
+    lines = [f"quarantined: {count}"]
+    for item in latest:
+        when = datetime.fromtimestamp(item.received_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        seq = "" if item.seq is None else f" seq {item.seq}"
+        repeats = f" (x{item.repeats})" if item.repeats > 1 else ""
+        lines.append(f"  {when}Z {item.topic}{seq}: {item.reason}{repeats}")
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ store ignores what it already has.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import queue
 import socket
@@ -16,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -25,8 +26,9 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from kiosk.central.gaps import GapTracker, Key
-from kiosk.central.messages import Update, decode_event_rows, decode_update, resend_command
-from kiosk.central.store import EventRow, Store
+from kiosk.central.messages import Update, decode_update, read_events, resend_command
+from kiosk.central.quarantine import Quarantined, is_data_error, refusal
+from kiosk.central.store import EventRow, Store, Stored
 from kiosk.protocol import (
     KioskTopics,
     Leaf,
@@ -62,6 +64,8 @@ class IngestSettings:
     batch_wait_s: float = 0.03  # longest wait for a batch to fill
     gap_grace_s: float = 30.0
     resend_expiry_s: int = 300
+    retention_days: float = 0.0  # prune events and quarantine rows older than this; 0: never
+    prune_every_s: float = 3600.0
 
 
 BATCH_LULL_S = 0.002  # no new message for this long: store the batch now
@@ -71,11 +75,31 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+@dataclass
+class _Work:
+    """One batch as read: rows to store, status/state updates (with their topic and bytes,
+    should the store refuse them) and what is already refused."""
+
+    now_ms: int
+    rows: list[EventRow] = field(default_factory=list)
+    updates: list[tuple[str, bytes, Update]] = field(default_factory=list)
+    refused: list[Quarantined] = field(default_factory=list)
+
+
+class _Done(NamedTuple):
+    new: int  # events stored for the first time
+    refused: set[int]  # id() of the rows of _Work.rows that were quarantined
+    items: list[Quarantined]  # quarantined by the store, beyond _Work.refused
+    quarantined: int  # all quarantined in this batch
+
+
 class Ingest:
     """One ingest consumer: ``start()``, ``stop()``; ``stats()`` counts messages and events.
 
     Counters: received (messages), stored and duplicates (events), malformed (messages
-    refused), receipts_sent, resend_requests.
+    refused as a whole), quarantined (messages and single events put in the quarantine, the
+    malformed ones included), receipts_sent, resend_requests, pruned (events deleted by the
+    retention).
     """
 
     def __init__(self, settings: IngestSettings, store: Store) -> None:
@@ -91,6 +115,7 @@ class Ingest:
         self._gaps = GapTracker(settings.gap_grace_s)
         self._receipts: list[mqtt.MQTTMessageInfo] = []
         self._worker = threading.Thread(target=self._run, name="central-ingest", daemon=True)
+        self._pruner = threading.Thread(target=self._prune, name="central-prune", daemon=True)
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -120,6 +145,8 @@ class Ingest:
         props.SessionExpiryInterval = self.settings.session_expiry_s
         props.ReceiveMaximum = 2 * self.settings.batch_max  # next batch arrives during a commit
         self._worker.start()
+        if self.settings.retention_days > 0:
+            self._pruner.start()
         self._client.connect_async(
             self.settings.host,
             self.settings.port,
@@ -140,8 +167,8 @@ class Ingest:
 
     def stats(self) -> dict[str, int]:
         """Counters since start (see the class docstring)."""
-        names = ("received", "stored", "duplicates", "malformed", "receipts_sent")
-        return {name: self._counts[name] for name in (*names, "resend_requests")}
+        names = ("received", "stored", "duplicates", "malformed", "quarantined", "receipts_sent")
+        return {name: self._counts[name] for name in (*names, "resend_requests", "pruned")}
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish the current batch, let the last receipts go out, then disconnect.
@@ -149,8 +176,9 @@ class Ingest:
         Messages still queued are not acked: the broker sends them again next time.
         """
         self._stop.set()
-        if self._worker.is_alive():
-            self._worker.join(timeout)
+        for thread in (self._worker, self._pruner):
+            if thread.is_alive():
+                thread.join(timeout)
         for info in self._receipts:
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(1.0)
@@ -225,6 +253,26 @@ class Ingest:
             except Exception:
                 log.exception("ingest worker error; continuing")
 
+    def _prune(self) -> None:
+        """Delete what is older than the retention, now and every ``prune_every_s``."""
+        s = self.settings
+        while True:
+            try:
+                before_ms = _now_ms() - int(s.retention_days * 86_400_000)
+                events, quarantined = self._store.prune(before_ms)
+                self._counts["pruned"] += events
+                if events or quarantined:
+                    log.info(
+                        "retention: pruned %d events and %d quarantine rows older than %g days",
+                        events,
+                        quarantined,
+                        s.retention_days,
+                    )
+            except Exception as exc:
+                log.error("pruning failed (%s); trying again later", _name(exc))
+            if self._stop.wait(s.prune_every_s):
+                return
+
     def _take(self) -> list[_Message]:
         try:
             batch = [self._inbox.get(timeout=0.1)]
@@ -250,54 +298,115 @@ class Ingest:
                 self._idle.notify_all()
 
     def _store_and_settle(self, batch: list[_Message]) -> None:
-        now_ms = _now_ms()
-        rows: list[EventRow] = []
-        seqs: dict[Key, list[int]] = {}
-        updates: list[Update] = []
+        work = _Work(_now_ms())
         for topic, payload, _mid, _qos, retain, _gen in batch:
-            try:
-                site, kiosk, leaf = parse_topic(topic)
-                KioskTopics(site, kiosk)  # a valid id, usable in reply topics
-                if leaf is Leaf.EVENTS:
-                    found = decode_event_rows(site, kiosk, payload, now_ms)
-                    rows += found
-                    seqs.setdefault((site, kiosk), []).extend(row.seq for row in found)
-                elif payload:  # an empty retained message clears the topic: nothing to do
-                    updates.append(decode_update(site, kiosk, leaf, payload, retain, now_ms))
-            except (ProtocolError, ValueError) as exc:
-                self._counts["malformed"] += 1
-                log.warning("refused message on %s: %s", topic, exc)
-        new = self._commit(rows, updates)
-        if new is None:
+            self._read(work, topic, payload, retain)
+        done = self._commit(work)
+        if done is None:
             return  # stopping before the commit: nothing is acked, the broker resends
         generation = self._generation
         for _topic, _payload, mid, qos, _retain, gen in batch:
             if gen == generation:  # else the broker resends it on the new connection
                 self._client.ack(mid, qos)
+        seqs: dict[Key, list[int]] = {}
+        for row in work.rows:
+            if id(row) not in done.refused:  # a refused event gets no receipt: it stays unsent
+                seqs.setdefault((row.site, row.kiosk), []).append(row.seq)
         self._receipts = [info for info in self._receipts if _unconfirmed(info)]
         for (site, kiosk), kiosk_seqs in seqs.items():
             topic = KioskTopics(site, kiosk).topic(Leaf.RECEIPTS)
             self._receipts.append(self._client.publish(topic, encode_receipt(kiosk_seqs), qos=1))
-        self._counts.update(stored=new, duplicates=len(rows) - new, receipts_sent=len(seqs))
+        received = sum(len(kiosk_seqs) for kiosk_seqs in seqs.values())
+        self._counts.update(stored=done.new, duplicates=received - done.new)
+        self._counts.update(receipts_sent=len(seqs), quarantined=done.quarantined)
         self._track(seqs)
 
-    def _commit(self, rows: list[EventRow], updates: list[Update]) -> int | None:
-        """Store everything; on failure retry with backoff until it works or we stop."""
+    def _read(self, work: _Work, topic: str, payload: bytes, retain: bool) -> None:
+        """Add one message's rows, update or refusals to ``work``."""
+        try:
+            site, kiosk, leaf = parse_topic(topic)
+            KioskTopics(site, kiosk)  # a valid id, usable in reply topics
+            if leaf is Leaf.EVENTS:
+                rows, refused = read_events(site, kiosk, payload, work.now_ms)
+                work.rows += rows
+                work.refused += [
+                    refusal(topic, r.payload, r.reason, work.now_ms, r.seq) for r in refused
+                ]
+            elif payload:  # an empty retained message clears the topic: nothing to do
+                update = decode_update(site, kiosk, leaf, payload, retain, work.now_ms)
+                work.updates.append((topic, payload, update))
+        except (ProtocolError, ValueError) as exc:
+            self._counts["malformed"] += 1
+            work.refused.append(refusal(topic, payload, str(exc), work.now_ms))
+
+    def _commit(self, work: _Work) -> _Done | None:
+        """Store everything and quarantine what cannot be stored. A store error about a row
+        makes the batch go again row by row, so only that row is quarantined; any other
+        error (connection lost, lock timeout, disk full) is retried with backoff until it
+        works or we stop."""
         delay = 0.5
+        one_by_one = False
         while True:
             try:
-                new = self._store.insert_batch(rows) if rows else 0
-                for site, kiosk, leaf, value, seen_ms in updates:
-                    if leaf is Leaf.STATUS:
-                        self._store.set_availability(site, kiosk, value, seen_ms)
-                    else:
-                        self._store.set_state(site, kiosk, value, seen_ms)
-                return new
-            except Exception:
-                log.exception("storing a batch failed; retrying in %.1f s", delay)
+                done = self._store_each(work) if one_by_one else self._store_all(work)
+            except Exception as exc:
+                if is_data_error(exc) and not one_by_one:
+                    log.warning("the store refused a row (%s); storing row by row", _name(exc))
+                    one_by_one = True
+                    continue
+                log.error("storing a batch failed (%s); retrying in %.1f s", _name(exc), delay)
                 if self._stop.wait(delay):
                     return None
                 delay = min(delay * 2, 30.0)
+                continue
+            if done.quarantined:
+                latest = (work.refused + done.items)[-1]
+                log.warning(
+                    "quarantined %d messages or events; the last on %s: %s",
+                    done.quarantined,
+                    latest.topic,
+                    latest.reason,
+                )
+            return done
+
+    def _store_all(self, work: _Work) -> _Done:
+        stored = self._store.insert_batch(work.rows) if work.rows else Stored(0, [])
+        for _topic, _payload, update in work.updates:
+            self._apply(update)
+        items = [_refused_row(row, reason, work.now_ms) for row, reason in stored.conflicts]
+        self._store.quarantine(work.refused + items)
+        refused = {id(row) for row, _ in stored.conflicts}
+        return _Done(stored.new, refused, items, len(work.refused) + len(items))
+
+    def _store_each(self, work: _Work) -> _Done:
+        new, refused, items = 0, set[int](), list[Quarantined]()
+        for row in work.rows:
+            try:
+                stored = self._store.insert_batch([row])
+            except Exception as exc:
+                if not is_data_error(exc):
+                    raise
+                stored = Stored(0, [(row, f"the store refused it: {_store_reason(exc)}")])
+            new += stored.new
+            refused.update(id(r) for r, _ in stored.conflicts)
+            items += [_refused_row(r, reason, work.now_ms) for r, reason in stored.conflicts]
+        for topic, payload, update in work.updates:
+            try:
+                self._apply(update)
+            except Exception as exc:
+                if not is_data_error(exc):
+                    raise
+                reason = f"the store refused it: {_store_reason(exc)}"
+                items.append(refusal(topic, payload, reason, work.now_ms))
+        self._store.quarantine(work.refused + items)
+        return _Done(new, refused, items, len(work.refused) + len(items))
+
+    def _apply(self, update: Update) -> None:
+        site, kiosk, leaf, value, seen_ms = update
+        if leaf is Leaf.STATUS:
+            self._store.set_availability(site, kiosk, value, seen_ms)
+        else:
+            self._store.set_state(site, kiosk, value, seen_ms)
 
     def _track(self, seqs: dict[Key, list[int]]) -> None:
         now = time.monotonic()
@@ -326,6 +435,22 @@ class Ingest:
         self._client.publish(topic, encode_command(command), qos=1, properties=props)
         self._counts["resend_requests"] += 1
         log.warning("asked %s/%s to send again from seq %d", site, kiosk, from_seq)
+
+
+def _name(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _store_reason(exc: BaseException) -> str:
+    """The store's complaint, first line only: it may quote part of the row."""
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{_name(exc)}: {first[:200]}"
+
+
+def _refused_row(row: EventRow, reason: str, now_ms: int) -> Quarantined:
+    payload = json.dumps(row._asdict(), ensure_ascii=True).encode("ascii")
+    topic = KioskTopics(row.site, row.kiosk).topic(Leaf.EVENTS)
+    return refusal(topic, payload, reason, now_ms, row.seq)
 
 
 def _unconfirmed(info: mqtt.MQTTMessageInfo) -> bool:

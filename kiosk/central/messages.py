@@ -5,47 +5,87 @@ from __future__ import annotations
 import dataclasses
 import json
 import uuid
-from typing import Any
+from typing import Any, NamedTuple
 
+from kiosk import boundedjson
+from kiosk.boundedjson import INT64_MAX
 from kiosk.central.store import EventRow
+from kiosk.central.validation import event_problem, nul_free
 from kiosk.protocol import (
+    MAX_DEPTH,
+    MAX_MESSAGE_BYTES,
+    SCHEMA_VERSION,
     Availability,
     Command,
     CommandName,
     Leaf,
     ProtocolError,
     command_signature,
-    decode_events,
     decode_state,
 )
 
 Update = tuple[str, str, Leaf, Any, int | None]  # site, kiosk, status/state, value, seen_ms
 
 
-def decode_event_rows(site: str, kiosk: str, payload: bytes, now_ms: int) -> list[EventRow]:
-    """The rows of an events message on ``site``/``kiosk``'s topic; ProtocolError if refused."""
-    sender_site, sender, events = decode_events(payload)
-    if (sender_site, sender) != (site, kiosk):
+class EventRefusal(NamedTuple):
+    """One event of a message that cannot be stored: its seq when readable, its JSON (ASCII,
+    so NUL and lone surrogates stay visible as escapes) and why."""
+
+    seq: int | None
+    payload: bytes
+    reason: str
+
+
+def read_events(
+    site: str, kiosk: str, payload: bytes, now_ms: int
+) -> tuple[list[EventRow], list[EventRefusal]]:
+    """The storable rows of an events message on ``site``/``kiosk``'s topic and the events
+    refused one by one (:func:`kiosk.central.validation.event_problem`). ProtocolError when
+    the message as a whole is refused: not bounded JSON, another version, or a body that
+    names another site or kiosk than its topic."""
+    try:
+        message = boundedjson.loads(payload, max_bytes=MAX_MESSAGE_BYTES, max_depth=MAX_DEPTH)
+    except boundedjson.JSONLimitError as exc:
+        raise ProtocolError(f"events message refused: {exc}") from None
+    if not isinstance(message, dict) or message.get("v") != SCHEMA_VERSION:
+        raise ProtocolError(f"events message is not a version {SCHEMA_VERSION} object")
+    if (message.get("site"), message.get("kiosk")) != (site, kiosk):
         raise ProtocolError("site/kiosk in the payload differ from the topic")
-    if any(event.seq < 1 for event in events):
-        raise ProtocolError("seq must be positive")
-    return [
-        EventRow(
-            e.event_id,
-            site,
-            kiosk,
-            e.seq,
-            e.boot_id,
-            e.ts_ms,
-            e.clock_synced,
-            e.type,
-            e.historical,
-            e.schema,
-            json.dumps(e.data, ensure_ascii=False),
-            now_ms,
+    if message.keys() != {"v", "site", "kiosk", "events"}:
+        raise ProtocolError("events message needs exactly v, site, kiosk and events")
+    events = message["events"]
+    if not isinstance(events, list) or not events:
+        raise ProtocolError("events message needs a non-empty events list")
+    rows: list[EventRow] = []
+    refused: list[EventRefusal] = []
+    for e in events:
+        problem = event_problem(e)
+        if problem is not None:
+            seq = e.get("seq") if isinstance(e, dict) else None
+            text = json.dumps(e, ensure_ascii=True).encode("ascii")
+            refused.append(EventRefusal(seq if _is_seq(seq) else None, text, problem))
+            continue
+        rows.append(
+            EventRow(
+                e["event_id"],
+                site,
+                kiosk,
+                e["seq"],
+                e["boot_id"],
+                e["ts_ms"],
+                e["clock_synced"],
+                e["type"],
+                e["historical"],
+                e["schema"],
+                json.dumps(e["data"], ensure_ascii=False, allow_nan=False),
+                now_ms,
+            )
         )
-        for e in events
-    ]
+    return rows, refused
+
+
+def _is_seq(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= INT64_MAX
 
 
 def decode_update(
@@ -54,12 +94,18 @@ def decode_update(
     """A status or state message as a store update; retained copies do not count as seen."""
     seen = None if retain else now_ms
     if leaf is Leaf.STATUS:
-        availability = Availability(payload.decode("utf-8"))
+        try:
+            availability = Availability(payload.decode("utf-8"))
+        except ValueError:
+            raise ProtocolError("status is not online, offline or stopped") from None
         if availability is Availability.OFFLINE:  # the broker sent the will: not a sighting
             seen = None
         return site, kiosk, leaf, availability.value, seen
     if leaf is Leaf.STATE:
-        return site, kiosk, leaf, decode_state(payload), seen
+        state = decode_state(payload)
+        if not nul_free(state):
+            raise ProtocolError("state holds a NUL character")
+        return site, kiosk, leaf, state, seen
     raise ProtocolError(f"central does not read {leaf.value}")
 
 

@@ -1,6 +1,8 @@
-"""Central event store in SQLite or PostgreSQL: idempotent on event_id, plus per-kiosk status.
+"""Central event store in SQLite or PostgreSQL: idempotent per (site, kiosk, seq), per-kiosk
+status, a quarantine for what can never be stored, and age-based pruning.
 
 Every method runs under one lock, so a store can be shared by the ingest worker and readers.
+Over 350 lines because every query of both dialects lives in the one class that runs it.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
 from typing import Any, NamedTuple
+
+from kiosk.central.quarantine import QUARANTINE_BYTES, Quarantined, clean_text, digest
+from kiosk.central.schema import POSTGRES, SQLITE, Dialect, migrate
 
 log = logging.getLogger(__name__)
 
@@ -47,47 +52,25 @@ class KioskStatus:
     last_seen_ms: int | None
     state: dict[str, Any]  # the kiosk's last retained state
     highest_seq: int
-    count: int  # events stored
+    count: int  # events stored (pruning does not lower it)
     resend_from_seq: int | None  # the last resend asked of this kiosk
     resend_at_ms: int | None
 
     @property
     def missing(self) -> int:
-        """Sequence numbers between 1 and the highest seen that are not stored."""
+        """Sequence numbers between 1 and the highest seen that were never stored."""
         return max(0, self.highest_seq - self.count)
 
 
-@dataclass(frozen=True)
-class _Dialect:
-    param: str
-    greatest: str
-    json_type: str
-    bool_type: str
+class Stored(NamedTuple):
+    """What :meth:`Store.insert_batch` did: how many rows were new, and the rows refused
+    because their kiosk already has that seq or event id for another event."""
+
+    new: int
+    conflicts: list[tuple[EventRow, str]]
 
 
-_SQLITE = _Dialect("?", "max", "TEXT", "INTEGER")
-_POSTGRES = _Dialect("%s", "GREATEST", "JSONB", "BOOLEAN")
-
-
-def _schema(d: _Dialect) -> list[str]:
-    return [
-        f"""CREATE TABLE IF NOT EXISTS events (
-            event_id TEXT PRIMARY KEY, site TEXT NOT NULL, kiosk TEXT NOT NULL,
-            seq BIGINT NOT NULL, boot_id TEXT NOT NULL, ts_ms BIGINT NOT NULL,
-            clock_synced {d.bool_type} NOT NULL, type TEXT NOT NULL,
-            historical {d.bool_type} NOT NULL, schema INTEGER NOT NULL,
-            data {d.json_type} NOT NULL, received_at_ms BIGINT NOT NULL)""",
-        "CREATE INDEX IF NOT EXISTS events_kiosk_seq ON events (site, kiosk, seq)",
-        f"""CREATE TABLE IF NOT EXISTS kiosks (
-            site TEXT NOT NULL, kiosk TEXT NOT NULL, availability TEXT,
-            last_seen_ms BIGINT, state {d.json_type},
-            highest_seq BIGINT NOT NULL DEFAULT 0, event_count BIGINT NOT NULL DEFAULT 0,
-            resend_from_seq BIGINT, resend_at_ms BIGINT,
-            PRIMARY KEY (site, kiosk))""",
-    ]
-
-
-def _upsert_kiosk(d: _Dialect, columns: str, updates: str) -> str:
+def _upsert_kiosk(d: Dialect, columns: str, updates: str) -> str:
     names = ["site", "kiosk", *columns.split(", ")]
     values = ", ".join(d.param for _ in names)
     return (
@@ -96,17 +79,20 @@ def _upsert_kiosk(d: _Dialect, columns: str, updates: str) -> str:
     )
 
 
-def _seen(d: _Dialect) -> str:
+def _seen(d: Dialect) -> str:
     return (
         f"last_seen_ms = NULLIF({d.greatest}(COALESCE(kiosks.last_seen_ms, 0), "
         "COALESCE(excluded.last_seen_ms, 0)), 0)"
     )
 
 
+_CHUNK = 500  # rows per IN (...) list or DELETE: far below either database's parameter limit
+
+
 class Store:
     """Events and fleet status behind one DB-API connection (see :func:`open_store`)."""
 
-    def __init__(self, connect: Callable[[], Any], dialect: _Dialect) -> None:
+    def __init__(self, connect: Callable[[], Any], dialect: Dialect) -> None:
         self._connect = connect
         self._d = dialect
         self._lock = threading.Lock()
@@ -114,7 +100,7 @@ class Store:
         d, p = dialect, dialect.param
         self._insert_sql = (
             f"INSERT INTO events VALUES ({', '.join(p for _ in EventRow._fields)}) "
-            "ON CONFLICT (event_id) DO NOTHING"
+            "ON CONFLICT DO NOTHING"
         )
         self._events_kiosk_sql = _upsert_kiosk(
             d,
@@ -133,7 +119,20 @@ class Store:
             "resend_from_seq, resend_at_ms",
             "resend_from_seq = excluded.resend_from_seq, resend_at_ms = excluded.resend_at_ms",
         )
-        self._write(lambda cur: [cur.execute(sql) for sql in _schema(d)])
+        self._quarantine_sql = self._sql(
+            "INSERT INTO quarantine (received_ms, last_ms, topic, site, kiosk, seq, size, payload,"
+            " reason, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (digest) DO UPDATE"
+            " SET repeats = quarantine.repeats + 1, last_ms = excluded.last_ms"
+        )
+        moved = int(self._write(self._migrate))
+        if moved:
+            log.warning("%d events of an older store reused a seq: quarantined", moved)
+
+    def _migrate(self, cur: Any) -> int:
+        leftovers = [self._quarantine_row(_leftover(row)) for row in migrate(cur, self._d)]
+        if leftovers:
+            cur.executemany(self._quarantine_sql, leftovers)
+        return len(leftovers)
 
     def _sql(self, text: str) -> str:
         return text.replace("?", self._d.param)
@@ -164,25 +163,137 @@ class Store:
 
         return list(self._write(query))
 
-    def insert_batch(self, rows: Iterable[EventRow]) -> int:
-        """Store new events, ignore ones already stored, in one transaction; returns how many
-        were new."""
+    def insert_batch(self, rows: Iterable[EventRow]) -> Stored:
+        """Store new events in one transaction; an event already stored (same kiosk, seq and
+        event id) is ignored, one whose seq or event id its kiosk already used for another
+        event is not stored and comes back in :attr:`Stored.conflicts`."""
         batch = sorted(rows, key=lambda r: (r.site, r.kiosk))
 
-        def insert(cur: Any) -> int:
-            new = 0
-            by_kiosk = groupby(batch, lambda r: (r.site, r.kiosk))
-            for (site, kiosk), group in by_kiosk:
+        def insert(cur: Any) -> Stored:
+            new, conflicts = 0, []
+            for (site, kiosk), group in groupby(batch, lambda r: (r.site, r.kiosk)):
                 kiosk_rows = list(group)
                 cur.executemany(self._insert_sql, kiosk_rows)
                 added = max(cur.rowcount, 0)
-                last_seen = max(r.received_at_ms for r in kiosk_rows)
-                highest = max(r.seq for r in kiosk_rows)
-                cur.execute(self._events_kiosk_sql, (site, kiosk, last_seen, highest, added))
+                if added < len(kiosk_rows):
+                    conflicts += self._conflicts(cur, site, kiosk, kiosk_rows)
+                stored = [r for r in kiosk_rows if all(r is not c for c, _ in conflicts)]
+                if stored:
+                    last_seen = max(r.received_at_ms for r in stored)
+                    highest = max(r.seq for r in stored)
+                    cur.execute(self._events_kiosk_sql, (site, kiosk, last_seen, highest, added))
                 new += added
-            return new
+            return Stored(new, conflicts)
 
-        return int(self._write(insert))
+        result: Stored = self._write(insert)
+        return result
+
+    def _conflicts(
+        self, cur: Any, site: str, kiosk: str, rows: list[EventRow]
+    ) -> list[tuple[EventRow, str]]:
+        """The rows not stored as they are (a seq or event id taken by another event)."""
+        held: set[tuple[int, str]] = set()
+        for at in range(0, len(rows), _CHUNK):
+            chunk = rows[at : at + _CHUNK]
+            marks = ", ".join("?" for _ in chunk)
+            cur.execute(
+                self._sql(
+                    f"SELECT seq, event_id FROM events WHERE site = ? AND kiosk = ?"
+                    f" AND (seq IN ({marks}) OR event_id IN ({marks}))"
+                ),
+                (site, kiosk, *(r.seq for r in chunk), *(r.event_id for r in chunk)),
+            )
+            held.update((int(seq), event_id) for seq, event_id in cur.fetchall())
+        seqs = {seq for seq, _ in held}
+        return [
+            (
+                row,
+                "seq already stored for another event"
+                if row.seq in seqs
+                else "event_id already stored under another seq",
+            )
+            for row in rows
+            if (row.seq, row.event_id) not in held
+        ]
+
+    def quarantine(self, items: Iterable[Quarantined]) -> None:
+        """Keep what can never be stored; the same bytes refused again for the same reason
+        count as a repeat of the first row, not a new one."""
+        params = [self._quarantine_row(q) for q in items]
+        if params:
+            self._write(lambda cur: cur.executemany(self._quarantine_sql, params))
+
+    @staticmethod
+    def _quarantine_row(q: Quarantined) -> tuple[object, ...]:
+        return (
+            q.received_ms,
+            q.received_ms,
+            clean_text(q.topic),
+            None if q.site is None else clean_text(q.site, 64),
+            None if q.kiosk is None else clean_text(q.kiosk, 64),
+            q.seq,
+            q.size,
+            q.payload[:QUARANTINE_BYTES],
+            clean_text(q.reason),
+            digest(q),
+        )
+
+    def quarantined_count(self) -> int:
+        """How many messages or events are in the quarantine (repeats not counted)."""
+        return int(self._read("SELECT count(*) FROM quarantine")[0][0])
+
+    def quarantined(self, limit: int = 10) -> list[Quarantined]:
+        """The latest ``limit`` quarantine rows, newest first."""
+        rows = self._read(
+            "SELECT received_ms, topic, site, kiosk, seq, size, payload, reason, repeats"
+            " FROM quarantine ORDER BY last_ms DESC, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            Quarantined(int(at), topic, site, kiosk, seq, int(size), bytes(raw), reason, int(n))
+            for at, topic, site, kiosk, seq, size, raw, reason, n in rows
+        ]
+
+    def prune(self, before_ms: int) -> tuple[int, int]:
+        """Delete events received and quarantine rows last refused before ``before_ms``, in
+        small transactions; returns how many of each. A kiosk's pruned seqs stop counting as
+        gaps."""
+        events = 0
+        while True:
+            deleted = int(self._write(lambda cur: self._prune_events(cur, before_ms)))
+            events += deleted
+            if deleted < _CHUNK:
+                break
+
+        def prune_quarantine(cur: Any) -> int:
+            cur.execute(self._sql("DELETE FROM quarantine WHERE last_ms < ?"), (before_ms,))
+            return max(cur.rowcount, 0)
+
+        return events, int(self._write(prune_quarantine))
+
+    def _prune_events(self, cur: Any, before_ms: int) -> int:
+        cur.execute(
+            self._sql(
+                "SELECT site, kiosk, seq FROM events WHERE received_at_ms < ?"
+                " ORDER BY received_at_ms LIMIT ?"
+            ),
+            (before_ms, _CHUNK),
+        )
+        keys = [tuple(row) for row in cur.fetchall()]
+        cur.executemany(
+            self._sql("DELETE FROM events WHERE site = ? AND kiosk = ? AND seq = ?"), keys
+        )
+        highest: dict[tuple[str, str], int] = {}
+        for site, kiosk, seq in keys:
+            highest[(site, kiosk)] = max(highest.get((site, kiosk), 0), int(seq))
+        cur.executemany(
+            self._sql(
+                f"UPDATE kiosks SET pruned_seq = {self._d.greatest}(pruned_seq, ?)"
+                " WHERE site = ? AND kiosk = ?"
+            ),
+            [(seq, site, kiosk) for (site, kiosk), seq in highest.items()],
+        )
+        return len(keys)
 
     def set_availability(
         self, site: str, kiosk: str, availability: str, seen_ms: int | None
@@ -192,9 +303,8 @@ class Store:
 
     def set_state(self, site: str, kiosk: str, state: dict[str, Any], seen_ms: int | None) -> None:
         """Record a kiosk's retained ``state``."""
-        self._write(
-            lambda cur: cur.execute(self._state_sql, (site, kiosk, json.dumps(state), seen_ms))
-        )
+        text = json.dumps(state, allow_nan=False)
+        self._write(lambda cur: cur.execute(self._state_sql, (site, kiosk, text, seen_ms)))
 
     def record_resend(self, site: str, kiosk: str, from_seq: int, at_ms: int) -> None:
         """Remember that central asked the kiosk to send again from ``from_seq``."""
@@ -208,7 +318,12 @@ class Store:
         return int(rows[0][0]) if rows else 0
 
     def gaps(self, site: str, kiosk: str, after: int = 0) -> list[list[int]]:
-        """Missing seqs as ``[first, last]`` ranges, above ``after`` (taken as all present)."""
+        """Missing seqs as ``[first, last]`` ranges, above ``after`` and above the kiosk's
+        pruned seqs (both taken as all present)."""
+        pruned = self._read(
+            "SELECT pruned_seq FROM kiosks WHERE site = ? AND kiosk = ?", (site, kiosk)
+        )
+        after = max(after, int(pruned[0][0]) if pruned else 0)
         rows = self._read(
             "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq, 1, ?) OVER (ORDER BY seq) AS prev"
             " FROM events WHERE site = ? AND kiosk = ? AND seq > ?) AS s"
@@ -244,6 +359,23 @@ class Store:
         """Close the connection."""
         with self._lock:
             self._conn.close()
+
+
+def _leftover(row: Sequence[Any]) -> Quarantined:
+    event = _event(row)
+    payload = json.dumps(event._asdict(), ensure_ascii=True).encode("ascii")
+    topic = f"kiosk/v1/{event.site}/{event.kiosk}/events"
+    reason = "migration: seq already stored for another event"
+    return Quarantined(
+        event.received_at_ms,
+        topic,
+        event.site,
+        event.kiosk,
+        event.seq,
+        len(payload),
+        payload,
+        reason,
+    )
 
 
 def _json(value: object) -> dict[str, Any]:
@@ -286,7 +418,7 @@ def open_store(url: str) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         import psycopg
 
-        return Store(lambda: psycopg.connect(url), _POSTGRES)
+        return Store(lambda: psycopg.connect(url), POSTGRES)
     path = url.removeprefix("sqlite:///")
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return Store(lambda: _connect_sqlite(path), _SQLITE)
+    return Store(lambda: _connect_sqlite(path), SQLITE)

@@ -1,0 +1,79 @@
+"""The quarantine (dead-letter) rows: what central can never store, kept for a human.
+
+A message that cannot be parsed, or one event in it that breaks the schema's ranges or that
+the store refuses, is written to the ``quarantine`` table with its topic, its first
+:data:`QUARANTINE_BYTES` bytes and the reason, then acknowledged, so one bad message never
+holds up the ones behind it. ``kiosk central status`` shows the count and the latest reasons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from typing import NamedTuple
+
+from kiosk.protocol import ProtocolError, parse_topic
+
+
+class Quarantined(NamedTuple):
+    """A message, or one event of a message, that can never be stored, kept for a human."""
+
+    received_ms: int
+    topic: str
+    site: str | None  # as far as known (from the topic)
+    kiosk: str | None
+    seq: int | None  # for one refused event
+    size: int  # the full size of what was refused; ``payload`` is its first QUARANTINE_BYTES
+    payload: bytes
+    reason: str
+    repeats: int = 1  # how many times the same bytes were refused for the same reason
+
+
+QUARANTINE_BYTES = 64 * 1024
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # includes UnicodeEncodeError and psycopg's "NUL in a text field"
+    ArithmeticError,  # OverflowError: an integer SQLite cannot hold
+    TypeError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+)
+try:
+    import psycopg
+
+    _DATA_ERRORS += (psycopg.DataError, psycopg.IntegrityError)
+except ImportError:  # pragma: no cover - central on SQLite without the PostgreSQL extra
+    pass
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is about the row being written (retrying it cannot help), rather than
+    about the store (connection lost, lock timeout, disk full: worth retrying)."""
+    return isinstance(exc, _DATA_ERRORS)
+
+
+def clean_text(text: str, limit: int = 500) -> str:
+    """``text`` made storable anywhere: NUL and lone surrogates escaped, at most ``limit``."""
+    safe = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return safe.replace("\x00", "\\x00")[:limit]
+
+
+def digest(item: Quarantined) -> str:
+    """A key for the same bytes refused for the same reason: repeats are counted on it."""
+    text = f"{item.topic}\n{item.seq}\n{item.reason}\n".encode("utf-8", "backslashreplace")
+    return hashlib.sha256(text + item.payload).hexdigest()
+
+
+def refusal(
+    topic: str, payload: bytes, reason: str, received_ms: int, seq: int | None = None
+) -> Quarantined:
+    """A quarantine row for ``payload`` received on ``topic``; site and kiosk come from the
+    topic when it is a kiosk topic."""
+    site: str | None
+    kiosk: str | None
+    try:
+        site, kiosk, _leaf = parse_topic(topic)
+    except ProtocolError:
+        site = kiosk = None
+    return Quarantined(
+        received_ms, topic, site, kiosk, seq, len(payload), payload[:QUARANTINE_BYTES], reason
+    )
