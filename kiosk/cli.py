@@ -72,10 +72,12 @@ config_option = click.option(
 def run(config_path: Path, simulate: bool, verbose: bool) -> None:
     """Run the kiosk until SIGTERM or Ctrl-C (relay released, log closed, exit 0)."""
     from kiosk.logs import setup_logging
+    from kiosk.preflight import check_setup
     from kiosk.runtime import open_kiosk
     from kiosk.sensors.frames import CameraError
 
     config = load_config(config_path)
+    check_setup(config)  # every problem the configuration causes: exit 78, not 70 in a loop
     setup_logging(config.kiosk.id, level=logging.DEBUG if verbose else logging.INFO)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -202,11 +204,13 @@ def config_group() -> None:
 @config_group.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def config_check(file: Path) -> None:
-    """Validate FILE without starting anything; exit 78 if it is wrong."""
-    config = load_config(file)
+    """Validate FILE and what it points at, without starting anything; exit 78 if it is wrong."""
+    from kiosk.preflight import check_setup
     from kiosk.runtime import load_allowlist
     from kiosk.trust import TrustStore
 
+    config = load_config(file)
+    check_setup(config)
     allowlist = load_allowlist(config)
     badges = "no legacy badges" if allowlist is None else f"{len(allowlist)} legacy badges"
     trust = TrustStore.open(config)
@@ -298,10 +302,6 @@ db_option = click.option(
     show_default=True,
     help="Ask a kiosk to resend a sequence gap older than this.",
 )
-def central_run(
-    db_url: str,
-    host: str,
-    port: int,
 @click.option(
     "--retention-days",
     default=0.0,
@@ -309,6 +309,10 @@ def central_run(
     type=click.FloatRange(min=0),
     help="Delete events and quarantine rows received longer ago than this (0: keep all).",
 )
+def central_run(
+    db_url: str,
+    host: str,
+    port: int,
     ca_file: str | None,
     cert_file: str | None,
     key_file: str | None,
@@ -316,11 +320,11 @@ def central_run(
     client_id: str,
     group: str,
     gap_grace_s: float,
+    retention_days: float,
 ) -> None:
     """Store every kiosk's events idempotently and send receipts, until SIGTERM."""
     from kiosk.central.cli import run_central
     from kiosk.central.ingest import IngestSettings
-    retention_days: float,
     from kiosk.logs import setup_logging
 
     setup_logging(client_id)
@@ -337,11 +341,11 @@ def central_run(
         key_file=key_file,
         username=username,
         gap_grace_s=gap_grace_s,
+        retention_days=retention_days,
     )
     run_central(settings, db_url, stop)
 
 
-        retention_days=retention_days,
 @central.command("status")
 @db_option
 def central_status(db_url: str) -> None:
@@ -426,14 +430,39 @@ def web_set_password(config_path: Path) -> None:
 
 @cli.command("relay-safe")
 @config_option
-def relay_safe(config_path: Path) -> None:
-    """Drive the turnstile relay to its de-energised level (systemd ExecStopPost)."""
-    from kiosk.gate import force_relay_safe
-    from kiosk.hardware import gate_pins
+@click.option(
+    "--pin", type=click.IntRange(2, 27), help="Relay GPIO (BCM) if the config is unusable."
+)
+@click.option(
+    "--active-high/--active-low",
+    "active_high",
+    default=None,
+    help="Relay polarity if the config is unusable.",
+)
+def relay_safe(config_path: Path, pin: int | None, active_high: bool | None) -> None:
+    """Drive the turnstile relay to its de-energised level (systemd ExecStopPost).
 
-    config = load_config(config_path)
-    force_relay_safe(gate_pins(config))
-    click.echo(f"relay on GPIO{config.gate.relay_pin} de-energised")
+    Needs only the relay's pin and polarity: from the config when it can be read, else from
+    --pin and --active-high/--active-low, else the defaults (GPIO17, active low). It releases
+    the relay even when the config is missing or invalid, and says where the wiring came from.
+    """
+    from kiosk.config import GateSection, read_relay_wiring
+    from kiosk.gate import GatePins, force_relay_safe
+
+    try:
+        relay, high = read_relay_wiring(config_path)
+        source = f"from {config_path}"
+        if pin not in (None, relay) or active_high not in (None, high):
+            source += " (it overrides --pin/--active-high/--active-low)"
+    except ConfigError as exc:
+        defaults = GateSection()
+        relay = defaults.relay_pin if pin is None else pin
+        high = defaults.relay_active_high if active_high is None else active_high
+        given = pin is not None or active_high is not None
+        source = f"{'from the options' if given else 'defaults'}: the config is unusable ({exc})"
+    force_relay_safe(GatePins(relay, high, None, None, None, None, True, None, True))
+    polarity = "active high" if high else "active low"
+    click.echo(f"relay on GPIO{relay} ({polarity}) de-energised; wiring {source}")
 
 
 @cli.command()

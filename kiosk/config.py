@@ -26,6 +26,14 @@ from kiosk.gate import RelayMode
 
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/kiosk.toml")
 EX_CONFIG = 78  # sysexits.h: configuration error
+MAX_CONFIG_BYTES = 1024 * 1024  # a kiosk.toml is a few KiB; more is a mistake or an attack
+MIN_SALT_CHARS = 16  # the subject salt is an HMAC key (kiosk.privacy.Pseudonymizer)
+SITE_SALT_FIX = (
+    "give every kiosk of the site the same salt: credentials.subject_salt_file ="
+    ' "/etc/kiosk/site-salt" (deploy/install.sh --site-salt FILE, or the Ansible play,'
+    " writes it; see docs/deploy.md)"
+)
+MIN_TOKEN_CHARS = 20  # API tokens and command keys: about 120 bits when random
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 RESERVED_IDS = ("central", "operator", "homeassistant", "site")  # broker users and topics
 BCM_PINS = range(2, 28)  # GPIO2..GPIO27 on the 40-pin header; 0 and 1 are the HAT EEPROM bus
@@ -41,8 +49,10 @@ ConfirmMode = Literal["receipt", "puback"]
 class ConfigError(ValueError):
     """The configuration file cannot be used; the message names file, key and what is allowed."""
 
-    def __init__(self, source: str, key: str, problem: str, line: int | None = None) -> None:
-        self.source, self.key, self.problem, self.line = source, key, problem, line
+    def __init__(
+        self, source: str, key: str, problem: str, line: int | None = None, *, fix: str = ""
+    ) -> None:
+        self.source, self.key, self.problem, self.line, self.fix = source, key, problem, line, fix
         where = f"{source}:{line}" if line else source
         super().__init__(f"{where}: {key}: {problem}" if key else f"{where}: {problem}")
 
@@ -78,6 +88,18 @@ def _hours_check(value: str) -> str | None:
         return None
     match = re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", value)
     return None if match else "must be HH:MM-HH:MM (local time), or empty"
+
+
+def _secret_check(minimum: int) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if not value or len(value) >= minimum:
+            return None
+        return (
+            f"is too short ({len(value)} characters): use at least {minimum} random characters,"
+            " e.g. `openssl rand -base64 32`"
+        )
+
+    return check
 
 
 def _pin_check(value: int | bool) -> str | None:
@@ -225,8 +247,14 @@ class CredentialsSection:
     subject_salt: str = _key(
         "",
         "Secret salt for pseudonymous subject ids; the same on every kiosk of a site "
-        "(empty: generated per kiosk in state_dir)",
+        "(empty: subject_salt_file, else generated per kiosk in state_dir)",
+        check=_secret_check(MIN_SALT_CHARS),
         secret=True,
+    )
+    subject_salt_file: str = _key(
+        "",
+        "File holding the site's subject salt (one line, not readable by others); "
+        "deploy/install.sh and the Ansible play write /etc/kiosk/site-salt",
     )
 
 
@@ -266,6 +294,21 @@ class LogSection:
     warn_ratio: float = _key(
         0.9, "Report 'log near capacity' above this fill ratio", low=0.5, high=0.99
     )
+    max_age_days: float = _key(
+        0.0,
+        "Delete rows older than this even under capacity (0: no age limit); unconfirmed rows "
+        "only past unconfirmed_max_age_days",
+        low=0,
+        high=3650,
+    )
+    unconfirmed_max_age_days: float = _key(
+        30.0,
+        "With mqtt.enabled, events central never confirmed are dropped (with an alert) only "
+        "when the log is over capacity or max_age_days and they are older than this "
+        "(0: never)",
+        low=0,
+        high=3650,
+    )
 
 
 @dataclass(frozen=True)
@@ -302,6 +345,13 @@ class MqttSection:
     batch_max: int = _key(
         100, "Most events packed into one message when draining a backlog", low=1, high=500
     )
+    max_message_bytes: int = _key(
+        240 * 1024,
+        "Largest events message in bytes (central refuses over 256 KiB; leave room for the"
+        " topic under the broker's max_packet_size)",
+        low=16 * 1024,
+        high=255 * 1024,
+    )
     resend_after_s: float = _key(
         600.0, "Send an event again if no receipt covered it after this long", low=1, high=86400
     )
@@ -311,6 +361,7 @@ class MqttSection:
     command_key: str = _key(
         "",
         "Shared key for HMAC-signed commands; when set, unsigned commands are refused",
+        check=_secret_check(MIN_TOKEN_CHARS),
         secret=True,
     )
     allow_emergency_open: bool = _key(
@@ -332,7 +383,12 @@ class WebSection:
         "Dashboard password hash (empty: the one `kiosk web set-password` saved)",
         secret=True,
     )
-    api_token: str = _key("", "Bearer token for /api/v1 (empty: login only)", secret=True)
+    api_token: str = _key(
+        "",
+        "Bearer token for /api/v1 (empty: login only)",
+        check=_secret_check(MIN_TOKEN_CHARS),
+        secret=True,
+    )
     display_public: bool = _key(
         False, "Serve the entrance display to other machines too (default: this one only)"
     )
@@ -375,16 +431,48 @@ def load_config(
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(source, "", "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(source, "", f"cannot read: {exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, "", f"larger than {MAX_CONFIG_BYTES // 1024} KiB: not a config")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, "", f"not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(source, "", "not valid TOML: nested too deeply") from None
     return parse_config(raw, source=source, text=text, env=os.environ if env is None else env)
+
+
+def read_relay_wiring(path: str | Path) -> tuple[int, bool]:
+    """``gate.relay_pin`` and ``gate.relay_active_high`` from a config file, even when another
+    key of it is wrong: releasing the relay must not depend on the rest of the file.
+
+    :raises ConfigError: the file cannot be read or parsed, or the relay keys themselves are wrong.
+    """
+    try:
+        config = load_config(path)
+        return config.gate.relay_pin, config.gate.relay_active_high
+    except ConfigError as exc:
+        if not exc.key or exc.key in ("gate", "gate.relay_pin", "gate.relay_active_high"):
+            raise
+    raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))  # it parsed a moment ago
+    gate = raw.get("gate", {})
+    fields = {f.name: f for f in dataclasses.fields(GateSection)}
+    values = []
+    for key in ("relay_pin", "relay_active_high"):
+        value = gate.get(key, fields[key].default)
+        problem = _type_problem(value, typing.get_type_hints(GateSection)[key])
+        problem = problem or _value_problem(value, fields[key].metadata)
+        if problem:
+            raise ConfigError(str(path), f"gate.{key}", f"{value!r} {problem}")
+        values.append(value)
+    return int(values[0]), bool(values[1])
 
 
 def parse_config(
@@ -440,6 +528,9 @@ def _parse_section(
         dotted = f"{name}.{key}"
         env_name = f"KIOSK_{name}_{key}".upper()
         if fld.metadata["secret"] and env_name in env:
+            problem = _value_problem(env[env_name], fld.metadata)
+            if problem:
+                raise ConfigError(source, dotted, f"(from ${env_name}) {problem}")
             values[key] = env[env_name]
             continue
         if key not in table:
@@ -450,7 +541,8 @@ def _parse_section(
         if problem is None:
             problem = _value_problem(value, fld.metadata)
         if problem:
-            raise ConfigError(source, dotted, f"{value!r} {problem}", line)
+            shown = "the value" if fld.metadata["secret"] else repr(value)  # never echo a secret
+            raise ConfigError(source, dotted, f"{shown} {problem}", line)
         values[key] = float(value) if hints[key] is float else value
     return cls(**values)
 
@@ -528,6 +620,7 @@ def _cross_check(config: KioskConfig, text: str) -> None:
             "give password or password_file, not both",
             _line_of(text, "password_file"),
         )
+    _check_site_salt(config, text)
     if config.kiosk.mode == "checkin" and not config.kiosk.meeting:
         raise ConfigError(
             source, "kiosk.meeting", "checkin mode needs a meeting name", _line_of(text, "mode")
@@ -538,6 +631,40 @@ def _cross_check(config: KioskConfig, text: str) -> None:
             "thermometer.enabled",
             "screen mode measures temperature only, so it needs the thermometer",
             _line_of(text, "enabled"),
+        )
+
+
+def site_wide_rules(config: KioskConfig) -> list[str]:
+    """The configured rules that match one person across the site's kiosks (need one salt)."""
+    rules, kiosk = config.rules, config.kiosk
+    needs = [
+        ("rules.anti_passback", rules.anti_passback),
+        ("rules.occupancy_cap", rules.occupancy_cap > 0),
+        ("rules.visitor_daily_cap", rules.visitor_daily_cap > 0),
+        (f"kiosk.direction = {kiosk.direction}", kiosk.direction != "entry"),
+    ]
+    return [name for name, on in needs if on]
+
+
+def _check_site_salt(config: KioskConfig, text: str) -> None:
+    credentials = config.credentials
+    if credentials.subject_salt and credentials.subject_salt_file:
+        raise ConfigError(
+            config.source,
+            "credentials.subject_salt_file",
+            "give subject_salt or subject_salt_file, not both",
+            _line_of(text, "subject_salt_file"),
+        )
+    rules = site_wide_rules(config)
+    if rules and not (credentials.subject_salt or credentials.subject_salt_file):
+        raise ConfigError(
+            config.source,
+            "credentials.subject_salt",
+            f"is not set, but {', '.join(rules)} match a person across the site's kiosks:"
+            " a salt generated per kiosk gives each kiosk other subject ids, so an exit"
+            " elsewhere never matches the entry",
+            _line_of(text, "subject_salt"),
+            fix=SITE_SALT_FIX,
         )
 
 

@@ -35,7 +35,7 @@ from kiosk.protocol import (
     subscription,
 )
 from kiosk.simulation import Scene
-from kiosk.store import EventLog, LogWriteError
+from kiosk.store import EventLog, EventLogError, LogWriteError, Retention
 from kiosk.sync import Sync
 from kiosk.trust import TrustStore
 from kiosk.uplink import Received, Uplink, client_id
@@ -44,14 +44,10 @@ log = logging.getLogger(__name__)
 
 
 class GateEventRecorder:
-    """Logs what the gate's inputs report: passages and fire-alarm changes."""
+    """Logs fire-alarm changes (passages are the kiosk's: it knows which grant each used)."""
 
     def __init__(self, event_log: EventLog) -> None:
         self._event_log = event_log
-
-    def passage(self) -> None:
-        """The passage sensor saw someone go through."""
-        self._append(EventType.PASSAGE, {})
 
     def fire_alarm(self, active: bool) -> None:
         """The fire-alarm input changed; the gate already released or re-locked itself."""
@@ -68,11 +64,24 @@ class GateEventRecorder:
 class CommandActions:
     """What remote commands may do: the kiosk's operator actions plus the sync's resend."""
 
-    def __init__(self, kiosk: Kiosk, sync: Sync) -> None:
+    def __init__(self, kiosk: Kiosk, sync: Sync, *, seen_ids_loaded: bool = True) -> None:
         self._kiosk, self._sync = kiosk, sync
+        self._seen_ids_loaded = seen_ids_loaded
 
     def record_command(self, command: Command) -> None:
-        """Log the accepted command before acting (raises LogWriteError)."""
+        """Log the accepted command before acting (raises LogWriteError).
+
+        When the log could not be read at start, the ids already used were not known to the
+        replay check: they are read now, and a command id found there is refused.
+        """
+        if not self._seen_ids_loaded:
+            try:
+                used = self._kiosk.event_log.recent(10_000, type="command")
+            except EventLogError as exc:
+                raise LogWriteError(str(exc)) from None
+            self._seen_ids_loaded = True
+            if any(event.data.get("id") == command.id for event in used):
+                raise LogWriteError(f"command id {command.id} was already used (replayed)")
         self._kiosk.record_command(command)
 
     def set_lockdown(self, on: bool) -> None:
@@ -119,15 +128,22 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
         confirm=mqtt.confirm,
         window=mqtt.window,
         batch_max=mqtt.batch_max,
+        max_message_bytes=mqtt.max_message_bytes,
         resend_after_s=mqtt.resend_after_s,
         state_interval_s=mqtt.state_interval_s,
         state=kiosk.state,
         announce=announce,
         listen=listen,
     )
-    seen = [event.data["id"] for event in kiosk.event_log.recent(10_000, type="command")]
+    seen: list[str] = []
+    loaded = True
+    try:
+        seen = [event.data["id"] for event in kiosk.event_log.recent(10_000, type="command")]
+    except EventLogError as exc:  # down at start: CommandActions reads them once it opens
+        log.warning("command ids already used could not be read yet: %s", exc)
+        loaded = False
     processor = CommandProcessor(
-        CommandActions(kiosk, sync),
+        CommandActions(kiosk, sync, seen_ids_loaded=loaded),
         kiosk_id=config.kiosk.id,
         key=mqtt.command_key.encode() if mqtt.command_key else None,
         allow_emergency_open=mqtt.allow_emergency_open,
@@ -191,9 +207,16 @@ def learn_from_neighbour(kiosk: Kiosk, payload: bytes) -> None:
     except ProtocolError as exc:
         log.warning("ignored a malformed events message from a neighbour: %s", exc)
         return
-    kiosk.entrance.learn_all(
-        (e.event_id, e.ts_ms, e.data) for e in events if e.type == EventType.DECISION.value
-    )
+    for e in events:  # decisions, and grants withdrawn unused
+        kiosk.entrance.learn_event(e.type, e.event_id, e.ts_ms, e.data)
+
+
+def _backlog(event_log: EventLog) -> float:
+    """Unconfirmed events for the metrics; NaN while the log cannot be read."""
+    try:
+        return event_log.stats().unconfirmed
+    except EventLogError:
+        return float("nan")
 
 
 def load_allowlist(config: KioskConfig) -> Allowlist | None:
@@ -224,7 +247,8 @@ def open_kiosk(
     the relay is released to its safe, de-energised state and the log closed.
     """
     state_dir = Path(config.kiosk.state_dir)
-    salt = load_or_create_salt(config.credentials.subject_salt, state_dir)
+    credentials = config.credentials
+    salt = load_or_create_salt(credentials.subject_salt, credentials.subject_salt_file, state_dir)
     trust = TrustStore.open(config)
     config.log_path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
@@ -234,7 +258,13 @@ def open_kiosk(
                 boot_id=boot_id or str(uuid.uuid4()),
                 capacity=config.log.capacity,
                 warn_ratio=config.log.warn_ratio,
+                retention=Retention(
+                    awaits_confirmation=config.mqtt.enabled,
+                    max_age_days=config.log.max_age_days,
+                    unconfirmed_max_age_days=config.log.unconfirmed_max_age_days,
+                ),
                 clock_synced=clock_is_synchronised,
+                wait_for_disk=True,  # a full disk at start: refer everyone until it opens
             )
         )
         recorder = GateEventRecorder(event_log)
@@ -242,7 +272,6 @@ def open_kiosk(
             config,
             simulate=simulate,
             scene=scene,
-            on_passage=recorder.passage,
             on_fire_alarm=recorder.fire_alarm,
             pin_factory=pin_factory,
         )
@@ -256,7 +285,7 @@ def open_kiosk(
             allowlist_loader=lambda: load_allowlist(config),
             clock_synced=clock_is_synchronised,
         )
-        kiosk.metrics.watch_backlog(lambda: event_log.stats().unconfirmed)
+        kiosk.metrics.watch_backlog(lambda: _backlog(event_log))
         sync = attach_sync(kiosk, config, trust) if config.mqtt.enabled else None
         if config.web.enabled:
             from kiosk.web_runtime import attach_web

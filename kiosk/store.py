@@ -1,7 +1,11 @@
 """Durable event log in SQLite: every gate decision is committed here before the relay moves.
 
-The same table is the MQTT outbox: the sync module reads :meth:`EventLog.pending`, marks rows sent
-on PUBACK and confirmed on central's receipt, and only confirmed rows are ever pruned.
+The same table is the MQTT outbox: the sync module reads :meth:`EventLog.pending_json`, marks rows
+sent on PUBACK and confirmed on central's receipt. Retention (:class:`Retention`) prunes confirmed
+rows first; rows central never confirmed go only past a configured age, with an alert.
+
+Longer than most modules: the log, its retention and its recovery from a full disk share one
+connection, one lock and one set of cached counts.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -24,6 +29,12 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _BUSY_TIMEOUT_S = 2.0
+REOPEN_AFTER_S = 2.0  # a log that could not be opened is tried again this often
+# The WAL is checkpointed every this many pages (512 KiB) and cut back to JOURNAL_LIMIT_BYTES, so a
+# small partition never holds a WAL too big to checkpoint (SQLite's default is 4 MiB).
+WAL_AUTOCHECKPOINT_PAGES = 128
+JOURNAL_LIMIT_BYTES = 1024 * 1024
+_DAY_MS = 86_400_000
 _COLUMNS = "seq, event_id, boot_id, ts_ms, clock_synced, type, data, sent_at_ms, confirmed_at_ms"
 
 # Forward migrations; entry N-1 takes the schema from user_version N-1 to N. Append, never edit.
@@ -50,6 +61,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+# Additive and ignored by older kiosk versions, so a rollback (deploy/update.sh --rollback) still
+# opens the log: created at open, not a migration that bumps user_version.
+_RETENTION_TABLE = """CREATE TABLE IF NOT EXISTS retention (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    dropped_unconfirmed INTEGER NOT NULL
+)"""
 
 
 class EventLogError(OSError):
@@ -112,6 +129,23 @@ class LogStats:
     capacity: int
     near_capacity: bool
     over_capacity: bool
+    dropped_unconfirmed: int = 0  # events dropped before central confirmed them, ever
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What :meth:`EventLog.prune` may delete, oldest first.
+
+    :param awaits_confirmation: False when nothing will ever confirm events (sync off): then
+        every row is pruned like a confirmed one.
+    :param max_age_days: rows older than this go even under capacity (0: no age limit).
+    :param unconfirmed_max_age_days: unconfirmed rows older than this go when the log is over
+        capacity or past ``max_age_days`` (0: never); each such prune logs an alert.
+    """
+
+    awaits_confirmation: bool = True
+    max_age_days: float = 0.0
+    unconfirmed_max_age_days: float = 0.0
 
 
 def _utc_now_ms() -> int:
@@ -132,9 +166,17 @@ class EventLog:
     writer's connection and lock, so a gate append waits for at most one short mark transaction
     and never for a busy-retry loop.
 
-    ``capacity`` is a row budget, not a limit: :meth:`prune` deletes only confirmed rows, and an
-    event is never refused for capacity. While unconfirmed rows exceed it, appends still succeed
-    and :meth:`stats` reports ``over_capacity`` so the kiosk can raise an alarm.
+    ``capacity`` is a row budget, not a limit: an event is never refused for capacity. Appends
+    prune confirmed rows beyond it; :meth:`prune` also applies the age limits of ``retention``.
+    While unconfirmed rows exceed it, appends still succeed and :meth:`stats` reports
+    ``over_capacity`` so the kiosk can raise an alarm.
+
+    With ``wait_for_disk`` a log that cannot be opened (disk full, I/O error, a corrupt file)
+    does not raise: it is *down*, every call raises :class:`LogWriteError` or
+    :class:`EventLogError` (the kiosk refers everyone to the guard), and it is opened again at
+    most every ``reopen_after_s``. The appends that failed are counted; the first append that
+    succeeds afterwards first logs a ``health`` event ``{"part": "log", "ok": true}`` saying how
+    many (and of which type) were lost.
 
     Thread-safe: one lock serialises all use of the connection. Other processes read with
     :func:`read_events`.
@@ -146,12 +188,16 @@ class EventLog:
 
     :param path: the database file; created if missing (its directory must exist).
     :param boot_id: identifies this run of the kiosk; stored in every event.
-    :param capacity: rows to keep; confirmed rows beyond this are pruned, oldest first.
+    :param capacity: rows to keep; prunable rows beyond this are pruned, oldest first.
     :param warn_ratio: ``near_capacity`` from this fraction of ``capacity``.
+    :param retention: which rows may be pruned and when.
     :param now_ms: UTC wall clock in epoch milliseconds.
     :param clock_synced: whether the wall clock is NTP-synchronised, stored per event.
     :param new_id: a new event id (UUID4 string).
-    :raises LogOpenError: the file cannot be opened or migrated, or its schema is newer.
+    :param wait_for_disk: start *down* instead of raising when the file cannot be opened.
+    :param monotonic: the clock that paces attempts to open the log again.
+    :raises LogOpenError: the file cannot be opened or migrated, or its schema is newer (only
+        without ``wait_for_disk``).
     """
 
     def __init__(
@@ -161,9 +207,13 @@ class EventLog:
         boot_id: str,
         capacity: int = 100_000,
         warn_ratio: float = 0.9,
+        retention: Retention | None = None,
         now_ms: Callable[[], int] = _utc_now_ms,
         clock_synced: Callable[[], bool] = lambda: True,
         new_id: Callable[[], str] = _new_uuid4,
+        wait_for_disk: bool = False,
+        monotonic: Callable[[], float] = time.monotonic,
+        reopen_after_s: float = REOPEN_AFTER_S,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, got {capacity}")
@@ -171,23 +221,32 @@ class EventLog:
             raise ValueError(f"warn_ratio must be in (0, 1], got {warn_ratio}")
         self.path = Path(path)
         self.capacity = capacity
+        self.retention = retention or Retention()
         self._boot_id = boot_id
         self._warn_rows = capacity * warn_ratio
         self._now_ms = now_ms
         self._clock_synced = clock_synced
         self._new_id = new_id
+        self._monotonic = monotonic
+        self._reopen_after_s = reopen_after_s
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = _open_writer(self.path)
+        self._conn: sqlite3.Connection | None = None
+        self._closed = False
+        self._down: EventLogError | None = None
+        self._down_since = self._next_open = monotonic()
+        self._missed: Counter[str] = Counter()
+        self._rows = self._confirmed = self._dropped = 0
         try:
-            self._rows, self._confirmed = self._conn.execute(
-                "SELECT count(*), count(confirmed_at_ms) FROM events"
-            ).fetchone()
-        except sqlite3.Error as exc:
-            self._conn.close()
-            raise _error(LogOpenError, "open", self.path, exc) from exc
+            self._connect()
+        except LogOpenError as exc:
+            if not wait_for_disk:
+                raise
+            self._down = exc
+            self._next_open = monotonic() + reopen_after_s
+            log.error("%s; the kiosk refers everyone to the guard until it opens", exc)
 
     def __repr__(self) -> str:
-        state = "closed" if self._conn is None else f"rows={self._rows}"
+        state = "closed" if self._closed else "down" if self._conn is None else f"rows={self._rows}"
         return f"<EventLog {self.path} {state} capacity={self.capacity}>"
 
     def __enter__(self) -> EventLog:
@@ -199,9 +258,24 @@ class EventLog:
     def close(self) -> None:
         """Close the connection; safe to call twice."""
         with self._lock:
+            self._closed = True
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    def _connect(self) -> None:
+        conn = _open_writer(self.path)
+        try:
+            conn.execute(_RETENTION_TABLE)
+            conn.execute("INSERT OR IGNORE INTO retention (id, dropped_unconfirmed) VALUES (1, 0)")
+            self._rows, self._confirmed = conn.execute(
+                "SELECT count(*), count(confirmed_at_ms) FROM events"
+            ).fetchone()
+            (self._dropped,) = conn.execute("SELECT dropped_unconfirmed FROM retention").fetchone()
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _error(LogOpenError, "open", self.path, exc) from exc
+        self._conn = conn
 
     def append(self, type: str, data: Mapping[str, Any]) -> Event:
         """Commit one event durably and return it, with the next seq.
@@ -212,24 +286,68 @@ class EventLog:
         """
         payload = json.dumps(dict(data), ensure_ascii=False, allow_nan=False)
         with self._lock:
-            with self._write("append", durable=True) as conn:
-                event_id, ts_ms = self._new_id(), self._now_ms()
-                synced = bool(self._clock_synced())
-                (seq,) = conn.execute(
-                    "UPDATE seq_counter SET last_seq = last_seq + 1 RETURNING last_seq"
-                ).fetchone()
-                conn.execute(
-                    "INSERT INTO events (seq, event_id, boot_id, ts_ms, clock_synced, type, data)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (seq, event_id, self._boot_id, ts_ms, synced, type, payload),
-                )
+            try:
+                with self._write("append", durable=True) as conn:
+                    if self._missed:
+                        self._insert(conn, "health", self._recovery_json())
+                    seq, event_id, ts_ms, synced = self._insert(conn, type, payload)
+            except LogWriteError as exc:
+                if exc.errno is not None or self._conn is None:  # the disk, not the data
+                    if not self._missed and self._conn is not None:
+                        self._down_since = self._monotonic()
+                    self._missed[type] += 1
+                if exc.errno == errno.ENOSPC:
+                    self._checkpoint()
+                raise
+            if self._missed:
+                self._rows += 1
+                log.warning("event log writable again: %s", self._recovery_detail())
+                self._missed.clear()
+                self._down = None
             self._rows += 1
-            if self._rows > self.capacity and self._confirmed:  # cheap: cached counts
+            if self._rows > self.capacity and (
+                self._confirmed or not self.retention.awaits_confirmation
+            ):  # cheap: cached counts
                 try:
-                    self._prune_locked()
+                    self._prune_size()
                 except LogWriteError:  # the event is durable; the periodic prune retries
                     log.warning("pruning after append failed", exc_info=True)
         return Event(event_id, seq, self._boot_id, ts_ms, synced, type, json.loads(payload))
+
+    def _insert(
+        self, conn: sqlite3.Connection, type: str, payload: str
+    ) -> tuple[int, str, int, bool]:
+        event_id, ts_ms = self._new_id(), self._now_ms()
+        synced = bool(self._clock_synced())
+        (seq,) = conn.execute(
+            "UPDATE seq_counter SET last_seq = last_seq + 1 RETURNING last_seq"
+        ).fetchone()
+        conn.execute(
+            "INSERT INTO events (seq, event_id, boot_id, ts_ms, clock_synced, type, data)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (seq, event_id, self._boot_id, ts_ms, synced, type, payload),
+        )
+        return seq, event_id, ts_ms, synced
+
+    def _recovery_detail(self) -> str:
+        lost = ", ".join(f"{n} {kind}" for kind, n in sorted(self._missed.items()))
+        down_s = self._monotonic() - self._down_since
+        return (
+            f"{sum(self._missed.values())} event(s) could not be written ({lost}) over"
+            f" {down_s:.0f} s; every person in that time was referred to the guard"
+        )
+
+    def _recovery_json(self) -> str:
+        return json.dumps({"part": "log", "ok": True, "detail": self._recovery_detail()})
+
+    def _checkpoint(self) -> None:
+        """After a write failed for space: move the WAL into the file and truncate it."""
+        if self._conn is None:
+            return
+        try:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            log.debug("checkpoint after a full disk failed", exc_info=True)
 
     def pending_json(self, limit: int, after_seq: int = 0) -> list[OutboxEvent]:
         """Up to ``limit`` unconfirmed events with seq > ``after_seq``, in seq order, their
@@ -277,12 +395,99 @@ class EventLog:
         return cursor.rowcount
 
     def prune(self) -> int:
-        """Delete confirmed rows, oldest first, down to ``capacity`` rows; returns the count.
+        """Apply the retention: rows past ``max_age_days``, then rows over ``capacity``,
+        oldest first, confirmed (prunable) rows before unconfirmed ones; returns the count.
 
-        Unconfirmed rows are never deleted, so the log may stay over capacity.
+        Unconfirmed rows go only past ``unconfirmed_max_age_days``; when any do, a ``health``
+        event ``{"part": "log_capacity", "ok": false}`` (an alert over MQTT) is written in the
+        same transaction with how many, and :meth:`stats` counts them in ``dropped_unconfirmed``.
         """
         with self._lock:
-            return self._prune_locked()
+            deleted = self._prune_age() + self._prune_size() + self._drop_unconfirmed()
+        if deleted:
+            self._checkpoint_after_prune()
+        return deleted
+
+    def _prunable(self) -> str:
+        return "confirmed_at_ms IS NOT NULL" if self.retention.awaits_confirmation else "1"
+
+    def _cutoff_ms(self, days: float) -> int:
+        return self._now_ms() - int(days * _DAY_MS)
+
+    def _prune_age(self) -> int:
+        if not self.retention.max_age_days:
+            return 0
+        return self._delete(
+            f"DELETE FROM events WHERE {self._prunable()} AND ts_ms < ? RETURNING confirmed_at_ms",
+            self._cutoff_ms(self.retention.max_age_days),
+        )
+
+    def _prune_size(self) -> int:
+        prunable = self._confirmed if self.retention.awaits_confirmation else self._rows
+        excess = min(self._rows - self.capacity, prunable)
+        if excess <= 0:
+            return 0
+        return self._delete(
+            "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+            f" WHERE {self._prunable()} ORDER BY seq LIMIT ?) RETURNING confirmed_at_ms",
+            excess,
+        )
+
+    def _delete(self, sql: str, parameter: int) -> int:
+        """Run one DELETE … RETURNING confirmed_at_ms and keep the cached counts right."""
+        with self._write("prune", durable=False) as conn:
+            rows = conn.execute(sql, (parameter,)).fetchall()
+        confirmed = sum(row[0] is not None for row in rows)
+        self._rows -= len(rows)
+        self._confirmed -= confirmed
+        log.debug("pruned %d events (%d confirmed)", len(rows), confirmed)
+        return len(rows)
+
+    def _drop_unconfirmed(self) -> int:
+        """Unconfirmed rows past their age, when over capacity or past max_age_days."""
+        retention = self.retention
+        if not (retention.awaits_confirmation and retention.unconfirmed_max_age_days):
+            return 0
+        cutoff = self._cutoff_ms(retention.unconfirmed_max_age_days)
+        limit = max(self._rows - self.capacity, 0)
+        if retention.max_age_days:
+            cutoff_age = self._cutoff_ms(retention.max_age_days)
+            cutoff, limit = min(cutoff, cutoff_age), self._rows
+        if limit <= 0:
+            return 0
+        detail = ""
+        with self._write("prune", durable=False) as conn:
+            dropped = conn.execute(
+                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE"
+                " confirmed_at_ms IS NULL AND ts_ms < ? ORDER BY seq LIMIT ?)",
+                (cutoff, limit),
+            ).rowcount
+            if dropped:
+                conn.execute(
+                    "UPDATE retention SET dropped_unconfirmed = dropped_unconfirmed + ?",
+                    (dropped,),
+                )
+                detail = (
+                    f"dropped {dropped} events central never confirmed, older than"
+                    f" {retention.unconfirmed_max_age_days:g} days, to keep the log within"
+                    f" log.capacity / log.max_age_days ({self._dropped + dropped} in all)"
+                )
+                alert = {"part": "log_capacity", "ok": False, "detail": detail}
+                self._insert(conn, "health", json.dumps(alert))
+        if dropped:
+            self._dropped += dropped
+            self._rows += 1 - dropped
+            log.error("event log: %s", detail)
+        return dropped
+
+    def _checkpoint_after_prune(self) -> None:
+        """Pages freed by a prune are reused only once the WAL is checkpointed into the file."""
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error:
+                    log.debug("checkpoint after pruning failed", exc_info=True)
 
     def stats(self) -> LogStats:
         """Row counts, backlog and capacity flags (counts are cached, not recounted)."""
@@ -304,6 +509,7 @@ class EventLog:
                 capacity=self.capacity,
                 near_capacity=rows >= self._warn_rows,
                 over_capacity=rows > self.capacity,
+                dropped_unconfirmed=self._dropped,
             )
 
     def recent(
@@ -318,24 +524,22 @@ class EventLog:
                 raise _error(EventLogError, "read", self.path, exc) from exc
 
     def _open_conn(self, error: type[EventLogError]) -> sqlite3.Connection:
-        if self._conn is None:
+        """The connection; while the log is down, open it again when it is time (lock held)."""
+        if self._closed:
             raise error(f"event log {self.path} is closed")
+        if self._conn is None and self._monotonic() >= self._next_open:
+            try:
+                self._connect()
+                down_s = self._monotonic() - self._down_since
+                log.warning("event log %s opened after %.0f s", self.path, down_s)
+            except LogOpenError as exc:
+                self._down = exc
+                self._next_open = self._monotonic() + self._reopen_after_s
+        if self._conn is None:
+            err = error(f"{self._down} (not opened yet: retried every {self._reopen_after_s:g} s)")
+            err.errno = self._down.errno if self._down is not None else None
+            raise err
         return self._conn
-
-    def _prune_locked(self) -> int:
-        excess = min(self._rows - self.capacity, self._confirmed)
-        if excess <= 0:
-            return 0
-        with self._write("prune", durable=False) as conn:
-            cursor = conn.execute(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
-                " WHERE confirmed_at_ms IS NOT NULL ORDER BY seq LIMIT ?)",
-                (excess,),
-            )
-        self._rows -= cursor.rowcount
-        self._confirmed -= cursor.rowcount
-        log.debug("pruned %d confirmed events", cursor.rowcount)
-        return cursor.rowcount
 
     @contextmanager
     def _write(self, action: str, *, durable: bool) -> Iterator[sqlite3.Connection]:
@@ -451,6 +655,8 @@ def _open_writer(path: Path) -> sqlite3.Connection:
         if mode != "wal":
             raise LogOpenError(f"event log {path}: cannot use WAL (journal_mode={mode})")
         conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
+        conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_LIMIT_BYTES}")
         _migrate(conn, path)
     except sqlite3.Error as exc:
         conn.close()

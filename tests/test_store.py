@@ -151,8 +151,11 @@ def test_disk_full_raises_writes_nothing_and_recovers(make_log: MakeLog, db: Pat
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
     conn.execute("PRAGMA max_page_count = 1000000")
-    assert log.append("gate", {}).seq == len(written) + 1
-    assert log.stats().rows == len(written) + 1
+    assert log.append("gate", {}).seq == len(written) + 2
+    assert log.stats().rows == len(written) + 2
+    recovered = log.recent(2)[0]
+    assert (recovered.type, recovered.data["part"], recovered.data["ok"]) == ("health", "log", True)
+    assert recovered.data["detail"].startswith("1 event(s) could not be written (1 gate) over")
 
 
 def test_garbage_file_is_refused_and_left_alone(db: Path) -> None:
