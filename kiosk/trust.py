@@ -2,9 +2,9 @@
 
 Both arrive as documents signed by the organisation's document-signing key (the trust
 anchor in config), from files at start and as retained MQTT messages later. A document with
-a bad signature, the wrong type or a version that is not newer is refused and reported; an
-accepted one replaces the old one whole and is saved in ``state_dir`` so that a restart
-keeps it.
+a bad signature, the wrong type or an older version is refused and reported (the version in
+force, offered again, is not: it changes nothing); a newer one replaces the old one whole
+and is saved in ``state_dir`` so that a restart keeps it.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from kiosk.config import ConfigError, KioskConfig
 from kiosk.credentials.documents import (
+    Document,
     DocumentError,
     RevocationList,
     TrustList,
     load_document,
+    same_content,
 )
 from kiosk.credentials.passes import PassVerifier
 
@@ -101,32 +103,53 @@ class TrustStore:
             }
 
     def offer(self, kind: str, data: bytes, *, save: bool = True) -> DocumentUpdate:
-        """Check a document; keep it only if it is signed by the anchor and newer."""
+        """Check a document; keep it only if it is signed by the anchor and newer.
+
+        The version already in force, offered again (a retained message after every restart
+        or reconnect), is no refusal: it is accepted as "already in force" and changes nothing.
+        """
         if self._anchor is None:
             return DocumentUpdate(kind, False, None, "no trust anchor configured")
         try:
-            version = self._accept(kind, data, self._anchor)
+            version, changed = self._accept(kind, data, self._anchor)
         except DocumentError as exc:
             return DocumentUpdate(kind, False, None, str(exc))
+        if not changed:
+            return DocumentUpdate(kind, True, version, f"version {version} already in force")
         if save:
             self._save(kind, data)
         return DocumentUpdate(kind, True, version, "accepted")
 
-    def _accept(self, kind: str, data: bytes, anchor: Ed25519PublicKey) -> int:
+    def _accept(self, kind: str, data: bytes, anchor: Ed25519PublicKey) -> tuple[int, bool]:
+        """The version now in force and whether ``data`` changed it."""
         with self._lock:
+            held: Document | None
             if kind == "trust":
-                current = self._trust.version if self._trust else None
-                self._trust = load_document(
-                    data, anchor, expected_type="trust", current_version=current
+                held = self._trust
+                offered: Document = load_document(
+                    data, anchor, expected_type="trust", current_version=None
                 )
-                return self._trust.version
-            if kind == "revocation":
-                current = self._revocation.version if self._revocation else None
-                self._revocation = load_document(
-                    data, anchor, expected_type="revocation", current_version=current
+            elif kind == "revocation":
+                held = self._revocation
+                offered = load_document(
+                    data, anchor, expected_type="revocation", current_version=None
                 )
-                return self._revocation.version
-        raise DocumentError(f"unknown document kind {kind!r}")
+            else:
+                raise DocumentError(f"unknown document kind {kind!r}")
+            if held is not None and offered.version < held.version:
+                raise DocumentError(f"version {offered.version} is not newer than {held.version}")
+            if held is not None and offered.version == held.version:
+                if not same_content(offered, held):
+                    raise DocumentError(
+                        f"version {held.version} differs from the version {held.version} in "
+                        "force: sign the change as a newer version"
+                    )
+                return held.version, False
+            if isinstance(offered, TrustList):
+                self._trust = offered
+            else:
+                self._revocation = offered
+            return offered.version, True
 
     def _saved_path(self, kind: str) -> Path:
         return Path(self._config.kiosk.state_dir) / f"{kind}.cose"

@@ -522,7 +522,7 @@ def test_events_from_a_simulated_kiosk_and_its_commands(tmp_path: Path) -> None:
         signed = encode_document(TrustList("acme", 3, NOW, keys), DOCUMENT_KEY)
         for kind, document in [
             ("trust", signed),  # accepted
-            ("trust", signed),  # not newer
+            ("trust", encode_document(TrustList("acme", 2, NOW, keys), DOCUMENT_KEY)),  # older
             ("revocation", b"\xd2\x84"),  # malformed
             ("revocation", encode_document(RevocationList("acme", 1, NOW, frozenset()), PASS_KEY)),
         ]:

@@ -13,7 +13,9 @@ import cv2
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from kiosk.config import parse_config
 from kiosk.credentials.documents import (
     DocumentError,
     RevocationList,
@@ -44,7 +46,10 @@ from kiosk.credentials.passes import (
     encode_sign1,
     key_id,
 )
+from kiosk.protocol import WireEvent
 from kiosk.sensors.qr import make_decoder
+from kiosk.sync import alert_for
+from kiosk.trust import TrustStore
 
 NOW = datetime(2026, 6, 30, 8, 0, tzinfo=UTC)
 FROM, UNTIL = NOW - timedelta(days=1), NOW + timedelta(days=30)
@@ -375,6 +380,44 @@ def test_a_document_round_trips_through_its_encoder() -> None:
     assert set(document.keys) == set(keys)
     with pytest.raises(TypeError):
         document.keys[b"12345678"] = ISSUER_KEY.public_key()  # type: ignore[index]
+
+
+def test_the_list_in_force_offered_again_after_a_restart_raises_no_alert(tmp_path: Path) -> None:
+    anchor = tmp_path / "documents.pub"
+    anchor.write_bytes(
+        ORG_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    config = parse_config(
+        {"kiosk": {"state_dir": str(tmp_path)}, "credentials": {"trust_anchor": str(anchor)}}
+    )
+    held = revocation(3)
+    assert TrustStore.open(config).offer("revocation", held).accepted  # saved in state_dir
+    restarted = TrustStore.open(config)
+    assert restarted.versions()["revocation"] == 3
+
+    def outcome(document: bytes) -> tuple[bool, str, tuple[str, str] | None]:
+        update = restarted.offer("revocation", document)
+        data = {"kind": "revocation", "accepted": update.accepted, "reason": update.reason}
+        event = WireEvent("e-1", 1, "boot", 0, True, "document", data | {"version": 3})
+        return update.accepted, update.reason, alert_for(event)
+
+    resigned = revocation_document(
+        ORG_KEY, org="acme-vn", version=3, pass_ids=["0011223344556677"], issued_at=UNTIL
+    )
+    changed = revocation_document(ORG_KEY, org="acme-vn", version=3, pass_ids=["00" * 8])
+    in_force = (True, "version 3 already in force", None)
+    assert outcome(held) == in_force  # the retained message after the restart
+    assert outcome(resigned) == in_force
+    older = "version 2 is not newer than 3"
+    assert outcome(revocation(2)) == (
+        False,
+        older,
+        ("document_refused", f"revocation list refused: {older}"),
+    )
+    refused, reason, alert = outcome(changed)
+    assert (refused, alert is not None) == (False, True)
+    assert reason.startswith("version 3 differs from the version 3 in force")
+    assert restarted.versions()["revocation"] == 3
 
 
 # Issuing.

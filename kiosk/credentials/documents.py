@@ -82,9 +82,31 @@ def encode_document(document: Document, signing_key: Ed25519PrivateKey) -> bytes
         ]
         _keys(payload["keys"])
     else:
-        payload["ids"] = [bytes.fromhex(pass_id) for pass_id in sorted(document.revoked)]
-        _pass_ids(payload["ids"])
+        payload["ids"] = [pass_id_bytes(pass_id) for pass_id in sorted(document.revoked)]
     return encode_sign1(signing_key, cbor2.dumps(payload))
+
+
+def pass_id_bytes(text: str) -> bytes:
+    """A pass id as ``inspect`` shows it (16-32 hex digits) in bytes; ValueError says why not."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) not in PASS_ID_BYTES:
+        low, high = PASS_ID_BYTES[0] * 2, PASS_ID_BYTES[-1] * 2
+        raise ValueError(
+            f"{text!r} is not a pass id ({low}-{high} hex digits, as `kiosk pass inspect` shows)"
+        )
+    return raw
+
+
+def same_content(first: Document, second: Document) -> bool:
+    """Whether two documents say the same (organisation, keys or revoked ids), however signed."""
+    if isinstance(first, TrustList) and isinstance(second, TrustList):
+        return (first.org, set(first.keys)) == (second.org, set(second.keys))
+    if isinstance(first, RevocationList) and isinstance(second, RevocationList):
+        return (first.org, first.revoked) == (second.org, second.revoked)
+    return False
 
 
 @overload
