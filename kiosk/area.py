@@ -1,32 +1,55 @@
-"""Who is inside: the area's occupancy, today's visitors, and each subject's last entry.
+"""Who is inside: the area's occupancy, today's visitors, and each subject's last passage.
 
 Every kiosk of a site feeds this from the granted decisions it sees: its own, as it makes
 them, and its neighbours', from their event stream over MQTT (the same durable, de-duplicated
-stream central receives). A passage counts once however often its event arrives. The state
-starts afresh each local day: a pass that entered yesterday and never scanned out is not
-counted as inside today.
+stream central receives), plus the ``grant_unused`` events that withdraw a grant nobody used.
+The state starts afresh each local day: a pass that entered yesterday and never scanned out is
+not counted as inside today.
+
+Idempotence without remembering event ids: each subject's state is the newest passage seen
+for it, ordered by (time, event id) (last writer wins). An event delivered again, or an older
+event arriving late, is not newer than what is known, so it changes nothing, in any order.
+Memory is bounded by people, not events: the subjects inside, the visitors of the day, and at
+most :data:`OUTSIDE_MARKS` recent marks of people who left (kept so that a late copy of their
+entry does not put them back inside).
 """
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from kiosk.rules import EntranceFacts
 
+OUTSIDE_MARKS = 10_000  # subjects who left the area, newest kept (late duplicates of theirs)
+
 
 @dataclass(frozen=True)
 class Passage:
-    """One granted entry or exit."""
+    """One granted entry or exit, or the withdrawal of a grant that was not used."""
 
     event_id: str
     subject: str
     kind: str
     area: str
-    direction: str  # "entry" or "exit"
+    direction: str  # "entry" or "exit": where the subject is after this passage
     at: datetime
+    granted: bool = True  # False: a correction (``grant_unused``), not a person let through
+
+
+@dataclass(frozen=True)
+class _Mark:
+    """A subject's newest known passage."""
+
+    at: datetime
+    event_id: str
+    granted: bool
+
+    def newer_than(self, other: _Mark | None) -> bool:
+        return other is None or (self.at, self.event_id) > (other.at, other.event_id)
 
 
 def passage_from_event(event_id: str, ts_ms: int, data: dict[str, Any]) -> Passage | None:
@@ -36,15 +59,28 @@ def passage_from_event(event_id: str, ts_ms: int, data: dict[str, Any]) -> Passa
     subject, credential = data.get("subject"), data.get("credential") or {}
     if not isinstance(subject, str) or not isinstance(credential, dict):
         return None
-    at = datetime.fromtimestamp(ts_ms / 1000).astimezone()
     return Passage(
         event_id,
         subject,
         str(credential.get("kind")),
         str(data.get("area", "")),
         data["direction"],
-        at,
+        _local(ts_ms),
     )
+
+
+def passage_from_unused(event_id: str, ts_ms: int, data: dict[str, Any]) -> Passage | None:
+    """The correction a ``grant_unused`` event makes: the subject is back where they were."""
+    subject, direction = data.get("subject"), data.get("direction")
+    if not isinstance(subject, str) or direction not in ("entry", "exit"):
+        return None
+    back = "exit" if direction == "entry" else "entry"
+    area = str(data.get("area", ""))
+    return Passage(event_id, subject, "", area, back, _local(ts_ms), granted=False)
+
+
+def _local(ts_ms: int) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000).astimezone()
 
 
 class AreaState:
@@ -54,29 +90,36 @@ class AreaState:
         self.area = area
         self._lock = threading.Lock()
         self._day = today
-        self._seen: set[str] = set()
-        self._inside: dict[str, datetime] = {}  # subject -> time of the entry
+        self._inside: dict[str, _Mark] = {}  # subject -> their entry
+        self._outside: OrderedDict[str, _Mark] = OrderedDict()  # subject -> their exit
         self._visitors: set[str] = set()
 
     def record(self, passage: Passage) -> None:
-        """Apply a passage (from any kiosk of the site); a repeated event is ignored."""
+        """Apply a passage (from any kiosk of the site); a repeated or older event is ignored."""
         with self._lock:
             day = passage.at.date()
             if day != self._day:
                 if day < self._day:
                     return
                 self._reset(day)
-            if passage.event_id in self._seen:
-                return
-            self._seen.add(passage.event_id)
-            if passage.direction == "entry" and passage.kind == "visitor":
+            entry = passage.direction == "entry"
+            if entry and passage.granted and passage.kind == "visitor":
                 self._visitors.add(passage.subject)
             if passage.area != self.area:
                 return
-            if passage.direction == "entry":
-                self._inside[passage.subject] = passage.at
-            else:
-                self._inside.pop(passage.subject, None)
+            subject = passage.subject
+            mark = _Mark(passage.at, passage.event_id, passage.granted)
+            if not mark.newer_than(self._inside.get(subject) or self._outside.get(subject)):
+                return
+            if entry:
+                self._outside.pop(subject, None)
+                self._inside[subject] = mark
+                return
+            self._inside.pop(subject, None)
+            self._outside.pop(subject, None)
+            self._outside[subject] = mark
+            while len(self._outside) > OUTSIDE_MARKS:
+                self._outside.popitem(last=False)
 
     def facts(self, subject: str | None, now: datetime) -> EntranceFacts:
         """What the rules need to know about ``subject`` at ``now``."""
@@ -84,10 +127,13 @@ class AreaState:
         with self._lock:
             if today != self._day:
                 self._reset(today)
+            entry = self._inside.get(subject) if subject else None
+            last = entry or (self._outside.get(subject) if subject else None)
             return EntranceFacts(
                 occupancy=len(self._inside),
                 visitors_today=len(self._visitors),
-                last_entry_at=self._inside.get(subject) if subject else None,
+                last_entry_at=None if entry is None else entry.at,
+                last_grant_at=last.at if last is not None and last.granted else None,
             )
 
     def is_inside(self, subject: str) -> bool:
@@ -95,8 +141,17 @@ class AreaState:
         with self._lock:
             return subject in self._inside
 
+    def sizes(self) -> dict[str, int]:
+        """How many entries each structure holds (for memory checks)."""
+        with self._lock:
+            return {
+                "inside": len(self._inside),
+                "outside": len(self._outside),
+                "visitors": len(self._visitors),
+            }
+
     def _reset(self, day: date) -> None:
         self._day = day
-        self._seen.clear()
         self._inside.clear()
+        self._outside.clear()
         self._visitors.clear()

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
 from kiosk.credentials import AllowlistError
+from kiosk.operator_state import OperatorStateError
 from kiosk.protocol import (
     Command,
     CommandName,
@@ -329,7 +330,7 @@ class CommandProcessor:
         self._remember_id(command.id)
         try:
             message, data = action(self._actions)
-        except (AllowlistError, EventLogError) as exc:
+        except (AllowlistError, EventLogError, OperatorStateError) as exc:
             raise _RefusedError(CommandError.FAILED, f"{command.command} failed: {exc}") from None
         return CommandOutcome(command, None, message, data)
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from kiosk import __version__
@@ -24,11 +25,17 @@ from kiosk.credentials import Allowlist, AllowlistError, CredentialCheck
 from kiosk.credentials.passes import PassVerifier
 from kiosk.decision import Decision, Outcome, Reason, decide, when_log_unavailable
 from kiosk.entrance import Assessment, Entrance
-from kiosk.events import EventType, decision_event_data
-from kiosk.gate import Gate, Signal
+from kiosk.events import (
+    EventType,
+    decision_event_data,
+    grant_unused_data,
+    passage_event_data,
+)
+from kiosk.gate import Gate, GatePassage, PassageCause, Signal
 from kiosk.hardware import Hardware
 from kiosk.health import DailyCounts, FrameCounter, Health, Parts, PartState, state_document
 from kiosk.metrics import KioskMetrics
+from kiosk.operator_state import OperatorState, OperatorStateError, OperatorStateStore
 from kiosk.protocol import Command
 from kiosk.sensors.frames import CameraError
 from kiosk.sensors.measurement import (
@@ -40,7 +47,7 @@ from kiosk.sensors.measurement import (
 )
 from kiosk.sensors.mlx90614 import Reading, SensorError
 from kiosk.sensors.qr import Scan, ScanFilter
-from kiosk.store import Event, EventLog, EventLogError, LogStats, LogWriteError
+from kiosk.store import REOPEN_AFTER_S, Event, EventLog, EventLogError, LogStats, LogWriteError
 from kiosk.systemd import notify, watchdog_interval_s, watchdog_loop
 
 log = logging.getLogger(__name__)
@@ -65,6 +72,15 @@ class DecisionRecord:
     started_at: float  # monotonic: the frame with the code entered the decoder
     logged_at: float  # monotonic: the event was durable
     gate_moved_at: float  # monotonic: the gate was told to act
+
+
+@dataclass(frozen=True)
+class _Grant:
+    """The tag a grant gives the gate, handed back when a passage uses it or it expires."""
+
+    event_id: str
+    subject: str | None
+    direction: str
 
 
 def measurement_settings(config: KioskConfig) -> MeasurementSettings:
@@ -96,6 +112,7 @@ class Kiosk:
         clock_synced: Callable[[], bool] = lambda: True,
         camera_retry_s: float = CAMERA_RETRY_S,
         metrics: KioskMetrics | None = None,
+        operator_state: OperatorStateStore | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or KioskMetrics()
@@ -122,11 +139,16 @@ class Kiosk:
             )
         )
         self._next_housekeeping = 0.0
+        self._replay_pending = False  # today's log still to replay once it can be read
         self._beats: dict[str, float] = {}
         self._frames = FrameCounter()
         self._last_reading: Reading | None = None
         self._last_temperature_c: float | None = None
         self._today = DailyCounts(self._local_day(self._wall_clock()))
+        self._operator_lock = threading.Lock()
+        self._operator_store = operator_state or OperatorStateStore(Path(config.kiosk.state_dir))
+        self._operator = self._restore_operator_state()
+        hardware.gate.watch_admissions(self._on_passage, self._on_grant_unused)
 
     @property
     def gate(self) -> Gate:
@@ -265,11 +287,19 @@ class Kiosk:
 
     # --- one person ----------------------------------------------------------------
 
-    def handle_scan(self, scan: Scan) -> DecisionRecord:
-        """Decide for one scanned code, log the decision, then move the gate."""
+    def handle_scan(self, scan: Scan) -> DecisionRecord | None:
+        """Decide for one scanned code, log the decision, then move the gate.
+
+        None for a repeat read (anti-passback): the same pass again within the grace of its
+        grant is the same scan, so nothing is decided, logged, shown or released again.
+        """
         assessment = self.entrance.assess(
             scan.payload, self._wall_clock(), too_large=scan.too_large
         )
+        if assessment.repeat:
+            log.info("the same pass again within the anti-passback grace: one scan, ignored")
+            self.metrics.repeat_read()
+            return None
         measurement = self._measure() if self.entrance.needs_temperature(assessment) else None
         return self._conclude(scan.seen_at, assessment, measurement)
 
@@ -305,8 +335,9 @@ class Kiosk:
             decision = when_log_unavailable()
         logged = self._clock()
         signal = self._signal_for(decision)
-        if decision.opens_gate:
-            self.gate.open_for_person()
+        if decision.opens_gate and event is not None:
+            subject = None if assessment is None else assessment.subject
+            self.gate.open_for_person(_Grant(event.event_id, subject, data["direction"]))
         else:
             self.gate.show(signal)
         record = DecisionRecord(
@@ -371,6 +402,29 @@ class Kiosk:
         self._set_health("log", True, "ok")
         return event
 
+    def _on_passage(self, passage: GatePassage) -> None:
+        """The gate saw someone go through (gpiozero's thread): log it, count tailgating."""
+        grant = passage.grant if isinstance(passage.grant, _Grant) else None
+        by = passage.cause.value
+        grant_id = None if grant is None else grant.event_id
+        self._record(EventType.PASSAGE, passage_event_data(by, grant_id))
+        self.metrics.passage(by)
+        if passage.cause is PassageCause.NONE:
+            log.warning("unauthorised passage: nobody was granted (tailgating or forced)")
+            self._today.add_tailgating(self._local_day(self._wall_clock()))
+
+    def _on_grant_unused(self, grant: object) -> None:
+        """Hold mode: a grant expired with nobody through; the person is where they were."""
+        if not isinstance(grant, _Grant):
+            return
+        log.info("a grant expired unused: the person is not counted as through")
+        data = grant_unused_data(
+            grant.event_id, grant.subject, grant.direction, self.config.kiosk.area
+        )
+        event = self._record(EventType.GRANT_UNUSED, data)
+        if event is not None:  # unlogged, it is not applied: the person stays counted
+            self.entrance.learn_event(event.type, event.event_id, event.ts_ms, event.data)
+
     def _housekeeping(self) -> None:
         """Now and then: prune confirmed events and report a log that is filling up."""
         now = self._clock()
@@ -382,7 +436,11 @@ class Kiosk:
             stats = self.event_log.stats()
         except EventLogError as exc:
             self._set_health("log", False, str(exc))
+            self._next_housekeeping = now + REOPEN_AFTER_S  # a log down at start: retry soon
             return
+        self._set_health("log", True, "ok")
+        if self._replay_pending:  # the log could not be read at start
+            self._count_logged_decisions()
         detail = f"{stats.unconfirmed} unconfirmed of {stats.rows} rows, capacity {stats.capacity}"
         self._set_health("log_capacity", not stats.near_capacity, detail)
 
@@ -425,16 +483,20 @@ class Kiosk:
         today = self._local_day(self._wall_clock())
         midnight = datetime.combine(today, datetime.min.time()).astimezone()
         since_ms = int(midnight.timestamp() * 1000)
+        kinds = (EventType.DECISION, EventType.PASSAGE, EventType.GRANT_UNUSED)
         try:
-            events = self.event_log.recent(100_000, type=EventType.DECISION.value)
+            events = [e for kind in kinds for e in self.event_log.recent(100_000, type=kind.value)]
         except EventLogError:
+            self._replay_pending = True
             return
-        today_events = [e for e in events if e.ts_ms >= since_ms]
+        self._replay_pending = False
+        today_events = sorted((e for e in events if e.ts_ms >= since_ms), key=lambda e: e.seq)
         self._today.add_logged(
             today_events,
             lambda ts_ms: self._local_day(datetime.fromtimestamp(ts_ms / 1000, UTC)),
         )
-        self.entrance.learn_all((e.event_id, e.ts_ms, e.data) for e in today_events)
+        for e in today_events:
+            self.entrance.learn_event(e.type, e.event_id, e.ts_ms, e.data)
 
     def health(self) -> Health:
         """The kiosk's health right now."""
@@ -475,14 +537,33 @@ class Kiosk:
         )
 
     def set_lockdown(self, on: bool) -> None:
-        """Close the entrance (refuse everyone) or open it again."""
-        self.gate.set_lockdown(on)
-        self._notify_health()
+        """Close the entrance (refuse everyone) or open it again, saved before this returns.
+
+        :raises OperatorStateError: not saved. Lockdown on is in force even so (it would not
+            survive a restart); lockdown stays on when ending it could not be saved.
+        """
+        with self._operator_lock:
+            if on:
+                self.gate.set_lockdown(True)
+                self._notify_health()
+            self._save_operator_state(lockdown=on)
+            if not on:
+                self.gate.set_lockdown(False)
+                self._notify_health()
 
     def emergency_open(self, on: bool) -> None:
-        """Hold the gate released until turned off."""
-        self.gate.emergency_open(on)
-        self._notify_health()
+        """Hold the gate released until turned off (saved, but never restored at start).
+
+        :raises OperatorStateError: turning it on could not be saved, so it was not done.
+        """
+        with self._operator_lock:
+            if not on:
+                self.gate.emergency_open(False)
+                self._notify_health()
+            self._save_operator_state(emergency_open=on)
+            if on:
+                self.gate.emergency_open(True)
+                self._notify_health()
 
     def reload_allowlist(self) -> int:
         """Read the allowlist again; a bad file raises AllowlistError and the old list stays."""
@@ -504,7 +585,66 @@ class Kiosk:
                 f"fever threshold {celsius} °C refused: it must be from {FEVER_MIN_C} to"
                 f" {FEVER_MAX_C} °C"
             )
-        self._settings = dataclasses.replace(self._settings, fever_threshold_c=celsius)
+        with self._operator_lock:
+            configured = self.config.thermometer.fever_threshold_c
+            self._save_operator_state(fever_threshold_c=celsius, config_fever_c=configured)
+            self._settings = dataclasses.replace(self._settings, fever_threshold_c=celsius)
+
+    def _save_operator_state(self, **changes: Any) -> None:
+        """Save the operator state with ``changes`` durably (lock held); the gate's lockdown
+        and emergency open are saved as they are now unless changed.
+
+        :raises OperatorStateError: not saved; the part ``operator_state`` then fails.
+        """
+        gate = self.gate.state()
+        state = dataclasses.replace(
+            self._operator,
+            **{"lockdown": gate.lockdown, "emergency_open": gate.emergency_open, **changes},
+        )
+        try:
+            self._operator_store.save(state)
+        except OperatorStateError as exc:
+            self._set_health("operator_state", False, str(exc))
+            raise
+        self._operator = state
+        self._set_health("operator_state", True, "ok")
+
+    def _restore_operator_state(self) -> OperatorState:
+        """Before the first decision: put back what operators set; fail secure if unreadable."""
+        try:
+            saved = self._operator_store.load()
+        except OperatorStateError as exc:
+            detail = f"lockdown on until an operator ends it: saved state unusable: {exc}"
+            log.error("operator state: %s", detail)
+            self.gate.set_lockdown(True)
+            self._parts.set("operator_state", False, detail)
+            self._record(
+                EventType.HEALTH, {"part": "operator_state", "ok": False, "detail": detail}
+            )
+            return OperatorState(lockdown=True)
+        if saved is None:
+            return OperatorState()
+        if saved.lockdown:
+            log.warning("lockdown restored: it was on when the kiosk stopped")
+            self.gate.set_lockdown(True)
+        if saved.emergency_open:
+            log.warning("emergency open was on when the kiosk stopped: not restored")
+        configured = self.config.thermometer.fever_threshold_c
+        if saved.fever_threshold_c is None:
+            return OperatorState(lockdown=saved.lockdown)
+        if saved.config_fever_c != configured:
+            log.warning(
+                "fever threshold %.2f °C set by an operator not restored: the configured"
+                " threshold changed since, to %.2f °C",
+                saved.fever_threshold_c,
+                configured,
+            )
+            return OperatorState(lockdown=saved.lockdown)
+        log.info("fever threshold %.2f °C restored (set by an operator)", saved.fever_threshold_c)
+        self._settings = dataclasses.replace(
+            self._settings, fever_threshold_c=saved.fever_threshold_c
+        )
+        return dataclasses.replace(saved, emergency_open=False)
 
     def apply_trust_update(
         self,

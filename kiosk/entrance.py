@@ -10,12 +10,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kiosk.area import AreaState, passage_from_event
+from kiosk.area import AreaState, passage_from_event, passage_from_unused
 from kiosk.config import KioskConfig
 from kiosk.credentials import CredentialCheck, CredentialStatus
 from kiosk.credentials.checker import Credentials
+from kiosk.events import EventType
 from kiosk.privacy import Pseudonymizer
-from kiosk.rules import EntryPolicy, Holder, RuleRefusal, check_entry, parse_hours
+from kiosk.rules import (
+    EntryPolicy,
+    Holder,
+    RuleRefusal,
+    check_entry,
+    is_repeat_read,
+    parse_hours,
+)
 
 
 @dataclass(frozen=True)
@@ -27,6 +35,7 @@ class Assessment:
     direction: str  # "entry" or "exit"
     rule: RuleRefusal | None
     checked_in_before: bool
+    repeat: bool = False  # anti-passback: the same pass again within the grace, one scan
 
     @property
     def exiting(self) -> bool:
@@ -70,13 +79,16 @@ class Entrance:
         credential = self.checker.check(payload, now, too_large=too_large)
         subject = self._subject(credential)
         direction = self._direction(subject)
-        rule = None
-        if credential.status is CredentialStatus.VALID and subject and direction == "entry":
-            holder = Holder(subject, credential.kind or "staff", credential.health_declared_at)
-            rule = check_entry(holder, self._policy, self.area.facts(subject, now), now)
+        rule, repeat = None, False
+        if credential.status is CredentialStatus.VALID and subject:
+            facts = self.area.facts(subject, now)
+            repeat = is_repeat_read(self._policy, facts, now)
+            if direction == "entry" and not repeat:
+                holder = Holder(subject, credential.kind or "staff", credential.health_declared_at)
+                rule = check_entry(holder, self._policy, facts, now)
         with self._lock:
             checked_in = subject is not None and subject in self._attendance
-        return Assessment(credential, subject, direction, rule, checked_in)
+        return Assessment(credential, subject, direction, rule, checked_in, repeat)
 
     def needs_temperature(self, assessment: Assessment) -> bool:
         """Measure only when the temperature can still change the outcome of an entry."""
@@ -107,6 +119,15 @@ class Entrance:
         """Replay decisions (from the log at start, or a neighbour's backlog)."""
         for event_id, ts_ms, data in events:
             self.learn(event_id, ts_ms, data)
+
+    def learn_event(self, event_type: str, event_id: str, ts_ms: int, data: dict[str, Any]) -> None:
+        """Any logged event (here or a neighbour's): decisions and withdrawn grants count."""
+        if event_type == EventType.DECISION:
+            self.learn(event_id, ts_ms, data)
+        elif event_type == EventType.GRANT_UNUSED:
+            passage = passage_from_unused(event_id, ts_ms, data)
+            if passage is not None:
+                self.area.record(passage)
 
     def _subject(self, credential: CredentialCheck) -> str | None:
         if credential.badge_id is None:

@@ -19,13 +19,27 @@ class EventType(StrEnum):
     """The ``type`` column of the event log and of the MQTT event stream."""
 
     DECISION = "decision"  # one person: outcome, reason, pseudonymous subject, temperature
-    PASSAGE = "passage"  # the passage sensor saw someone go through
+    PASSAGE = "passage"  # the passage sensor saw someone go through; data: {"by", "grant"}
     FIRE_ALARM = "fire_alarm"  # the fire-alarm input changed; data: {"active": bool}
     KIOSK_STARTED = "kiosk_started"  # data: version, mode, degraded parts
     KIOSK_STOPPED = "kiosk_stopped"  # a clean shutdown
     COMMAND = "command"  # an accepted operator command: data: {"id", "command", "args"}
     DOCUMENT = "document"  # a signed trust/revocation list: data: kind, accepted, version, reason
     HEALTH = "health"  # a part failed or recovered; data: {"part": str, "ok": bool, "detail": str}
+    GRANT_UNUSED = "grant_unused"  # hold mode: nobody passed on a grant; data: see below
+
+
+def passage_event_data(by: str, grant: str | None) -> dict[str, Any]:
+    """The ``data`` of a passage event: what let the person through (``by``: ``grant``,
+    ``operator``, ``fire_alarm`` or ``none``, the last an unauthorised passage) and the
+    event id of the grant it used."""
+    return {"by": by, "grant": grant}
+
+
+def grant_unused_data(grant: str, subject: str | None, direction: str, area: str) -> dict[str, Any]:
+    """The ``data`` of a grant_unused event: the grant (its decision's event id) expired with
+    nobody through, so the subject is still where they were."""
+    return {"grant": grant, "subject": subject, "direction": direction, "area": area}
 
 
 def decision_event_data(

@@ -7,12 +7,20 @@ alarm is already active), on close, or after an exception in a ``with`` block.
 
 Relay precedence, highest first: fire alarm (energised: egress for life safety beats lockdown),
 lockdown (de-energised), emergency open (energised), a running admission (energised).
+
+With a passage sensor each admission is a credit for one passage, good for
+``hold_timeout_s``: a passage uses the oldest credit, and a passage with none is reported as
+unauthorised (tailgating, or a forced turnstile) unless the fire alarm or an operator holds
+the gate released. In hold mode the relay stays released while credits are left, and a credit
+that expires unused is reported, so the person is not counted as inside.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -93,6 +101,29 @@ _PATTERNS: Final[Mapping[Signal, _Pattern]] = MappingProxyType(
 )
 
 
+class PassageCause(StrEnum):
+    """What let a person through, as the gate saw it."""
+
+    GRANT = "grant"  # a decision's grant, used by this passage
+    OPERATOR = "operator"  # an operator released the gate (emergency open, relay test)
+    FIRE_ALARM = "fire_alarm"
+    NONE = "none"  # nothing: tailgating, or the turnstile forced
+
+
+@dataclass(frozen=True)
+class GatePassage:
+    """One debounced passage and what allowed it; ``grant`` is the tag of the grant used."""
+
+    cause: PassageCause
+    grant: object | None = None
+
+
+@dataclass(frozen=True)
+class _Credit:
+    grant: object | None  # the tag given to open_for_person
+    expires_at: float  # monotonic
+
+
 @dataclass(frozen=True)
 class GateState:
     """A snapshot for health and status pages."""
@@ -146,6 +177,9 @@ class Gate:
         self._admitted = False
         self._admission = 0
         self._timer: threading.Timer | None = None
+        self._credits: deque[_Credit] = deque()
+        self._watch_passage: Callable[[GatePassage], None] | None = None
+        self._watch_unused: Callable[[object], None] | None = None
         self._passages = 0
         self._last_passage_edge = float("-inf")
 
@@ -190,26 +224,41 @@ class Gate:
             self._devices = stack.pop_all()
         logger.info("gate ready: %r", self)
 
-    def open_for_person(self) -> bool:
-        """Release the turnstile for one person and show GRANTED; False in lockdown."""
+    def open_for_person(self, grant: object | None = None) -> bool:
+        """Release the turnstile for one person and show GRANTED; False in lockdown.
+
+        ``grant`` tags the admission: the passage that uses it, or its expiry unused (hold
+        mode), reports it back to the watcher (:meth:`watch_admissions`); None for a test.
+        """
         with self._lock:
             self._check_open()
             if self._lockdown:
                 logger.info("admission refused: lockdown")
                 return False
-            self._cancel_timer()
-            self._admission += 1
+            now = monotonic()
+            unused = self._drop_expired(now)
+            if self._passage is not None:
+                self._credits.append(_Credit(grant, now + self._timing.hold_timeout_s))
             self._admitted = True
-            hold = self._timing.relay_mode == "hold"
-            seconds = self._timing.hold_timeout_s if hold else self._timing.pulse_s
-            timer = threading.Timer(seconds, self._admission_expired, args=(self._admission,))
-            timer.name = "gate-admission"
-            timer.daemon = True
-            self._timer = timer
-            timer.start()
+            if self._timing.relay_mode == "hold":
+                self._arm_hold_timer(now)
+            else:
+                self._cancel_timer()
+                self._admission += 1
+                self._start_timer(self._timing.pulse_s, self._admission_expired, self._admission)
             self._apply_relay()
             self._show(Signal.GRANTED)
+        self._report_unused(unused)
         return True
+
+    def watch_admissions(
+        self,
+        on_passage: Callable[[GatePassage], None],
+        on_unused: Callable[[object], None],
+    ) -> None:
+        """Report each passage with its cause, and each tagged grant that expired unused."""
+        with self._lock:
+            self._watch_passage, self._watch_unused = on_passage, on_unused
 
     def show(self, signal: Signal) -> None:
         """Show ``signal`` on the lights and buzzer; never touches the relay."""
@@ -226,14 +275,21 @@ class Gate:
         logger.warning("emergency open %s", "on" if on else "off")
 
     def set_lockdown(self, on: bool) -> None:
-        """Force the relay off and refuse admissions while on (the fire alarm still wins)."""
+        """Force the relay off and refuse admissions while on (the fire alarm still wins).
+
+        In hold mode the pending admissions end unused: the relay is locked before they pass.
+        """
+        unused: list[_Credit] = []
         with self._lock:
             self._check_open()
             self._lockdown = on
             if on:
+                if self._timing.relay_mode == "hold":
+                    unused, self._credits = list(self._credits), deque()
                 self._end_admission()
             self._apply_relay()
         logger.warning("lockdown %s", "on" if on else "off")
+        self._report_unused(unused)
 
     def state(self) -> GateState:
         """Return a consistent snapshot of the gate."""
@@ -259,6 +315,7 @@ class Gate:
                 return
             self._closed = True
             self._cancel_timer()
+            self._credits.clear()
             self._relay.off()
             self._relay_on = False
         # Outside the lock: closing an input may wait for its callback thread.
@@ -302,6 +359,35 @@ class Gate:
             self._relay_on = on
             logger.info("relay %s", "energised" if on else "de-energised")
 
+    def _start_timer(self, seconds: float, callback: Callable[..., None], *args: object) -> None:
+        timer = threading.Timer(max(0.0, seconds), callback, args=args)
+        timer.name = "gate-admission"
+        timer.daemon = True
+        self._timer = timer
+        timer.start()
+
+    def _arm_hold_timer(self, now: float) -> None:
+        """Hold mode: release while credits are left; wake when the oldest expires."""
+        self._cancel_timer()
+        self._admitted = bool(self._credits)
+        if self._credits:
+            self._start_timer(self._credits[0].expires_at - now, self._credits_expired)
+
+    def _drop_expired(self, now: float) -> list[_Credit]:
+        """Remove expired credits; the ones to report unused (hold mode only)."""
+        expired = []
+        while self._credits and self._credits[0].expires_at <= now:
+            expired.append(self._credits.popleft())
+        return expired if self._timing.relay_mode == "hold" else []
+
+    def _report_unused(self, credits: list[_Credit]) -> None:
+        """Outside the lock: tell the watcher which tagged grants were not used."""
+        watcher = self._watch_unused
+        for credit in credits:
+            grant = credit.grant
+            if watcher is not None and grant is not None:
+                _call_safely(functools.partial(watcher, grant))
+
     def _cancel_timer(self) -> None:
         if self._timer is not None:
             self._timer.cancel()
@@ -311,6 +397,16 @@ class Gate:
         self._cancel_timer()
         self._admitted = False
         self._apply_relay()
+
+    def _credits_expired(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            now = monotonic()
+            unused = self._drop_expired(now)
+            self._arm_hold_timer(now)
+            self._apply_relay()
+        self._report_unused(unused)
 
     def _show(self, signal: Signal) -> None:
         pattern = _PATTERNS[signal]
@@ -342,11 +438,30 @@ class Gate:
             if self._closed or not quiet:
                 return
             self._passages += 1
-            if self._admitted and self._timing.relay_mode == "hold":
-                self._end_admission()
-        logger.info("passage")
+            unused = self._drop_expired(now)
+            passage = self._cause_of_passage()
+            if self._timing.relay_mode == "hold":
+                self._arm_hold_timer(now)
+                self._apply_relay()
+            watcher = self._watch_passage
+        logger.info("passage: %s", passage.cause.value)
+        self._report_unused(unused)
         if self._on_passage is not None:
             _call_safely(self._on_passage)
+        if watcher is not None:
+            _call_safely(lambda: watcher(passage))
+
+    def _cause_of_passage(self) -> GatePassage:
+        """Use the oldest credit, or say what else let the person through."""
+        if self._credits:
+            grant = self._credits.popleft().grant
+            cause = PassageCause.OPERATOR if grant is None else PassageCause.GRANT
+            return GatePassage(cause, grant)
+        if self._fire_alarm:
+            return GatePassage(PassageCause.FIRE_ALARM)
+        if self._emergency_open and not self._lockdown:
+            return GatePassage(PassageCause.OPERATOR)
+        return GatePassage(PassageCause.NONE)
 
     def _passage_ended(self) -> None:
         with self._lock:

@@ -17,7 +17,7 @@ from kiosk.gate import GateState
 from kiosk.sensors.mlx90614 import Reading
 from kiosk.store import Event, LogStats
 
-PARTS = ("camera", "thermometer", "log", "log_capacity")
+PARTS = ("camera", "thermometer", "log", "log_capacity", "operator_state")
 
 
 @dataclass(frozen=True)
@@ -95,21 +95,29 @@ class FrameCounter:
 
 
 class DailyCounts:
-    """Today's decisions by outcome, and fevers; starts again at local midnight."""
+    """Today's decisions by outcome, fevers and unauthorised passages (tailgating); starts
+    again at local midnight."""
 
     def __init__(self, day: date) -> None:
         self._lock = threading.Lock()
         self._day = day
-        self._counts = dict.fromkeys(("granted", "denied", "referred", "fevers"), 0)
+        self._counts = dict.fromkeys(("granted", "denied", "referred", "fevers", "tailgating"), 0)
 
     def add(self, day: date, outcome: str, reason: str) -> None:
         """Count one decision made on ``day``."""
+        key = {"grant": "granted", "deny": "denied", "refer": "referred"}[outcome]
+        self._count(day, key, fever=reason == "fever")
+
+    def add_tailgating(self, day: date) -> None:
+        """Count one passage that nothing authorised, on ``day``."""
+        self._count(day, "tailgating")
+
+    def _count(self, day: date, key: str, *, fever: bool = False) -> None:
         with self._lock:
             if day != self._day:
                 self._day, self._counts = day, dict.fromkeys(self._counts, 0)
-            key = {"grant": "granted", "deny": "denied", "refer": "referred"}[outcome]
             self._counts[key] += 1
-            if reason == "fever":
+            if fever:
                 self._counts["fevers"] += 1
 
     def snapshot(self, day: date) -> dict[str, int]:
@@ -118,10 +126,13 @@ class DailyCounts:
             return dict(self._counts) if day == self._day else dict.fromkeys(self._counts, 0)
 
     def add_logged(self, events: Iterable[Event], day_of: Any) -> None:
-        """Count decisions already in the log (at start), ``day_of(ts_ms) -> date``."""
+        """Count decisions and unauthorised passages already in the log (at start),
+        ``day_of(ts_ms) -> date``."""
         for event in events:
             if event.type == "decision":
                 self.add(day_of(event.ts_ms), event.data["outcome"], event.data["reason"])
+            elif event.type == "passage" and event.data.get("by") == "none":
+                self.add_tailgating(day_of(event.ts_ms))
 
 
 def _free_mb(directory: Path) -> float | None:
@@ -167,6 +178,10 @@ def state_document(config: KioskConfig, health: Health, now_ms: int) -> dict[str
             "oldest_unconfirmed_age_s": oldest,
             "near_capacity": stats is not None and stats.near_capacity,
             "disk_free_mb": _free_mb(config.log_path.parent),
+        },
+        "operator_state": {
+            "ok": parts["operator_state"].ok,
+            "detail": parts["operator_state"].detail,
         },
         "clock_synced": health.clock_synced,
         "today": health.today,

@@ -42,6 +42,17 @@ class KioskMetrics:
             ["part"],
             registry=self.registry,
         )
+        self.passages = Counter(
+            "kiosk_passages",
+            "Passages the sensor saw, by what let the person through (none: tailgating)",
+            ["by"],
+            registry=self.registry,
+        )
+        self.repeat_reads = Counter(
+            "kiosk_repeat_reads",
+            "The same pass again within the anti-passback grace, ignored as one scan",
+            registry=self.registry,
+        )
         self.backlog = Gauge(
             "kiosk_backlog_events", "Events not yet confirmed by central", registry=self.registry
         )
@@ -54,6 +65,14 @@ class KioskMetrics:
     def decoded(self, seconds: float) -> None:
         """One frame decoded."""
         self.decode_seconds.observe(seconds)
+
+    def passage(self, by: str) -> None:
+        """One passage, by what let the person through."""
+        self.passages.labels(by).inc()
+
+    def repeat_read(self) -> None:
+        """A pass read again within the anti-passback grace (not a decision)."""
+        self.repeat_reads.inc()
 
     def part_failed(self, part: str) -> None:
         """A part went from working to failed."""

@@ -5,6 +5,11 @@ what the entrance knows (``EntranceFacts``), and return the first refusal, or No
 in order: health declaration age (R4) → visitor hours and daily visitor cap (R5) →
 anti-passback → occupancy cap (R7). Exits are never refused by a rule: nobody is trapped
 inside. Time is always passed in.
+
+Anti-passback has two parts. A pass read again within ``passback_grace_s`` of its last grant
+(either way) is the same scan (:func:`is_repeat_read`): the caller ignores it, so it never
+opens the gate twice and never restarts the window. A later entry while the pass is still
+inside is refused (``already_inside``) until it exits or the area's day ends.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ class EntryPolicy:
     visitor_hours: tuple[time, time] | None = None  # local time, [start, end)
     visitor_daily_cap: int = 0
     anti_passback: bool = False
-    passback_grace_s: float = 10.0  # the same pass again this soon is the same attempt
+    passback_grace_s: float = 10.0  # the same pass again this soon is the same scan
     occupancy_cap: int = 0
 
 
@@ -53,6 +58,14 @@ class EntranceFacts:
     occupancy: int  # people inside the area
     visitors_today: int  # visitors admitted into the site today
     last_entry_at: datetime | None  # the holder's last entry, if they have not exited since
+    last_grant_at: datetime | None = None  # the holder's last granted passage, either way
+
+
+def is_repeat_read(policy: EntryPolicy, facts: EntranceFacts, now: datetime) -> bool:
+    """Whether this scan repeats the holder's last grant (anti-passback's grace): ignore it."""
+    if not policy.anti_passback or facts.last_grant_at is None:
+        return False
+    return (now - facts.last_grant_at).total_seconds() <= policy.passback_grace_s
 
 
 def check_entry(
@@ -71,9 +84,7 @@ def check_entry(
         if policy.visitor_daily_cap and facts.visitors_today >= policy.visitor_daily_cap:
             return RuleRefusal.VISITOR_CAP_REACHED
     if policy.anti_passback and facts.last_entry_at is not None:
-        since = (now - facts.last_entry_at).total_seconds()
-        if since > policy.passback_grace_s:
-            return RuleRefusal.ALREADY_INSIDE
+        return RuleRefusal.ALREADY_INSIDE
     if policy.occupancy_cap and facts.occupancy >= policy.occupancy_cap:
         return RuleRefusal.OCCUPANCY_FULL
     return None

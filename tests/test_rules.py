@@ -6,8 +6,17 @@ from datetime import datetime, time, timedelta
 
 import pytest
 
-from kiosk.area import AreaState, Passage, passage_from_event
-from kiosk.rules import EntranceFacts, EntryPolicy, Holder, RuleRefusal, check_entry, parse_hours
+from kiosk import area as area_module
+from kiosk.area import AreaState, Passage, passage_from_event, passage_from_unused
+from kiosk.rules import (
+    EntranceFacts,
+    EntryPolicy,
+    Holder,
+    RuleRefusal,
+    check_entry,
+    is_repeat_read,
+    parse_hours,
+)
 
 NOW = datetime(2026, 11, 23, 10, 0).astimezone()
 NOBODY = EntranceFacts(occupancy=0, visitors_today=0, last_entry_at=None)
@@ -58,11 +67,11 @@ VISITOR = Holder("s-2", "visitor", health_declared_at=NOW - timedelta(hours=2))
             EntranceFacts(occupancy=1, visitors_today=0, last_entry_at=NOW - timedelta(minutes=5)),
             RuleRefusal.ALREADY_INSIDE,
         ),
-        (
+        (  # the grace makes a re-read one scan (is_repeat_read), never a second entry
             STAFF,
             EntryPolicy(anti_passback=True, passback_grace_s=10),
             EntranceFacts(occupancy=1, visitors_today=0, last_entry_at=NOW - timedelta(seconds=5)),
-            None,
+            RuleRefusal.ALREADY_INSIDE,
         ),
         (
             STAFF,
@@ -109,10 +118,13 @@ def test_area_counts_people_inside_once_per_event() -> None:
     area.record(passage("e1", "s-1", "entry"))  # the same event, delivered twice
     area.record(passage("e2", "s-2", "entry", kind="visitor"))
     area.record(passage("e3", "s-3", "entry", area="lab"))  # another area of the site
-    assert area.facts("s-1", NOW) == EntranceFacts(occupancy=2, visitors_today=1, last_entry_at=NOW)
-    area.record(passage("e4", "s-1", "exit"))
     assert area.facts("s-1", NOW) == EntranceFacts(
-        occupancy=1, visitors_today=1, last_entry_at=None
+        occupancy=2, visitors_today=1, last_entry_at=NOW, last_grant_at=NOW
+    )
+    later = NOW + timedelta(seconds=1)
+    area.record(passage("e4", "s-1", "exit", at=later))
+    assert area.facts("s-1", later) == EntranceFacts(
+        occupancy=1, visitors_today=1, last_entry_at=None, last_grant_at=later
     )
 
 
@@ -120,7 +132,7 @@ def test_area_starts_afresh_each_day() -> None:
     area = AreaState("main", NOW.date())
     area.record(passage("e1", "s-1", "entry", kind="visitor"))
     tomorrow = NOW + timedelta(days=1)
-    assert area.facts("s-1", tomorrow) == EntranceFacts(0, 0, None)
+    assert area.facts("s-1", tomorrow) == EntranceFacts(0, 0, None, None)
     area.record(passage("e0", "s-9", "entry", at=NOW))  # late news from yesterday
     assert area.facts("s-9", tomorrow).occupancy == 0
 
@@ -137,3 +149,63 @@ def test_passage_from_a_logged_decision() -> None:
     assert found == Passage("e1", "s-1", "visitor", "main", "entry", NOW)
     assert passage_from_event("e2", 0, data | {"outcome": "deny"}) is None
     assert passage_from_event("e3", 0, data | {"subject": None}) is None
+
+
+@pytest.mark.parametrize(
+    ("policy", "last_grant_s", "expected"),
+    [
+        (EntryPolicy(anti_passback=True, passback_grace_s=10), 4.0, True),
+        (EntryPolicy(anti_passback=True, passback_grace_s=10), 10.0, True),
+        (EntryPolicy(anti_passback=True, passback_grace_s=10), 10.5, False),
+        (EntryPolicy(anti_passback=True, passback_grace_s=10), None, False),
+        (EntryPolicy(anti_passback=False, passback_grace_s=10), 4.0, False),
+    ],
+)
+def test_a_read_within_the_grace_repeats_the_grant(
+    policy: EntryPolicy, last_grant_s: float | None, expected: bool
+) -> None:
+    at = None if last_grant_s is None else NOW - timedelta(seconds=last_grant_s)
+    facts = EntranceFacts(occupancy=1, visitors_today=0, last_entry_at=at, last_grant_at=at)
+    assert is_repeat_read(policy, facts, NOW) is expected
+
+
+def test_an_older_event_arriving_late_changes_nothing() -> None:
+    area = AreaState("main", NOW.date())
+    later = NOW + timedelta(minutes=1)
+    area.record(passage("e2", "s-1", "exit", at=later))
+    area.record(passage("e1", "s-1", "entry", at=NOW))  # the entry, delivered after the exit
+    assert area.facts("s-1", later).occupancy == 0
+    area.record(passage("e3", "s-1", "entry", at=later + timedelta(minutes=1)))
+    area.record(passage("e2", "s-1", "exit", at=later))  # the exit again: old news
+    assert area.is_inside("s-1")
+
+
+def test_an_unused_grant_puts_the_subject_back() -> None:
+    area = AreaState("main", NOW.date())
+    area.record(passage("e1", "s-1", "entry"))
+    unused = {"grant": "e1", "subject": "s-1", "direction": "entry", "area": "main"}
+    ts_ms = int((NOW + timedelta(seconds=8)).timestamp() * 1000)
+    correction = passage_from_unused("u1", ts_ms, unused)
+    assert correction is not None and correction.direction == "exit" and not correction.granted
+    area.record(correction)
+    area.record(passage("e1", "s-1", "entry"))  # the grant again (a resend): older, ignored
+    facts = area.facts("s-1", NOW + timedelta(seconds=9))
+    assert facts == EntranceFacts(0, 0, last_entry_at=None, last_grant_at=None)
+    area.record(passage("e2", "s-2", "exit"))
+    exit_unused = passage_from_unused("u2", ts_ms, unused | {"subject": "s-2", "direction": "exit"})
+    assert exit_unused is not None
+    area.record(exit_unused)
+    assert area.is_inside("s-2")  # scanned out but never went: still inside
+    assert passage_from_unused("u3", ts_ms, {"subject": None, "direction": "entry"}) is None
+
+
+def test_area_memory_is_bounded_by_people_not_events(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(area_module, "OUTSIDE_MARKS", 50)
+    area = AreaState("main", NOW.date())
+    for n in range(2_000):  # 2,000 events of 200 people coming and going all day
+        at = NOW + timedelta(seconds=n)
+        direction = "entry" if (n // 200) % 2 == 0 else "exit"
+        area.record(passage(f"e{n}", f"s-{n % 200}", direction, at=at))
+        area.record(passage(f"e{n}", f"s-{n % 200}", direction, at=at))  # and duplicates
+    sizes = area.sizes()
+    assert sizes["inside"] == 0 and sizes["outside"] <= 50
