@@ -88,7 +88,13 @@ class SyncStats:
 
 
 # The event types alert_for reads, and a word their data must contain to raise an alert.
-ALERTING_TYPES = {"decision": "fever", "health": "false", "fire_alarm": "true", "document": "false"}
+ALERTING_TYPES = {
+    "decision": "fever",
+    "health": "false",
+    "fire_alarm": "true",
+    "document": "false",
+    "passage": '"none"',
+}
 
 
 def alert_for(event: WireEvent) -> tuple[str, str] | None:
@@ -100,6 +106,8 @@ def alert_for(event: WireEvent) -> tuple[str, str] | None:
         part = data.get("part")
         name = "log_near_capacity" if part == "log_capacity" else "sensor_fault"
         return name, f"{part}: {data.get('detail', '')}"
+    if event.type == "passage" and data.get("by") == "none":
+        return "tailgating", "a passage nobody was granted: tailgating or a forced turnstile"
     if event.type == "fire_alarm" and data.get("active"):
         return "fire_alarm", "fire alarm active: gate released"
     if event.type == "document" and data.get("accepted") is False:
