@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from kiosk.sensors.measurement import (
     is_present,
     measure,
     median,
+    to_tenth,
 )
 from kiosk.sensors.mlx90614 import MLX90614Thermometer, Reading
 from kiosk.sensors.simulated_mlx90614 import (
@@ -220,3 +222,34 @@ def test_presence_and_median_helpers() -> None:
     assert median([36.4, 36.6]) == pytest.approx(36.5)
     with pytest.raises(ValueError):
         median([])
+
+
+@pytest.mark.parametrize(
+    ("body_c", "shown_c", "status"),
+    [
+        (37.95, 38.0, TemperatureStatus.FEVER),  # shows 38.0: a fever at a 38.0 threshold
+        (37.93, 37.9, TemperatureStatus.NORMAL),
+        (38.01, 38.0, TemperatureStatus.FEVER),
+    ],
+)
+def test_the_threshold_is_compared_with_the_temperature_as_shown(
+    body_c: float, shown_c: float, status: TemperatureStatus
+) -> None:
+    result = measure_profile(person(body_c), MeasurementSettings(fever_threshold_c=38.0))
+    assert (result.celsius, result.status) == (shown_c, status)
+    assert result.retested is (status is TemperatureStatus.FEVER)
+
+
+def test_temperatures_are_reported_to_a_tenth_of_a_degree() -> None:
+    result = measure_profile(person(36.6))  # the sensor's 0.02 K steps read 36.59000000000003
+    assert (json.dumps(result.celsius), json.dumps(result.ambient_c)) == ("36.6", "24.0")
+    calibrated = MeasurementSettings(calibration_offset_c=0.37)
+    assert json.dumps(measure_profile(person(36.6), calibrated).celsius) == "37.0"
+
+
+@pytest.mark.parametrize(
+    ("celsius", "tenth"),
+    [(37.95, 38.0), (37.949999999999996, 38.0), (37.94, 37.9), (36.59000000000003, 36.6)],
+)
+def test_to_tenth_rounds_halves_up_despite_float_noise(celsius: float, tenth: float) -> None:
+    assert to_tenth(celsius) == tenth

@@ -2,6 +2,10 @@
 
 Pure logic: the thermometer read, the clock and sleep are injected, so the protocol runs the
 same against the real sensor, the simulator, or a scripted list of readings.
+
+Temperatures leave here rounded to 0.1 °C (halves up), and the fever threshold is compared
+with the rounded value, so what the display shows and what was decided agree: with a 38.0 °C
+threshold, 37.95 °C shows as 38.0 and is a fever; 37.94 shows as 37.9 and is not.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
+from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from kiosk.sensors.mlx90614 import Reading, SensorError
@@ -79,7 +84,7 @@ class MeasurementSettings:
 
 @dataclass(frozen=True)
 class Measurement:
-    """Result of :func:`measure`. ``celsius`` is calibrated; None unless NORMAL or FEVER."""
+    """Result of :func:`measure`; ``celsius`` (calibrated, 0.1 °C) is None unless NORMAL/FEVER."""
 
     status: TemperatureStatus
     celsius: float | None
@@ -101,6 +106,12 @@ def median(values: Sequence[float]) -> float:
     if not values:
         raise ValueError("median of no values")
     return float(statistics.median(values))
+
+
+def to_tenth(celsius: float) -> float:
+    """``celsius`` rounded to 0.1 °C, halves up (37.95 → 38.0), as shown and as decided."""
+    exact = Decimal(f"{celsius:.6f}")  # first drop float noise such as 37.949999999999996
+    return float(exact.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,7 @@ class _Protocol:
         measurement = Measurement(
             status=status,
             celsius=celsius,
-            ambient_c=self.ambient_c,
+            ambient_c=None if self.ambient_c is None else to_tenth(self.ambient_c),
             samples=self.samples,
             stable=stable,
             retested=self.retested,
@@ -203,7 +214,7 @@ class _Protocol:
                 TemperatureStatus.FAULT,
                 f"only {len(sampling.values)} samples before timeout",
             )
-        celsius = sampling.value(settings.stable_count) + settings.calibration_offset_c
+        celsius = to_tenth(sampling.value(settings.stable_count) + settings.calibration_offset_c)
         if not settings.min_plausible_c <= celsius <= settings.max_plausible_c:
             return self.result(
                 TemperatureStatus.FAULT,
