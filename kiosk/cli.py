@@ -425,7 +425,9 @@ def web_set_password(config_path: Path) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(hash_password(password) + "\n")
-    click.echo(f"password saved (hashed) in {path}; restart the kiosk to use it")
+    click.echo(f"password saved (hashed) in {path}; it ends every open dashboard session")
+    if config.web.password_hash:
+        click.echo("kiosk: web.password_hash in the config is used instead of it", err=True)
 
 
 @cli.command("relay-safe")

@@ -394,6 +394,12 @@ class WebSection:
     )
     cookie_secure: bool = _key(False, "Send the session cookie over HTTPS only")
     display_clear_s: float = _key(5.0, "Seconds a decision stays on the display", low=1, high=60)
+    session_idle_s: float = _key(
+        900.0,
+        "Seconds without an operator request after which a dashboard login ends",
+        low=60,
+        high=43200,
+    )
 
 
 @dataclass(frozen=True)

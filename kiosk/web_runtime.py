@@ -166,14 +166,12 @@ class KioskActions:
 
 
 def web_settings(config: KioskConfig) -> WebSettings:
-    """The app's settings: password hash and secret key from config or ``state_dir``."""
+    """The app's settings: the password hash from config, else the file ``kiosk web
+    set-password`` writes in ``state_dir`` (re-read at every check); the secret key."""
     state_dir = Path(config.kiosk.state_dir)
-    password_hash = config.web.password_hash
-    saved = state_dir / PASSWORD_FILE
-    if not password_hash and saved.exists():
-        password_hash = saved.read_text(encoding="utf-8").strip()
     return WebSettings(
-        password_hash=password_hash,
+        password_hash=config.web.password_hash,
+        password_file=state_dir / PASSWORD_FILE,
         secret_key=load_or_create_secret("", state_dir, "web-secret"),
         display_public=config.web.display_public,
         api_token=config.web.api_token,
@@ -181,6 +179,7 @@ def web_settings(config: KioskConfig) -> WebSettings:
         fever_max_c=FEVER_MAX_C,
         display_clear_s=config.web.display_clear_s,
         secure_cookie=config.web.cookie_secure,
+        session_idle_s=config.web.session_idle_s,
     )
 
 

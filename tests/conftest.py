@@ -1,3 +1,3 @@
 """Fixtures shared by every test module."""
 
-pytest_plugins = ["tests.broker"]
+pytest_plugins = ["tests.broker", "tests.web_fakes"]

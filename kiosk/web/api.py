@@ -17,23 +17,33 @@ from kiosk.web.context import web_context
 bp = Blueprint("api", __name__)
 
 MAX_EVENTS = 500
+#: Sequence numbers are SQLite integers: 64-bit signed.
+SEQ_MAX = 2**63 - 1
+#: Days the hourly chart accepts: any day whose local hours the machine can compute.
+DAY_MIN, DAY_MAX = date(1970, 1, 1), date(9998, 12, 31)
 EVENT_TYPES = tuple(t.value for t in EventType)
 OUTCOMES = tuple(o.value for o in Outcome)
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_WHOLE = re.compile(r"-?\d{1,19}", re.ASCII)
+#: How much of a refused value an error message repeats.
+SHOWN = 40
 
 
-def int_arg(name: str, low: int, high: int | None = None) -> int | None:
-    """An optional integer query parameter within bounds; otherwise 400."""
+def shown(raw: str) -> str:
+    """A refused value as an error message repeats it: quoted and cut short."""
+    return repr(raw if len(raw) <= SHOWN else raw[:SHOWN] + "…")
+
+
+def int_arg(name: str, low: int, high: int = SEQ_MAX) -> int | None:
+    """An optional integer query parameter within bounds (ASCII digits only); otherwise 400."""
     raw = request.args.get(name)
     if raw is None or raw == "":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        abort(400, f"{name} must be a whole number, not {raw!r}")
-    if value < low or (high is not None and value > high):
-        allowed = f"{low} to {high}" if high is not None else f"at least {low}"
-        abort(400, f"{name} must be {allowed}, not {value}")
+    if not _WHOLE.fullmatch(raw):
+        abort(400, f"{name} must be a whole number from {low} to {high}, not {shown(raw)}")
+    value = int(raw)
+    if not low <= value <= high:
+        abort(400, f"{name} must be {low} to {high}, not {shown(raw)}")
     return value
 
 
@@ -41,21 +51,24 @@ def choice_arg(name: str, allowed: tuple[str, ...]) -> str | None:
     """An optional query parameter from a fixed list; otherwise 400."""
     raw = request.args.get(name) or None
     if raw is not None and raw not in allowed:
-        abort(400, f"{name} must be one of {', '.join(allowed)}, not {raw!r}")
+        abort(400, f"{name} must be one of {', '.join(allowed)}, not {shown(raw)}")
     return raw
 
 
 def day_arg() -> date:
-    """``day=YYYY-MM-DD`` (default today); otherwise 400."""
+    """``day=YYYY-MM-DD`` from ``DAY_MIN`` to ``DAY_MAX`` (default today); otherwise 400."""
     raw = request.args.get("day")
     if not raw:
         return date.today()
     try:
         if not _DAY.fullmatch(raw):
             raise ValueError(raw)
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
-        abort(400, f"day must be a date as YYYY-MM-DD, not {raw!r}")
+        abort(400, f"day must be a date as YYYY-MM-DD, not {shown(raw)}")
+    if not DAY_MIN <= day <= DAY_MAX:
+        abort(400, f"day must be from {DAY_MIN} to {DAY_MAX}, not {shown(raw)}")
+    return day
 
 
 def query_events(limit: int) -> list[dict[str, Any]]:

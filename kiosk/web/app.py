@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from kiosk.web import api, auth, dashboard, display
-from kiosk.web.auth import LoginLimiter, csrf_token
+from kiosk.web.auth import LoginLimiter, csrf_protect, csrf_token
 from kiosk.web.context import KEY, WebContext
 from kiosk.web.interfaces import StatusSource, WebActions, WebSettings
+from kiosk.web.sessions import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ def create_app(
     :param actions: the operator actions.
     :param settings: password, keys and limits.
     :param registry: what ``/metrics`` serves (an empty registry if None).
-    :param clock: monotonic seconds, for the login rate limit.
+    :param clock: monotonic seconds, for the login rate limit and session expiry.
     """
     app = Flask(__name__)
     app.config.update(
@@ -60,7 +61,9 @@ def create_app(
         settings=settings,
         registry=registry if registry is not None else CollectorRegistry(),
         limiter=LoginLimiter(settings.login_attempts_per_minute, clock),
+        sessions=Sessions(settings.session_idle_s, clock),
     )
+    app.before_request(csrf_protect)  # every POST, before any view: none can forget it
     for blueprint in (auth.bp, dashboard.bp, display.bp, api.bp):
         app.register_blueprint(blueprint)
     app.jinja_env.globals["csrf_token"] = csrf_token

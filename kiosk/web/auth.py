@@ -1,19 +1,22 @@
 """Login, sessions, CSRF tokens, the API's bearer token and the login rate limit.
 
-There is one operator password (a werkzeug scrypt hash in the settings). A session records a
-fingerprint of that hash, so setting a new password logs every browser out.
+There is one operator password (a werkzeug scrypt hash, from the settings or re-read from
+the password file at every check). The session cookie only names a server-side session
+(kiosk/web/sessions.py): logout, a new password and idle time end it for good. Every POST
+needs the session's CSRF token (:func:`csrf_protect`, run before every view).
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import math
+import re
 import secrets
 from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
+from urllib.parse import unquote
 
 from flask import (
     Blueprint,
@@ -34,6 +37,13 @@ bp = Blueprint("auth", __name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 WINDOW_S = 60.0
+#: Endpoints a POST may reach without the CSRF token: none.
+CSRF_EXEMPT: frozenset[str] = frozenset()
+CSRF_HEADER = "X-CSRF-Token"
+#: ``next`` after login: a path of this site, in plain URL characters (no backslash, space,
+#: control character or ``#``), and not ``//`` or ``/\\``, which browsers read as another host.
+_SAFE_NEXT = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*", re.ASCII)
+MAX_NEXT = 512
 
 
 def hash_password(plain: str) -> str:
@@ -93,14 +103,24 @@ class LoginLimiter:
         return failures
 
 
-def _fingerprint(password_hash: str) -> str:
-    return hashlib.sha256(password_hash.encode()).hexdigest()[:16]
+def password_hash() -> str:
+    """The operator password's hash in force: the settings' own, else the password file's
+    content now (so ``kiosk web set-password`` takes effect at once); empty if none."""
+    settings = web_context().settings
+    if settings.password_hash or settings.password_file is None:
+        return settings.password_hash
+    try:
+        return settings.password_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
 
 
 def logged_in() -> bool:
-    """Whether this request's session belongs to an operator logged in with today's password."""
-    password_hash = web_context().settings.password_hash
-    return bool(password_hash) and session.get("operator") == _fingerprint(password_hash)
+    """Whether this request comes from an open operator session for today's password; a
+    request outside ``/api/`` counts as the operator's activity (API polling does not)."""
+    return web_context().sessions.check(
+        session.get("sid"), password_hash(), touch=not request.path.startswith("/api/")
+    )
 
 
 def csrf_token() -> str:
@@ -112,10 +132,16 @@ def csrf_token() -> str:
     return token
 
 
-def check_csrf() -> None:
-    """Refuse (400) a form whose ``csrf_token`` field is not this session's token."""
+def csrf_protect() -> None:
+    """Before every view: refuse (400) a POST (PUT, PATCH, DELETE) whose ``csrf_token`` field
+    or ``X-CSRF-Token`` header is not this session's token, unless its endpoint is in
+    ``CSRF_EXEMPT``; requests that match no route are left to their 404 or 405."""
+    if request.method in ("GET", "HEAD", "OPTIONS") or request.routing_exception is not None:
+        return
+    if request.endpoint in CSRF_EXEMPT:
+        return
     expected = session.get("csrf")
-    sent = request.form.get("csrf_token", "")
+    sent = request.form.get("csrf_token") or request.headers.get(CSRF_HEADER, "")
     if not isinstance(expected, str) or not hmac.compare_digest(expected, sent):
         abort(400, "The form has expired or did not come from this page. Reload and try again.")
 
@@ -130,7 +156,7 @@ def login_required(view: F) -> F:
 
     @functools.wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        if not web_context().settings.password_hash:
+        if not password_hash():
             return no_password_page()
         if not logged_in():
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
@@ -158,39 +184,49 @@ def api_auth_required(view: F) -> F:
     return cast(F, wrapped)
 
 
-def _safe_next(target: str | None) -> str:
-    """A local path to go to after login; anything else goes to the dashboard."""
-    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
-        return target
-    return url_for("dashboard.index")
+def safe_next(target: str | None) -> str | None:
+    """``target`` if it is a path of this site to go to after login, else None.
+
+    Checked again after percent-decoding (three times): ``/%2F%2Fhost`` must not become
+    ``//host`` in a client that decodes before it resolves.
+    """
+    if not target or len(target) > MAX_NEXT or not _SAFE_NEXT.fullmatch(target):
+        return None
+    decoded = target
+    for _ in range(3):
+        decoded = unquote(decoded)
+    if decoded.startswith(("//", "/\\")) or any(c == "\\" or not c.isprintable() for c in decoded):
+        return None
+    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Any:
     """The login form; failures are rate limited per client address (429 with Retry-After)."""
-    settings = web_context().settings
-    if not settings.password_hash:
+    current = password_hash()
+    if not current:
         return no_password_page()
+    target = safe_next(request.args.get("next"))
     if request.method == "GET":
-        return render_template("login.html", error=None)
+        return render_template("login.html", error=None, next=target)
     address = request.remote_addr or "unknown"
     limiter = web_context().limiter
     wait = limiter.retry_after(address)
     if wait:
         raise TooManyRequests(f"Too many failed logins. Try again in {wait} s.", retry_after=wait)
-    check_csrf()
-    if not check_password(settings.password_hash, request.form.get("password", "")):
+    if not check_password(current, request.form.get("password", "")):
         limiter.failed(address)
-        return render_template("login.html", error="Wrong password."), 401
+        return render_template("login.html", error="Wrong password.", next=target), 401
     limiter.succeeded(address)
+    web_context().sessions.close(session.get("sid"))
     session.clear()
-    session["operator"] = _fingerprint(settings.password_hash)
-    return redirect(_safe_next(request.args.get("next")))
+    session["sid"] = web_context().sessions.open(current)
+    return redirect(target or url_for("dashboard.index"))
 
 
 @bp.post("/logout")
 def logout() -> Response:
-    """End the session."""
-    check_csrf()
+    """End the session on the server, not only in this browser."""
+    web_context().sessions.close(session.get("sid"))
     session.clear()
     return redirect(url_for("auth.login"))

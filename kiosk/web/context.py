@@ -12,19 +12,22 @@ if TYPE_CHECKING:
 
     from kiosk.web.auth import LoginLimiter
     from kiosk.web.interfaces import StatusSource, WebActions, WebSettings
+    from kiosk.web.sessions import Sessions
 
 KEY = "kiosk.web"
 
 
 @dataclass(frozen=True)
 class WebContext:
-    """What the views of one app use: the kiosk's status and actions, settings, limiter."""
+    """What the views of one app use: the kiosk's status and actions, settings, limiter,
+    open sessions."""
 
     source: StatusSource
     actions: WebActions
     settings: WebSettings
     registry: CollectorRegistry
     limiter: LoginLimiter
+    sessions: Sessions
 
 
 def web_context() -> WebContext:

@@ -18,7 +18,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from werkzeug.wrappers import Response
 
 from kiosk.web.api import EVENT_TYPES, OUTCOMES, day_arg, query_events
-from kiosk.web.auth import check_csrf, login_required
+from kiosk.web.auth import login_required
 from kiosk.web.chart import hourly_svg
 from kiosk.web.context import web_context
 
@@ -119,7 +119,6 @@ def _on_off() -> bool:
 @login_required
 def test_relay() -> Response:
     """Pulse the relay."""
-    check_csrf()
     return _act(web_context().actions.test_relay, "Relay test")
 
 
@@ -127,7 +126,6 @@ def test_relay() -> Response:
 @login_required
 def emergency_open() -> Response:
     """Hold the gate open (``on=1``) or end it (``on=0``)."""
-    check_csrf()
     on = _on_off()
     return _act(lambda: web_context().actions.emergency_open(on), "Emergency open")
 
@@ -136,7 +134,6 @@ def emergency_open() -> Response:
 @login_required
 def lockdown() -> Response:
     """Lock the entrance (``on=1``) or open it again (``on=0``)."""
-    check_csrf()
     on = _on_off()
     return _act(lambda: web_context().actions.set_lockdown(on), "Lockdown")
 
@@ -145,7 +142,6 @@ def lockdown() -> Response:
 @login_required
 def fever_threshold() -> Response:
     """Set the fever threshold (``celsius``) within the settings' bounds; else 400."""
-    check_csrf()
     settings = web_context().settings
     raw = request.form.get("celsius", "")
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Any, Protocol
 
 
@@ -68,8 +69,9 @@ class WebActions(Protocol):
 class WebSettings:
     """How the web app is secured and what it allows.
 
-    :param password_hash: the operator password as ``hash_password()`` made it; empty turns the
-        dashboard off (it explains how to set one).
+    :param password_hash: the operator password as ``hash_password()`` made it; empty: the
+        content of ``password_file``, or no password, which turns the dashboard off (it
+        explains how to set one).
     :param secret_key: signs the session cookie; at least 16 bytes.
     :param display_public: serve ``/display`` to any address, not only this machine.
     :param api_token: a bearer token for ``/api/v1/*`` besides login; empty = none.
@@ -78,6 +80,9 @@ class WebSettings:
     :param fever_max_c: highest fever threshold an operator may set.
     :param display_clear_s: how long the display shows a decision.
     :param secure_cookie: send the session cookie over HTTPS only (behind a TLS proxy).
+    :param password_file: where ``kiosk web set-password`` saves the hash; read at every
+        check, so a new password takes effect (and ends every session) at once.
+    :param session_idle_s: an operator session not used for this long has ended.
     """
 
     password_hash: str
@@ -89,6 +94,8 @@ class WebSettings:
     fever_max_c: float = 39.0
     display_clear_s: float = 5.0
     secure_cookie: bool = False
+    password_file: Path | None = None
+    session_idle_s: float = 900.0
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < 16:
@@ -99,3 +106,5 @@ class WebSettings:
             raise ValueError("web fever_min_c must be below fever_max_c")
         if self.display_clear_s <= 0:
             raise ValueError("web display_clear_s must be positive")
+        if self.session_idle_s <= 0:
+            raise ValueError("web session_idle_s must be positive")
