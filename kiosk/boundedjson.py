@@ -8,7 +8,8 @@ message that arrives over the network (MQTT payloads, documents, web requests) g
 - payloads larger than ``max_bytes``;
 - nesting deeper than ``max_depth`` (counted on the raw bytes, before any parsing);
 - bytes that are not UTF-8, and text that is not JSON;
-- ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON and no store accepts;
+- ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON and no store accepts, and
+  numbers too large for a float (``1e400``), which Python would read as infinity;
 - lone surrogates (``"\\ud800"``), which no UTF-8 store or encoder accepts;
 - integers outside the signed 64-bit range, which SQLite and PostgreSQL cannot store.
 """
@@ -16,6 +17,7 @@ message that arrives over the network (MQTT payloads, documents, web requests) g
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 DEFAULT_MAX_DEPTH = 32
@@ -62,6 +64,13 @@ def _refuse_constant(name: str) -> Any:
     raise JSONLimitError(f"{name} is not a JSON number")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise JSONLimitError(f"number {text[:24]} is too large for a float")
+    return value
+
+
 def _int64(text: str) -> int:
     value = int(text)
     if not INT64_MIN <= value <= INT64_MAX:
@@ -97,7 +106,9 @@ def loads(raw: bytes | str, *, max_bytes: int, max_depth: int = DEFAULT_MAX_DEPT
     except UnicodeDecodeError as exc:
         raise JSONLimitError(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
     try:
-        value = json.loads(text, parse_constant=_refuse_constant, parse_int=_int64)
+        value = json.loads(
+            text, parse_constant=_refuse_constant, parse_int=_int64, parse_float=_finite
+        )
     except json.JSONDecodeError as exc:
         raise JSONLimitError(
             f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"

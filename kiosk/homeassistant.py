@@ -19,7 +19,8 @@ The sensors read the kiosk's retained ``state`` topic, which must hold this JSON
      "clock_synced": bool,
      "today": {"granted": int, "denied": int, "referred": int, "fevers": int},
      "last_temperature_c": float|null,
-     "mqtt": {"in_flight": int, "last_receipt_ms": int|null}}
+     "mqtt": {"connected": bool, "in_flight": int, "last_receipt_ms": int|null,
+              "ignored_messages": int, "unsendable_events": int, "restarts": int}}
 
 The ``event`` entity reads the non-retained ``activity`` topic, where the kiosk publishes
 ``{"event_type": "grant"|"deny"|"refer", "reason": str}`` for every live decision.

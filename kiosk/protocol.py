@@ -40,6 +40,8 @@ PREFIX = "kiosk/v1"
 SITE_DOCUMENTS = "site"  # the reserved kiosk id under which a site's signed lists live
 SCHEMA_VERSION = 1
 MAX_MESSAGE_BYTES = 256 * 1024  # the largest events batch or command the peers accept
+DEFAULT_MESSAGE_BYTES = 240 * 1024  # mqtt.max_message_bytes: room left for topic and properties
+MAX_RECEIPT_SEQS = 1_000_000  # a receipt confirming more than this is refused
 MAX_DEPTH = 32  # the deepest nesting of any message (events carry data objects of depth ≤ 4)
 SEGMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
 
@@ -158,20 +160,30 @@ def _loads(payload: bytes, what: str) -> dict[str, Any]:
     return value
 
 
-def encode_events_json(site: str, kiosk: str, events: Sequence[tuple[WireEvent, str]]) -> bytes:
-    """Like :func:`encode_events` for events whose data is already JSON text (from the log):
-    the text is spliced in as it is, which halves the sync's cost per event. Each pair is the
-    event (its ``data`` is ignored) and the JSON text of its data object."""
-    head = _dumps({"v": SCHEMA_VERSION, "site": site, "kiosk": kiosk})[:-1]
+def event_json(event: WireEvent, data_json: str) -> bytes:
+    """One event of an events message, its data spliced in as the stored JSON text (from the
+    log) as it is, which halves the sync's cost per event; ``event.data`` is ignored."""
     dumps = json.dumps
-    items = [
-        f'{{"event_id":{dumps(e.event_id)},"seq":{e.seq:d},"boot_id":{dumps(e.boot_id)},'
-        f'"ts_ms":{e.ts_ms:d},"clock_synced":{"true" if e.clock_synced else "false"},'
-        f'"type":{dumps(e.type)},"historical":{"true" if e.historical else "false"},'
-        f'"schema":{e.schema:d},"data":{data_json}}}'
-        for e, data_json in events
-    ]
-    return head + b',"events":[' + ",".join(items).encode("utf-8") + b"]}"
+    return (
+        f'{{"event_id":{dumps(event.event_id)},"seq":{event.seq:d},'
+        f'"boot_id":{dumps(event.boot_id)},"ts_ms":{event.ts_ms:d},'
+        f'"clock_synced":{"true" if event.clock_synced else "false"},'
+        f'"type":{dumps(event.type)},"historical":{"true" if event.historical else "false"},'
+        f'"schema":{event.schema:d},"data":{data_json}}}'
+    ).encode()
+
+
+def events_message(site: str, kiosk: str, items: Sequence[bytes]) -> bytes:
+    """An events message from items made by :func:`event_json`: its size is
+    ``len(events_message(site, kiosk, []))`` plus each item plus one comma between two."""
+    head = _dumps({"v": SCHEMA_VERSION, "site": site, "kiosk": kiosk})[:-1]
+    return head + b',"events":[' + b",".join(items) + b"]}"
+
+
+def encode_events_json(site: str, kiosk: str, events: Sequence[tuple[WireEvent, str]]) -> bytes:
+    """Like :func:`encode_events` for events whose data is already JSON text (from the log);
+    each pair is the event (its ``data`` is ignored) and the JSON text of its data object."""
+    return events_message(site, kiosk, [event_json(e, data_json) for e, data_json in events])
 
 
 def encode_events(site: str, kiosk: str, events: Sequence[WireEvent]) -> bytes:
@@ -249,10 +261,11 @@ def decode_receipt(payload: bytes) -> list[int]:
             and len(item) == 2
             and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in item)
             and item[0] <= item[1]
-            and item[1] - item[0] < 1_000_000
         )
         if not valid:
             raise ProtocolError(f"receipt range {item!r} is not [first, last]")
+        if len(seqs) + item[1] - item[0] >= MAX_RECEIPT_SEQS:
+            raise ProtocolError(f"receipt confirms more than {MAX_RECEIPT_SEQS} events")
         seqs.extend(range(item[0], item[1] + 1))
     return seqs
 

@@ -129,6 +129,7 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
         window=mqtt.window,
         batch_max=mqtt.batch_max,
         max_message_bytes=mqtt.max_message_bytes,
+        max_message_bytes=mqtt.max_message_bytes,
         resend_after_s=mqtt.resend_after_s,
         state_interval_s=mqtt.state_interval_s,
         state=kiosk.state,

@@ -8,10 +8,14 @@ sync loop feeds paho from the outbox through a bounded window, in sequence order
   PUBACK does (``"puback"``, for sites whose subscriber sends no receipts);
 - an event in flight for ``resend_after_s`` without a receipt is sent again, and so is
   everything when the broker has lost the kiosk's session;
-- a backlog is packed into messages of up to ``batch_max`` events, flagged ``historical``.
+- a backlog is packed into messages of up to ``batch_max`` events and ``max_message_bytes``
+  bytes, flagged ``historical``; an event over that size goes alone, and one over the size
+  central accepts (:data:`~kiosk.protocol.MAX_MESSAGE_BYTES`) is reported and left in the log
+  rather than sent, so it never holds up the events behind it.
 
 Everything runs in one thread reading :attr:`Uplink.inbox`; a watchdog restarts a paho client
-whose network thread died.
+whose network thread died. No message received can stop the loop: whatever handling one
+raises is logged in one line (topic and error type, no content), counted and skipped.
 """
 
 from __future__ import annotations
@@ -22,19 +26,23 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kiosk.protocol import (
+    DEFAULT_MESSAGE_BYTES,
+    MAX_MESSAGE_BYTES,
     Availability,
     Leaf,
     ProtocolError,
     WireEvent,
     decode_receipt,
     encode_alert,
-    encode_events_json,
+    encode_result,
     encode_state,
+    event_json,
+    events_message,
 )
 from kiosk.store import EventLogError, OutboxEvent
 from kiosk.uplink import (
@@ -53,6 +61,7 @@ HISTORICAL_AFTER_MS = 10_000  # an event that waited longer than this is sent as
 MARK_EVERY_S = 0.05  # sent-marks are written in one transaction at most this often
 WATCHDOG_EVERY_S = 5.0
 BACKLOG_FOR_BATCHING = 20  # pack events together once more than this many wait
+IGNORED_LOG_LINES = 20  # lines about ignored messages per minute; the rest are only counted
 
 
 class Outbox(Protocol):
@@ -83,6 +92,9 @@ class SyncStats:
     confirmed_events: int = 0
     resent_events: int = 0
     refused_publishes: int = 0
+    ignored_messages: int = 0  # received messages whose handling failed (logged, skipped)
+    unsendable_events: int = 0  # events too large for any message (kept in the log, unsent)
+    runs: int = 0  # times :meth:`Sync.run` started: more than one means it crashed
     last_error: str = ""
     last_receipt_ms: int | None = None
 
@@ -126,6 +138,7 @@ class Sync:
         confirm: str = "receipt",
         window: int = 5000,
         batch_max: int = 100,
+        max_message_bytes: int = DEFAULT_MESSAGE_BYTES,
         resend_after_s: float = 600.0,
         state_interval_s: float = 30.0,
         state: Callable[[], dict[str, Any]] = dict,
@@ -140,6 +153,9 @@ class Sync:
         self.stats = SyncStats()
         self._confirm_on_puback = confirm == "puback"
         self._window, self._batch_max = window, batch_max
+        self._max_bytes = max_message_bytes
+        self._envelope = len(events_message(uplink.topics.site, uplink.topics.kiosk, []))
+        self._unsendable: set[int] = set()  # seqs of events no message can carry
         self._resend_after_s, self._state_interval_s = resend_after_s, state_interval_s
         self._state = state
         self.on_command = on_command
@@ -154,20 +170,27 @@ class Sync:
         self._last_mark = 0.0
         self._last_state = 0.0
         self._last_watchdog = 0.0
+        self._ignored_logged, self._ignored_since = 0, 0.0  # log lines in this minute
         self._state_requested = threading.Event()
         self._lock = threading.Lock()
 
     # --- the loop --------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        """Connect and sync until ``stop`` is set; then say ``stopped`` and disconnect."""
+        """Connect and sync until ``stop`` is set; then say ``stopped`` and disconnect.
+
+        If the loop itself crashes, the kiosk is not stopped: the connection ends with the
+        will (``offline``) and whoever runs the loop starts it again."""
+        self.stats.runs += 1
         self.uplink.start()
+        clean = False
         try:
             while not stop.is_set():
                 self.step(timeout=0.02)
+            clean = True
         finally:
             self._flush_marks()
-            self.uplink.stop(clean=True)
+            self.uplink.stop(clean=clean)
 
     def step(self, timeout: float = 0.0) -> None:
         """One round: handle what paho reported, refill the window, housekeeping."""
@@ -231,27 +254,52 @@ class Sync:
             self.stats.last_error = str(exc)
             log.error("cannot read the outbox: %s", exc)
             return
-        events = [e for e in events if e.seq not in self._in_flight][:room]
-        if not events:
-            return
-        size = self._batch_max if len(events) > BACKLOG_FOR_BATCHING else 1
-        for start in range(0, len(events), size):
-            if not self._send(events[start : start + size], now):
-                break
-
-    def _send(self, events: list[OutboxEvent], now: float) -> bool:
+        events = [
+            e for e in events if e.seq not in self._in_flight and e.seq not in self._unsendable
+        ][:room]
         now_ms = self._now_ms()
-        wire = [
-            (_wire(e, historical=now_ms - e.ts_ms > HISTORICAL_AFTER_MS), e.data_json)
-            for e in events
-        ]
+        wire, items, too_large = [], [], []
+        for event in events:
+            pair = (
+                _wire(event, historical=now_ms - event.ts_ms > HISTORICAL_AFTER_MS),
+                event.data_json,
+            )
+            item = event_json(*pair)
+            if self._envelope + len(item) > MAX_MESSAGE_BYTES:
+                too_large.append(event.seq)
+            else:
+                wire.append(pair)
+                items.append(item)
+        if too_large:
+            self._unsendable.update(too_large)
+            self.stats.unsendable_events += len(too_large)
+            self.stats.last_error = (
+                f"events over {MAX_MESSAGE_BYTES} bytes, unsent: seq {too_large}"
+            )
+            log.error("%s (they stay in the log)", self.stats.last_error)
+        count = self._batch_max if len(items) > BACKLOG_FOR_BATCHING else 1
+        start = 0
+        for length in pack([len(item) for item in items], count, self._max_bytes - self._envelope):
+            end = start + length
+            if not self._send(wire[start:end], items[start:end], now):
+                break
+            start = end
+
+    def _send(self, wire: list[tuple[WireEvent, str]], items: list[bytes], now: float) -> bool:
         topics = self.uplink.topics
-        payload = encode_events_json(topics.site, topics.kiosk, wire)
+        payload = events_message(topics.site, topics.kiosk, items)
+        if len(payload) > self._max_bytes:
+            log.warning(
+                "event seq %d is %d bytes, over mqtt.max_message_bytes (%d): sent alone",
+                wire[0][0].seq,
+                len(payload),
+                self._max_bytes,
+            )
         mid = self.uplink.publish(Leaf.EVENTS, payload)
         if mid is None:
             self.stats.refused_publishes += 1
             return False
-        seqs = [e.seq for e in events]
+        seqs = [item.seq for item, _ in wire]
         with self._lock:
             self._by_mid[mid] = seqs
             for seq in seqs:
@@ -330,12 +378,21 @@ class Sync:
     # --- broker → kiosk ----------------------------------------------------------------
 
     def _received(self, message: Received) -> None:
+        """Handle one message; whatever it raises is logged, counted and goes no further."""
+        try:
+            self._dispatch(message)
+        except Exception as exc:
+            self._ignored(message, type(exc).__name__)
+            if message.topic == self.uplink.topics.topic(Leaf.CMD):
+                self._reply_failed(message, type(exc).__name__)
+
+    def _dispatch(self, message: Received) -> None:
         topics = self.uplink.topics
         if message.topic == topics.topic(Leaf.RECEIPTS):
             try:
                 seqs = decode_receipt(message.payload)
             except ProtocolError as exc:
-                log.warning("ignored a malformed receipt: %s", exc)
+                self._ignored(message, str(exc))
                 return
             self.stats.last_receipt_ms = self._now_ms()
             self._confirm(seqs)
@@ -344,6 +401,31 @@ class Sync:
                 self.on_command(message)
         elif self.on_message is not None:
             self.on_message(message)
+
+    def _ignored(self, message: Received, reason: str) -> None:
+        """Log (at most IGNORED_LOG_LINES a minute) and count a message that was not used."""
+        self.stats.ignored_messages += 1
+        now = self._clock()
+        if now - self._ignored_since >= 60.0:
+            self._ignored_since, self._ignored_logged = now, 0
+        self._ignored_logged += 1
+        if self._ignored_logged <= IGNORED_LOG_LINES:
+            log.warning(
+                "ignored a message on %s (%d bytes): %s%s",
+                message.topic,
+                len(message.payload),
+                reason,
+                " (further ones this minute are only counted)"
+                if self._ignored_logged == IGNORED_LOG_LINES
+                else "",
+            )
+
+    def _reply_failed(self, request: Received, error: str) -> None:
+        message = f"the kiosk could not handle this command ({error}); nothing was changed"
+        try:
+            self.reply(request, encode_result(self.uplink.topics.kiosk, None, "failed", message))
+        except Exception as exc:
+            log.error("could not answer a command that failed: %s", type(exc).__name__)
 
     def _confirm(self, seqs: list[int]) -> None:
         try:
@@ -369,11 +451,15 @@ class Sync:
         self.uplink.publish(Leaf.STATE, encode_state(state), retain=True)
 
     def mqtt_state(self) -> dict[str, Any]:
-        """The sync's part of the state document: link up, events in flight, last receipt."""
+        """The sync's part of the state document: link up, events in flight, last receipt,
+        messages ignored, events too large to send, restarts of the loop after a crash."""
         return {
             "connected": self.stats.connected,
             "in_flight": len(self._in_flight),
             "last_receipt_ms": self.stats.last_receipt_ms,
+            "ignored_messages": self.stats.ignored_messages,
+            "unsendable_events": self.stats.unsendable_events,
+            "restarts": max(self.stats.runs - 1, 0),
         }
 
     def publish_activity(self, payload: bytes) -> None:
@@ -393,6 +479,23 @@ class Sync:
     def in_flight(self) -> int:
         """Events handed to the broker and not yet confirmed."""
         return len(self._in_flight)
+
+
+def pack(sizes: Sequence[int], count: int, budget: int) -> list[int]:
+    """Cut items of these encoded sizes, in order, into batches of at most ``count`` items
+    whose sizes, plus one separator byte between two, add up to at most ``budget``; an item
+    over ``budget`` makes a batch of its own. Returns the length of each batch."""
+    batches: list[int] = []
+    length = used = 0
+    for size in sizes:
+        if length and (length == count or used + 1 + size > budget):
+            batches.append(length)
+            length = used = 0
+        used += size + (1 if length else 0)
+        length += 1
+    if length:
+        batches.append(length)
+    return batches
 
 
 def _wire(event: OutboxEvent, *, historical: bool) -> WireEvent:

@@ -22,6 +22,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from kiosk.config import MqttSection
 from kiosk.protocol import Availability, KioskTopics, Leaf
@@ -176,7 +177,10 @@ class Uplink:
         self._client.loop_start()
 
     def stop(self, *, clean: bool = True) -> None:
-        """Disconnect; with ``clean`` first publish ``stopped`` so the will is not sent."""
+        """Disconnect. ``clean``: the kiosk stops, so publish ``stopped`` first (the will is
+        then not sent). Otherwise (the sync loop crashed and is started again) ask an MQTT 5
+        broker to send the will, ``offline``, after its delay, unless the kiosk is back."""
+        reason = None
         if clean and self._client.is_connected():
             info = self._client.publish(
                 self.topics.topic(Leaf.STATUS), Availability.STOPPED.value, qos=1, retain=True
@@ -185,7 +189,9 @@ class Uplink:
                 info.wait_for_publish(timeout=2)
             except (RuntimeError, ValueError):
                 log.warning("could not publish 'stopped' before disconnecting")
-        self._client.disconnect()
+        elif not clean and self.is_v5:
+            reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
+        self._client.disconnect(reasoncode=reason)
         self._client.loop_stop()
 
     def is_alive(self) -> bool:

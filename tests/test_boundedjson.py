@@ -23,6 +23,8 @@ def test_plain_json_parses() -> None:
         (b'{"t": -Infinity}', "-Infinity is not a JSON number"),
         (b'{"s": "\\ud800"}', "lone surrogate"),
         (b'{"\\udfff": 1}', "lone surrogate"),
+        (b'{"t": 1e400}', "too large for a float"),
+        (b"[-1.5e309]", "too large for a float"),
         (b'{"seq": 9223372036854775808}', "outside the 64-bit range"),
         (b'{"seq": -9223372036854775809}', "outside the 64-bit range"),
         (b"\xff\xfe{}", "not UTF-8"),

@@ -673,7 +673,8 @@ def test_alert_shape() -> None:
 
 
 def test_state_shape(state: dict[str, Any]) -> None:
-    full = state | {"mqtt": {"connected": True, "in_flight": 0, "last_receipt_ms": None}}
+    mqtt = {"connected": True, "in_flight": 0, "last_receipt_ms": None, "ignored_messages": 0}
+    full = state | {"mqtt": mqtt | {"unsendable_events": 0, "restarts": 0}}
     assert_valid("state", encode_state(full))
     assert_invalid("state", json.loads(encode_state(state)))  # without the sync's part
     broken = json.loads(encode_state(full))

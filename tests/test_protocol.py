@@ -6,7 +6,11 @@ import json
 
 import pytest
 
+from kiosk.config import MqttSection
 from kiosk.protocol import (
+    DEFAULT_MESSAGE_BYTES,
+    MAX_MESSAGE_BYTES,
+    MAX_RECEIPT_SEQS,
     ProtocolError,
     WireEvent,
     decode_events,
@@ -14,6 +18,8 @@ from kiosk.protocol import (
     encode_events,
     encode_events_json,
     encode_receipt,
+    event_json,
+    events_message,
     seq_ranges,
 )
 
@@ -27,6 +33,20 @@ def test_spliced_json_encodes_the_same_message_as_the_plain_encoder() -> None:
     plain = encode_events("s1", "k1", [event] * 2)
     assert json.loads(spliced) == json.loads(plain)
     assert decode_events(spliced) == ("s1", "k1", [event, event])
+
+
+def test_an_events_message_is_as_long_as_its_envelope_its_items_and_the_commas() -> None:
+    event = WireEvent("e-1", 7, "boot", 1_700_000_000_000, False, "decision", DATA)
+    items = [event_json(event, json.dumps(DATA, ensure_ascii=False))] * 3
+    envelope = len(events_message("s1", "k1", []))
+    assert len(events_message("s1", "k1", items)) == envelope + sum(map(len, items)) + 2
+    assert decode_events(events_message("s1", "k1", items))[2] == [event] * 3
+
+
+def test_the_message_size_setting_stays_under_what_central_accepts() -> None:
+    field = MqttSection.__dataclass_fields__["max_message_bytes"]
+    assert field.default == DEFAULT_MESSAGE_BYTES
+    assert field.metadata["high"] < MAX_MESSAGE_BYTES
 
 
 def test_receipts_compress_to_ranges_and_back() -> None:
@@ -44,11 +64,18 @@ def test_receipts_compress_to_ranges_and_back() -> None:
         b'{"v": 1, "ranges": [[5, 3]]}',
         b'{"v": 1, "ranges": [[0, 3]]}',
         b'{"v": 1, "ranges": [[1, true]]}',
+        b'{"v": 1, "ranges": [[1, 1000001]]}',
+        b'{"v": 1, "ranges": [' + b",".join([b"[1, 999999]"] * 20_000) + b"]}",
     ],
+    ids=["not-json", "not-object", "version", "reversed", "zero", "bool", "huge", "many-huge"],
 )
 def test_bad_receipts_are_refused_with_a_reason(payload: bytes) -> None:
     with pytest.raises(ProtocolError):
         decode_receipt(payload)
+
+
+def test_a_receipt_may_confirm_up_to_its_limit() -> None:
+    assert len(decode_receipt(encode_receipt(range(1, MAX_RECEIPT_SEQS + 1)))) == MAX_RECEIPT_SEQS
 
 
 def test_events_with_missing_or_mistyped_fields_are_refused() -> None:

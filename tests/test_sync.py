@@ -18,9 +18,9 @@ import pytest
 from kiosk.central.ingest import Ingest, IngestSettings
 from kiosk.central.store import Store, open_store
 from kiosk.config import MqttSection, parse_config
-from kiosk.protocol import KioskTopics, Leaf
+from kiosk.protocol import MAX_MESSAGE_BYTES, KioskTopics, Leaf
 from kiosk.store import EventLog, read_events
-from kiosk.sync import Sync
+from kiosk.sync import Sync, pack
 from kiosk.uplink import Uplink, UplinkError, client_id, read_password
 from tests.broker import Broker, Collector, mqtt_client
 from tests.support import wait_until
@@ -117,6 +117,32 @@ def unconfirmed(db: Path) -> int:
 
 def stored_seqs(store: Store) -> list[int]:
     return sorted(row.seq for row in store.events_between(0, 2**62))
+
+
+def events_messages(watcher: Collector) -> list[list[int]]:
+    """Each events message the watcher has received so far: its size in bytes, then its seqs."""
+    messages = []
+    while not watcher.messages.empty():
+        payload = watcher.get().payload
+        seqs = [event["seq"] for event in json.loads(payload)["events"]]
+        messages.append([len(payload), *seqs])
+    return messages
+
+
+@pytest.mark.parametrize(
+    ("sizes", "count", "budget", "batches"),
+    [
+        ([10] * 5, 2, 100, [2, 2, 1]),
+        ([10] * 5, 10, 32, [3, 2]),  # 10 + 1 + 10 + 1 + 10 = 32 bytes: a fourth would not fit
+        ([10, 50, 10], 10, 40, [1, 1, 1]),  # an item over the budget goes alone
+        ([5] * 3, 1, 100, [1, 1, 1]),
+        ([], 5, 100, []),
+    ],
+)
+def test_pack_cuts_by_count_and_by_bytes(
+    sizes: list[int], count: int, budget: int, batches: list[int]
+) -> None:
+    assert pack(sizes, count, budget) == batches
 
 
 def test_events_arrive_once_in_order_and_are_confirmed(
@@ -311,3 +337,57 @@ def test_password_file_must_be_private(tmp_path: Path) -> None:
     secret.chmod(0o644)
     with pytest.raises(UplinkError, match="readable by others; chmod 600"):
         read_password(mqtt_settings(1883, password="", password_file=str(secret)))
+
+
+def test_a_batch_max_of_500_fits_the_message_limit_and_every_event_confirms(
+    broker: Broker, central_store: Store, tmp_path: Path
+) -> None:
+    """500 of these events would make a ~470 KB message, which central refuses."""
+    settings = mqtt_settings(broker.port, batch_max=500)
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.EVENTS))
+    with EventLog(tmp_path / "events.db", boot_id="b1") as log:
+        for n in range(601):
+            log.append("decision", {"outcome": "grant", "reason": "ok", "n": n, "note": "x" * 700})
+        assert sum(len(e.data_json) for e in log.pending_json(500)) > MAX_MESSAGE_BYTES
+        with (
+            central(broker, central_store),
+            syncing(
+                log,
+                settings,
+                batch_max=settings.batch_max,
+                max_message_bytes=settings.max_message_bytes,
+            ),
+        ):
+            wait_until(lambda: log.stats().unconfirmed == 0, timeout=60)
+    assert stored_seqs(central_store) == list(range(1, 602))
+    messages = events_messages(watcher)
+    assert max(size for size, *_ in messages) <= settings.max_message_bytes == 240 * 1024
+    assert max(len(seqs) for _, *seqs in messages) > 200  # still packed, by bytes
+
+
+def test_an_event_over_the_limit_goes_alone_and_one_too_large_for_any_message_blocks_nothing(
+    broker: Broker, central_store: Store, tmp_path: Path
+) -> None:
+    settings = mqtt_settings(broker.port, batch_max=500, max_message_bytes=16 * 1024)
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.EVENTS))
+    with EventLog(tmp_path / "events.db", boot_id="b1") as log:
+        fill(log, 30)
+        large = log.append("decision", {"note": "x" * 20_000})  # seq 31: over 16 KiB
+        fill(log, 30)
+        huge = log.append("decision", {"note": "x" * MAX_MESSAGE_BYTES})  # seq 62
+        fill(log, 30)
+        with (
+            central(broker, central_store),
+            syncing(log, settings, batch_max=500, max_message_bytes=16 * 1024) as sync,
+        ):
+            wait_until(lambda: log.stats().unconfirmed == 1, timeout=60)
+            assert sync.stats.unsendable_events == 1
+            assert f"seq [{huge.seq}]" in sync.stats.last_error
+            assert sync.mqtt_state()["unsendable_events"] == 1
+    assert stored_seqs(central_store) == [s for s in range(1, 93) if s != huge.seq]
+    messages = events_messages(watcher)
+    assert [seqs for _, *seqs in messages if large.seq in seqs] == [[large.seq]]
+    assert all(size <= 16 * 1024 for size, *seqs in messages if large.seq not in seqs)
+    assert all(huge.seq not in seqs for _, *seqs in messages)
