@@ -63,7 +63,7 @@ class EntranceFacts:
 
 def is_repeat_read(policy: EntryPolicy, facts: EntranceFacts, now: datetime) -> bool:
     """Whether this scan repeats the holder's last grant (anti-passback's grace): ignore it."""
-    if not policy.anti_passback or facts.last_grant_at is None:
+    if not policy.anti_passback or policy.passback_grace_s <= 0 or facts.last_grant_at is None:
         return False
     return (now - facts.last_grant_at).total_seconds() <= policy.passback_grace_s
 

@@ -272,7 +272,7 @@ def test_decisions_say_whether_the_clock_was_synchronised(tmp_path: Path, synced
             record = kiosk.handle_scan(Scan(b"S-0001", too_large=False, seen_at=0.0))
         finally:
             hardware.close()
-    assert record.event is not None
+    assert record is not None and record.event is not None
     assert (record.event.clock_synced, record.event.data["clock_synced"]) == (synced, synced)
     assert kiosk.health().clock_synced is synced
 

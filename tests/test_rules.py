@@ -159,6 +159,7 @@ def test_passage_from_a_logged_decision() -> None:
         (EntryPolicy(anti_passback=True, passback_grace_s=10), 10.5, False),
         (EntryPolicy(anti_passback=True, passback_grace_s=10), None, False),
         (EntryPolicy(anti_passback=False, passback_grace_s=10), 4.0, False),
+        (EntryPolicy(anti_passback=True, passback_grace_s=0), 0.0, False),
     ],
 )
 def test_a_read_within_the_grace_repeats_the_grant(
