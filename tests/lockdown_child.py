@@ -1,0 +1,30 @@
+"""A kiosk process an operator puts in lockdown; the test then kills it with -9.
+
+Usage: python -m tests.lockdown_child DIR. Writes DIR/locked once ``set_lockdown(True)`` has
+returned (the moment a command or the status page would be told it is done), then runs on.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+from kiosk.runtime import open_kiosk
+from kiosk.simulation import Scene
+from tests.support import make_config
+
+
+def main(directory: Path) -> None:
+    """Run until killed."""
+    config = make_config(directory, thermometer={"enabled": False})
+    with open_kiosk(config, simulate=True, scene=Scene()) as kiosk:
+        stop = threading.Event()
+        threading.Thread(target=kiosk.run, args=(stop,), daemon=True).start()
+        kiosk.set_lockdown(True)
+        (directory / "locked").write_text("acknowledged\n", encoding="utf-8")
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
