@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from kiosk.clock import clock_is_synchronised
-from kiosk.config import DEFAULT_CONFIG_PATH, ConfigError, KioskConfig, load_config
+from kiosk.config import (
+    DEFAULT_CONFIG_PATH,
+    SITE_SALT_FIX,
+    ConfigError,
+    KioskConfig,
+    load_config,
+)
 from kiosk.cpus import online_cpus
 from kiosk.sensors.frames import CameraError, FrameSource
 
@@ -41,6 +47,7 @@ DISK_FAIL_BYTES = 50 * 1024 * 1024
 REVOCATION_MAX_AGE_S = 7 * 24 * 3600
 AMBIENT_PLAUSIBLE_C = (0.0, 50.0)  # the sensor's own temperature: a room, indoors or a porch
 PC_FIX = "run on the Pi or use --simulate"
+CONFIG_FIX = "correct the key named above; `kiosk config example` lists every key and its range"
 MB = 1024 * 1024
 
 
@@ -90,7 +97,7 @@ def run_checks(
     """
     if isinstance(config, KioskConfig):
         loaded: KioskConfig = config
-        first = _config_summary(config)
+        first = check_setup_of(config)
     else:
         check, maybe = check_config(config)
         if maybe is None:
@@ -157,16 +164,33 @@ def check_config(path: str | Path | None) -> tuple[Check, KioskConfig | None]:
     try:
         config = load_config(path if path is not None else DEFAULT_CONFIG_PATH)
     except ConfigError as exc:
-        fix = "correct the key named above; `kiosk config example` lists every key and its range"
+        fix = exc.fix or CONFIG_FIX
         if exc.problem == "file not found":
             fix = "create it (`kiosk config example` prints a documented one) or pass --config"
         return Check("config", "fail", str(exc), fix), None
-    return _config_summary(config), config
+    return check_setup_of(config), config
 
 
-def _config_summary(config: KioskConfig) -> Check:
-    k = config.kiosk
-    return _ok("config", f"{config.source}: kiosk {k.id} at site {k.site}, {k.mode} mode")
+def check_setup_of(config: KioskConfig) -> Check:
+    """What the config points at (directories, salt, TLS and secret files) is usable; a salt
+    made per kiosk is a warning when events leave the kiosk (central cannot follow a person)."""
+    from kiosk.preflight import check_setup
+
+    try:
+        check_setup(config)
+    except ConfigError as exc:
+        return Check("config", "fail", str(exc), exc.fix or CONFIG_FIX)
+    k, credentials = config.kiosk, config.credentials
+    detail = f"{config.source}: kiosk {k.id} at site {k.site}, {k.mode} mode"
+    if config.mqtt.enabled and not (credentials.subject_salt or credentials.subject_salt_file):
+        return Check(
+            "config",
+            "warn",
+            detail + "; the subject salt is this kiosk's own, so central sees other subject ids"
+            " for the same person at each kiosk",
+            SITE_SALT_FIX,
+        )
+    return _ok("config", detail)
 
 
 def check_camera(
@@ -398,11 +422,12 @@ def check_event_log(config: KioskConfig) -> Check:
         )
     capacity = config.log.capacity
     detail = f"{path}: {rows:,} of {capacity:,} rows, {rows - confirmed:,} not yet confirmed"
+    if not config.mqtt.enabled:
+        return _ok("event log", detail + " (sync off: the oldest are pruned beyond capacity)")
     if rows >= capacity * config.log.warn_ratio:
         fix = (
-            "check the broker connection: only events central confirmed are pruned"
-            if config.mqtt.enabled
-            else "enable mqtt (confirmed events are pruned) or raise log.capacity"
+            "check the broker connection: unconfirmed events are kept until central confirms"
+            " them, or dropped (with an alert) past log.unconfirmed_max_age_days"
         )
         return Check("event log", "warn", detail + " (near capacity)", fix)
     return _ok("event log", detail)

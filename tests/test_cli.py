@@ -7,10 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
 
+from kiosk.cli import cli
 from kiosk.sensors.synthetic import render_qr_frame
 from kiosk.store import Event, LogOpenError, read_events
 from tests.support import make_config, wait_until
@@ -146,3 +151,77 @@ def test_run_without_gpio_says_so_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 69, result.stderr
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("kiosk: GPIO unavailable")
+
+
+@pytest.fixture
+def mock_pins() -> Iterator[MockFactory]:
+    """gpiozero's MockFactory as the default factory, as `kiosk relay-safe` would find lgpio."""
+    factory = MockFactory()
+    previous, Device.pin_factory = Device.pin_factory, factory
+    yield factory
+    factory.close()
+    Device.pin_factory = previous
+
+
+def energised(factory: MockFactory, pin: int, active_high: bool) -> None:
+    """The relay pin driven to its energised level, as a crashed kiosk may leave it."""
+    relay = factory.pin(pin)
+    relay.function = "output"
+    relay.state = active_high
+
+
+def driven_levels(factory: MockFactory, pin: int) -> list[bool]:
+    return [bool(state.state) for state in factory.pin(pin).states]
+
+
+@pytest.mark.parametrize(
+    ("config_text", "options", "pin", "active_high", "words"),
+    [
+        (None, [], 17, False, "wiring defaults: the config is unusable"),
+        (None, ["--pin", "5", "--active-high"], 5, True, "wiring from the options"),
+        ("[gate]\nrelay_pin = 6\nrelay_active_high = true\n", [], 6, True, "wiring from"),
+        (  # another key is wrong: the relay keys are still read from the file
+            "[gate]\nrelay_pin = 6\nrelay_active_high = true\n"
+            "[thermometer]\nfever_threshold_c = 99\n",
+            [],
+            6,
+            True,
+            "wiring from",
+        ),
+        ("[gate\nnot toml", ["--pin", "12"], 12, False, "not valid TOML"),
+        ('[kiosk]\nid = "Bad Id"\n', ["--active-high"], 17, False, "it overrides --pin"),
+    ],
+)
+def test_relay_safe_releases_the_relay_without_a_usable_config(
+    tmp_path: Path,
+    mock_pins: MockFactory,
+    config_text: str | None,
+    options: list[str],
+    pin: int,
+    active_high: bool,
+    words: str,
+) -> None:
+    config = tmp_path / "kiosk.toml"
+    if config_text is not None:
+        config.write_text(config_text, encoding="utf-8")
+    energised(mock_pins, pin, active_high)
+
+    result = CliRunner().invoke(cli, ["relay-safe", "--config", str(config), *options])
+
+    assert result.exit_code == 0, result.output
+    assert driven_levels(mock_pins, pin)[-2:] == [active_high, not active_high]
+    polarity = "active high" if active_high else "active low"
+    assert result.output.startswith(f"relay on GPIO{pin} ({polarity}) de-energised; ")
+    assert words in result.output
+
+
+def test_relay_safe_says_when_the_config_overrides_its_options(
+    tmp_path: Path, mock_pins: MockFactory
+) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text("[gate]\nrelay_pin = 6\n", encoding="utf-8")
+    energised(mock_pins, 6, False)
+    result = CliRunner().invoke(cli, ["relay-safe", "--config", str(config), "--pin", "5"])
+    assert result.exit_code == 0
+    assert driven_levels(mock_pins, 6) == [False, True]
+    assert "it overrides --pin" in result.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import typing
@@ -118,13 +119,14 @@ def test_shipped_example_is_current_and_loads(tmp_path: Path) -> None:
             assert shipped.split(line)[0].rstrip().splitlines()[-1].startswith("# ")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from kiosk.cli import main; main()", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=env,
     )
 
 
@@ -166,3 +168,148 @@ def test_missing_allowlist_is_a_config_error(tmp_path: Path) -> None:
 
 def test_decoder_choices_match_the_decoders_that_exist() -> None:
     assert typing.get_args(Decoder) == DECODER_NAMES
+
+
+SALT_LINE = 'subject_salt = "a-site-salt-long-enough"\n'
+
+
+def setup_case(tmp_path: Path, case: str) -> tuple[str, dict[str, str]]:
+    """A config body (and environment) with one problem ``kiosk run`` used to exit 70 on."""
+    state = tmp_path / "state"
+    state.mkdir()
+    env: dict[str, str] = {}
+    kiosk = f'[kiosk]\nstate_dir = "{state}"\n'
+    mqtt = '[mqtt]\nenabled = true\nhost = "127.0.0.1"\n'
+    credentials = f'[credentials]\nallowlist = ""\n{SALT_LINE}'
+    match case:
+        case "short_salt":
+            credentials = '[credentials]\nallowlist = ""\nsubject_salt = "short"\n'
+        case "short_salt_from_environment":
+            env["KIOSK_CREDENTIALS_SUBJECT_SALT"] = "tiny-secret"
+        case "state_dir_a_file":
+            (tmp_path / "afile").write_text("x", encoding="utf-8")
+            kiosk = f'[kiosk]\nstate_dir = "{tmp_path / "afile"}"\n'
+        case "missing_password_file":
+            kiosk += mqtt + f'password_file = "{tmp_path}/none.pw"\n'
+        case "missing_ca_file":
+            kiosk += mqtt + f'ca_file = "{tmp_path}/none.crt"\n'
+        case "ca_file_not_a_certificate":
+            (tmp_path / "ca.crt").write_text("not a certificate\n", encoding="utf-8")
+            kiosk += mqtt + f'ca_file = "{tmp_path}/ca.crt"\n'
+        case "log_path_a_directory":
+            kiosk += f'[log]\npath = "{state}"\n'
+        case "corrupt_salt_file":
+            credentials = '[credentials]\nallowlist = ""\n'
+            (state / "subject-salt").write_text("not hex at all\n", encoding="utf-8")
+        case "site_salt_file_readable_by_others":
+            salt = tmp_path / "site-salt"
+            salt.write_text("a-site-salt-long-enough\n", encoding="utf-8")
+            salt.chmod(0o644)
+            credentials = f'[credentials]\nallowlist = ""\nsubject_salt_file = "{salt}"\n'
+        case "corrupt_web_secret":
+            (state / "web-secret").write_text("zz\n", encoding="utf-8")
+            kiosk += "[web]\nenabled = true\n"
+        case "nested_arrays":
+            kiosk += "[gate]\nrelay_pin = " + "[" * 5000 + "]" * 5000 + "\n"
+        case "short_api_token":
+            kiosk += '[web]\napi_token = "token-123"\n'
+        case "short_command_key":
+            kiosk += mqtt + 'command_key = "key-123"\n'
+    return kiosk + credentials, env
+
+
+@pytest.mark.parametrize(
+    ("case", "key", "words"),
+    [
+        ("short_salt", "credentials.subject_salt", "too short (5 characters)"),
+        ("short_salt_from_environment", "credentials.subject_salt", "KIOSK_CREDENTIALS"),
+        ("state_dir_a_file", "kiosk.state_dir", "is not a directory"),
+        ("missing_password_file", "mqtt.password_file", "none.pw does not exist"),
+        ("missing_ca_file", "mqtt.ca_file", "none.crt does not exist"),
+        ("ca_file_not_a_certificate", "mqtt.ca_file", "not a CA certificate"),
+        ("log_path_a_directory", "log.path", "is a directory"),
+        ("corrupt_salt_file", "kiosk.state_dir", "subject-salt: not a secret this kiosk wrote"),
+        ("site_salt_file_readable_by_others", "credentials.subject_salt_file", "chmod o-rwx"),
+        ("corrupt_web_secret", "kiosk.state_dir", "web-secret: not a secret this kiosk wrote"),
+        ("nested_arrays", "", "nested too deeply"),
+        ("short_api_token", "web.api_token", "at least 20 random characters"),
+        ("short_command_key", "mqtt.command_key", "at least 20 random characters"),
+    ],
+)
+def test_config_check_finds_what_run_exits_on_and_run_exits_78_too(
+    tmp_path: Path, case: str, key: str, words: str
+) -> None:
+    body, env = setup_case(tmp_path, case)
+    path = write(tmp_path, body)
+    environment = {**os.environ, **env}
+    check = run_cli("config", "check", str(path), env=environment)
+    assert check.returncode == 78, check.stdout + check.stderr
+    assert check.stderr.startswith(f"kiosk: configuration error: {path}"), check.stderr
+    assert f": {key}: " in check.stderr if key else True
+    assert words in check.stderr
+    assert "Traceback" not in check.stderr
+    run = run_cli("run", "--simulate", "--config", str(path), env=environment)
+    assert (run.returncode, run.stderr) == (78, check.stderr)
+
+
+def test_a_secret_in_an_error_is_never_echoed(tmp_path: Path) -> None:
+    path = write(tmp_path, '[web]\napi_token = "hunter2-secret"\n')
+    result = run_cli("config", "check", str(path))
+    assert result.returncode == 78
+    assert "hunter2" not in result.stderr and "web.api_token: the value is too short" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "[rules]\nanti_passback = true\n",
+        "[rules]\noccupancy_cap = 50\n",
+        "[rules]\nvisitor_daily_cap = 20\n",
+        '[kiosk]\ndirection = "exit"\n',
+        '[kiosk]\ndirection = "toggle"\n',
+    ],
+)
+def test_site_wide_rules_need_the_site_salt(tmp_path: Path, rule: str) -> None:
+    without = write(tmp_path, rule + '[credentials]\nallowlist = ""\n')
+    for command in (
+        ["config", "check", str(without)],
+        ["run", "--simulate", "--config", str(without)],
+    ):
+        result = run_cli(*command)
+        assert result.returncode == 78, result.stderr
+        assert "credentials.subject_salt: is not set, but" in result.stderr
+        assert "an exit elsewhere never matches the entry" in result.stderr
+
+    report = run_cli("doctor", "--simulate", "--config", str(without))
+    assert report.returncode == 1
+    assert "FAIL  config" in report.stdout
+    assert "fix: give every kiosk of the site the same salt" in report.stdout
+
+    salt = tmp_path / "site-salt"
+    salt.write_text("one-salt-for-the-whole-site\n", encoding="utf-8")
+    salt.chmod(0o640)
+    shared = write(
+        tmp_path, rule + f'[credentials]\nallowlist = ""\nsubject_salt_file = "{salt}"\n'
+    )
+    result = run_cli("config", "check", str(shared))
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_per_kiosk_salt_is_fine_without_site_wide_rules(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[kiosk]\nstate_dir = "{tmp_path}"\n[credentials]\nallowlist = ""\n')
+    assert run_cli("config", "check", str(path)).returncode == 0
+
+
+def test_salt_and_salt_file_are_exclusive(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="subject_salt or subject_salt_file, not both"):
+        parse_config(
+            {"credentials": {"subject_salt": "x" * 20, "subject_salt_file": "/etc/kiosk/salt"}}
+        )
+
+
+def test_an_oversized_config_file_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "# " + "x" * (1024 * 1024) + "\n")
+    with pytest.raises(ConfigError, match="larger than 1024 KiB"):
+        load_config(path)

@@ -56,7 +56,7 @@ def write_config(directory: Path, extra: str = "", *, signed: bool = True) -> Pa
     path = directory / "kiosk.toml"
     path.write_text(
         f'[kiosk]\nid = "doc-1"\nsite = "lab"\nstate_dir = "{directory}"\n'
-        f"[web]\nenabled = false\n[credentials]\n{credentials}{extra}",
+        f'[web]\nenabled = false\n[credentials]\nallowlist = ""\n{credentials}{extra}',
         encoding="utf-8",
     )
     return path
@@ -244,16 +244,45 @@ def test_the_report_puts_a_fix_under_each_problem() -> None:
     assert exit_code(checks[:2]) == 0
 
 
-def test_a_log_near_capacity_is_a_warning(tmp_path: Path) -> None:
-    path = write_config(tmp_path, "[log]\ncapacity = 1000\n")
+def test_a_log_near_capacity_is_a_warning_when_central_must_confirm(tmp_path: Path) -> None:
+    mqtt = '[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = 1\ntls = false\n'
+    path = write_config(tmp_path, "[log]\ncapacity = 1000\n" + mqtt)
     with EventLog(tmp_path / "events.db", boot_id="b1", capacity=1000) as log:
         for n in range(900):
             log.append("decision", {"n": n})
 
+    found = by_name(doctor(path))
+
+    assert_problem(found["event log"], "warn", "900 of 1,000 rows", "unconfirmed_max_age_days")
+    assert_problem(found["config"], "warn", "central sees other subject ids", "site-salt")
+
+
+def test_a_full_log_with_sync_off_is_normal(tmp_path: Path) -> None:
+    path = write_config(tmp_path, "[log]\ncapacity = 1000\n")
+    with EventLog(tmp_path / "events.db", boot_id="b1", capacity=1000) as log:
+        for n in range(1000):
+            log.append("decision", {"n": n})
+
     checks = doctor(path)
 
-    assert_problem(by_name(checks)["event log"], "warn", "900 of 1,000 rows", "enable mqtt")
+    assert by_name(checks)["event log"].status == "ok"
+    assert "oldest are pruned" in by_name(checks)["event log"].detail
     assert exit_code(checks) == 0
+
+
+def test_a_problem_with_what_the_config_points_at_fails_and_the_rest_still_runs(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "state").write_text("a file, not a directory", encoding="utf-8")
+    path = write_config(tmp_path, f'[log]\npath = "{tmp_path}/events.db"\n', signed=False)
+    path.write_text(
+        path.read_text(encoding="utf-8").replace(f'"{tmp_path}"', f'"{tmp_path}/state"', 1),
+        encoding="utf-8",
+    )
+    checks = doctor(path)
+    assert [check.name for check in checks] == NAMES
+    assert_problem(checks[0], "fail", "kiosk.state_dir", "is not a directory")
+    assert exit_code(checks) == 1
 
 
 @pytest.mark.parametrize(
