@@ -290,7 +290,18 @@ DECISIONS: list[dict[str, Any]] = [
 
 OTHER_EVENTS: list[tuple[str, dict[str, Any]]] = [
     ("kiosk_started", {"mode": "gate", "degraded": ["thermometer"]}),
-    ("passage", {}),
+    ("passage", {}),  # from a kiosk before passages said what let them through
+    ("passage", {"by": "grant", "grant": "3f9d2b6a-7c1e-4a58-9d0b-6e2f4c8a1b73"}),
+    ("passage", {"by": "none", "grant": None}),  # raises the tailgating alert
+    (
+        "grant_unused",
+        {
+            "grant": "3f9d2b6a-7c1e-4a58-9d0b-6e2f4c8a1b73",
+            "subject": "s-4def6e9b4a287f437c2d",
+            "direction": "entry",
+            "area": "main",
+        },
+    ),
     ("fire_alarm", {"active": True}),
     ("fire_alarm", {"active": False}),
     ("health", {"part": "camera", "ok": False, "detail": "no frame for 5 s"}),
@@ -568,6 +579,9 @@ def _batch(*events: dict[str, Any]) -> dict[str, Any]:
         pytest.param(lambda e: e.update(historical=None), id="historical null"),
         pytest.param(lambda e: e.update(type="gate"), id="unknown type"),
         pytest.param(lambda e: e.update(data={"x": 1}), id="passage with data"),
+        pytest.param(
+            lambda e: e.update(data={"by": "grant", "grant": None}), id="passage by no grant"
+        ),
         pytest.param(lambda e: e.update(type="fire_alarm", data={}), id="fire_alarm no active"),
         pytest.param(
             lambda e: e.update(type="health", data={"part": "relay", "ok": True, "detail": ""}),
