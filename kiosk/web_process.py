@@ -10,8 +10,12 @@ latency's p95 from 4 ms to 41 ms, because the page and the decision loop share o
 - the child forwards operator actions to the kiosk and waits for the confirmation; the kiosk
   logs each as an event and acts (the same path as everywhere else);
 - the child runs niced and off the core the kiosk keeps for its decisions (kiosk/cpus.py);
-- the kiosk asks the child's /healthz every 30 s and kills a child that has not answered
-  three times in a row; a child that has exited is started again (kiosk/web_runtime.py).
+- the kiosk asks the child's /healthz every 30 s, once it has answered a first time, and
+  kills a child that then misses three times in a row, or never answers within two minutes
+  of its start; a child that has exited is started again (kiosk/web_runtime.py);
+- waitress closes idle connections and bounds them per client (kiosk/web/server.py).
+
+Every interval is a field of :class:`WebTiming`, handed down from ``attach_web``.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import Metric
@@ -34,16 +38,39 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from kiosk.config import KioskConfig
 from kiosk.cpus import keep_first_cpu_for_the_gate
+from kiosk.web.server import ConnectionLimits
 
 log = logging.getLogger(__name__)
 
-STATE_EVERY_S = 1.0
-STATE_STALE_S = 5 * STATE_EVERY_S
-METRICS_EVERY_S = 2.0
-ACTION_TIMEOUT_S = 10.0
-PROBE_EVERY_S = 30.0
-PROBE_TIMEOUT_S = 5.0
-PROBE_FAILURES = 3
+
+@dataclass(frozen=True)
+class WebTiming:
+    """How often the kiosk feeds and watches its web process, and how long each side waits.
+
+    :param state_every_s: the kiosk pushes its state document this often.
+    :param metrics_every_s: the kiosk pushes its metrics this often.
+    :param action_timeout_s: the page waits this long for the kiosk to carry out an action.
+    :param probe_every_s: the kiosk asks the page's ``/healthz`` this often.
+    :param probe_timeout_s: one probe waits this long for an answer.
+    :param probe_failures: misses in a row, after a first answer, that kill the page.
+    :param start_timeout_s: a page that has not answered once within this of its start
+        is killed (a Pi 3 under load takes seconds to import Flask: never kill a slow start).
+    :param restart_after_s: a page that has exited is started again after this.
+    """
+
+    state_every_s: float = 1.0
+    metrics_every_s: float = 2.0
+    action_timeout_s: float = 10.0
+    probe_every_s: float = 30.0
+    probe_timeout_s: float = 5.0
+    probe_failures: int = 3
+    start_timeout_s: float = 120.0
+    restart_after_s: float = 5.0
+
+    @property
+    def state_stale_s(self) -> float:
+        """The page reports the kiosk as gone quiet after this without a state document."""
+        return 5 * self.state_every_s
 
 
 @dataclass(frozen=True)
@@ -54,13 +81,13 @@ class WebChild:
     conn: Connection
 
 
-def start_web_process(config: KioskConfig) -> WebChild:
+def start_web_process(config: KioskConfig, timing: WebTiming, limits: ConnectionLimits) -> WebChild:
     """Start the web server process for ``config``."""
     context = multiprocessing.get_context("spawn")
     ours, theirs = context.Pipe()
     process = context.Process(
         target=run_web_process,
-        args=(config, theirs, logging.getLogger().getEffectiveLevel()),
+        args=(config, theirs, logging.getLogger().getEffectiveLevel(), timing, limits),
         name="kiosk-web",
         daemon=True,
     )
@@ -69,10 +96,14 @@ def start_web_process(config: KioskConfig) -> WebChild:
     return WebChild(process, ours)
 
 
-def run_web_process(config: KioskConfig, conn: Connection, log_level: int) -> None:
+def run_web_process(
+    config: KioskConfig,
+    conn: Connection,
+    log_level: int,
+    timing: WebTiming,
+    limits: ConnectionLimits,
+) -> None:
     """The child: serve the app with waitress until the kiosk closes the pipe."""
-    import waitress
-
     from kiosk.logs import setup_logging
 
     keep_first_cpu_for_the_gate()
@@ -82,14 +113,15 @@ def run_web_process(config: KioskConfig, conn: Connection, log_level: int) -> No
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
     from kiosk.web import create_app
+    from kiosk.web.server import create_page_server
     from kiosk.web_runtime import KioskStatus, web_settings
 
-    mirror = Mirror(conn)
+    mirror = Mirror(conn, timing)
     status = KioskStatus(mirror, config.log_path)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(mirror)
     app = create_app(status, mirror, web_settings(config), registry=registry)
-    server = waitress.create_server(app, host=config.web.host, port=config.web.port, threads=4)
+    server = create_page_server(app, config.web.host, config.web.port, limits)
     threading.Thread(target=server.run, name="web-server", daemon=True).start()
     mirror.follow()  # returns when the kiosk is gone
     server.close()
@@ -98,8 +130,14 @@ def run_web_process(config: KioskConfig, conn: Connection, log_level: int) -> No
 class Mirror:
     """The child's view of the kiosk: what it was last told, and a way to ask for actions."""
 
-    def __init__(self, conn: Connection, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        timing: WebTiming,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._conn = conn
+        self._timing = timing
         self._clock = clock
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
@@ -131,10 +169,10 @@ class Mirror:
     # What KioskStatus needs from a kiosk
     def state(self) -> dict[str, Any]:
         """The last state document the kiosk pushed; with ``stale_s`` (its age) when the
-        kiosk has not pushed one for ``STATE_STALE_S``: /healthz then reports the kiosk."""
+        kiosk has not pushed one for ``state_stale_s``: /healthz then reports the kiosk."""
         with self._lock:
             state, at = dict(self._state), self._state_at
-        if at is not None and (age := self._clock() - at) > STATE_STALE_S:
+        if at is not None and (age := self._clock() - at) > self._timing.state_stale_s:
             state["stale_s"] = round(age)
         return state
 
@@ -164,8 +202,9 @@ class Mirror:
         try:
             with self._send_lock:
                 self._conn.send(("action", request_id, name, args))
-            if not done.wait(ACTION_TIMEOUT_S):
-                raise TimeoutError(f"the kiosk did not answer {name} in {ACTION_TIMEOUT_S:g} s")
+            if not done.wait(self._timing.action_timeout_s):
+                wait = self._timing.action_timeout_s
+                raise TimeoutError(f"the kiosk did not answer {name} in {wait:g} s")
         finally:
             with self._lock:
                 self._replies.pop(request_id, None)
@@ -200,6 +239,7 @@ def feed_web_process(
     registry: CollectorRegistry,
     actions: Any,
     health_url: str,
+    timing: WebTiming,
 ) -> None:
     """The kiosk's side: push state, decisions and metrics; carry out requested actions.
 
@@ -210,17 +250,20 @@ def feed_web_process(
     next_state = next_metrics = 0.0
     done = threading.Event()
     threading.Thread(
-        target=watch_page, args=(child, health_url, done), name="web-watchdog", daemon=True
+        target=watch_page,
+        args=(child.process, health_url, done, timing),
+        name="web-watchdog",
+        daemon=True,
     ).start()
     try:
         while not stop.is_set() and child.process.is_alive():
             now = time.monotonic()
             if now >= next_state:
                 child.conn.send(("state", state()))
-                next_state = now + STATE_EVERY_S
+                next_state = now + timing.state_every_s
             if now >= next_metrics:
                 child.conn.send(("metrics", generate_latest(registry).decode("utf-8")))
-                next_metrics = now + METRICS_EVERY_S
+                next_metrics = now + timing.metrics_every_s
             current = last()
             if current is not None and current != sent_last:
                 child.conn.send(("last", current))
@@ -244,27 +287,56 @@ def feed_web_process(
             child.process.join(timeout=5)
 
 
-def watch_page(child: WebChild, health_url: str, done: threading.Event) -> None:
-    """Kill a web process that is alive but has not answered ``health_url`` (any HTTP status
-    counts as an answer) ``PROBE_FAILURES`` times in a row, ``PROBE_EVERY_S`` apart: hung
-    threads, or a process stopped with SIGSTOP, which would otherwise serve nothing for good.
+class Killable(Protocol):
+    """What the watchdog needs of the web process."""
+
+    def kill(self) -> None:
+        """Kill it (SIGKILL): a stopped or hung process ignores anything gentler."""
+        ...
+
+
+def watch_page(
+    process: Killable, health_url: str, done: threading.Event, timing: WebTiming
+) -> None:
+    """Kill a web process that is alive but has stopped answering ``health_url`` (any HTTP
+    status counts as an answer): hung threads, or a process stopped with SIGSTOP, which would
+    otherwise serve nothing for good.
+
+    Armed at the page's first answer: before that it is starting, however slowly, and only a
+    page that has not answered within ``start_timeout_s`` is killed. Once armed,
+    ``probe_failures`` misses in a row, ``probe_every_s`` apart, kill it. Returns when
+    ``done`` is set. (Whether the process is alive is left to the feeding thread: two threads
+    reaping one child race.)
     """
-    failures = 0  # is_alive() is left to the feeding thread: two threads reaping one child race
-    while not done.wait(PROBE_EVERY_S):
-        failures = 0 if _answers(health_url) else failures + 1
-        if failures >= PROBE_FAILURES:
+    started = time.monotonic()
+    while not _answers(health_url, timing.probe_timeout_s):
+        if time.monotonic() - started >= timing.start_timeout_s:
+            log.error(
+                "the status page has not answered %s within %g s of its start; restarting it",
+                health_url,
+                timing.start_timeout_s,
+            )
+            process.kill()
+            return
+        if done.wait(timing.probe_every_s):
+            return
+    log.info("the status page answers %s; watching it", health_url)
+    failures = 0
+    while not done.wait(timing.probe_every_s):
+        failures = 0 if _answers(health_url, timing.probe_timeout_s) else failures + 1
+        if failures >= timing.probe_failures:
             log.error(
                 "the status page has not answered %s %d times in a row; restarting it",
                 health_url,
                 failures,
             )
-            child.process.kill()
+            process.kill()
             return
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, timeout_s: float) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT_S):
+        with urllib.request.urlopen(url, timeout=timeout_s):
             return True
     except urllib.error.HTTPError:  # 503: a part of the kiosk is down, but the page answers
         return True

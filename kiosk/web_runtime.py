@@ -13,7 +13,7 @@ import threading
 import uuid
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
 from kiosk.engine import DecisionRecord, Kiosk
@@ -21,10 +21,13 @@ from kiosk.privacy import load_or_create_secret
 from kiosk.store import query_events
 from kiosk.sync import Sync
 from kiosk.web import WebSettings
+from kiosk.web.server import ConnectionLimits
+
+if TYPE_CHECKING:
+    from kiosk.web_process import WebTiming
 
 log = logging.getLogger(__name__)
 
-WEB_RESTART_S = 5.0  # a web process that has exited is started again after this
 PASSWORD_FILE = "web-password"  # in state_dir, written by `kiosk web set-password`
 
 
@@ -191,10 +194,24 @@ def local_url(config: KioskConfig) -> str:
     return f"http://{f'[{host}]' if ':' in host else host}:{config.web.port}"
 
 
-def attach_web(kiosk: Kiosk, config: KioskConfig, sync: Sync | None = None) -> None:
-    """Serve the status page and display from a child process, fed by a background loop."""
+def attach_web(
+    kiosk: Kiosk,
+    config: KioskConfig,
+    sync: Sync | None = None,
+    *,
+    timing: WebTiming | None = None,
+    limits: ConnectionLimits | None = None,
+) -> None:
+    """Serve the status page and display from a child process, fed by a background loop.
+
+    :param timing: how the page is fed and watched (defaults: ``WebTiming()``).
+    :param limits: the page's connection bounds (defaults: ``ConnectionLimits()``).
+    """
     from kiosk.cpus import give_the_gate_the_first_cpu
-    from kiosk.web_process import feed_web_process, start_web_process
+    from kiosk.web_process import WebTiming, feed_web_process, start_web_process
+
+    timing = timing or WebTiming()
+    limits = limits or ConnectionLimits()
 
     last = LastDecision(kiosk)
     actions = KioskActions(kiosk)
@@ -204,7 +221,7 @@ def attach_web(kiosk: Kiosk, config: KioskConfig, sync: Sync | None = None) -> N
         return kiosk.state() | mqtt | {"fever_threshold_c": kiosk.fever_threshold_c}
 
     def serve(stop: threading.Event) -> None:
-        child = start_web_process(config)
+        child = start_web_process(config, timing, limits)
         give_the_gate_the_first_cpu()
         log.info(
             "status page on http://%s:%d/ (process %s)",
@@ -220,13 +237,14 @@ def attach_web(kiosk: Kiosk, config: KioskConfig, sync: Sync | None = None) -> N
             registry=kiosk.metrics.registry,
             actions=actions,
             health_url=local_url(config) + "/healthz",
+            timing=timing,
         )
         if not stop.is_set():  # e.g. the port is taken: do not respawn it in a tight loop
             log.error(
                 "the web process exited (code %s); starting it again in %g s",
                 child.process.exitcode,
-                WEB_RESTART_S,
+                timing.restart_after_s,
             )
-            stop.wait(WEB_RESTART_S)
+            stop.wait(timing.restart_after_s)
 
     kiosk.add_background(serve)

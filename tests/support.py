@@ -61,10 +61,15 @@ class RunningKiosk:
 
 
 @contextlib.contextmanager
-def running(config: KioskConfig, **kwargs: Any) -> Iterator[RunningKiosk]:
-    """Open a simulated kiosk for ``config``, run it in a thread, stop and close it after."""
+def running(
+    config: KioskConfig, *, attach: Callable[[Kiosk], None] | None = None, **kwargs: Any
+) -> Iterator[RunningKiosk]:
+    """Open a simulated kiosk for ``config``, run it in a thread, stop and close it after;
+    ``attach`` adds parts (e.g. a status page with short timings) before it runs."""
     scene = Scene()
     with open_kiosk(config, simulate=True, scene=scene, **kwargs) as kiosk:
+        if attach is not None:
+            attach(kiosk)
         stop = threading.Event()
         thread = threading.Thread(target=kiosk.run, args=(stop,), daemon=True)
         thread.start()

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Counter
 
 from kiosk.web import WebSettings, check_password, hash_password
-from kiosk.web_process import STATE_STALE_S, Mirror
+from kiosk.web_process import Mirror, WebTiming
 from tests.support import wait_until
 from tests.web_fakes import (
     ACTIONS,
@@ -408,15 +408,16 @@ def test_healthz_fails_when_the_kiosk_has_gone_quiet(
 def test_the_web_process_marks_a_state_the_kiosk_has_stopped_renewing() -> None:
     ours, theirs = multiprocessing.Pipe()
     now = [100.0]
-    mirror = Mirror(theirs, clock=lambda: now[0])
+    timing = WebTiming(state_every_s=2.0)
+    mirror = Mirror(theirs, timing, clock=lambda: now[0])
     follower = threading.Thread(target=mirror.follow, daemon=True)
     follower.start()
     ours.send(("state", {"camera": {"ok": True}}))
     wait_until(lambda: mirror.state() != {})
-    now[0] += STATE_STALE_S
+    now[0] += timing.state_stale_s
     assert mirror.state() == {"camera": {"ok": True}}
     now[0] += 7
-    assert mirror.state() == {"camera": {"ok": True}, "stale_s": 12}
+    assert mirror.state() == {"camera": {"ok": True}, "stale_s": 17}
     ours.close()
     follower.join(timeout=5)
     assert not follower.is_alive()

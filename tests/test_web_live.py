@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import multiprocessing
 import os
 import shutil
@@ -26,11 +27,12 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from kiosk import web_process, web_runtime
 from kiosk.cpus import WEB_NICENESS, online_cpus
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.simulation import Person
 from kiosk.web import hash_password
+from kiosk.web_process import WebTiming
+from kiosk.web_runtime import attach_web
 from tests.broker import free_port
 from tests.support import RunningKiosk, make_config, running, wait_until
 
@@ -40,14 +42,19 @@ PASSWORD = "correct horse battery"
 
 
 @contextlib.contextmanager
-def kiosk_with_web(tmp_path: Path, port: int | None = None) -> Iterator[tuple[RunningKiosk, str]]:
+def kiosk_with_web(
+    tmp_path: Path,
+    port: int | None = None,
+    timing: WebTiming | None = None,
+    password_hash: str | None = None,
+) -> Iterator[tuple[RunningKiosk, str]]:
+    """A kiosk serving its page on ``port``; ``password_hash`` "": the one saved in state_dir."""
     port = port or free_port()
-    config = make_config(
-        tmp_path, web={"enabled": True, "port": port, "password_hash": hash_password(PASSWORD)}
-    )
+    hashed = hash_password(PASSWORD) if password_hash is None else password_hash
+    config = make_config(tmp_path, web={"enabled": False, "port": port, "password_hash": hashed})
     cpus = os.sched_getaffinity(0)
     try:
-        with running(config) as kiosk:
+        with running(config, attach=lambda k: attach_web(k, config, timing=timing)) as kiosk:
             yield kiosk, f"http://127.0.0.1:{port}"
     finally:  # the kiosk pins this (test) process to the gate's core: undo it for other tests
         for task in os.listdir("/proc/self/task"):
@@ -56,8 +63,8 @@ def kiosk_with_web(tmp_path: Path, port: int | None = None) -> Iterator[tuple[Ru
 
 
 @contextlib.contextmanager
-def serving(tmp_path: Path) -> Iterator[tuple[RunningKiosk, str]]:
-    with kiosk_with_web(tmp_path) as (kiosk, base):
+def serving(tmp_path: Path, **options: Any) -> Iterator[tuple[RunningKiosk, str]]:
+    with kiosk_with_web(tmp_path, **options) as (kiosk, base):
         wait_until(lambda: _status(f"{base}/healthz") is not None, timeout=15)
         yield kiosk, base
 
@@ -115,13 +122,12 @@ def placement(pid: int) -> set[tuple[frozenset[int], int]]:
 
 
 def test_the_page_runs_niced_off_the_gate_core_and_comes_back_after_a_crash(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
-    monkeypatch.setattr(web_runtime, "WEB_RESTART_S", 0.1)
     cpus = online_cpus()
     gate_core, others = frozenset(cpus[:1]), frozenset(cpus[1:] or cpus)
     niced = min(os.getpriority(os.PRIO_PROCESS, 0) + WEB_NICENESS, 19)
-    with serving(tmp_path) as (kiosk, base):
+    with serving(tmp_path, timing=WebTiming(restart_after_s=0.1)) as (kiosk, base):
         first = web_child_pid()
         assert first is not None and placement(first) == {(others, niced)}
         if len(cpus) > 1:
@@ -137,14 +143,14 @@ def test_the_page_runs_niced_off_the_gate_core_and_comes_back_after_a_crash(
 
 
 def test_a_page_that_stops_answering_is_restarted(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(web_runtime, "WEB_RESTART_S", 0.1)
-    monkeypatch.setattr(web_process, "PROBE_EVERY_S", 0.2)
-    monkeypatch.setattr(web_process, "PROBE_TIMEOUT_S", 0.5)
-    with serving(tmp_path) as (_, base):
+    caplog.set_level(logging.INFO, logger="kiosk.web_process")
+    timing = WebTiming(probe_every_s=0.2, probe_timeout_s=0.5, restart_after_s=0.1)
+    with serving(tmp_path, timing=timing) as (_, base):
         hung = web_child_pid()
         assert hung is not None
+        wait_until(lambda: "the status page answers" in caplog.text, timeout=20)  # armed
         os.kill(hung, signal.SIGSTOP)  # alive, holding its port, answering nothing
         wait_until(lambda: web_child_pid() not in (None, hung), timeout=20)
         wait_until(lambda: _status(f"{base}/healthz") is not None, timeout=15)
@@ -152,13 +158,14 @@ def test_a_page_that_stops_answering_is_restarted(
 
 
 def test_a_taken_port_is_reported_and_the_gate_keeps_working(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(web_runtime, "WEB_RESTART_S", 0.5)
+    timing = WebTiming(restart_after_s=0.5)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with kiosk_with_web(tmp_path, port=taken.getsockname()[1]) as (kiosk, _):
+        port = taken.getsockname()[1]
+        with kiosk_with_web(tmp_path, port=port, timing=timing) as (kiosk, _):
             wait_until(lambda: "the web process exited" in caplog.text, timeout=20)
             kiosk.scene.step_up(Person("staff", b"S-0001", sim.person(36.6), "grant"))
             assert kiosk.next_decision().decision.opens_gate
