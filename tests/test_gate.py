@@ -12,7 +12,16 @@ from gpiozero import Device, GPIODeviceClosed
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from kiosk import gate as gate_module
-from kiosk.gate import Gate, GatePins, GateState, GateTiming, Signal, force_relay_safe
+from kiosk.gate import (
+    Gate,
+    GatePassage,
+    GatePins,
+    GateState,
+    GateTiming,
+    PassageCause,
+    Signal,
+    force_relay_safe,
+)
 
 RELAY, GREEN, WARNING, BUZZER, PASSAGE, FIRE = 17, 27, 22, 23, 5, 6
 
@@ -335,3 +344,85 @@ def test_repr_and_invalid_config(factory: MockFactory) -> None:
         Gate(replace(PINS, passage_sensor=None), HOLD, pin_factory=factory)
     with pytest.raises(ValueError, match="pulse_s"):
         GateTiming("pulse", pulse_s=0)
+
+
+class Watcher:
+    """What the gate reports to the kiosk: passages with their cause, grants unused."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.passages: list[GatePassage] = []
+        self.unused: list[object] = []
+        gate.watch_admissions(self.passages.append, self.unused.append)
+
+
+def test_each_grant_is_good_for_one_passage(
+    factory: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(gate_module, "monotonic", lambda: now[0])
+    with Gate(PINS, replace(PULSE, hold_timeout_s=8.0), pin_factory=factory) as gate:
+        seen = Watcher(gate)
+        sensor = factory.pin(PASSAGE)
+
+        def through(after_s: float = 1.0) -> None:
+            now[0] += after_s
+            sensor.drive_low()
+            now[0] += 0.5
+            sensor.drive_high()
+
+        assert gate.open_for_person("a")
+        through()  # a
+        through()  # someone on a's heels
+        assert gate.open_for_person("b")
+        through(after_s=9.0)  # b's grant is over: 9 s later is not b
+        gate.emergency_open(True)
+        through()
+        gate.emergency_open(False)
+        factory.pin(FIRE).drive_low()
+        through()
+        factory.pin(FIRE).drive_high()
+        assert gate.open_for_person()  # a relay test from the status page
+        through()
+    assert seen.passages == [
+        GatePassage(PassageCause.GRANT, "a"),
+        GatePassage(PassageCause.NONE),
+        GatePassage(PassageCause.NONE),
+        GatePassage(PassageCause.OPERATOR),
+        GatePassage(PassageCause.FIRE_ALARM),
+        GatePassage(PassageCause.OPERATOR),
+    ]
+    assert seen.unused == []  # pulse mode cannot tell a grant nobody used
+
+
+def test_hold_keeps_the_relay_released_for_each_person_granted(
+    factory: MockFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [100.0]
+    monkeypatch.setattr(gate_module, "monotonic", lambda: now[0])
+    with Gate(PINS, HOLD, pin_factory=factory) as gate:
+        seen = Watcher(gate)
+        relay, sensor = factory.pin(RELAY), factory.pin(PASSAGE)
+        relay.clear_states()
+        assert gate.open_for_person("a")
+        assert gate.open_for_person("b")  # two people scanned one after the other
+        sensor.drive_low()
+        assert gate.state().relay_energised  # b has not passed yet
+        now[0] += 1.0
+        sensor.drive_high()
+        now[0] += 1.0
+        sensor.drive_low()
+        assert states(relay) == [OFF, ON, OFF]
+    assert [p.grant for p in seen.passages] == ["a", "b"]
+
+
+def test_hold_reports_a_grant_that_expired_unused(factory: MockFactory) -> None:
+    with Gate(PINS, replace(HOLD, hold_timeout_s=0.2), pin_factory=factory) as gate:
+        seen = Watcher(gate)
+        assert gate.open_for_person("a")
+        assert wait_until(lambda: seen.unused == ["a"])
+        assert not gate.state().relay_energised
+        assert gate.open_for_person("b")
+        gate.set_lockdown(True)  # locked before b went through: b's grant is unused too
+        assert seen.unused == ["a", "b"]
+        factory.pin(PASSAGE).drive_low()  # forced in lockdown
+    assert seen.passages == [GatePassage(PassageCause.NONE)]
