@@ -20,11 +20,12 @@ from kiosk.engine import DecisionRecord, Kiosk
 from kiosk.hardware import build_hardware
 from kiosk.protocol import WireEvent
 from kiosk.runtime import build_entrance
+from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.qr import Scan
-from kiosk.simulation import Scene
+from kiosk.simulation import Person, Scene
 from kiosk.store import EventLog
 from kiosk.sync import alert_for
-from tests.support import SALT, make_config, wait_until
+from tests.support import SALT, make_config, running, wait_until
 
 RELAY, PASSAGE = 17, 24  # the config's default pins; the relay is active-low
 
@@ -188,3 +189,20 @@ def test_a_passage_nobody_was_granted_is_logged_counted_and_alerts(
     wire = [WireEvent(e.event_id, e.seq, "b", e.ts_ms, True, e.type, e.data) for e in events]
     alerts = [alert_for(event) for event in wire]
     assert [alert and alert[0] for alert in alerts] == ["tailgating", None, "tailgating"]
+
+
+def test_tailgating_and_withdrawn_grants_are_known_again_after_a_restart(tmp_path: Path) -> None:
+    config = config_for(
+        tmp_path,
+        rules={"passback_grace_s": 0.0},
+        gate={"relay_mode": "hold", "hold_timeout_s": 1.0},
+    )
+    with running(config) as door:
+        door.kiosk.hardware.pin_factory.pin(PASSAGE).drive_low()  # nobody was granted
+        door.scene.step_up(Person("staff", b"S-0001", sim.nobody(), "grant"))
+        assert door.next_decision().decision.outcome is Outcome.GRANT
+        wait_until(lambda: bool(door.kiosk.event_log.recent(1, type="grant_unused")))
+    with running(config) as again:
+        wait_until(lambda: again.kiosk.health().today["tailgating"] == 1)
+        again.scene.step_up(Person("staff", b"S-0001", sim.nobody(), "grant"))
+        assert again.next_decision().decision.outcome is Outcome.GRANT  # not already inside

@@ -87,6 +87,24 @@ def test_occupancy_and_anti_passback_are_shared_by_the_site_kiosks(
         assert door1.next_decision().decision.reason is Reason.OCCUPANCY_FULL
 
 
+def test_a_grant_nobody_used_is_withdrawn_at_every_kiosk_of_the_site(
+    tmp_path: Path, broker: Broker
+) -> None:
+    rules = {"anti_passback": True, "passback_grace_s": 0.0}
+    gate = {"relay_mode": "hold", "hold_timeout_s": 1.0}
+    k1 = kiosk_config(tmp_path / "k1", broker, "k1", rules=rules, gate=gate)
+    k2 = kiosk_config(tmp_path / "k2", broker, "k2", rules=rules, gate=gate)
+    with online(k1, broker) as door1, online(k2, broker) as door2:
+        door1.scene.step_up(badge("S-0001"))
+        assert door1.next_decision().decision.outcome is Outcome.GRANT
+        wait_until(lambda: door2.kiosk.entrance.area.facts(None, NOW).occupancy == 1)
+        # nobody goes through: door1's hold times out and withdraws the grant, door2 learns it
+        wait_until(lambda: door2.kiosk.entrance.area.facts(None, NOW).occupancy == 0, 15)
+
+        door2.scene.step_up(badge("S-0001"))  # not "already inside": they never went in
+        assert door2.next_decision().decision.outcome is Outcome.GRANT
+
+
 def write_pem(path: Path, key: Ed25519PrivateKey) -> str:
     path.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     return str(path)
