@@ -35,7 +35,12 @@ from kiosk.gate import Gate, GatePassage, PassageCause, Signal
 from kiosk.hardware import Hardware
 from kiosk.health import DailyCounts, FrameCounter, Health, Parts, PartState, state_document
 from kiosk.metrics import KioskMetrics
-from kiosk.operator_state import OperatorState, OperatorStateError, OperatorStateStore
+from kiosk.operator_state import (
+    OperatorState,
+    OperatorStateError,
+    OperatorStateStore,
+    restore,
+)
 from kiosk.protocol import Command
 from kiosk.sensors.frames import CameraError
 from kiosk.sensors.measurement import (
@@ -610,41 +615,22 @@ class Kiosk:
         self._set_health("operator_state", True, "ok")
 
     def _restore_operator_state(self) -> OperatorState:
-        """Before the first decision: put back what operators set; fail secure if unreadable."""
-        try:
-            saved = self._operator_store.load()
-        except OperatorStateError as exc:
-            detail = f"lockdown on until an operator ends it: saved state unusable: {exc}"
-            log.error("operator state: %s", detail)
+        """Before the first decision: put back what operators set; fail secure if unusable."""
+        restored = restore(self._operator_store, self.config.thermometer.fever_threshold_c)
+        state = restored.state
+        if state.lockdown:
             self.gate.set_lockdown(True)
-            self._parts.set("operator_state", False, detail)
+        if state.fever_threshold_c is not None:
+            self._settings = dataclasses.replace(
+                self._settings, fever_threshold_c=state.fever_threshold_c
+            )
+        if restored.problem is not None:
+            self._parts.set("operator_state", False, restored.problem)
             self._record(
-                EventType.HEALTH, {"part": "operator_state", "ok": False, "detail": detail}
+                EventType.HEALTH,
+                {"part": "operator_state", "ok": False, "detail": restored.problem},
             )
-            return OperatorState(lockdown=True)
-        if saved is None:
-            return OperatorState()
-        if saved.lockdown:
-            log.warning("lockdown restored: it was on when the kiosk stopped")
-            self.gate.set_lockdown(True)
-        if saved.emergency_open:
-            log.warning("emergency open was on when the kiosk stopped: not restored")
-        configured = self.config.thermometer.fever_threshold_c
-        if saved.fever_threshold_c is None:
-            return OperatorState(lockdown=saved.lockdown)
-        if saved.config_fever_c != configured:
-            log.warning(
-                "fever threshold %.2f °C set by an operator not restored: the configured"
-                " threshold changed since, to %.2f °C",
-                saved.fever_threshold_c,
-                configured,
-            )
-            return OperatorState(lockdown=saved.lockdown)
-        log.info("fever threshold %.2f °C restored (set by an operator)", saved.fever_threshold_c)
-        self._settings = dataclasses.replace(
-            self._settings, fever_threshold_c=saved.fever_threshold_c
-        )
-        return dataclasses.replace(saved, emergency_open=False)
+        return state
 
     def apply_trust_update(
         self,

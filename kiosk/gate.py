@@ -13,6 +13,9 @@ With a passage sensor each admission is a credit for one passage, good for
 unauthorised (tailgating, or a forced turnstile) unless the fire alarm or an operator holds
 the gate released. In hold mode the relay stays released while credits are left, and a credit
 that expires unused is reported, so the person is not counted as inside.
+
+One module on purpose, longer than most: the relay, the admissions and the passages share one
+lock, and the precedence above is only checkable when all of it is read together.
 """
 
 from __future__ import annotations

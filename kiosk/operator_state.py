@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from kiosk import boundedjson
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
+
+log = logging.getLogger(__name__)
 
 FILE_NAME = "operator-state.json"
 VERSION = 1
@@ -130,3 +133,45 @@ class OperatorStateStore:
             raise OperatorStateError(
                 f"{self.path}: cannot save the operator state: {exc.strerror or exc}"
             ) from None
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What to put back at start: the state in force, and why it is not what was saved.
+
+    ``problem`` is set when the file was unusable: the state is then lockdown (fail secure).
+    """
+
+    state: OperatorState
+    problem: str | None = None
+
+
+def restore(store: OperatorStateStore, configured_fever_c: float) -> Restored:
+    """The operator state to start with (before the first decision), logging what it decides:
+    lockdown and the fever threshold come back, emergency open never does, and an unusable
+    file means lockdown."""
+    try:
+        saved = store.load()
+    except OperatorStateError as exc:
+        problem = f"lockdown on until an operator ends it: saved state unusable: {exc}"
+        log.error("operator state: %s", problem)
+        return Restored(OperatorState(lockdown=True), problem)
+    if saved is None:
+        return Restored(OperatorState())
+    if saved.lockdown:
+        log.warning("lockdown restored: it was on when the kiosk stopped")
+    if saved.emergency_open:
+        log.warning("emergency open was on when the kiosk stopped: not restored")
+    state = replace(saved, emergency_open=False)
+    threshold = saved.fever_threshold_c
+    if threshold is not None and saved.config_fever_c != configured_fever_c:
+        log.warning(
+            "fever threshold %.2f °C set by an operator not restored: the configured"
+            " threshold changed since, to %.2f °C",
+            threshold,
+            configured_fever_c,
+        )
+        state = replace(state, fever_threshold_c=None, config_fever_c=None)
+    elif threshold is not None:
+        log.info("fever threshold %.2f °C restored (set by an operator)", threshold)
+    return Restored(state)
