@@ -8,13 +8,17 @@ and saves screenshots (to docs/screenshots/ for the README when KIOSK_SCREENSHOT
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import logging
 import multiprocessing
 import os
+import re
 import shutil
 import signal
 import socket
+import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from http.cookiejar import CookieJar
@@ -30,11 +34,13 @@ from selenium.webdriver.support.ui import WebDriverWait
 from kiosk.cpus import WEB_NICENESS, online_cpus
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.simulation import Person
+from kiosk.store import query_events
 from kiosk.web import hash_password
 from kiosk.web_process import WebTiming
-from kiosk.web_runtime import attach_web
+from kiosk.web_runtime import PASSWORD_FILE, attach_web
 from tests.broker import free_port
 from tests.support import RunningKiosk, make_config, running, wait_until
+from tests.test_web_server import ANSWER_WITHIN_S, FLOOD, sockets
 
 # Set KIOSK_SCREENSHOTS=docs/screenshots to refresh the README's pictures.
 SCREENSHOTS_ENV = "KIOSK_SCREENSHOTS"
@@ -69,9 +75,9 @@ def serving(tmp_path: Path, **options: Any) -> Iterator[tuple[RunningKiosk, str]
         yield kiosk, base
 
 
-def _status(url: str) -> int | None:
+def _status(url: str, timeout: float = 2) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return int(response.status)
     except urllib.error.HTTPError as error:
         return int(error.code)
@@ -105,6 +111,92 @@ def test_the_running_kiosk_serves_probes_api_and_display(tmp_path: Path) -> None
         opener.open(f"{base}/login", data=form, timeout=5)
         events = json.loads(opener.open(f"{base}/api/v1/events?type=decision", timeout=5).read())
         assert [e["data"]["outcome"] for e in events] == ["grant"]
+
+
+class Client:
+    """A client of the live page that carries its session cookie by hand (so that a test can
+    copy it, as a thief would) and never follows redirects."""
+
+    def __init__(self, base: str, cookie: str = "") -> None:
+        self.address = urllib.parse.urlsplit(base).netloc
+        self.cookie = cookie
+
+    def send(self, method: str, path: str, form: dict[str, str] | None = None) -> tuple[int, str]:
+        """``(status, Location or body)``; keeps a new session cookie."""
+        connection = http.client.HTTPConnection(self.address, timeout=10)
+        headers = {"Cookie": f"kiosk_session={self.cookie}"} if self.cookie else {}
+        body = None
+        if form is not None:
+            body = urllib.parse.urlencode(form)
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        try:
+            connection.request(method, path, body, headers)
+            response = connection.getresponse()
+            text = response.read().decode()
+            found = re.search(r"kiosk_session=([^;]*)", response.getheader("Set-Cookie") or "")
+            if found:
+                self.cookie = found.group(1)
+            return response.status, response.getheader("Location") or text
+        finally:
+            connection.close()
+
+    def token(self, path: str = "/") -> str:
+        """The CSRF token of the form on ``path``."""
+        found = re.search(r'name="csrf_token" value="([^"]+)"', self.send("GET", path)[1])
+        assert found, path
+        return found.group(1)
+
+    def login(self, password: str) -> int:
+        token = self.token("/login")
+        return self.send("POST", "/login", {"password": password, "csrf_token": token})[0]
+
+
+def relay_tests(log_path: Path) -> int:
+    """How many relay tests the kiosk has logged."""
+    commands = query_events(log_path, limit=100, type="command")
+    return sum(event.data["command"] == "test_relay" for event in commands)
+
+
+def test_the_live_page_ends_sessions_at_logout_and_on_a_new_password(tmp_path: Path) -> None:
+    password_file = tmp_path / PASSWORD_FILE
+    password_file.write_text(hash_password(PASSWORD) + "\n", encoding="utf-8")
+    log_path = tmp_path / "events.db"
+    with serving(tmp_path, password_hash="") as (_, base):
+        operator = Client(base)
+        assert operator.login(PASSWORD) == 302
+        token = operator.token()
+        thief = Client(base, operator.cookie)
+        assert thief.send("GET", "/api/v1/status")[0] == 200
+        assert operator.send("POST", "/actions/test-relay", {"csrf_token": token}) == (302, "/")
+        assert relay_tests(log_path) == 1
+
+        assert operator.send("POST", "/logout", {"csrf_token": token}) == (302, "/login")
+        assert thief.send("GET", "/api/v1/status")[0] == 401
+        refused = thief.send("POST", "/actions/test-relay", {"csrf_token": token})
+        assert refused[0] == 302 and refused[1].startswith("/login")
+        assert relay_tests(log_path) == 1
+
+        assert operator.login(PASSWORD) == 302
+        thief = Client(base, operator.cookie)
+        new_password = "a different passphrase"
+        password_file.write_text(hash_password(new_password) + "\n", encoding="utf-8")
+        assert thief.send("GET", "/api/v1/status")[0] == 401
+        assert operator.send("GET", "/")[0] == 302
+        assert Client(base).login(PASSWORD) == 401
+        assert Client(base).login(new_password) == 302
+
+
+def test_the_live_page_answers_with_150_idle_connections_open(tmp_path: Path) -> None:
+    timing = WebTiming(probe_every_s=0.5, probe_timeout_s=2.0)
+    with serving(tmp_path, timing=timing) as (_, base):
+        page = web_child_pid()
+        port = int(base.rsplit(":", 1)[1])
+        with sockets(FLOOD, port):
+            started = time.monotonic()
+            assert _status(f"{base}/healthz", timeout=ANSWER_WITHIN_S) in (200, 503)
+            assert time.monotonic() - started < ANSWER_WITHIN_S
+            assert _status(f"{base}/healthz", timeout=ANSWER_WITHIN_S) in (200, 503)
+        assert web_child_pid() == page  # the watchdog never saw it fail
 
 
 def web_child_pid() -> int | None:
