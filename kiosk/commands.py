@@ -11,7 +11,7 @@ Checks run in a fixed order and the first failure wins; each has a stable :class
 5. ``unknown_command``, then ``bad_arguments`` (exact argument names, types and bounds);
 6. ``not_allowed``: ``emergency_open`` while ``[mqtt] allow_emergency_open`` is false;
 7. ``log_unavailable``: the command could not be logged, so it is not carried out;
-8. ``failed``: the action raised a known error (e.g. a bad allowlist file; the old one stays).
+8. ``failed``: the action raised an error (e.g. a bad allowlist file; the old one stays).
 
 A command's id is used up once it is logged; refused commands leave it free for a fixed retry.
 """
@@ -332,6 +332,9 @@ class CommandProcessor:
             message, data = action(self._actions)
         except (AllowlistError, EventLogError, OperatorStateError) as exc:
             raise _RefusedError(CommandError.FAILED, f"{command.command} failed: {exc}") from None
+        except Exception as exc:  # a device or a bug: answered as a failure, never a crash
+            error = type(exc).__name__
+            raise _RefusedError(CommandError.FAILED, f"{command.command} failed: {error}") from None
         return CommandOutcome(command, None, message, data)
 
     def _remember_id(self, command_id: str) -> None:

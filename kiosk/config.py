@@ -352,13 +352,6 @@ class MqttSection:
         low=16 * 1024,
         high=255 * 1024,
     )
-    max_message_bytes: int = _key(
-        240 * 1024,
-        "Largest events message in bytes (central refuses over 256 KiB; leave room for the"
-        " topic under the broker's max_packet_size)",
-        low=16 * 1024,
-        high=255 * 1024,
-    )
     resend_after_s: float = _key(
         600.0, "Send an event again if no receipt covered it after this long", low=1, high=86400
     )

@@ -129,7 +129,6 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
         window=mqtt.window,
         batch_max=mqtt.batch_max,
         max_message_bytes=mqtt.max_message_bytes,
-        max_message_bytes=mqtt.max_message_bytes,
         resend_after_s=mqtt.resend_after_s,
         state_interval_s=mqtt.state_interval_s,
         state=kiosk.state,
@@ -202,12 +201,10 @@ def build_entrance(config: KioskConfig, salt: bytes, trust: TrustStore | None = 
 
 
 def learn_from_neighbour(kiosk: Kiosk, payload: bytes) -> None:
-    """Another kiosk of the site logged decisions: share occupancy and anti-passback."""
-    try:
-        _, _, events = decode_events(payload)
-    except ProtocolError as exc:
-        log.warning("ignored a malformed events message from a neighbour: %s", exc)
-        return
+    """Another kiosk of the site logged decisions: share occupancy and anti-passback.
+
+    A malformed message raises ProtocolError, which the sync logs and counts."""
+    _, _, events = decode_events(payload)
     for e in events:  # decisions, and grants withdrawn unused
         kiosk.entrance.learn_event(e.type, e.event_id, e.ts_ms, e.data)
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from kiosk.commands import CommandError
 from kiosk.protocol import (
     DEFAULT_MESSAGE_BYTES,
     MAX_MESSAGE_BYTES,
@@ -381,7 +382,9 @@ class Sync:
         """Handle one message; whatever it raises is logged, counted and goes no further."""
         try:
             self._dispatch(message)
-        except Exception as exc:
+        except ProtocolError as exc:  # our own words, at most a few digits of the content
+            self._ignored(message, str(exc)[:200])
+        except Exception as exc:  # anything else: only its type, which carries no content
             self._ignored(message, type(exc).__name__)
             if message.topic == self.uplink.topics.topic(Leaf.CMD):
                 self._reply_failed(message, type(exc).__name__)
@@ -389,11 +392,7 @@ class Sync:
     def _dispatch(self, message: Received) -> None:
         topics = self.uplink.topics
         if message.topic == topics.topic(Leaf.RECEIPTS):
-            try:
-                seqs = decode_receipt(message.payload)
-            except ProtocolError as exc:
-                self._ignored(message, str(exc))
-                return
+            seqs = decode_receipt(message.payload)
             self.stats.last_receipt_ms = self._now_ms()
             self._confirm(seqs)
         elif message.topic == topics.topic(Leaf.CMD):
@@ -421,9 +420,10 @@ class Sync:
             )
 
     def _reply_failed(self, request: Received, error: str) -> None:
-        message = f"the kiosk could not handle this command ({error}); nothing was changed"
+        message = f"the kiosk could not handle this command ({error})"
         try:
-            self.reply(request, encode_result(self.uplink.topics.kiosk, None, "failed", message))
+            kiosk = self.uplink.topics.kiosk
+            self.reply(request, encode_result(kiosk, None, CommandError.FAILED, message))
         except Exception as exc:
             log.error("could not answer a command that failed: %s", type(exc).__name__)
 

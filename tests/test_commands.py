@@ -275,6 +275,22 @@ def test_a_bad_allowlist_file_fails_and_keeps_the_old_list(kiosk: RecordingKiosk
     assert send(proc, command("reload_allowlist", {})).error is CommandError.REPLAYED
 
 
+def test_an_action_that_raises_unexpectedly_is_answered_as_failed(kiosk: RecordingKiosk) -> None:
+    def broken(on: bool) -> None:
+        raise RuntimeError("GPIO busy")
+
+    kiosk.set_lockdown = broken  # type: ignore[method-assign]
+    proc = processor(kiosk)
+    outcome = send(proc, command())
+    assert (outcome.error, outcome.message) == (
+        CommandError.FAILED,
+        "lockdown failed: RuntimeError",
+    )
+    result = json.loads(proc.encode(outcome))
+    assert (result["id"], result["ok"], result["error"]) == ("cmd-1", False, "failed")
+    assert kiosk.calls == [("record", "cmd-1")]
+
+
 def test_the_first_failed_check_wins(kiosk: RecordingKiosk) -> None:
     proc = processor(kiosk, key=KEY, allow_emergency_open=False, seen_ids=("cmd-1",))
     stale_unsigned = command("emergency_open", {"on": "x"}, expires=NOW)

@@ -73,7 +73,7 @@ from kiosk.simulation import Person
 from kiosk.store import EventLog, LogWriteError, read_events
 from kiosk.sync import Sync
 from kiosk.trust import TrustStore
-from kiosk.uplink import Connected
+from kiosk.uplink import Connected, Received
 from tests.support import SALT, make_config, running
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -370,6 +370,32 @@ def test_events_alerts_state_and_status_from_the_sync_loop(
     assert_valid("status", status)
     for message in uplink.of(Leaf.STATE):
         assert_valid("state", message)
+
+
+def test_a_message_whose_handling_crashes_is_counted_and_a_command_is_answered_failed(
+    tmp_path: Path, state: dict[str, Any]
+) -> None:
+    """The last guard: whatever a handler raises, the loop goes on and a command gets a result."""
+    uplink = FakeUplink()
+
+    def crash(message: Received) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
+        sync = _sync(uplink, outbox, state)
+        sync.on_command = sync.on_message = crash
+        topics = [uplink.topics.topic(leaf) for leaf in (Leaf.CMD, Leaf.RECEIPTS)]
+        for topic in [*topics, f"{protocol.PREFIX}/{SITE}/k2/events"]:
+            uplink.inbox.put(Received(topic, b"[[[", None, b"correlation"))
+        uplink.inbox.put(Connected(session_present=False))
+        sync.step()
+        outbox.append("passage", {})
+        sync.step()
+    (result,) = uplink.of(Leaf.RESULT)
+    assert_valid("result", result)
+    assert (json.loads(result)["error"], json.loads(result)["id"]) == ("failed", None)
+    assert sync.stats.ignored_messages == sync.mqtt_state()["ignored_messages"] == 3
+    assert len(uplink.of(Leaf.EVENTS)) == 1  # the loop went on
 
 
 def test_publish_qos_and_retain_follow_the_asyncapi_document(
