@@ -35,7 +35,7 @@ from kiosk.protocol import (
     subscription,
 )
 from kiosk.simulation import Scene
-from kiosk.store import EventLog, EventLogError, LogWriteError, Retention
+from kiosk.store import LOG_RESERVE_BYTES, EventLog, EventLogError, LogWriteError, Retention
 from kiosk.sync import Sync
 from kiosk.trust import TrustStore
 from kiosk.uplink import Received, Uplink, client_id
@@ -263,6 +263,7 @@ def open_kiosk(
                 ),
                 clock_synced=clock_is_synchronised,
                 wait_for_disk=True,  # a full disk at start: refer everyone until it opens
+                reserve_bytes=LOG_RESERVE_BYTES,
             )
         )
         recorder = GateEventRecorder(event_log)

@@ -14,6 +14,7 @@ import contextlib
 import errno
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -35,6 +36,8 @@ REOPEN_AFTER_S = 2.0  # a log that could not be opened is tried again this often
 WAL_AUTOCHECKPOINT_PAGES = 128
 JOURNAL_LIMIT_BYTES = 1024 * 1024
 _DAY_MS = 86_400_000
+LOG_RESERVE_BYTES = 512 * 1024  # the kiosk's reserve_bytes: room for marks and a prune's WAL
+PRUNE_CHUNK = 200  # rows deleted per transaction, so each one's WAL stays small
 _COLUMNS = "seq, event_id, boot_id, ts_ms, clock_synced, type, data, sent_at_ms, confirmed_at_ms"
 
 # Forward migrations; entry N-1 takes the schema from user_version N-1 to N. Append, never edit.
@@ -195,6 +198,9 @@ class EventLog:
     :param clock_synced: whether the wall clock is NTP-synchronised, stored per event.
     :param new_id: a new event id (UUID4 string).
     :param wait_for_disk: start *down* instead of raising when the file cannot be opened.
+    :param reserve_bytes: refuse appends (LogWriteError, ENOSPC) while the file system has less
+        free than this, so that central's confirmations and pruning can still be written and
+        free space: a log that filled its partition could otherwise never shrink again.
     :param monotonic: the clock that paces attempts to open the log again.
     :raises LogOpenError: the file cannot be opened or migrated, or its schema is newer (only
         without ``wait_for_disk``).
@@ -212,6 +218,7 @@ class EventLog:
         clock_synced: Callable[[], bool] = lambda: True,
         new_id: Callable[[], str] = _new_uuid4,
         wait_for_disk: bool = False,
+        reserve_bytes: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
         reopen_after_s: float = REOPEN_AFTER_S,
     ) -> None:
@@ -229,6 +236,7 @@ class EventLog:
         self._new_id = new_id
         self._monotonic = monotonic
         self._reopen_after_s = reopen_after_s
+        self._reserve_bytes = reserve_bytes
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._closed = False
@@ -236,6 +244,7 @@ class EventLog:
         self._down_since = self._next_open = monotonic()
         self._missed: Counter[str] = Counter()
         self._rows = self._confirmed = self._dropped = 0
+        self._unreported = 0  # unconfirmed rows dropped whose alert is not written yet
         try:
             self._connect()
         except LogOpenError as exc:
@@ -287,6 +296,7 @@ class EventLog:
         payload = json.dumps(dict(data), ensure_ascii=False, allow_nan=False)
         with self._lock:
             try:
+                self._check_reserve()
                 with self._write("append", durable=True) as conn:
                     if self._missed:
                         self._insert(conn, "health", self._recovery_json())
@@ -313,6 +323,45 @@ class EventLog:
                 except LogWriteError:  # the event is durable; the periodic prune retries
                     log.warning("pruning after append failed", exc_info=True)
         return Event(event_id, seq, self._boot_id, ts_ms, synced, type, json.loads(payload))
+
+    def _check_reserve(self) -> None:
+        """Refuse the append when the reserve is not free, after pruning the oldest prunable
+        rows to make room (their pages are reused); lock held."""
+        if not self._reserve_bytes:
+            return
+        free = self._free_bytes()
+        for _ in range(5):  # a few chunks at most: the person at the gate is waiting
+            if free >= self._reserve_bytes or not self._make_room():
+                break
+            free = self._free_bytes()
+        if free < self._reserve_bytes:
+            err = LogWriteError(
+                f"event log {self.path}: append refused: disk full ({free // 1024} KiB free,"
+                f" {self._reserve_bytes // 1024} KiB kept for confirmations and pruning)"
+            )
+            err.errno = errno.ENOSPC
+            raise err
+
+    def _free_bytes(self) -> int:
+        """Free space for the log: the file system's, plus free pages inside the file."""
+        conn = self._open_conn(LogWriteError)
+        try:
+            stat = os.statvfs(self.path.parent)
+            (pages,) = conn.execute("PRAGMA freelist_count").fetchone()
+            (page_size,) = conn.execute("PRAGMA page_size").fetchone()
+        except (OSError, sqlite3.Error):
+            return self._reserve_bytes  # the write itself reports what is wrong
+        return int(stat.f_bavail * stat.f_frsize + pages * page_size)
+
+    def _make_room(self) -> bool:
+        """Prune one chunk of the oldest prunable rows, whatever the capacity; True if any."""
+        prunable = self._confirmed if self.retention.awaits_confirmation else self._rows
+        if not prunable:
+            return False
+        deleted = self._delete(self._prunable(), (), min(prunable, PRUNE_CHUNK))
+        self._checkpoint()
+        log.warning("event log: disk nearly full, pruned the %d oldest events early", deleted)
+        return deleted > 0
 
     def _insert(
         self, conn: sqlite3.Connection, type: str, payload: str
@@ -345,7 +394,7 @@ class EventLog:
         if self._conn is None:
             return
         try:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
             log.debug("checkpoint after a full disk failed", exc_info=True)
 
@@ -417,66 +466,63 @@ class EventLog:
     def _prune_age(self) -> int:
         if not self.retention.max_age_days:
             return 0
-        return self._delete(
-            f"DELETE FROM events WHERE {self._prunable()} AND ts_ms < ? RETURNING confirmed_at_ms",
-            self._cutoff_ms(self.retention.max_age_days),
-        )
+        cutoff = self._cutoff_ms(self.retention.max_age_days)
+        return self._delete(f"{self._prunable()} AND ts_ms < ?", (cutoff,), self._rows)
 
     def _prune_size(self) -> int:
         prunable = self._confirmed if self.retention.awaits_confirmation else self._rows
         excess = min(self._rows - self.capacity, prunable)
-        if excess <= 0:
-            return 0
-        return self._delete(
-            "DELETE FROM events WHERE seq IN (SELECT seq FROM events"
-            f" WHERE {self._prunable()} ORDER BY seq LIMIT ?) RETURNING confirmed_at_ms",
-            excess,
-        )
+        return self._delete(self._prunable(), (), excess) if excess > 0 else 0
 
-    def _delete(self, sql: str, parameter: int) -> int:
-        """Run one DELETE … RETURNING confirmed_at_ms and keep the cached counts right."""
-        with self._write("prune", durable=False) as conn:
-            rows = conn.execute(sql, (parameter,)).fetchall()
-        confirmed = sum(row[0] is not None for row in rows)
-        self._rows -= len(rows)
-        self._confirmed -= confirmed
-        log.debug("pruned %d events (%d confirmed)", len(rows), confirmed)
-        return len(rows)
+    def _delete(self, where: str, params: tuple[int, ...], limit: int) -> int:
+        """Delete up to ``limit`` rows matching ``where``, oldest first, at most PRUNE_CHUNK
+        per transaction with a checkpoint between (so the WAL stays small on a small disk);
+        keeps the cached counts right."""
+        total = 0
+        while total < limit:
+            chunk = min(PRUNE_CHUNK, limit - total)
+            with self._write("prune", durable=False) as conn:
+                rows = conn.execute(
+                    f"DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE {where}"
+                    " ORDER BY seq LIMIT ?) RETURNING confirmed_at_ms",
+                    (*params, chunk),
+                ).fetchall()
+            confirmed = sum(row[0] is not None for row in rows)
+            self._rows -= len(rows)
+            self._confirmed -= confirmed
+            total += len(rows)
+            if len(rows) < chunk:
+                break
+            self._checkpoint()
+        if total:
+            log.debug("pruned %d events", total)
+        return total
 
     def _drop_unconfirmed(self) -> int:
-        """Unconfirmed rows past their age, when over capacity or past max_age_days."""
+        """Unconfirmed rows past their age, when over capacity or past max_age_days; the alert
+        (and the count) is written after them, and again at the next prune if that failed."""
         retention = self.retention
         if not (retention.awaits_confirmation and retention.unconfirmed_max_age_days):
             return 0
         cutoff = self._cutoff_ms(retention.unconfirmed_max_age_days)
         limit = max(self._rows - self.capacity, 0)
         if retention.max_age_days:
-            cutoff_age = self._cutoff_ms(retention.max_age_days)
-            cutoff, limit = min(cutoff, cutoff_age), self._rows
-        if limit <= 0:
-            return 0
-        detail = ""
-        with self._write("prune", durable=False) as conn:
-            dropped = conn.execute(
-                "DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE"
-                " confirmed_at_ms IS NULL AND ts_ms < ? ORDER BY seq LIMIT ?)",
-                (cutoff, limit),
-            ).rowcount
-            if dropped:
-                conn.execute(
-                    "UPDATE retention SET dropped_unconfirmed = dropped_unconfirmed + ?",
-                    (dropped,),
-                )
-                detail = (
-                    f"dropped {dropped} events central never confirmed, older than"
-                    f" {retention.unconfirmed_max_age_days:g} days, to keep the log within"
-                    f" log.capacity / log.max_age_days ({self._dropped + dropped} in all)"
-                )
-                alert = {"part": "log_capacity", "ok": False, "detail": detail}
-                self._insert(conn, "health", json.dumps(alert))
-        if dropped:
-            self._dropped += dropped
-            self._rows += 1 - dropped
+            cutoff, limit = min(cutoff, self._cutoff_ms(retention.max_age_days)), self._rows
+        dropped = self._delete("confirmed_at_ms IS NULL AND ts_ms < ?", (cutoff,), limit)
+        self._unreported += dropped
+        if self._unreported:
+            total = self._dropped + self._unreported
+            detail = (
+                f"dropped {self._unreported} events central never confirmed, older than"
+                f" {retention.unconfirmed_max_age_days:g} days, to keep the log within"
+                f" log.capacity / log.max_age_days ({total} in all)"
+            )
+            alert = json.dumps({"part": "log_capacity", "ok": False, "detail": detail})
+            with self._write("prune", durable=False) as conn:
+                conn.execute("UPDATE retention SET dropped_unconfirmed = ?", (total,))
+                self._insert(conn, "health", alert)
+            self._rows += 1
+            self._dropped, self._unreported = total, 0
             log.error("event log: %s", detail)
         return dropped
 
@@ -485,7 +531,7 @@ class EventLog:
         with self._lock:
             if self._conn is not None:
                 try:
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
                 except sqlite3.Error:
                     log.debug("checkpoint after pruning failed", exc_info=True)
 

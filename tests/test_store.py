@@ -23,6 +23,7 @@ from kiosk.store import (
     LogOpenError,
     LogStats,
     LogWriteError,
+    Retention,
     read_events,
 )
 
@@ -431,3 +432,78 @@ def test_event_log_is_the_outbox_the_sync_drains(db: Path) -> None:
     assert outbox.mark_confirmed([1, 2]) == 2
     assert [e.seq for e in outbox.pending_json(10)] == [3]
     log.close()
+
+
+DAY_MS = 86_400_000
+
+
+def test_with_sync_off_the_oldest_rows_are_pruned_to_capacity(make_log: MakeLog) -> None:
+    log = make_log(capacity=1000, retention=Retention(awaits_confirmation=False))
+    for n in range(1100):
+        log.append("decision", {"n": n})
+    assert log.stats().rows == 1000
+    assert [e.data["n"] for e in log.recent(1)] == [1099]
+    assert log.recent(1000)[0].data["n"] == 100
+    assert log.stats().dropped_unconfirmed == 0  # nothing was waiting for central
+
+
+def clock_at(start_ms: int) -> tuple[list[int], Callable[[], int]]:
+    """A settable wall clock: now[0] is the time in epoch ms."""
+    now = [start_ms]
+    return now, lambda: now[0]
+
+
+def test_unconfirmed_rows_go_only_past_their_age_with_an_alert_and_a_count(
+    make_log: MakeLog, db: Path
+) -> None:
+    now, clock = clock_at(T0)
+    retention = Retention(unconfirmed_max_age_days=30)
+    log = make_log(capacity=10, now_ms=clock, retention=retention)
+    for n in range(12):  # 12 rows, capacity 10, central down: none confirmed
+        now[0] = T0 + n * DAY_MS
+        log.append("decision", {"n": n})
+    assert log.prune() == 0  # over capacity, but every row is younger than 30 days
+    assert log.stats().rows == 12
+
+    now[0] = T0 + 31 * DAY_MS + 1  # rows 0 and 1 are now older than 30 days
+    assert log.prune() == 2
+    stats = log.stats()
+    assert (stats.rows, stats.unconfirmed, stats.dropped_unconfirmed) == (11, 11, 2)
+    alert = log.recent(1)[0]
+    assert (alert.type, alert.data["part"], alert.data["ok"]) == ("health", "log_capacity", False)
+    assert alert.data["detail"].startswith("dropped 2 events central never confirmed")
+    assert [e.data.get("n") for e in log.recent(11)][:2] == [2, 3]
+    log.close()
+
+    reopened = make_log(capacity=10, now_ms=clock, retention=retention)
+    assert reopened.stats().dropped_unconfirmed == 2
+
+
+def test_confirmed_rows_go_before_unconfirmed_ones(make_log: MakeLog) -> None:
+    now, clock = clock_at(T0)
+    log = make_log(capacity=5, now_ms=clock, retention=Retention(unconfirmed_max_age_days=1))
+    for n in range(8):
+        log.append("decision", {"n": n})
+    log.mark_confirmed([7, 8])  # the newest two were confirmed, the old ones never
+    now[0] = T0 + 2 * DAY_MS
+    assert log.prune() == 3  # 8 rows: the two confirmed, then the oldest unconfirmed one
+    assert [e.seq for e in log.recent(10)] == [2, 3, 4, 5, 6, 9]  # 9: the alert
+
+
+def test_max_age_prunes_under_capacity(make_log: MakeLog) -> None:
+    now, clock = clock_at(T0)
+    retention = Retention(max_age_days=7, unconfirmed_max_age_days=30)
+    log = make_log(capacity=1000, now_ms=clock, retention=retention)
+    for n in range(4):
+        now[0] = T0 + n * DAY_MS
+        log.append("decision", {"n": n})
+    log.mark_confirmed([1, 2])
+    now[0] = T0 + 7 * DAY_MS + DAY_MS // 2
+    assert log.prune() == 1  # seq 1 is 7.5 days old and confirmed; seq 2 is 6.5 days old
+    now[0] = T0 + 20 * DAY_MS
+    assert log.prune() == 1  # seq 2; seq 3 and 4 are unconfirmed and younger than 30 days
+    assert [e.seq for e in log.recent(10)] == [3, 4]
+    now[0] = T0 + 32 * DAY_MS + DAY_MS // 2
+    assert log.prune() == 1  # seq 3 is 30.5 days old: dropped, with an alert
+    assert [e.seq for e in log.recent(10)] == [4, 5]
+    assert log.stats().dropped_unconfirmed == 1
