@@ -146,11 +146,11 @@ def test_a_lockdown_that_cannot_be_saved_is_in_force_and_reported(tmp_path: Path
     config = make_config(tmp_path, thermometer={"enabled": False})
     kiosk = open_kiosk_on(config, OperatorStateStore(tmp_path / "missing"))
     try:
-        with pytest.raises(OperatorStateError, match="cannot save"):
+        with pytest.raises(OperatorStateError, match="lockdown is on, but a restart would end"):
             kiosk.set_lockdown(True)
         assert kiosk.gate.state().lockdown  # fail secure: closed though not durable
         assert not kiosk.health().ok("operator_state")
-        with pytest.raises(OperatorStateError):
+        with pytest.raises(OperatorStateError, match="still on: ending it failed"):
             kiosk.set_lockdown(False)
         assert kiosk.gate.state().lockdown  # not ended: a restart would contradict it
         with pytest.raises(OperatorStateError):
@@ -185,7 +185,7 @@ def test_a_command_whose_state_cannot_be_saved_is_reported_failed(tmp_path: Path
     finally:
         close(kiosk)
     assert outcome.error is CommandError.FAILED
-    assert "cannot save" in outcome.message
+    assert "lockdown is on, but a restart would end it" in outcome.message
 
 
 @pytest.mark.parametrize(
