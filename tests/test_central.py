@@ -3,191 +3,51 @@
 from __future__ import annotations
 
 import io
-import os
+import json
 import queue
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
 import pytest
+from click.testing import CliRunner
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from kiosk.central import (
-    EventRow,
     Ingest,
     IngestSettings,
     Store,
     format_fleet,
-    open_store,
     print_status,
     run_central,
 )
 from kiosk.central.cli import PASSWORD_ENV
+from kiosk.central.quarantine import refusal
+from kiosk.cli import cli
 from kiosk.protocol import (
-    WireEvent,
     command_signature,
     decode_command,
-    decode_receipt,
     encode_events,
     encode_state,
 )
 from tests.broker import Broker, Collector, mqtt_client
+from tests.central_support import (
+    EVENTS_TOPIC,
+    KEY,
+    SITE,
+    CrashesAfterCommit,
+    Receipts,
+    events,
+    execute,
+    rows,
+    stored_seqs,
+    wait_until,
+)
 
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-SITE = "s1"
-KEY = b"site-command-key"
-EVENTS_TOPIC = f"kiosk/v1/{SITE}/k1/events"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        pause.wait(0.02)
-
-
-def events(seqs: range | list[int]) -> list[WireEvent]:
-    return [
-        WireEvent(
-            str(uuid.uuid4()),
-            seq,
-            "boot-1",
-            1_700_000_000_000 + seq,
-            True,
-            "decision",
-            {"outcome": "allowed", "n": seq},
-        )
-        for seq in seqs
-    ]
-
-
-def rows(site: str, kiosk: str, seqs: list[int]) -> list[EventRow]:
-    return [
-        EventRow(
-            e.event_id,
-            site,
-            kiosk,
-            e.seq,
-            e.boot_id,
-            e.ts_ms,
-            e.clock_synced,
-            e.type,
-            e.historical,
-            e.schema,
-            '{"n": 1}',
-            5,
-        )
-        for e in events(seqs)
-    ]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database: an SQLite file, or a PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'central.db'}"
-        return
-    import psycopg
-
-    try:
-        admin = psycopg.connect(PG_URL, autocommit=True)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):  # CI's machine runs PostgreSQL: it must be tested there
-            raise
-        pytest.skip(f"PostgreSQL not reachable on this machine: {exc}")
-    schema = f"central_{uuid.uuid4().hex[:12]}"
-    admin.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
-
-
-@pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    opened = open_store(db_url)
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return str(tmp_path / "central.db")
-
-
-@pytest.fixture
-def connect() -> Iterator[Callable[[str], Store]]:
-    """open_store, closing every store at the end of the test."""
-    opened: list[Store] = []
-
-    def open_one(url: str) -> Store:
-        opened.append(open_store(url))
-        return opened[-1]
-
-    yield open_one
-    for one in opened:
-        one.close()
-
-
-@pytest.fixture
-def central(broker: Broker, connect: Callable[[str], Store]) -> Iterator[Callable[..., Ingest]]:
-    """Start ingest consumers on the test broker; all are stopped at the end."""
-    started: list[Ingest] = []
-
-    def start(store: Store, cls: type[Ingest] = Ingest, **overrides: Any) -> Ingest:
-        settings = IngestSettings(
-            host=broker.host,
-            port=broker.port,
-            client_id="central-1",
-            username="central",
-            password=broker.password("central"),
-            command_key=KEY,
-            batch_wait_s=0.01,
-        )
-        ingest = cls(IngestSettings(**{**settings.__dict__, **overrides}), store)
-        ingest.start()
-        started.append(ingest)
-        assert ingest.wait_ready(10), "ingest did not connect and subscribe"
-        return ingest
-
-    yield start
-    for ingest in started:
-        ingest.stop()
-
-
-class Receipts:
-    """Receipts a kiosk client gets, checked against the DB the moment each arrives."""
-
-    def __init__(self, broker: Broker, kiosk: str, db: Store) -> None:
-        self.seqs: list[list[int]] = []
-        self.stored_on_arrival: list[bool] = []
-        self._db = db
-        self.client = mqtt_client(broker, kiosk)
-        Collector(self.client).subscribe(f"kiosk/v1/{SITE}/{kiosk}/receipts")
-        self.client.on_message = self._on_message
-
-    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        seqs = decode_receipt(message.payload)
-        stored = {e.seq for e in self._db.events_between(0, 2**62)}
-        self.stored_on_arrival.append(set(seqs) <= stored)
-        self.seqs.append(seqs)
-
-    def covered(self) -> set[int]:
-        return {seq for receipt in list(self.seqs) for seq in receipt}
-
-
-def stored_seqs(store: Store) -> list[int]:
-    return [e.seq for e in store.events_between(0, 2**62)]
+pytest_plugins = ("tests.central_fixtures",)
 
 
 # --- store level: the same tests on SQLite and PostgreSQL ---
@@ -255,21 +115,6 @@ def test_a_batch_sent_twice_is_stored_once_and_receipted_twice(
     assert receipts.seqs == [[1, 2, 3, 4, 5]] * 2
     assert stored_seqs(store) == [1, 2, 3, 4, 5]
     assert (ingest.stats()["stored"], ingest.stats()["duplicates"]) == (5, 5)
-
-
-class CrashesAfterCommit(Ingest):
-    """Dies like a killed process right after its first commit: nothing is acked after it."""
-
-    def __init__(self, settings: IngestSettings, store: Store) -> None:
-        super().__init__(settings, store)
-        self.dead = threading.Event()
-
-    def _commit(self, work: Any) -> Any:
-        super()._commit(work)
-        self._client.loop_stop()  # the network thread is gone: no ack, no receipt, no DISCONNECT
-        self._stop.set()
-        self.dead.set()
-        return None
 
 
 def test_messages_committed_but_not_acked_are_redelivered_and_deduplicated(
@@ -422,3 +267,87 @@ def test_run_central_ingests_until_stopped_with_secrets_from_the_environment(
         stop.set()
         runner.join(10)
     assert result["stored"] == 1
+
+
+# --- schema migration and retention ---
+
+
+def v1_store(db_url: str) -> None:
+    """A store as central version 1 left it: events keyed on event_id alone; k1 reused seq 1."""
+    pg = db_url.startswith("postgresql")
+    boolean, json_type = ("BOOLEAN", "JSONB") if pg else ("INTEGER", "TEXT")
+    true = "true" if pg else "1"
+    values = [
+        ("a", "k1", 1, 10),
+        ("b", "k1", 1, 20),  # the same seq for another event: only the first is kept
+        ("c", "k1", 2, 30),
+        ("d", "k2", 1, 40),
+    ]
+    execute(
+        db_url,
+        [
+            "CREATE TABLE events (event_id TEXT PRIMARY KEY, site TEXT NOT NULL,"
+            " kiosk TEXT NOT NULL, seq BIGINT NOT NULL, boot_id TEXT NOT NULL,"
+            f" ts_ms BIGINT NOT NULL, clock_synced {boolean} NOT NULL, type TEXT NOT NULL,"
+            f" historical {boolean} NOT NULL, schema INTEGER NOT NULL, data {json_type} NOT NULL,"
+            " received_at_ms BIGINT NOT NULL)",
+            "CREATE INDEX events_kiosk_seq ON events (site, kiosk, seq)",
+            "CREATE TABLE kiosks (site TEXT NOT NULL, kiosk TEXT NOT NULL, availability TEXT,"
+            f" last_seen_ms BIGINT, state {json_type}, highest_seq BIGINT NOT NULL DEFAULT 0,"
+            " event_count BIGINT NOT NULL DEFAULT 0, resend_from_seq BIGINT,"
+            " resend_at_ms BIGINT, PRIMARY KEY (site, kiosk))",
+            *(
+                f"INSERT INTO events VALUES ('{event_id}', '{SITE}', '{kiosk}', {seq}, 'b1', 5,"
+                f" {true}, 'passage', {true}, 1, '{{}}', {received})"
+                for event_id, kiosk, seq, received in values
+            ),
+            f"INSERT INTO kiosks VALUES ('{SITE}', 'k1', NULL, 30, NULL, 2, 3, NULL, NULL),"
+            f" ('{SITE}', 'k2', NULL, 40, NULL, 1, 1, NULL, NULL)",
+        ],
+    )
+
+
+def test_an_older_store_is_migrated_to_per_kiosk_identity(
+    db_url: str, connect: Callable[[str], Store]
+) -> None:
+    v1_store(db_url)
+    store = connect(db_url)
+    kept = [(e.kiosk, e.seq, e.event_id) for e in store.events_between(0, 2**62)]
+    assert sorted(kept) == [("k1", 1, "a"), ("k1", 2, "c"), ("k2", 1, "d")]
+    (moved,) = store.quarantined(5)
+    assert (moved.kiosk, moved.seq, json.loads(moved.payload)["event_id"]) == ("k1", 1, "b")
+    assert moved.reason == "migration: seq already stored for another event"
+    assert [(k.kiosk, k.count, k.missing) for k in store.fleet()] == [("k1", 2, 0), ("k2", 1, 0)]
+    # Identity is per kiosk now: k2 may use an event id k1 used.
+    (row,) = rows(SITE, "k2", [2])
+    assert store.insert_batch([row._replace(event_id="a")]).new == 1
+    store.close()
+    again = connect(db_url)  # opened again: nothing left to migrate
+    assert (again.count(), again.quarantined_count()) == (4, 1)
+
+
+def test_retention_prunes_old_events_and_quarantine_rows_and_forgets_their_gaps(
+    db_url: str, central: Callable[..., Ingest], connect: Callable[[str], Store]
+) -> None:
+    store = connect(db_url)
+    now_ms = time.time_ns() // 1_000_000
+    old = [r._replace(received_at_ms=now_ms - 3 * 86_400_000) for r in rows(SITE, "k1", [1, 3])]
+    store.insert_batch([*old, *rows(SITE, "k1", [5])])  # received at 5 ms: older still
+    store.insert_batch([r._replace(received_at_ms=now_ms) for r in rows(SITE, "k1", [7, 8])])
+    store.quarantine([refusal("kiosk/v1/s1/k1/events", b"x", "old", now_ms - 3 * 86_400_000)])
+    store.quarantine([refusal("kiosk/v1/s1/k1/events", b"y", "new", now_ms)])
+    assert store.gaps(SITE, "k1") == [[2, 2], [4, 4], [6, 6]]
+    ingest = central(store, retention_days=2)
+    wait_until(lambda: store.count() == 2)
+    wait_until(lambda: ingest.stats()["pruned"] == 3)
+    assert stored_seqs(store) == [7, 8]
+    assert [q.reason for q in store.quarantined(5)] == ["new"]
+    assert store.gaps(SITE, "k1") == [[6, 6]]  # gaps at or below a pruned seq are forgotten
+    (k1,) = store.fleet()
+    assert (k1.count, k1.missing) == (5, 3)  # what was ever stored: pruning is not a gap
+
+
+def test_retention_is_off_by_default_and_a_negative_one_is_refused() -> None:
+    assert IngestSettings().retention_days == 0
+    result = CliRunner().invoke(cli, ["central", "run", "--retention-days", "-1"])
+    assert result.exit_code == 2 and "--retention-days" in result.output

@@ -51,9 +51,7 @@ def read_events(
         raise ProtocolError(f"events message is not a version {SCHEMA_VERSION} object")
     if (message.get("site"), message.get("kiosk")) != (site, kiosk):
         raise ProtocolError("site/kiosk in the payload differ from the topic")
-    if message.keys() != {"v", "site", "kiosk", "events"}:
-        raise ProtocolError("events message needs exactly v, site, kiosk and events")
-    events = message["events"]
+    events = message.get("events")
     if not isinstance(events, list) or not events:
         raise ProtocolError("events message needs a non-empty events list")
     rows: list[EventRow] = []
