@@ -118,6 +118,20 @@ def test_a_kiosk_reads_its_commands_receipts_site_events_and_trust_lists(
     ]
 
 
+def test_home_assistant_reads_no_receipts_commands_or_results(broker: Broker) -> None:
+    """It reads what its entities show; events still reach it through the kiosks' pattern
+    (patterns apply to every user: the gap deploy/mosquitto/acl describes)."""
+    ha = Collector(mqtt_client(broker, "homeassistant"))
+    assert ha.subscribe("kiosk/v1/#") == 1
+    central = mqtt_client(broker, "central")
+    for leaf in ["events", "receipts", "result", "cmd", "status", "state", "activity", "alerts"]:
+        assert central.publish_acked(f"kiosk/v1/s1/k1/{leaf}", b"doc") == 0
+    # alerts come last: had a forbidden message been delivered, it would have come before.
+    received = ha.get_until("kiosk/v1/s1/k1/alerts")
+    leaves = [m.topic.rsplit("/", 1)[1] for m in received]
+    assert leaves == ["events", "status", "state", "activity", "alerts"]
+
+
 def test_an_operator_sends_commands_to_any_kiosk_but_cannot_forge_events(
     broker: Broker,
 ) -> None:
