@@ -8,40 +8,56 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
-from typing import Any
 
 import click
 
-from kiosk.credentials import issuing
+from kiosk.credentials import issuing, office, register
 from kiosk.credentials.documents import DocumentError, load_document
-from kiosk.credentials.passes import PassVerifier, decode_pass
+from kiosk.credentials.passes import PassClaims, PassVerifier, decode_pass
+from kiosk.lists_cli import (
+    EX_CANTCREAT,
+    EX_DATAERR,
+    EX_USAGE,
+    anchor_option,
+    fail,
+    key_option,
+    private_key,
+    register_option,
+    register_path,
+    revoke,
+    trust,
+)
 
-EX_DATAERR = 65  # sysexits.h: the input data was incorrect
+NOT_VALID = 1  # ``pass inspect``: the pass is not valid (its status says why)
 
 
-def _when(text: str | None) -> datetime | None:
-    if text is None:
-        return None
+def _zone(name: str | None) -> tzinfo:
     try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not an ISO date or date-time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return office.site_zone(name)
+    except ValueError as exc:
+        fail(f"--tz: {exc}", EX_USAGE)
 
 
-def _fail(message: str, code: int = EX_DATAERR) -> None:
-    click.echo(f"kiosk: {message}", err=True)
-    sys.exit(code)
+def _register(path: Path, passes: list[PassClaims]) -> None:
+    """Record the passes before they are handed out; a pass that cannot be recorded is not."""
+    try:
+        register.append(path, passes)
+    except OSError as exc:
+        fail(
+            f"{path}: cannot record the issued passes ({exc.strerror}); nothing issued",
+            EX_CANTCREAT,
+        )
 
 
-def _write_pass(
-    text: str, out: Path, name: str, *, kind: str, valid_until: datetime, subject: str
-) -> issuing.QrInfo:
+def _write_pass(text: str, out: Path, claims: PassClaims, zone: tzinfo) -> issuing.QrInfo:
     out.mkdir(parents=True, exist_ok=True)
+    name = claims.subject
     info = issuing.write_qr(text, out / f"{name}.png", out / f"{name}.svg")
-    page = issuing.badge_page(text, kind=kind, valid_until=valid_until, subject=subject)
+    page = issuing.badge_page(
+        text, kind=claims.kind, valid_until=claims.valid_until, subject=name, zone=zone
+    )
     (out / f"{name}.html").write_text(page, encoding="utf-8")
     return info
 
@@ -49,6 +65,10 @@ def _write_pass(
 @click.group("pass")
 def pass_group() -> None:
     """Issue, revoke and inspect signed passes (KP1: QR codes verified offline)."""
+
+
+pass_group.add_command(trust)
+pass_group.add_command(revoke)
 
 
 @pass_group.command("keygen")
@@ -65,32 +85,37 @@ def keygen(directory: Path, name: str) -> None:
     try:
         private, public = issuing.generate_keypair(directory, name)
     except FileExistsError as exc:
-        _fail(f"{exc.filename}: exists; refusing to overwrite a key")
+        fail(f"{exc.filename}: exists; refusing to overwrite a key")
     click.echo(f"private key {private} (keep it off the kiosks), public key {public}")
 
 
-key_option = click.option(
-    "--key", "key_path", required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path)
+tz_option = click.option(
+    "--tz",
+    help="The site's time zone (IANA name, e.g. Asia/Ho_Chi_Minh; default: this machine's): "
+    "dates and times without an offset are read in it and badges print it.",
+)
+out_option = click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Where the QR codes (PNG, SVG) and badge pages go.",
 )
 
 
 @pass_group.command("issue")
 @key_option
 @click.option("--issuer", required=True, help="The organisation's id.")
-@click.option("--subject", required=True, help="Pseudonymous holder id (never a name).")
+@click.option("--subject", required=True, help="The holder reference (pseudonymous, never a name).")
 @click.option("--kind", type=click.Choice(["staff", "visitor", "contractor"]), required=True)
-@click.option("--valid-from", help="ISO date-time (default: now).")
-@click.option("--valid-until", required=True, help="ISO date-time.")
-@click.option("--sites", help="Comma-separated site ids (default: every site).")
+@click.option("--valid-from", help="ISO date or date-time (default: now; a date: its start).")
+@click.option("--valid-until", required=True, help="ISO date-time, or a date: through its end.")
+@click.option("--sites", help="Site ids separated by commas, or * (default: every site).")
 @click.option("--health-declared-at", help="Time of the holder's last health declaration.")
 @click.option("--meeting", help="Meeting id, for check-in passes.")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path("."),
-    show_default=True,
-    help="Where the QR (PNG, SVG) and badge page go.",
-)
+@tz_option
+@register_option
+@out_option
 def issue(
     key_path: Path,
     issuer: str,
@@ -101,28 +126,41 @@ def issue(
     sites: str | None,
     health_declared_at: str | None,
     meeting: str | None,
+    tz: str | None,
+    register_file: Path | None,
     out: Path,
 ) -> None:
-    """Sign one pass: print its text, write its QR code and a printable badge page."""
-    until = _when(valid_until)
-    assert until is not None
+    """Sign one pass: record it in the register, print its text and id, write its QR code
+    and a printable badge page."""
+    zone = _zone(tz)
     try:
         text = issuing.issue_pass(
-            issuing.read_private_key(key_path),
+            private_key(key_path),
             subject=subject,
             kind=kind,
-            valid_from=_when(valid_from) or datetime.now(UTC),
-            valid_until=until,
-            sites=sites.split(",") if sites else None,
+            valid_from=datetime.now(UTC)
+            if valid_from is None
+            else office.parse_moment(valid_from, "--valid-from", zone=zone),
+            valid_until=office.parse_moment(
+                valid_until, "--valid-until", zone=zone, end_of_day=True
+            ),
+            sites=None if sites is None else office.parse_sites(sites),
             issuer=issuer,
-            health_declared_at=_when(health_declared_at),
+            health_declared_at=None
+            if health_declared_at is None
+            else office.parse_moment(health_declared_at, "--health-declared-at", zone=zone),
             meeting=meeting,
         )
     except ValueError as exc:
-        _fail(str(exc))
-    info = _write_pass(text, out, subject, kind=kind, valid_until=until, subject=subject)
+        fail(str(exc))
+    claims = decode_pass(text).claims
+    path = register_path(register_file, key_path)
+    _register(path, [claims])
+    info = _write_pass(text, out, claims, zone)
     click.echo(text)
     click.echo(
+        f"pass id {claims.pass_id} ({kind} {subject}, valid until "
+        f"{issuing.local_text(claims.valid_until, zone)}), recorded in {path}\n"
         f"QR version {info.version}-{info.error}, {info.chars} characters; "
         f"{out / subject}.png/.svg/.html",
         err=True,
@@ -133,111 +171,102 @@ def issue(
 @key_option
 @click.option("--issuer", required=True)
 @click.argument("csv_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def batch(key_path: Path, issuer: str, csv_file: Path, out: Path) -> None:
-    """Issue a pass per CSV row (subject,kind,valid_from,valid_until,sites); bad rows listed."""
-    result = issuing.issue_batch(
-        issuing.read_private_key(key_path), csv_file.read_text(encoding="utf-8"), issuer=issuer
-    )
-    for subject, text in result.passes:
-        claims = decode_pass(text).claims
-        _write_pass(
-            text, out, subject, kind=claims.kind, valid_until=claims.valid_until, subject=subject
+@tz_option
+@register_option
+@out_option
+def batch(
+    key_path: Path,
+    issuer: str,
+    csv_file: Path,
+    tz: str | None,
+    register_file: Path | None,
+    out: Path,
+) -> None:
+    """Issue a pass per CSV row; bad rows are listed by line and skipped.
+
+    \b
+    Columns (the header names them, in any order):
+      subject, kind, valid_from, valid_until, sites
+      meeting, health_declared_at            (optional)
+    Times as in `kiosk pass issue`: an empty valid_from is now, a date in valid_until runs
+    through the end of that day in the site's time zone (--tz). sites: site ids separated by
+    commas (quote the cell), or * for every site. Lines starting with # are comments.
+    Prints each holder reference with its pass id.
+    """
+    zone = _zone(tz)
+    try:
+        result = office.issue_batch(
+            private_key(key_path), csv_file.read_text(encoding="utf-8"), issuer=issuer, zone=zone
         )
+    except ValueError as exc:
+        fail(f"{csv_file}: {exc}")
+    issued = [(text, decode_pass(text).claims) for _, text in result.passes]
+    path = register_path(register_file, key_path)
+    if issued:
+        _register(path, [claims for _, claims in issued])
+    for text, claims in issued:
+        _write_pass(text, out, claims, zone)
+        click.echo(f"{claims.subject} {claims.pass_id}")
     for error in result.errors:
         click.echo(f"{csv_file}: {error}", err=True)
-    click.echo(f"{len(result.passes)} passes written to {out}, {len(result.errors)} rows refused")
+    click.echo(
+        f"{len(issued)} passes written to {out} and recorded in {path}, "
+        f"{len(result.errors)} rows refused",
+        err=True,
+    )
     if result.errors:
         sys.exit(EX_DATAERR)
 
 
-@pass_group.command("trust")
-@key_option
-@click.option("--org", required=True)
-@click.option(
-    "--version",
-    type=click.IntRange(1),
-    required=True,
-    help="Must be higher than the list the kiosks hold.",
-)
-@click.argument(
-    "public_keys",
-    nargs=-1,
-    required=True,
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def trust(key_path: Path, org: str, version: int, public_keys: tuple[Path, ...], out: Path) -> None:
-    """Sign the trust list: the issuer keys kiosks accept (list old and new to rotate)."""
-    document = issuing.trust_document(
-        issuing.read_private_key(key_path),
-        org=org,
-        version=version,
-        public_keys=[issuing.read_public_key(path) for path in public_keys],
-    )
-    out.write_bytes(document)
-    click.echo(
-        f"trust list v{version} with {len(public_keys)} keys: {out}; publish it "
-        f"retained on kiosk/v1/<site>/site/trust"
-    )
-
-
-@pass_group.command("revoke")
-@key_option
-@click.option("--org", required=True)
-@click.option(
-    "--state",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="JSON file keeping the revoked ids and the list's version.",
-)
-@click.argument("pass_ids", nargs=-1, required=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-def revoke(key_path: Path, org: str, state: Path, pass_ids: tuple[str, ...], out: Path) -> None:
-    """Add pass ids to the revocation list and sign its next version."""
-    known: dict[str, Any] = {"version": 0, "revoked": []}
-    if state.exists():
-        known = json.loads(state.read_text(encoding="utf-8"))
-    revoked = sorted(set(known["revoked"]) | {p.lower() for p in pass_ids})
-    version = int(known["version"]) + 1
-    out.write_bytes(
-        issuing.revocation_document(
-            issuing.read_private_key(key_path), org=org, version=version, pass_ids=revoked
-        )
-    )
-    state.write_text(
-        json.dumps({"version": version, "revoked": revoked}, indent=1), encoding="utf-8"
-    )
-    click.echo(
-        f"revocation list v{version} with {len(revoked)} passes: {out}; publish it "
-        f"retained on kiosk/v1/<site>/site/revocation"
-    )
-
-
 @pass_group.command("inspect")
 @click.argument("token")
-@click.option(
-    "--anchor",
-    type=click.Path(dir_okay=False, exists=True, path_type=Path),
-    help="Trust anchor public key, to verify against --trust-list.",
-)
+@anchor_option
 @click.option("--trust-list", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--revocation-list",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Check the pass against it too (needs --anchor and --trust-list).",
+)
 @click.option("--site", default="*", help="Check the pass as a kiosk of this site would.")
-def inspect_pass(token: str, anchor: Path | None, trust_list: Path | None, site: str) -> None:
-    """Print a pass's claims and, given the anchor and trust list, the verdict (JSON)."""
+def inspect_pass(
+    token: str,
+    anchor: Path | None,
+    trust_list: Path | None,
+    revocation_list: Path | None,
+    site: str,
+) -> None:
+    """Print a pass's claims and, given the anchor and trust list, its verdict (JSON).
+
+    \b
+    Exit status: 0 the pass is valid (without --anchor and --trust-list: it is readable, its
+    claims shown unverified); 1 it is not valid (the status says why: expired, revoked,
+    wrong_site, not_a_pass, ...); 64 options that do not go together; 65 a key or list
+    that cannot be used.
+    """
     verifier = None
+    if (anchor is None) != (trust_list is None) or (revocation_list and anchor is None):
+        fail("--anchor and --trust-list go together; --revocation-list needs both", EX_USAGE)
     if anchor is not None and trust_list is not None:
         try:
+            public = issuing.read_public_key(anchor)
             document = load_document(
-                trust_list.read_bytes(),
-                issuing.read_public_key(anchor),
-                expected_type="trust",
-                current_version=None,
+                trust_list.read_bytes(), public, expected_type="trust", current_version=None
             )
-        except DocumentError as exc:
-            _fail(f"{trust_list}: {exc}")
-        verifier = PassVerifier(document.keys, site=site)
-    click.echo(json.dumps(issuing.inspect(token, verifier, datetime.now(UTC)), indent=1))
+            revoked = frozenset[str]()
+            if revocation_list is not None:
+                revoked = load_document(
+                    revocation_list.read_bytes(),
+                    public,
+                    expected_type="revocation",
+                    current_version=None,
+                ).revoked
+        except (DocumentError, ValueError) as exc:
+            fail(f"{exc}")
+        verifier = PassVerifier(document.keys, site=site, revoked=revoked)
+    report = issuing.inspect(token, verifier, datetime.now(UTC))
+    click.echo(json.dumps(report, indent=1))
+    if report["error"] is not None or report["status"] not in (None, "valid"):
+        sys.exit(NOT_VALID)
 
 
 @click.command("site-qr")
@@ -253,7 +282,7 @@ def site_qr(base_url: str, site: str, kiosk: str | None, site_name: str, out: Pa
     try:
         payload = sitecode.site_checkin_payload(base_url, site, kiosk)
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     out.mkdir(parents=True, exist_ok=True)
     sitecode.render_site_qr(payload, out / f"{site}-checkin.png", out / f"{site}-checkin.svg")
     (out / f"{site}-poster.html").write_text(

@@ -10,7 +10,6 @@ and is saved in ``state_dir`` so that a restart keeps it.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from kiosk.credentials.documents import (
     TrustList,
     load_document,
     same_content,
+    write_whole,
 )
 from kiosk.credentials.passes import PassVerifier
 
@@ -158,12 +158,7 @@ class TrustStore:
         path = self._saved_path(kind)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.with_suffix(".tmp")
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            temporary.replace(path)
+            write_whole(path, data)
         except OSError as exc:
             log.warning("could not save the %s document (kept in memory): %s", kind, exc)
 

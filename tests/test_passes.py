@@ -7,6 +7,7 @@ import stat
 import zlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import cbor2
 import cv2
@@ -16,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from kiosk.config import parse_config
+from kiosk.credentials import register
 from kiosk.credentials.documents import (
     DocumentError,
     RevocationList,
@@ -27,7 +29,6 @@ from kiosk.credentials.issuing import (
     badge_page,
     generate_keypair,
     inspect,
-    issue_batch,
     issue_pass,
     qr_info,
     read_private_key,
@@ -36,6 +37,7 @@ from kiosk.credentials.issuing import (
     trust_document,
     write_qr,
 )
+from kiosk.credentials.office import issue_batch, parse_sites
 from kiosk.credentials.passes import (
     MAX_TEXT_CHARS,
     PREFIX,
@@ -43,6 +45,7 @@ from kiosk.credentials.passes import (
     PassVerifier,
     b45decode,
     b45encode,
+    decode_pass,
     encode_sign1,
     key_id,
 )
@@ -52,6 +55,7 @@ from kiosk.sync import alert_for
 from kiosk.trust import TrustStore
 
 NOW = datetime(2026, 6, 30, 8, 0, tzinfo=UTC)
+HANOI = ZoneInfo("Asia/Ho_Chi_Minh")
 FROM, UNTIL = NOW - timedelta(days=1), NOW + timedelta(days=30)
 ISSUER_KEY = Ed25519PrivateKey.generate()
 ORG_KEY = Ed25519PrivateKey.generate()  # signs trust and revocation lists
@@ -463,7 +467,7 @@ def test_batch_issues_good_rows_and_reports_bad_ones_by_line() -> None:
         "v-001,visitor,2026-06-30,2026-06-30,hq,\n"
         "s-006,staff,yesterday,2026-12-31,hq;branch-2,\n"
     )
-    result = issue_batch(ISSUER_KEY, csv_text, issuer="acme-vn", issued_at=NOW)
+    result = issue_batch(ISSUER_KEY, csv_text, issuer="acme-vn", zone=UTC, issued_at=NOW)
     assert [subject for subject, _ in result.passes] == ["v-001", "s-004"]
     assert [error.split(":")[0] for error in result.errors] == [
         "line 4",
@@ -480,15 +484,59 @@ def test_batch_issues_good_rows_and_reports_bad_ones_by_line() -> None:
     assert everywhere.verify(result.passes[1][1], NOW).status is PassStatus.VALID
 
 
+@pytest.mark.parametrize(
+    ("cell", "sites"),
+    [("hq,branch-2", ("hq", "branch-2")), ("hq; branch-2", ("hq", "branch-2")), ("*", None)],
+)
+def test_sites_are_separated_by_commas_or_semicolons(cell: str, sites: tuple[str] | None) -> None:
+    assert parse_sites(cell) == sites
+
+
+def test_batch_dates_are_the_sites_days_and_an_empty_valid_from_is_the_time_of_issue() -> None:
+    csv_text = 'subject,kind,valid_from,valid_until,sites\nv-1,visitor,,2026-07-01,"hq,branch-2"\n'
+    result = issue_batch(ISSUER_KEY, csv_text, issuer="acme-vn", zone=HANOI, issued_at=NOW)
+    check = VERIFIER.verify(result.passes[0][1], NOW)
+    assert check.claims is not None and check.status is PassStatus.VALID
+    assert check.claims.valid_from == NOW
+    assert check.claims.valid_until == datetime(2026, 7, 1, 16, 59, 59, tzinfo=UTC)
+    assert check.claims.sites == ("hq", "branch-2")
+
+
+def test_the_register_keeps_every_pass_and_finds_a_holders_current_ones(tmp_path: Path) -> None:
+    path = tmp_path / "issued-passes.csv"
+    expired = staff_pass(pass_id="00000000000000aa", valid_until=NOW - timedelta(hours=2))
+    ids = ["00000000000000b0", "00000000000000b1"]
+    current = [staff_pass(pass_id=pass_id) for pass_id in ids]
+    register.append(path, [decode_pass(expired).claims])
+    register.append(path, [decode_pass(text).claims for text in current])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    issued = register.read(path)
+    assert [entry.pass_id for entry in issued] == [
+        "00000000000000aa",
+        *(f"00000000000000b{n}" for n in range(2)),
+    ]
+    assert register.pass_ids_of(issued, "p-3f9a1c7e2b", NOW) == [
+        "00000000000000b0",
+        "00000000000000b1",
+    ]
+    assert register.pass_ids_of(issued, "p-other", NOW) == []
+    with path.open("a", encoding="utf-8") as file:
+        file.write("torn,row\n")
+    with pytest.raises(ValueError, match=r"issued-passes\.csv:5: damaged row"):
+        register.read(path)
+
+
 def test_batch_needs_the_columns_in_its_header() -> None:
     with pytest.raises(ValueError, match="line 1: header lacks sites"):
-        issue_batch(ISSUER_KEY, "subject,kind,valid_from,valid_until\n", issuer="acme-vn")
+        issue_batch(ISSUER_KEY, "subject,kind,valid_from,valid_until\n", issuer="acme-vn", zone=UTC)
 
 
 def test_badge_page_shows_the_code_kind_and_validity_but_no_name() -> None:
-    page = badge_page(visitor_pass(), kind="visitor", valid_until=UNTIL, subject="v-8d21c4a9")
+    page = badge_page(
+        visitor_pass(), kind="visitor", valid_until=UNTIL, subject="v-8d21c4a9", zone=HANOI
+    )
     assert "<svg" in page and "Visitor" in page and "Khách" in page
-    assert "2026-07-30 08:00 UTC" in page
+    assert "2026-07-30 15:00 +07" in page  # the site's local time
     assert "v-8d21c4a9" in page
 
 

@@ -6,17 +6,16 @@ in and out here; the formats live in ``passes`` and ``documents``.
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import os
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import segno
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import (
@@ -37,6 +36,7 @@ from kiosk.credentials.passes import (
     PassFormatError,
     PassVerifier,
     decode_pass,
+    decode_sign1,
     key_id,
     sign_pass,
 )
@@ -44,9 +44,6 @@ from kiosk.credentials.passes import (
 PASS_ID_BYTES = 8  # 64 random bits: small in the QR code, no realistic collision
 QR_ERROR = "m"
 QR_BORDER = 4  # modules of quiet zone, as the QR standard asks
-BATCH_COLUMNS = ("subject", "kind", "valid_from", "valid_until", "sites")
-BATCH_OPTIONAL = ("meeting", "health_declared_at")
-ALL_SITES = "*"
 KIND_LABELS = {
     "staff": ("Nhân viên", "Staff"),
     "visitor": ("Khách", "Visitor"),
@@ -62,14 +59,6 @@ class QrInfo:
     error: str
     modules: int
     chars: int
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """Passes issued from a CSV as (subject, text), and one message per refused row."""
-
-    passes: list[tuple[str, str]]
-    errors: list[str]
 
 
 def generate_keypair(
@@ -177,13 +166,20 @@ def write_qr(text: str, png_path: Path, svg_path: Path, *, scale: int = 8) -> Qr
     return qr_info(text)
 
 
-def badge_page(text: str, *, kind: str, valid_until: datetime, subject: str) -> str:
-    """A printable HTML badge: the QR code inline, the kind, the validity and the subject id."""
+def local_text(moment: datetime, zone: tzinfo) -> str:
+    """``moment`` as the site reads it: ``2026-12-31 23:59 +07``."""
+    local = moment.astimezone(zone)
+    return f"{local:%Y-%m-%d %H:%M} {local:%Z}"
+
+
+def badge_page(text: str, *, kind: str, valid_until: datetime, subject: str, zone: tzinfo) -> str:
+    """A printable HTML badge: the QR code inline, the kind, the validity (in the site's time
+    ``zone``) and the subject id."""
     if kind not in KIND_LABELS or valid_until.tzinfo is None:
         raise ValueError("kind must be known and valid_until timezone-aware")
     svg = qr_code(text).svg_inline(omitsize=True, border=QR_BORDER)
     kind_vi, kind_en = KIND_LABELS[kind]
-    until = html.escape(f"{valid_until:%Y-%m-%d %H:%M} {valid_until:%Z}")
+    until = html.escape(local_text(valid_until, zone))
     return f"""<!doctype html>
 <html lang="vi">
 <head>
@@ -213,51 +209,36 @@ def badge_page(text: str, *, kind: str, valid_until: datetime, subject: str) -> 
 """
 
 
-def issue_batch(
-    private_key: Ed25519PrivateKey,
-    csv_text: str,
+def document_key_problem(
+    key: Ed25519PrivateKey,
     *,
-    issuer: str,
-    issued_at: datetime | None = None,
-) -> BatchResult:
-    """Issue one pass per CSV row; a bad row is reported with its line number and skipped.
-
-    The header names the columns: ``subject,kind,valid_from,valid_until,sites`` and optionally
-    ``meeting,health_declared_at``. Times are ISO 8601 (UTC when no offset is given; a plain
-    date runs from the start of ``valid_from`` to the end of ``valid_until``). ``sites`` is
-    ``*`` for every site or site ids separated by spaces or semicolons. Lines starting with
-    ``#`` are comments. ValueError when the header is missing a column.
-    """
-    issued_at = issued_at if issued_at is not None else datetime.now(UTC)
-    reader = csv.reader(io.StringIO(csv_text))
-    header: list[str] | None = None
-    passes: list[tuple[str, str]] = []
-    errors: list[str] = []
-    seen: set[str] = set()
-    for row in reader:
-        if not "".join(row).strip() or row[0].lstrip().startswith("#"):
-            continue
-        cells = [cell.strip() for cell in row]
-        if header is None:
-            missing = [name for name in BATCH_COLUMNS if name not in cells]
-            if missing:
-                raise ValueError(f"line {reader.line_num}: header lacks {', '.join(missing)}")
-            header = cells
-            continue
-        if len(cells) != len(header):
-            errors.append(f"line {reader.line_num}: expected {len(header)} columns")
-            continue
-        fields = dict(zip(header, cells, strict=True))
+    anchor: Ed25519PublicKey | None = None,
+    trust_list: bytes | None = None,
+    previous_kid: str | None = None,
+) -> str | None:
+    """Why kiosks would refuse a list signed with ``key``, or None when it matches what they
+    trust: the trust ``anchor``, the key that signed the site's ``trust_list``, and the key
+    that signed the list's earlier versions (``previous_kid``, hex)."""
+    kid = key_id(key.public_key()).hex()
+    expected: list[tuple[str, str]] = []
+    if anchor is not None:
+        expected.append((key_id(anchor).hex(), "the kiosks' trust anchor is"))
+    if trust_list is not None:
         try:
-            if fields["subject"] in seen:
-                raise ValueError(f"subject {fields['subject']} already has a pass in this batch")
-            text = _issue_row(private_key, fields, issuer=issuer, issued_at=issued_at)
+            signer = decode_sign1(trust_list).kid.hex()
         except ValueError as error:
-            errors.append(f"line {reader.line_num}: {error}")
-            continue
-        seen.add(fields["subject"])
-        passes.append((fields["subject"], text))
-    return BatchResult(passes, errors)
+            return f"the trust list cannot be read: {error}"
+        expected.append((signer, "the site's trust list is signed by"))
+    if previous_kid is not None:
+        expected.append((previous_kid, "earlier versions of this list were signed by"))
+    for wanted, whose in expected:
+        if wanted != kid:
+            hint = " (a pass-signing key)" if trust_list and _lists_key(trust_list, kid) else ""
+            return (
+                f"{whose} key {wanted}, but this key{hint} is {kid}: kiosks would refuse "
+                "the list; sign it with the organisation's document-signing key"
+            )
+    return None
 
 
 def trust_document(
@@ -322,42 +303,17 @@ def inspect(text: str | bytes, verifier: PassVerifier | None, now: datetime) -> 
     }
 
 
+def _lists_key(trust_list: bytes, kid: str) -> bool:
+    """Whether the trust list names the key ``kid`` among its pass-signing keys (unverified)."""
+    try:
+        raw_keys = cbor2.loads(decode_sign1(trust_list).payload).get("keys", [])
+        return any(key_id(Ed25519PublicKey.from_public_bytes(raw)).hex() == kid for raw in raw_keys)
+    except (ValueError, TypeError, AttributeError, cbor2.CBORDecodeError):
+        return False
+
+
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(descriptor, "wb") as file:
         os.fchmod(file.fileno(), mode)
         file.write(data)
-
-
-def _issue_row(
-    private_key: Ed25519PrivateKey, fields: dict[str, str], *, issuer: str, issued_at: datetime
-) -> str:
-    site_cell = fields["sites"]
-    if not site_cell:
-        raise ValueError(f"sites is empty; write {ALL_SITES} for every site")
-    sites = None if site_cell == ALL_SITES else site_cell.replace(";", " ").split()
-    declared = fields.get("health_declared_at") or None
-    return issue_pass(
-        private_key,
-        subject=fields["subject"],
-        kind=fields["kind"],
-        valid_from=_parse_time(fields["valid_from"], "valid_from", end_of_day=False),
-        valid_until=_parse_time(fields["valid_until"], "valid_until", end_of_day=True),
-        sites=sites,
-        issuer=issuer,
-        health_declared_at=None
-        if declared is None
-        else _parse_time(declared, "health_declared_at", end_of_day=False),
-        meeting=fields.get("meeting") or None,
-        issued_at=issued_at,
-    )
-
-
-def _parse_time(text: str, label: str, *, end_of_day: bool) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{label} must be an ISO date or date-time (got {text!r})") from None
-    if len(text) == 10 and end_of_day:  # a plain date: through the end of that day
-        parsed = datetime.combine(parsed.date(), time(23, 59, 59))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
