@@ -2,6 +2,11 @@
 # Install the entrance kiosk on Raspberry Pi OS (Bookworm), from this checkout.
 #
 #   sudo deploy/install.sh [--dry-run] [--relay-pin N] [--relay-active-high] [--share-cores]
+#                          [--site-salt FILE]
+#
+# --site-salt FILE installs the site's subject salt (the same file on every kiosk of a site, see
+# docs/deploy.md); without it the first kiosk of a site generates /etc/kiosk/site-salt, to be
+# copied to the others.
 #
 # Idempotent: run it again after an update. --dry-run prints every step without changing
 # anything (and works on any Linux machine). --share-cores leaves every process free to run
@@ -14,7 +19,9 @@ RELAY_PIN=17
 RELAY_LEVEL=dh # active-low relay boards: high = de-energised
 PREFIX=/opt/kiosk
 CONFIG_DIR=/etc/kiosk
+SALT_FILE=$CONFIG_DIR/site-salt
 SOURCE=$(cd "$(dirname "$0")/.." && pwd)
+SITE_SALT=""
 
 while (($#)); do
   case "$1" in
@@ -22,6 +29,7 @@ while (($#)); do
     --relay-pin) RELAY_PIN=$2; shift ;;
     --relay-active-high) RELAY_LEVEL=dl ;;
     --share-cores) GATE_CORE=0 ;;
+    --site-salt) SITE_SALT=$2; shift ;;
     *) echo "install.sh: unknown option $1" >&2; exit 64 ;;
   esac
   shift
@@ -53,6 +61,10 @@ write_file() { # write a small config file; a dry run shows it instead
 }
 
 require_root
+if [ -n "$SITE_SALT" ] && [ "$(tr -d '[:space:]' <"$SITE_SALT" 2>/dev/null | wc -c)" -lt 16 ]; then
+  echo "$NAME: --site-salt $SITE_SALT: not a readable file of at least 16 characters" >&2
+  exit 64
+fi
 
 model=$({ tr -d '\0' </proc/device-tree/model; } 2>/dev/null || echo "not a Raspberry Pi")
 arch=$(uname -m)
@@ -112,6 +124,26 @@ else
     echo "   32-bit Raspberry Pi OS: zxing-cpp has no wheel here, selecting pyzbar"
     run sed -i 's/^decoder = "zxing-cpp"/decoder = "pyzbar"/' "$CONFIG_DIR/kiosk.toml"
   fi
+  run sed -i "s|^subject_salt_file = \"\"|subject_salt_file = \"$SALT_FILE\"|" "$CONFIG_DIR/kiosk.toml"
+fi
+
+say "the site's subject salt in $SALT_FILE (the same on every kiosk of the site)"
+if [ -n "$SITE_SALT" ]; then
+  run install -m 0640 -g kiosk "$SITE_SALT" "$SALT_FILE"
+elif [ -f "$SALT_FILE" ]; then
+  echo "   $SALT_FILE exists: kept"
+else
+  if ((DRY_RUN)); then
+    printf '   would generate %s: 32 random bytes, base64, mode 0640 group kiosk\n' "$SALT_FILE"
+  else
+    (umask 0027 && head -c 32 /dev/urandom | base64 >"$SALT_FILE")
+    chgrp kiosk "$SALT_FILE"
+  fi
+  echo "   the site's first kiosk: copy $SALT_FILE to the others of this site"
+  echo "   (deploy/install.sh --site-salt FILE), never to another site"
+fi
+if [ -f "$CONFIG_DIR/kiosk.toml" ] && ! grep -q "^subject_salt_file = \"$SALT_FILE\"" "$CONFIG_DIR/kiosk.toml"; then
+  echo "   set credentials.subject_salt_file = \"$SALT_FILE\" in $CONFIG_DIR/kiosk.toml"
 fi
 
 say "systemd service"

@@ -411,6 +411,14 @@ def check_event_log(config: KioskConfig) -> Check:
             rows, confirmed = conn.execute(
                 "SELECT count(*), count(confirmed_at_ms) FROM events"
             ).fetchone()
+            has_retention = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'retention'"
+            ).fetchone()[0]
+            dropped = (
+                conn.execute("SELECT dropped_unconfirmed FROM retention").fetchone()[0]
+                if has_retention
+                else 0
+            )
         finally:
             conn.close()
     except sqlite3.Error as exc:
@@ -422,6 +430,8 @@ def check_event_log(config: KioskConfig) -> Check:
         )
     capacity = config.log.capacity
     detail = f"{path}: {rows:,} of {capacity:,} rows, {rows - confirmed:,} not yet confirmed"
+    if dropped:
+        detail += f", {dropped:,} dropped unconfirmed"
     if not config.mqtt.enabled:
         return _ok("event log", detail + " (sync off: the oldest are pruned beyond capacity)")
     if rows >= capacity * config.log.warn_ratio:
@@ -430,6 +440,13 @@ def check_event_log(config: KioskConfig) -> Check:
             " them, or dropped (with an alert) past log.unconfirmed_max_age_days"
         )
         return Check("event log", "warn", detail + " (near capacity)", fix)
+    if dropped:
+        return Check(
+            "event log",
+            "warn",
+            detail + ": central never got those",
+            "check the sync to central; raise log.capacity or log.unconfirmed_max_age_days",
+        )
     return _ok("event log", detail)
 
 
@@ -590,7 +607,7 @@ def check_trust(config: KioskConfig, now: Callable[[], float] = time.time) -> Ch
             "trust",
             "fail",
             "no valid trust list (issuer keys): every signed pass will be refused",
-            "copy the signed trust list to credentials.trust_list (kiosk pass trust-list), "
+            "copy the signed trust list to credentials.trust_list (kiosk pass trust), "
             "or publish it on the site's trust topic",
         )
     if versions["revocation"] is None:
@@ -600,7 +617,8 @@ def check_trust(config: KioskConfig, now: Callable[[], float] = time.time) -> Ch
             f"trust list v{versions['trust']}, but no valid revocation list: "
             "revoked passes would be accepted",
             "copy the signed revocation list to credentials.revocation_list, "
-            "or publish it on the site's revocation topic",
+            "or publish it on the site's revocation topic (a new site with nothing to "
+            "revoke: kiosk pass revoke --empty)",
         )
     detail = f"trust list v{versions['trust']}, revocation list v{versions['revocation']}"
     files = [Path(config.kiosk.state_dir) / "revocation.cose"]
@@ -615,7 +633,8 @@ def check_trust(config: KioskConfig, now: Callable[[], float] = time.time) -> Ch
                 "trust",
                 "warn",
                 f"{detail}, {age}: newly revoked passes may still be accepted",
-                "publish a fresh revocation list (kiosk pass revoke) and check the MQTT sync",
+                "publish a fresh revocation list (kiosk pass revoke, --empty when nothing "
+                "is new) and check the MQTT sync",
             )
         detail += f", {age}"
     return _ok("trust", detail)

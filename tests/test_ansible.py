@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import grp
+import json
+import os
+import pwd
 import re
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 from kiosk.config import SECTIONS
+from kiosk.privacy import read_salt_file
 
 REPO = Path(__file__).resolve().parents[1]
 ANSIBLE = REPO / "deploy" / "ansible"
@@ -62,3 +68,72 @@ def test_template_writes_only_keys_of_the_config_schema() -> None:
     ]
     assert unknown == [], f"kiosk.toml.j2 writes keys kiosk.config does not know: {unknown}"
     assert len(set(keys)) == len(keys), "a key is written twice"
+
+
+def test_the_play_gives_every_kiosk_of_a_site_the_same_salt_and_each_site_its_own(
+    tmp_path: Path,
+) -> None:
+    hosts = {"a-1": "site-a", "a-2": "site-a", "b-1": "site-b"}
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text(
+        json.dumps(
+            {
+                "kiosks": {
+                    "hosts": {
+                        host: {
+                            "kiosk_site": site,
+                            "kiosk_config_dir": str(tmp_path / host),
+                            "ansible_connection": "local",
+                            "ansible_python_interpreter": sys.executable,
+                        }
+                        for host, site in hosts.items()
+                    }
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
+    for host in hosts:
+        (tmp_path / host).mkdir()
+    play = tmp_path / "salt.yml"
+    play.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "Site salts",
+                    "hosts": "kiosks",
+                    "gather_facts": False,
+                    "vars": {
+                        "kiosk_subject_salt": "",
+                        "kiosk_site_secrets_dir": str(tmp_path / "site-secrets"),
+                        "kiosk_salt_owner": pwd.getpwuid(os.getuid()).pw_name,
+                        "kiosk_salt_group": grp.getgrgid(os.getgid()).gr_name,
+                    },
+                    "tasks": [
+                        {
+                            "ansible.builtin.import_tasks": str(
+                                ANSIBLE / "roles/kiosk/tasks/site_salt.yml"
+                            )
+                        }
+                    ],
+                    "handlers": [{"name": "Restart kiosk", "ansible.builtin.meta": "noop"}],
+                }
+            ]
+        ),
+        encoding="utf-8",
+    )
+
+    def salts() -> dict[str, str]:
+        result = _run([str(PLAYBOOK), "-i", str(inventory), str(play)])
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "subject-salt" not in result.stdout or "censored" in result.stdout
+        return {host: (tmp_path / host / "site-salt").read_text(encoding="utf-8") for host in hosts}
+
+    first = salts()
+    assert first["a-1"] == first["a-2"] != first["b-1"]
+    assert all(len(salt.strip()) >= 40 for salt in first.values())
+    assert stat.S_IMODE((tmp_path / "a-1" / "site-salt").stat().st_mode) == 0o640
+    kept = tmp_path / "site-secrets" / "site-a" / "subject-salt"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert salts() == first  # generated once per site: a later run keeps it
+    assert read_salt_file(tmp_path / "a-1" / "site-salt") == first["a-1"].strip().encode()

@@ -16,7 +16,7 @@ from kiosk.config import KioskConfig, load_config
 from kiosk.credentials.issuing import revocation_document, trust_document
 from kiosk.doctor import Check, check_gpio, exit_code, format_report, run_checks
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.store import EventLog
+from kiosk.store import EventLog, Retention
 
 GB = 1024**3
 MB = 1024**2
@@ -305,3 +305,24 @@ def test_the_broker_check_speaks_tls_and_mqtt(
     assert check.status == status, check
     for word in words:
         assert word in check.detail + " " + check.fix, check
+
+
+def test_events_dropped_before_central_confirmed_them_are_a_warning(tmp_path: Path) -> None:
+    mqtt = '[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = 1\ntls = false\n'
+    path = write_config(tmp_path, "[log]\ncapacity = 1000\n" + mqtt)
+    now = [1_700_000_000_000]
+    with EventLog(
+        tmp_path / "events.db",
+        boot_id="b1",
+        capacity=10,
+        now_ms=lambda: now[0],
+        retention=Retention(unconfirmed_max_age_days=1),
+    ) as log:
+        for n in range(12):
+            log.append("decision", {"n": n})
+        now[0] += 2 * 86_400_000
+        assert log.prune() == 2
+
+    check = by_name(doctor(path))["event log"]
+
+    assert_problem(check, "warn", "2 dropped unconfirmed", "unconfirmed_max_age_days")
