@@ -91,13 +91,20 @@ def test_update_dry_run_keeps_the_previous_version_and_checks_the_new_one() -> N
     assert "mv /opt/kiosk/.venv.previous /opt/kiosk/.venv" in rollback.stdout
 
 
+def dry_install(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(REPO / "deploy" / "install.sh"), "--dry-run", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+
+
 def test_install_makes_or_installs_the_site_salt_and_points_the_config_at_it(
     tmp_path: Path,
 ) -> None:
-    install = str(REPO / "deploy" / "install.sh")
-    first = subprocess.run(
-        [install, "--dry-run"], capture_output=True, text=True, check=False, timeout=60
-    )
+    first = dry_install()
     assert first.returncode == 0, first.stderr
     assert "would generate /etc/kiosk/site-salt: 32 random bytes" in first.stdout
     assert "copy /etc/kiosk/site-salt to the others of this site" in first.stdout
@@ -110,23 +117,11 @@ def test_install_makes_or_installs_the_site_salt_and_points_the_config_at_it(
 
     salt = tmp_path / "site-salt"
     salt.write_text("a-salt-from-the-first-kiosk-of-the-site\n", encoding="utf-8")
-    other = subprocess.run(
-        [install, "--dry-run", "--site-salt", str(salt)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    other = dry_install("--site-salt", str(salt))
     assert f"would run: install -m 0640 -g kiosk {salt} /etc/kiosk/site-salt" in other.stdout
     assert "would generate" not in other.stdout
 
     salt.write_text("short\n", encoding="utf-8")
-    bad = subprocess.run(
-        [install, "--dry-run", "--site-salt", str(salt)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    bad = dry_install("--site-salt", str(salt))
     assert bad.returncode == 64
     assert "not a readable file of at least 16 characters" in bad.stderr
