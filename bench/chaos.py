@@ -23,7 +23,10 @@ decision in append-only files beside the log, so the checks rest on what the rel
 on what the kiosk believes. The last line printed is one JSON object (totals, then per round).
 Every process is ended and the tmpfs unmounted on exit, Ctrl-C included.
 
-One file on purpose (about 700 lines): the command, its kiosk child and its checks belong
+Exit status 1 when a guarantee broke (anything lost, duplicated, unconfirmed, a wrong grant, a
+relay pulse without its event, an ingest halt, a kiosk writing on another's topic).
+
+One file on purpose (about 1,000 lines): the command, its kiosk child and its checks belong
 together, and nothing in the package imports them.
 """
 
@@ -479,6 +482,14 @@ class Round:
         print(f"[{self.store}] {text}", file=sys.stderr, flush=True)
 
 
+def close_broker(broker: Any) -> None:
+    """Stop the broker; after Ctrl-C it may have gone already."""
+    from tests.broker import BrokerError
+
+    with contextlib.suppress(BrokerError):
+        broker.close()
+
+
 def start_round(r: Round, stack: contextlib.ExitStack) -> None:
     """Broker, central and the kiosk, each with its files under ``r.work``."""
     from tests.broker import DEFAULT_USERS, Broker
@@ -486,7 +497,7 @@ def start_round(r: Round, stack: contextlib.ExitStack) -> None:
     passwords = {user: secrets.token_hex(16) for user in DEFAULT_USERS}
     r.broker = Broker(r.work / "broker", passwords=passwords)
     r.broker.start()
-    stack.callback(r.broker.close)
+    stack.callback(close_broker, r.broker)
     why = stack.enter_context(state_directory(r.work / "state", "disk-full" in r.plan.phases))
     if why:
         r.report["disk_full"] = why
@@ -862,6 +873,8 @@ def run_round(store: str, url: str, plan: Plan, seed: int, work: Path) -> dict[s
 TOTALS = ("kiosk_kills", "broker_kills", "central_kills", "events", "people", "lost")
 TOTALS += ("duplicated", "unconfirmed", "wrong_grants", "relay_without_event", "ingest_halts")
 TOTALS += ("poison_cases", "acl_breaches", "forged_id_lost", "kiosk_start_failures")
+BROKEN = ("lost", "duplicated", "unconfirmed", "wrong_grants", "relay_without_event")
+BROKEN += ("ingest_halts", "acl_breaches", "forged_id_lost")
 
 
 def summary(rounds: list[dict[str, Any]], seed: int, quick: bool, seconds: float) -> dict[str, Any]:
@@ -876,6 +889,7 @@ def summary(rounds: list[dict[str, Any]], seed: int, quick: bool, seconds: float
     return {
         "bench": "chaos",
         **totals,
+        "broken": [name for name in BROKEN if totals[name]],
         "seed": seed,
         "quick": quick,
         "seconds": round(seconds),
@@ -884,59 +898,73 @@ def summary(rounds: list[dict[str, Any]], seed: int, quick: bool, seconds: float
     }
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few kills of each: ~4 minutes")
     parser.add_argument("--seed", type=int, default=None, help="default: random, printed")
-    parser.add_argument("--kiosk-kills", type=int, help="per run (split over the rounds)")
-    parser.add_argument("--broker-kills", type=int)
-    parser.add_argument("--central-kills", type=int)
+    parser.add_argument("--kiosk-kills", type=int, help="per run, split over the rounds (100)")
+    parser.add_argument("--broker-kills", type=int, help="likewise (20)")
+    parser.add_argument("--central-kills", type=int, help="likewise (20)")
     parser.add_argument("--skip", default="", help=f"comma-separated, of {sorted(PHASES)}")
     parser.add_argument("--stores", default="sqlite,postgresql", help="sqlite and/or postgresql")
     parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
-    parser.add_argument("--halt-bound-s", type=float, default=15.0)
+    parser.add_argument(
+        "--halt-bound-s",
+        type=float,
+        help="a normal event must be receipted this soon after a poison message (10; full: 20)",
+    )
     parser.add_argument("--keep", type=Path, help="work in this new directory and keep it")
     args = parser.parse_args()
+    args.skip = {name for name in args.skip.split(",") if name}
+    if args.skip - PHASES:
+        parser.error(f"--skip: unknown phases {sorted(args.skip - PHASES)}")
+    args.stores = [name for name in args.stores.split(",") if name]
+    if set(args.stores) - {"sqlite", "postgresql"} or not args.stores:
+        parser.error("--stores: sqlite, postgresql or both")
+    return args
+
+
+def plan(args: argparse.Namespace, rounds: int) -> Plan:
+    """Each round's share of the kills, and the phases and bounds."""
+    default = (4, 1, 1) if args.quick else (100, 20, 20)
+    wanted = (args.kiosk_kills, args.broker_kills, args.central_kills)
+    kills = [-(-(d if n is None else n) // rounds) for n, d in zip(wanted, default, strict=True)]
+    return Plan(
+        *kills,
+        phases=PHASES - args.skip,
+        halt_bound_s=args.halt_bound_s or (10 if args.quick else 20),
+        drain_s=60 if args.quick else 150,
+        pause_s=(1.0, 4.0) if args.quick else (0.5, 3.0),
+    )
+
+
+def main() -> None:
+    args = arguments()
     seed = secrets.randbelow(2**31) if args.seed is None else args.seed
-    skip = {name for name in args.skip.split(",") if name}
-    if skip - PHASES:
-        parser.error(f"--skip: unknown phases {sorted(skip - PHASES)}")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up as for Ctrl-C
     print(f"chaos: seed {seed}", file=sys.stderr, flush=True)
+    from drain import pg_database
+
     rounds: list[dict[str, Any]] = []
     started = time.monotonic()
-    with contextlib.ExitStack() as scratch_dir:
+    with contextlib.ExitStack() as stack:
         if args.keep:
             args.keep.mkdir(parents=True)
-            scratch = str(args.keep.resolve())
+            scratch = args.keep.resolve()
         else:
-            scratch = scratch_dir.enter_context(tempfile.TemporaryDirectory(prefix="kiosk-chaos-"))
-        from drain import pg_database
-
-        stores = [s for s in args.stores.split(",") if s]
-        with contextlib.ExitStack() as stack:
-            urls = {"sqlite": f"sqlite:///{scratch}/central.db"}
-            if "postgresql" in stores and (pg := stack.enter_context(pg_database(args.pg))):
-                urls["postgresql"] = pg
-            todo = [s for s in stores if s in urls]
-            share = len(todo)
-            for index, store in enumerate(todo):
-                default = (4, 1, 1) if args.quick else (100, 20, 20)
-                wanted = (args.kiosk_kills, args.broker_kills, args.central_kills)
-                kills = [
-                    -(-(given if given is not None else d) // share)
-                    for given, d in zip(wanted, default, strict=True)
-                ]
-                plan = Plan(
-                    *kills,
-                    phases=PHASES - skip,
-                    halt_bound_s=args.halt_bound_s,
-                    drain_s=60 if args.quick else 150,
-                )
-                work = Path(scratch) / store
-                work.mkdir()
-                rounds.append(run_round(store, urls[store], plan, seed + index, work))
-    print(json.dumps(summary(rounds, seed, args.quick, time.monotonic() - started)))
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kiosk-chaos-")))
+        urls = {"sqlite": f"sqlite:///{scratch}/central.db"}
+        if "postgresql" in args.stores and (pg := stack.enter_context(pg_database(args.pg))):
+            urls["postgresql"] = pg
+        stores = [store for store in args.stores if store in urls]
+        for index, store in enumerate(stores):
+            (scratch / store).mkdir()
+            each = plan(args, len(stores))
+            rounds.append(run_round(store, urls[store], each, seed + index, scratch / store))
+    result = summary(rounds, seed, args.quick, time.monotonic() - started)
+    print(json.dumps(result))
+    sys.exit(1 if result["broken"] else 0)
 
 
 if __name__ == "__main__":
