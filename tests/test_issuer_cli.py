@@ -318,12 +318,6 @@ def test_issue_prints_the_pass_id_and_revoke_finds_a_holders_passes_in_the_regis
 def test_an_empty_revocation_list_lets_a_fresh_site_pass_doctor(
     office: Office, tmp_path: Path
 ) -> None:
-    nothing = revoke(office, tmp_path, "--key", office.documents_key)
-    assert nothing.returncode == 64 and "--empty" in nothing.stderr
-    made = revoke(
-        office, tmp_path, "--key", office.documents_key, "--anchor", office.anchor, "--empty"
-    )
-    assert "revocation list v1 with 0 passes" in made.stdout, made.stderr
     config = parse_config(
         {
             "kiosk": {"state_dir": str(tmp_path / "state")},
@@ -334,6 +328,14 @@ def test_an_empty_revocation_list_lets_a_fresh_site_pass_doctor(
             },
         }
     )
+    fresh = check_trust(config)
+    assert fresh.status == "fail" and "kiosk pass revoke --empty" in fresh.fix
+    nothing = revoke(office, tmp_path, "--key", office.documents_key)
+    assert nothing.returncode == 64 and "--empty" in nothing.stderr
+    made = revoke(
+        office, tmp_path, "--key", office.documents_key, "--anchor", office.anchor, "--empty"
+    )
+    assert "revocation list v1 with 0 passes" in made.stdout, made.stderr
     check = check_trust(config)
     assert (check.status, check.detail) == ("ok", "trust list v1, revocation list v1, 0.0 days old")
 
