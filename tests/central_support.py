@@ -123,14 +123,14 @@ class Receipts:
     def __init__(self, broker: Broker, kiosk: str, db: Store) -> None:
         self.seqs: list[list[int]] = []
         self.stored_on_arrival: list[bool] = []
-        self._db = db
+        self.db = db
         self.client = mqtt_client(broker, kiosk)
         Collector(self.client).subscribe(f"kiosk/v1/{SITE}/{kiosk}/receipts")
         self.client.on_message = self._on_message
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         seqs = decode_receipt(message.payload)
-        stored = {e.seq for e in self._db.events_between(0, 2**62)}
+        stored = {e.seq for e in self.db.events_between(0, 2**62)}
         self.stored_on_arrival.append(set(seqs) <= stored)
         self.seqs.append(seqs)
 

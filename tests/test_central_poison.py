@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,7 +20,8 @@ from typing import Any
 import jsonschema
 import pytest
 
-from kiosk.central import Ingest, Store, print_status
+from kiosk.central import Ingest, Store, open_store, print_status
+from kiosk.central.cli import PASSWORD_ENV
 from kiosk.central.messages import read_events
 from kiosk.central.validation import event_problem
 from kiosk.protocol import ProtocolError
@@ -310,3 +314,53 @@ def test_a_10_mb_or_deeply_nested_message_is_refused_quickly_with_a_reason() -> 
     with pytest.raises(ProtocolError, match="nested deeper than 32 levels"):
         read_events(SITE, "k1", POISON_MESSAGES["10,000 levels deep"], 0)
     assert time.monotonic() - started < 5  # bounded before parsing: no recursion, no 10 MB parse
+
+
+KIOSK = [sys.executable, "-c", "from kiosk.cli import main; main()"]
+
+
+def start_central_process(broker: Broker, db_path: Path) -> subprocess.Popen[bytes]:
+    """``kiosk central run`` as an operator starts it, on the test broker's plain port."""
+    env = {**os.environ, PASSWORD_ENV: broker.password("central")}
+    command = [*KIOSK, "central", "run", "--db", str(db_path), "--host", broker.host]
+    command += ["--port", str(broker.port), "--retention-days", "30"]
+    return subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+
+
+def test_central_killed_with_poison_in_flight_starts_again_and_goes_on(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """kill -9 of the real ``kiosk central run`` while poison and good messages arrive; the
+    next process quarantines what it must, stores the rest, and status shows it."""
+    db_path = tmp_path / "central.db"
+    store = open_store(str(db_path))  # created first: two processes racing to set up WAL can fail
+    receipts = Receipts(broker, "k1", store)
+    process = start_central_process(broker, db_path)
+    last = len(POISON_EVENTS) + 1
+    try:
+        wait_until(lambda: publish(receipts, 1) and 1 in stored_seqs(store), timeout=30)
+        for seq, poison in enumerate(POISON_EVENTS.values(), start=2):
+            assert receipts.client.publish_acked(EVENTS_TOPIC, message(poison)) == 0
+            publish(receipts, seq)
+        process.kill()  # mid-stream: what it had not acked, the broker still holds
+        process.wait(10)
+        process = start_central_process(broker, db_path)
+        wait_until(lambda: set(range(1, last + 1)) <= receipts.covered(), timeout=30)
+    finally:
+        process.kill()
+        process.wait(10)
+    assert stored_seqs(store) == list(range(1, last + 1))
+    assert store.quarantined_count() == len(POISON_EVENTS)
+    result = subprocess.run(
+        [*KIOSK, "central", "status", "--db", str(db_path)], capture_output=True, check=True
+    )
+    assert f"quarantined: {len(POISON_EVENTS)}" in result.stdout.decode()
+    store.close()
+
+
+def publish(receipts: Receipts, seq: int) -> bool:
+    """Publish event ``seq``, the same bytes each time; False if central had not subscribed."""
+    event = event_json(seq, event_id=json.dumps(str(uuid.UUID(int=seq))))
+    code = receipts.client.publish_acked(EVENTS_TOPIC, message(event))
+    assert not code.is_failure  # 0x10 "no matching subscribers" is not a failure
+    return code == 0
