@@ -70,11 +70,13 @@ config_option = click.option(
 @click.option("--simulate", is_flag=True, help="Use simulated camera, thermometer and GPIO.")
 @click.option("--verbose", "-v", is_flag=True, help="Debug logging.")
 def run(config_path: Path, simulate: bool, verbose: bool) -> None:
-    """Run the kiosk until SIGTERM or Ctrl-C (relay released, log closed, exit 0)."""
+    """Run the kiosk until SIGTERM or Ctrl-C (relay released, log closed, exit 0; a stop that
+    hangs is cut short: relay released, exit 70)."""
     from kiosk.logs import setup_logging
     from kiosk.preflight import check_setup
     from kiosk.runtime import open_kiosk
     from kiosk.sensors.frames import CameraError
+    from kiosk.systemd import STOP_DEADLINE_S
 
     config = load_config(config_path)
     check_setup(config)  # every problem the configuration causes: exit 78, not 70 in a loop
@@ -84,7 +86,7 @@ def run(config_path: Path, simulate: bool, verbose: bool) -> None:
         signal.signal(signum, lambda *_: stop.set())
     try:
         with open_kiosk(config, simulate=simulate) as kiosk:
-            kiosk.run(stop)
+            kiosk.run(stop, stop_deadline_s=STOP_DEADLINE_S)
     except CameraError as exc:
         click.echo(f"kiosk: camera unavailable: {exc}", err=True)
         sys.exit(EX_UNAVAILABLE)
@@ -464,7 +466,7 @@ def relay_safe(config_path: Path, pin: int | None, active_high: bool | None) -> 
         source = f"{'from the options' if given else 'defaults'}: the config is unusable ({exc})"
     force_relay_safe(GatePins(relay, high, None, None, None, None, True, None, True))
     polarity = "active high" if high else "active low"
-    click.echo(f"relay on GPIO{relay} ({polarity}) de-energised; wiring {source}")
+    click.echo(f"relay on GPIO{relay} de-energised ({polarity}); wiring {source}")
 
 
 @cli.command()

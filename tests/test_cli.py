@@ -211,7 +211,7 @@ def test_relay_safe_releases_the_relay_without_a_usable_config(
     assert result.exit_code == 0, result.output
     assert driven_levels(mock_pins, pin)[-2:] == [active_high, not active_high]
     polarity = "active high" if active_high else "active low"
-    assert result.output.startswith(f"relay on GPIO{pin} ({polarity}) de-energised; ")
+    assert result.output.startswith(f"relay on GPIO{pin} de-energised ({polarity}); ")
     assert words in result.output
 
 
