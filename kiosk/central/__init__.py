@@ -3,6 +3,7 @@
 from kiosk.central.cli import print_status, run_central, with_env_secrets
 from kiosk.central.fleet import format_fleet
 from kiosk.central.ingest import Ingest, IngestSettings
+from kiosk.central.quarantine import Quarantined
 from kiosk.central.store import EventRow, KioskStatus, Store, open_store
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "Ingest",
     "IngestSettings",
     "KioskStatus",
+    "Quarantined",
     "Store",
     "format_fleet",
     "open_store",

@@ -9,7 +9,6 @@ store ignores what it already has.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import queue
 import socket
@@ -17,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -25,10 +24,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from kiosk.central.commit import Done, Work, commit
 from kiosk.central.gaps import GapTracker, Key
-from kiosk.central.messages import Update, decode_update, read_events, resend_command
-from kiosk.central.quarantine import Quarantined, is_data_error, refusal
-from kiosk.central.store import EventRow, Store, Stored
+from kiosk.central.messages import decode_update, read_events, resend_command
+from kiosk.central.quarantine import refusal
+from kiosk.central.store import Store
 from kiosk.protocol import (
     KioskTopics,
     Leaf,
@@ -73,24 +73,6 @@ BATCH_LULL_S = 0.002  # no new message for this long: store the batch now
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass
-class _Work:
-    """One batch as read: rows to store, status/state updates (with their topic and bytes,
-    should the store refuse them) and what is already refused."""
-
-    now_ms: int
-    rows: list[EventRow] = field(default_factory=list)
-    updates: list[tuple[str, bytes, Update]] = field(default_factory=list)
-    refused: list[Quarantined] = field(default_factory=list)
-
-
-class _Done(NamedTuple):
-    new: int  # events stored for the first time
-    refused: set[int]  # id() of the rows of _Work.rows that were quarantined
-    items: list[Quarantined]  # quarantined by the store, beyond _Work.refused
-    quarantined: int  # all quarantined in this batch
 
 
 class Ingest:
@@ -269,7 +251,7 @@ class Ingest:
                         s.retention_days,
                     )
             except Exception as exc:
-                log.error("pruning failed (%s); trying again later", _name(exc))
+                log.error("pruning failed (%s); trying again later", type(exc).__name__)
             if self._stop.wait(s.prune_every_s):
                 return
 
@@ -298,7 +280,7 @@ class Ingest:
                 self._idle.notify_all()
 
     def _store_and_settle(self, batch: list[_Message]) -> None:
-        work = _Work(_now_ms())
+        work = Work(_now_ms())
         for topic, payload, _mid, _qos, retain, _gen in batch:
             self._read(work, topic, payload, retain)
         done = self._commit(work)
@@ -321,7 +303,7 @@ class Ingest:
         self._counts.update(receipts_sent=len(seqs), quarantined=done.quarantined)
         self._track(seqs)
 
-    def _read(self, work: _Work, topic: str, payload: bytes, retain: bool) -> None:
+    def _read(self, work: Work, topic: str, payload: bytes, retain: bool) -> None:
         """Add one message's rows, update or refusals to ``work``."""
         try:
             site, kiosk, leaf = parse_topic(topic)
@@ -338,75 +320,15 @@ class Ingest:
         except (ProtocolError, ValueError) as exc:
             self._counts["malformed"] += 1
             work.refused.append(refusal(topic, payload, str(exc), work.now_ms))
+        except Exception as exc:  # a bug, not the message's fault: still never a halt
+            log.exception("reading a message on %s failed", topic)
+            self._counts["malformed"] += 1
+            reason = f"central could not read it: {type(exc).__name__}"
+            work.refused.append(refusal(topic, payload, reason, work.now_ms))
 
-    def _commit(self, work: _Work) -> _Done | None:
-        """Store everything and quarantine what cannot be stored. A store error about a row
-        makes the batch go again row by row, so only that row is quarantined; any other
-        error (connection lost, lock timeout, disk full) is retried with backoff until it
-        works or we stop."""
-        delay = 0.5
-        one_by_one = False
-        while True:
-            try:
-                done = self._store_each(work) if one_by_one else self._store_all(work)
-            except Exception as exc:
-                if is_data_error(exc) and not one_by_one:
-                    log.warning("the store refused a row (%s); storing row by row", _name(exc))
-                    one_by_one = True
-                    continue
-                log.error("storing a batch failed (%s); retrying in %.1f s", _name(exc), delay)
-                if self._stop.wait(delay):
-                    return None
-                delay = min(delay * 2, 30.0)
-                continue
-            if done.quarantined:
-                latest = (work.refused + done.items)[-1]
-                log.warning(
-                    "quarantined %d messages or events; the last on %s: %s",
-                    done.quarantined,
-                    latest.topic,
-                    latest.reason,
-                )
-            return done
-
-    def _store_all(self, work: _Work) -> _Done:
-        stored = self._store.insert_batch(work.rows) if work.rows else Stored(0, [])
-        for _topic, _payload, update in work.updates:
-            self._apply(update)
-        items = [_refused_row(row, reason, work.now_ms) for row, reason in stored.conflicts]
-        self._store.quarantine(work.refused + items)
-        refused = {id(row) for row, _ in stored.conflicts}
-        return _Done(stored.new, refused, items, len(work.refused) + len(items))
-
-    def _store_each(self, work: _Work) -> _Done:
-        new, refused, items = 0, set[int](), list[Quarantined]()
-        for row in work.rows:
-            try:
-                stored = self._store.insert_batch([row])
-            except Exception as exc:
-                if not is_data_error(exc):
-                    raise
-                stored = Stored(0, [(row, f"the store refused it: {_store_reason(exc)}")])
-            new += stored.new
-            refused.update(id(r) for r, _ in stored.conflicts)
-            items += [_refused_row(r, reason, work.now_ms) for r, reason in stored.conflicts]
-        for topic, payload, update in work.updates:
-            try:
-                self._apply(update)
-            except Exception as exc:
-                if not is_data_error(exc):
-                    raise
-                reason = f"the store refused it: {_store_reason(exc)}"
-                items.append(refusal(topic, payload, reason, work.now_ms))
-        self._store.quarantine(work.refused + items)
-        return _Done(new, refused, items, len(work.refused) + len(items))
-
-    def _apply(self, update: Update) -> None:
-        site, kiosk, leaf, value, seen_ms = update
-        if leaf is Leaf.STATUS:
-            self._store.set_availability(site, kiosk, value, seen_ms)
-        else:
-            self._store.set_state(site, kiosk, value, seen_ms)
+    def _commit(self, work: Work) -> Done | None:
+        """Store ``work`` (see :func:`kiosk.central.commit.commit`); None if stopping first."""
+        return commit(self._store, work, self._stop)
 
     def _track(self, seqs: dict[Key, list[int]]) -> None:
         now = time.monotonic()
@@ -435,22 +357,6 @@ class Ingest:
         self._client.publish(topic, encode_command(command), qos=1, properties=props)
         self._counts["resend_requests"] += 1
         log.warning("asked %s/%s to send again from seq %d", site, kiosk, from_seq)
-
-
-def _name(exc: BaseException) -> str:
-    return type(exc).__name__
-
-
-def _store_reason(exc: BaseException) -> str:
-    """The store's complaint, first line only: it may quote part of the row."""
-    first = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{_name(exc)}: {first[:200]}"
-
-
-def _refused_row(row: EventRow, reason: str, now_ms: int) -> Quarantined:
-    payload = json.dumps(row._asdict(), ensure_ascii=True).encode("ascii")
-    topic = KioskTopics(row.site, row.kiosk).topic(Leaf.EVENTS)
-    return refusal(topic, payload, reason, now_ms, row.seq)
 
 
 def _unconfirmed(info: mqtt.MQTTMessageInfo) -> bool:
