@@ -53,7 +53,7 @@ from kiosk.sensors.measurement import (
 from kiosk.sensors.mlx90614 import Reading, SensorError
 from kiosk.sensors.qr import Scan, ScanFilter
 from kiosk.store import REOPEN_AFTER_S, Event, EventLog, EventLogError, LogStats, LogWriteError
-from kiosk.systemd import notify, watchdog_interval_s, watchdog_loop
+from kiosk.systemd import StopDeadline, notify, watchdog_interval_s, watchdog_loop, where
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ STALE_SCAN_S = 5.0  # a queued scan older than this belongs to someone who has l
 CAMERA_RETRY_S = 2.0
 NO_FRAME_WAIT_S = 0.01  # a source with no frame ready is asked again after this
 BACKGROUND_RESTART_S = 5.0  # a crashed background loop (the MQTT sync) starts again after this
+JOIN_S = 5.0  # a stop waits this long in all for the kiosk's threads to end
 HOUSEKEEPING_S = 60.0  # prune confirmed events and check the log's fill this often
 
 
@@ -174,8 +175,21 @@ class Kiosk:
 
     # --- the two loops -------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        """Run until ``stop`` is set: the frame loop in a thread, decisions in this one."""
+    def run(self, stop: threading.Event, *, stop_deadline_s: float | None = None) -> None:
+        """Run until ``stop`` is set: the frame loop in a thread, decisions in this one.
+
+        Stopping joins the threads started here within ``JOIN_S`` in all (half the deadline if
+        that is shorter); one still running is named in the log and left behind. With
+        ``stop_deadline_s`` (``kiosk run``) the process must be gone that long after ``stop``
+        is set, or :class:`~kiosk.systemd.StopDeadline` releases the relay, logs which part
+        still runs and exits with status 70. Without it (a kiosk inside another program, such
+        as the tests) nothing ends the process.
+        """
+        parts = {"decision loop": threading.current_thread()}
+        if stop_deadline_s is not None:
+            StopDeadline(
+                stop_deadline_s, make_safe=self.gate.force_relay_off, parts=lambda: dict(parts)
+            ).watch(stop)
         self._record(
             EventType.KIOSK_STARTED,
             {
@@ -199,12 +213,13 @@ class Kiosk:
             threading.Thread(
                 target=_supervised,
                 args=(loop, stop),
-                name=getattr(loop, "__qualname__", "background"),
+                name=getattr(loop, "__qualname__", "background").replace("<locals>.", ""),
                 daemon=True,
             )
             for loop in background
         ]
         for thread in threads:
+            parts[thread.name] = thread
             thread.start()
         degraded = self.health().degraded
         notify(
@@ -220,8 +235,7 @@ class Kiosk:
             notify("STOPPING=1")
             self._record(EventType.KIOSK_STOPPED, {})
             stop.set()
-            for thread in threads:
-                thread.join(timeout=5)
+            _join_all(threads, min(JOIN_S, (stop_deadline_s or 2 * JOIN_S) / 2))
 
     def frame_loop(self, stop: threading.Event) -> None:
         """Read frames, decode them and queue each new scan, until ``stop`` is set."""
@@ -663,6 +677,16 @@ class Kiosk:
     def _notify_health(self) -> None:
         for observer in self._health_observers:
             observer()
+
+
+def _join_all(threads: list[threading.Thread], within_s: float) -> None:
+    """Join ``threads`` within ``within_s`` in all; name those still running and leave them."""
+    deadline = time.monotonic() + within_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    running = [f"{t.name} in {where(t)}" for t in threads if t.is_alive()]
+    if running:
+        log.error("still running %g s after the stop: %s", within_s, "; ".join(running))
 
 
 def _supervised(loop: Callable[[threading.Event], None], stop: threading.Event) -> None:

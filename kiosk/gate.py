@@ -25,7 +25,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from enum import StrEnum
 from time import monotonic
@@ -324,6 +324,12 @@ class Gate:
         # Outside the lock: closing an input may wait for its callback thread.
         self._devices.close()
         logger.info("gate closed")
+
+    def force_relay_off(self) -> None:
+        """De-energise the relay without the gate's lock, which a hung thread may hold: the
+        last act of a process whose stop hung (it exits next). Nothing if already closed."""
+        with suppress(GPIODeviceClosed):
+            self._relay.off()
 
     def __enter__(self) -> Self:
         return self

@@ -19,6 +19,7 @@ from kiosk.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.simulation import Person, Scene
 from kiosk.store import EventLog
+from kiosk.systemd import BACKSTOP_S, STOP_DEADLINE_S
 from tests.support import SALT, make_config, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -164,3 +165,9 @@ def test_relay_safe_command_leaves_the_relay_de_energised(tmp_path: Path) -> Non
     assert "relay on GPIO17 de-energised" in result.stdout, result.stderr
     levels = result.stdout.split("LEVEL", 1)[1].strip()
     assert levels.endswith("True]"), levels  # active-low board: high = de-energised
+
+
+def test_the_stop_deadline_ends_before_systemd_would_kill_the_kiosk() -> None:
+    unit = (REPO / "systemd" / "kiosk.service").read_text(encoding="utf-8")
+    timeout_stop_s = float(unit.split("\nTimeoutStopSec=", 1)[1].split()[0])
+    assert timeout_stop_s > STOP_DEADLINE_S + BACKSTOP_S
