@@ -391,3 +391,40 @@ def test_an_event_over_the_limit_goes_alone_and_one_too_large_for_any_message_bl
     assert [seqs for _, *seqs in messages if large.seq in seqs] == [[large.seq]]
     assert all(size <= 16 * 1024 for size, *seqs in messages if large.seq not in seqs)
     assert all(huge.seq not in seqs for _, *seqs in messages)
+
+
+class CrashingOutbox:
+    """An outbox whose read fails with a bug (not an EventLogError): the sync loop crashes."""
+
+    def pending_json(self, limit: int, after_seq: int = 0) -> list[Any]:
+        raise RuntimeError("a bug in the outbox")
+
+    def mark_sent(self, seqs: Any) -> None:
+        pass
+
+    def mark_confirmed(self, seqs: Any) -> int:
+        return 0
+
+
+@pytest.mark.slow
+def test_a_crashed_sync_loop_leaves_with_its_will_never_stopped(broker: Broker) -> None:
+    """Only a shutdown says 'stopped'; a crash says 'offline' (after the will delay)."""
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.STATUS))
+    settings = mqtt_settings(broker.port)
+    sync = Sync(Uplink(settings, TOPICS, client_id(TOPICS)), CrashingOutbox())
+    crashes: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sync.run(threading.Event())
+        except RuntimeError as exc:
+            crashes.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert watcher.get(timeout=10).payload == b"online"
+    thread.join(timeout=10)
+    assert [str(exc) for exc in crashes] == ["a bug in the outbox"]
+    assert watcher.get(timeout=15).payload == b"offline"
+    assert sync.stats.runs == 1
