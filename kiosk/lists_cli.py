@@ -53,6 +53,13 @@ anchor_option = click.option(
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="The kiosks' trust anchor: the document-signing public key (credentials.trust_anchor).",
 )
+ANCHOR_FILE = "documents.pub"  # where `kiosk pass keygen --name documents` puts the anchor
+
+
+def _anchor_beside(key_path: Path) -> Path | None:
+    """The trust anchor keygen wrote next to the keys, checked against when --anchor is absent."""
+    path = key_path.parent / ANCHOR_FILE
+    return path if path.exists() else None
 
 
 def _check_key(
@@ -76,7 +83,7 @@ def _check_key(
     checked = [
         name
         for name, given in (
-            ("the trust anchor", anchor),
+            (f"the trust anchor {anchor}", anchor),
             ("the trust list's signer", trust_list),
             ("earlier versions", previous_kid),
         )
@@ -127,7 +134,7 @@ def trust(
     kid = issuing.key_id(key.public_key())
     if any(issuing.key_id(public) == kid for public in issuer_keys):
         fail("the trust list must be signed with the document-signing key, not an issuer key")
-    signed = _check_key(key, anchor)
+    signed = _check_key(key, anchor or _anchor_beside(key_path))
     try:
         document = issuing.trust_document(key, org=org, version=version, public_keys=issuer_keys)
     except ValueError as exc:
@@ -203,7 +210,7 @@ def revoke(
     except ValueError as exc:
         fail(str(exc))
     key = private_key(key_path)
-    signed = _check_key(key, anchor, trust_list, known.get("kid"))
+    signed = _check_key(key, anchor or _anchor_beside(key_path), trust_list, known.get("kid"))
     revoked = sorted(set(known["revoked"]) | added)
     version = int(known["version"]) + 1
     try:
