@@ -16,6 +16,9 @@ sync loop feeds paho from the outbox through a bounded window, in sequence order
 Everything runs in one thread reading :attr:`Uplink.inbox`; a watchdog restarts a paho client
 whose network thread died. No message received can stop the loop: whatever handling one
 raises is logged in one line (topic and error type, no content), counted and skipped.
+
+The module is longer than most: the window, the cursor and the in-flight map are the state of
+one loop in one thread, and splitting them over modules would only spread it.
 """
 
 from __future__ import annotations
