@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from kiosk.config import MqttSection
+from kiosk.config import ConfigError, MqttSection, parse_config
 from kiosk.protocol import (
     DEFAULT_MESSAGE_BYTES,
     MAX_MESSAGE_BYTES,
@@ -47,6 +47,8 @@ def test_the_message_size_setting_stays_under_what_central_accepts() -> None:
     field = MqttSection.__dataclass_fields__["max_message_bytes"]
     assert field.default == DEFAULT_MESSAGE_BYTES
     assert field.metadata["high"] < MAX_MESSAGE_BYTES
+    with pytest.raises(ConfigError, match=r"mqtt.max_message_bytes: .*16384 to 261120"):
+        parse_config({"mqtt": {"max_message_bytes": MAX_MESSAGE_BYTES}})
 
 
 def test_receipts_compress_to_ranges_and_back() -> None:
