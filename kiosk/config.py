@@ -273,7 +273,13 @@ class RulesSection:
     )
     anti_passback: bool = _key(False, "A pass that entered cannot enter again before it exits")
     passback_grace_s: float = _key(
-        10.0, "The same pass again within this is one attempt", low=0, high=600
+        10.0, "The same pass again within this is one scan, never a second grant", low=0, high=600
+    )
+    passback_reentry_h: float = _key(
+        0.0,
+        "A pass that entered and never exited may enter again after this (0: next day)",
+        low=0,
+        high=24,
     )
     occupancy_cap: int = _key(
         0, "Refuse entry when this many people are inside the area", low=0, high=100_000

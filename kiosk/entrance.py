@@ -52,6 +52,7 @@ def entry_policy(config: KioskConfig) -> EntryPolicy:
         visitor_daily_cap=r.visitor_daily_cap,
         anti_passback=r.anti_passback,
         passback_grace_s=r.passback_grace_s,
+        passback_reentry_s=r.passback_reentry_h * 3600,
         occupancy_cap=r.occupancy_cap,
     )
 

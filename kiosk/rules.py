@@ -9,7 +9,8 @@ inside. Time is always passed in.
 Anti-passback has two parts. A pass read again within ``passback_grace_s`` of its last grant
 (either way) is the same scan (:func:`is_repeat_read`): the caller ignores it, so it never
 opens the gate twice and never restarts the window. A later entry while the pass is still
-inside is refused (``already_inside``) until it exits or the area's day ends.
+inside is refused (``already_inside``) until it exits, ``passback_reentry_s`` has passed since
+the entry (when set), or the area's day ends.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class EntryPolicy:
     visitor_daily_cap: int = 0
     anti_passback: bool = False
     passback_grace_s: float = 10.0  # the same pass again this soon is the same scan
+    passback_reentry_s: float = 0.0  # an entry with no exit expires after this; 0: at midnight
     occupancy_cap: int = 0
 
 
@@ -84,7 +86,9 @@ def check_entry(
         if policy.visitor_daily_cap and facts.visitors_today >= policy.visitor_daily_cap:
             return RuleRefusal.VISITOR_CAP_REACHED
     if policy.anti_passback and facts.last_entry_at is not None:
-        return RuleRefusal.ALREADY_INSIDE
+        since = (now - facts.last_entry_at).total_seconds()
+        if not 0 < policy.passback_reentry_s <= since:
+            return RuleRefusal.ALREADY_INSIDE
     if policy.occupancy_cap and facts.occupancy >= policy.occupancy_cap:
         return RuleRefusal.OCCUPANCY_FULL
     return None

@@ -31,10 +31,11 @@ RELAY, PASSAGE = 17, 24  # the config's default pins; the relay is active-low
 
 
 class Clock:
-    """The kiosk's wall clock, moved by the test."""
+    """The kiosk's and its log's wall clock, moved by the test; it starts at 08:00 local time
+    today, so that no test crosses midnight (when the area's day starts afresh)."""
 
     def __init__(self) -> None:
-        self.now = datetime.now(UTC)
+        self.now = datetime.now().astimezone().replace(hour=8, minute=0, second=0, microsecond=0)
 
     def __call__(self) -> datetime:
         return self.now
@@ -49,14 +50,19 @@ def kiosk_on(
 ) -> Iterator[Kiosk]:
     """A kiosk on simulated hardware with ``factory``'s pins, driven by the test's scans."""
     hardware = build_hardware(config, simulate=True, scene=Scene(), pin_factory=factory)
+    wall_clock = clock or (lambda: datetime.now(UTC))
     try:
-        with EventLog(config.log_path, boot_id="b") as log:
+        with EventLog(
+            config.log_path,
+            boot_id="b",
+            now_ms=lambda: int(wall_clock().timestamp() * 1000),
+        ) as log:
             yield Kiosk(
                 config,
                 hardware,
                 log,
                 build_entrance(config, SALT.encode()),
-                wall_clock=clock or (lambda: datetime.now(UTC)),
+                wall_clock=wall_clock,
             )
     finally:
         hardware.close()
@@ -206,3 +212,19 @@ def test_tailgating_and_withdrawn_grants_are_known_again_after_a_restart(tmp_pat
         wait_until(lambda: again.kiosk.health().today["tailgating"] == 1)
         again.scene.step_up(Person("staff", b"S-0001", sim.nobody(), "grant"))
         assert again.next_decision().decision.outcome is Outcome.GRANT  # not already inside
+
+
+def test_the_configured_re_entry_time_lets_a_pass_that_never_exited_in_again(
+    tmp_path: Path,
+) -> None:
+    clock = Clock()
+    config = config_for(tmp_path, rules={"passback_reentry_h": 2.0})
+    with kiosk_on(config, MockFactory(), clock) as kiosk:
+        first = scan(kiosk)
+        clock.advance(2 * 3600 - 60)
+        early = scan(kiosk)
+        clock.advance(120)
+        later = scan(kiosk)
+    assert first is not None and first.decision.outcome is Outcome.GRANT
+    assert early is not None and early.decision.reason is Reason.ALREADY_INSIDE
+    assert later is not None and later.decision.outcome is Outcome.GRANT

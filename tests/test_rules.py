@@ -73,6 +73,18 @@ VISITOR = Holder("s-2", "visitor", health_declared_at=NOW - timedelta(hours=2))
             EntranceFacts(occupancy=1, visitors_today=0, last_entry_at=NOW - timedelta(seconds=5)),
             RuleRefusal.ALREADY_INSIDE,
         ),
+        (  # the configured re-entry time: an entry never scanned out expires
+            STAFF,
+            EntryPolicy(anti_passback=True, passback_reentry_s=3600),
+            EntranceFacts(occupancy=1, visitors_today=0, last_entry_at=NOW - timedelta(hours=1)),
+            None,
+        ),
+        (
+            STAFF,
+            EntryPolicy(anti_passback=True, passback_reentry_s=3600),
+            EntranceFacts(occupancy=1, visitors_today=0, last_entry_at=NOW - timedelta(minutes=59)),
+            RuleRefusal.ALREADY_INSIDE,
+        ),
         (
             STAFF,
             EntryPolicy(occupancy_cap=2),
