@@ -129,7 +129,11 @@ def test_toggle_kiosk_a_re_read_is_not_taken_for_the_way_out(tmp_path: Path) -> 
     assert activations(factory) == 3
 
 
-def test_hold_mode_a_grant_nobody_used_does_not_count_as_inside(tmp_path: Path) -> None:
+def test_hold_mode_a_grant_nobody_used_does_not_count_as_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = [1000.0]  # the gate's clock: a grant expires only when the test moves it on
+    monkeypatch.setattr(gate_module, "monotonic", lambda: now[0])
     factory = MockFactory()
     config = config_for(
         tmp_path,
@@ -137,8 +141,9 @@ def test_hold_mode_a_grant_nobody_used_does_not_count_as_inside(tmp_path: Path) 
         gate={"relay_mode": "hold", "hold_timeout_s": 1.0},
     )
     with kiosk_on(config, factory) as kiosk:
-        first = scan(kiosk)
+        first = scan(kiosk, settle=False)
         assert first is not None and first.event is not None
+        now[0] += 2.0  # nobody came: the hold times out (its timer wakes within 1 s)
         wait_until(lambda: bool(kiosk.event_log.recent(1, type="grant_unused")))
         (unused,) = kiosk.event_log.recent(1, type="grant_unused")
         again = scan(kiosk, settle=False)  # they never went in: not "already inside"
