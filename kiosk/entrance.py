@@ -5,7 +5,6 @@ direction, the entry rules' verdict and attendance — and what it learns from e
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -115,11 +114,6 @@ class Entrance:
             if data.get("outcome") == "grant" and isinstance(subject, str):
                 with self._lock:
                     self._attendance.add(subject)
-
-    def learn_all(self, events: Iterable[tuple[str, int, dict[str, Any]]]) -> None:
-        """Replay decisions (from the log at start, or a neighbour's backlog)."""
-        for event_id, ts_ms, data in events:
-            self.learn(event_id, ts_ms, data)
 
     def learn_event(self, event_type: str, event_id: str, ts_ms: int, data: dict[str, Any]) -> None:
         """Any logged event (here or a neighbour's): decisions and withdrawn grants count."""
