@@ -7,6 +7,11 @@ file ``deploy/kiosk.example.toml`` is generated from them (``kiosk config exampl
 
 A wrong type, an unknown key or an impossible value raises :class:`ConfigError`
 naming the file, the key and what is allowed; the CLI turns it into exit code 78.
+What the file points at (directories, salt, TLS files) is checked by :mod:`kiosk.preflight`.
+
+Longer than most modules on purpose: it is the schema, one declaration per key with its
+description and bounds, and the validation that reads it; splitting it would spread one key
+over several files.
 """
 
 from __future__ import annotations
