@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from kiosk.rules import EntranceFacts
 
@@ -40,16 +40,18 @@ class Passage:
     granted: bool = True  # False: a correction (``grant_unused``), not a person let through
 
 
-@dataclass(frozen=True)
-class _Mark:
-    """A subject's newest known passage."""
+class _Mark(NamedTuple):
+    """A subject's newest known passage, small: one is kept per person."""
 
-    at: datetime
-    event_id: str
+    at_ms: int
+    tiebreak: int  # hash of the event id: orders two passages in one millisecond, same run
     granted: bool
 
     def newer_than(self, other: _Mark | None) -> bool:
-        return other is None or (self.at, self.event_id) > (other.at, other.event_id)
+        return other is None or (self.at_ms, self.tiebreak) > (other.at_ms, other.tiebreak)
+
+    def at(self) -> datetime:
+        return _local(self.at_ms)
 
 
 def passage_from_event(event_id: str, ts_ms: int, data: dict[str, Any]) -> Passage | None:
@@ -108,7 +110,8 @@ class AreaState:
             if passage.area != self.area:
                 return
             subject = passage.subject
-            mark = _Mark(passage.at, passage.event_id, passage.granted)
+            at_ms = round(passage.at.timestamp() * 1000)
+            mark = _Mark(at_ms, hash(passage.event_id), passage.granted)
             if not mark.newer_than(self._inside.get(subject) or self._outside.get(subject)):
                 return
             if entry:
@@ -132,8 +135,8 @@ class AreaState:
             return EntranceFacts(
                 occupancy=len(self._inside),
                 visitors_today=len(self._visitors),
-                last_entry_at=None if entry is None else entry.at,
-                last_grant_at=last.at if last is not None and last.granted else None,
+                last_entry_at=None if entry is None else entry.at(),
+                last_grant_at=last.at() if last is not None and last.granted else None,
             )
 
     def is_inside(self, subject: str) -> bool:
