@@ -71,7 +71,7 @@ from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
 from kiosk.simulation import Person
 from kiosk.store import EventLog, LogWriteError, read_events
-from kiosk.sync import Sync
+from kiosk.sync import BACKLOG_FOR_BATCHING, Sync
 from kiosk.trust import TrustStore
 from kiosk.uplink import Connected, Received
 from tests.support import SALT, make_config, running
@@ -339,12 +339,14 @@ def test_events_alerts_state_and_status_from_the_sync_loop(
 ) -> None:
     uplink = FakeUplink()
     with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
-        for data in DECISIONS:
-            outbox.append("decision", data)
-        for event_type, data in OTHER_EVENTS:
-            outbox.append(event_type, data)
         sync = _sync(uplink, outbox, state)
         uplink.inbox.put(Connected(session_present=False))
+        for data in DECISIONS:
+            outbox.append("decision", data)
+        assert max(len(DECISIONS), len(OTHER_EVENTS)) <= BACKLOG_FOR_BATCHING
+        sync.step()  # live events, a few at a time: one message each
+        for event_type, data in OTHER_EVENTS:
+            outbox.append(event_type, data)
         sync.step()
         live = uplink.of(Leaf.EVENTS)
         for _ in range(30):  # a backlog: packed into batches
