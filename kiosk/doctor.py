@@ -434,7 +434,7 @@ def check_event_log(config: KioskConfig) -> Check:
         detail += f", {dropped:,} dropped unconfirmed"
     if not config.mqtt.enabled:
         return _ok("event log", detail + " (sync off: the oldest are pruned beyond capacity)")
-    if rows >= capacity * config.log.warn_ratio:
+    if rows - confirmed >= capacity * config.log.warn_ratio:
         fix = (
             "check the broker connection: unconfirmed events are kept until central confirms"
             " them, or dropped (with an alert) past log.unconfirmed_max_age_days"

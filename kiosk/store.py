@@ -130,7 +130,7 @@ class LogStats:
     oldest_unconfirmed_ts_ms: int | None
     last_seq: int
     capacity: int
-    near_capacity: bool
+    near_capacity: bool  # events waiting for central fill warn_ratio of capacity
     over_capacity: bool
     dropped_unconfirmed: int = 0  # events dropped before central confirmed them, ever
 
@@ -547,13 +547,14 @@ class EventLog:
             except sqlite3.Error as exc:
                 raise _error(EventLogError, "stats", self.path, exc) from exc
             rows = self._rows
+            waiting = rows - self._confirmed if self.retention.awaits_confirmation else 0
             return LogStats(
                 rows=rows,
                 unconfirmed=rows - self._confirmed,
                 oldest_unconfirmed_ts_ms=oldest[0] if oldest else None,
                 last_seq=last_seq,
                 capacity=self.capacity,
-                near_capacity=rows >= self._warn_rows,
+                near_capacity=waiting >= self._warn_rows,  # a log full of prunable rows is fine
                 over_capacity=rows > self.capacity,
                 dropped_unconfirmed=self._dropped,
             )

@@ -273,8 +273,8 @@ def test_stats_report_backlog_and_capacity_flags(make_log: MakeLog) -> None:
         log.append("gate", {})
     log.mark_confirmed(range(1, 3))
     assert log.stats() == LogStats(7, 5, T0 + 2000, 7, 10, near_capacity=False, over_capacity=False)
-    log.append("gate", {})
-    assert log.stats() == LogStats(8, 6, T0 + 2000, 8, 10, near_capacity=True, over_capacity=False)
+    log.append("gate", {})  # 8 rows, but only the 6 waiting for central count
+    assert log.stats() == LogStats(8, 6, T0 + 2000, 8, 10, near_capacity=False, over_capacity=False)
     for _ in range(3):
         log.append("gate", {})
     # 11 rows; the append-time prune removed confirmed seq 1 only (seq 2 is then within budget)
@@ -445,6 +445,7 @@ def test_with_sync_off_the_oldest_rows_are_pruned_to_capacity(make_log: MakeLog)
     assert [e.data["n"] for e in log.recent(1)] == [1099]
     assert log.recent(1000)[0].data["n"] == 100
     assert log.stats().dropped_unconfirmed == 0  # nothing was waiting for central
+    assert not log.stats().near_capacity  # full of rows that may go: the normal state
 
 
 def clock_at(start_ms: int) -> tuple[list[int], Callable[[], int]]:
