@@ -141,7 +141,8 @@ def kiosk_child(config_path: str, side: str, seed: str) -> None:
         stop = threading.Event()
         threading.Thread(target=kiosk.run, args=(stop,), daemon=True).start()
         while True:
-            if pause.exists():
+            if pause.exists():  # between two people: nobody is in front, the relay is at rest
+                (directory / "paused").touch()
                 stop.wait(0.05)
                 continue
             kind = "refused" if rng.random() < REFUSED_SHARE else "valid"
@@ -397,13 +398,16 @@ def quarantined(url: str) -> int | None:
         raise
 
 
-def kiosk_rows(db: Path) -> list[tuple[int, str, bool, str, str | None, int]]:
-    """``(seq, event_id, confirmed, type, outcome, ts_ms)`` of every event in the kiosk's log."""
+def kiosk_rows(db: Path) -> list[tuple[int, str, bool, str, str | None, int, int | None]]:
+    """``(seq, event_id, confirmed, type, outcome, ts_ms, lockdown)`` of every event in the
+    kiosk's log; ``lockdown`` is 1 or 0 for a lockdown command, else None."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
     try:
         return conn.execute(
             "SELECT seq, event_id, confirmed_at_ms IS NOT NULL, type,"
-            " json_extract(data, '$.outcome'), ts_ms FROM events ORDER BY seq"
+            " json_extract(data, '$.outcome'), ts_ms,"
+            " CASE WHEN type = 'command' AND json_extract(data, '$.command') = 'lockdown'"
+            " THEN json_extract(data, '$.args.on') END FROM events ORDER BY seq"
         ).fetchall()
     finally:
         conn.close()
@@ -452,6 +456,7 @@ class Round:
     counts: Counter[str] = field(default_factory=Counter)
     lockdowns: list[tuple[float, float]] = field(default_factory=list)
     forged: list[tuple[str, int]] = field(default_factory=list)  # k1 events k2 claimed
+    logged: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # log rows seen, by seq
     report: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -477,6 +482,18 @@ class Round:
         """Let people pass for a random while (the kiosk restarted if it died on its own)."""
         self.counts["kiosk_start_failures"] += self.kiosk.ensure_running()
         time.sleep(self.rng.uniform(*self.plan.pause_s))
+
+    def remember_log(self) -> None:
+        """Note the log's rows: the kiosk prunes confirmed rows (early on a full disk)."""
+        self.logged.update((row[0], row) for row in kiosk_rows(self.log_db))
+
+    def log_rows(self) -> tuple[list[tuple[Any, ...]], int]:
+        """Every row seen in the log, in seq order (pruned ones as confirmed: only confirmed
+        rows are pruned), and how many were pruned."""
+        now = {row[0]: row for row in kiosk_rows(self.log_db)}
+        pruned = {seq: (*row[:2], True, *row[3:]) for seq, row in self.logged.items()}
+        pruned = {seq: row for seq, row in pruned.items() if seq not in now}
+        return [row for _, row in sorted((pruned | now).items())], len(pruned)
 
     def say(self, text: str) -> None:
         print(f"[{self.store}] {text}", file=sys.stderr, flush=True)
@@ -585,6 +602,7 @@ def lockdown(r: Round) -> None:
 def disk_full(r: Round) -> None:
     """Fill the kiosk's tmpfs, let people pass, kill -9 and restart while full, then free it."""
     filler = r.work / "state" / "filler"
+    r.remember_log()
     before = len(r.kiosk.decisions())
     with filler.open("wb", buffering=0) as out:
         for chunk in (1 << 20, 4096, 64):
@@ -713,6 +731,7 @@ class Neighbour:
         """While the broker is down, the kiosk logs events it cannot send; k2 claims the newest
         one's event id as its own the moment the broker is back."""
         r = self.r
+        central_connections = connections(r.broker, CENTRAL_ID)
         r.broker.kill()
         r.counts["broker_kills"] += 1
         r.kiosk.wait_deciding(3, timeout=30)
@@ -731,11 +750,21 @@ class Neighbour:
             10,
         )
         r.forged.append((event_id, seq))
+        deadline = time.monotonic() + 90  # central's reconnect backs off up to a minute
+        while connections(r.broker, CENTRAL_ID) <= central_connections:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         halted = not self.canary()
         if halted:
             r.counts["ingest_halts"] += 1
         r.counts["poison_cases"] += 1
         return {"broker": reply, "halted": halted}
+
+
+def connections(broker: Any, client_id: str) -> int:
+    """How often ``client_id`` has connected, by the broker's log (connection_messages)."""
+    return int(broker.log_text().count(f" as {client_id} "))
 
 
 def poison(r: Round) -> None:
@@ -759,6 +788,7 @@ def poison(r: Round) -> None:
 
 def drain(r: Round) -> None:
     """People stop; wait (bounded) until central confirmed every logged event."""
+    (r.kiosk.side / "paused").unlink(missing_ok=True)
     (r.kiosk.side / "pause").touch()
     from tests.broker import BrokerError
 
@@ -769,26 +799,20 @@ def drain(r: Round) -> None:
             child.start()
     deadline = time.monotonic() + r.plan.drain_s
     while time.monotonic() < deadline:
-        if all(row[2] for row in kiosk_rows(r.log_db)):
+        paused = (r.kiosk.side / "paused").exists()
+        if paused and all(row[2] for row in kiosk_rows(r.log_db)):
             return
         time.sleep(0.5)
 
 
-def lockdown_windows(db: Path) -> list[tuple[int, float]]:
+def lockdown_windows(rows: list[tuple[Any, ...]]) -> list[tuple[int, float]]:
     """``(first, last)`` seqs of the kiosk's log between each lockdown and its lifting."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
-    try:
-        commands = conn.execute(
-            "SELECT seq, json_extract(data, '$.args.on') FROM events WHERE type = 'command'"
-            " AND json_extract(data, '$.command') = 'lockdown' ORDER BY seq"
-        ).fetchall()
-    finally:
-        conn.close()
     windows: list[tuple[int, float]] = []
-    for seq, on in commands:
-        if on and not (windows and windows[-1][1] == float("inf")):
+    for seq, *_, lockdown_on in rows:
+        open_window = bool(windows) and windows[-1][1] == float("inf")
+        if lockdown_on == 1 and not open_window:
             windows.append((seq, float("inf")))
-        elif not on and windows and windows[-1][1] == float("inf"):
+        elif lockdown_on == 0 and open_window:
             windows[-1] = (windows[-1][0], seq)
     return windows
 
@@ -796,7 +820,7 @@ def lockdown_windows(db: Path) -> list[tuple[int, float]]:
 def wrong_grants(r: Round, rows: list[tuple[Any, ...]]) -> set[str]:
     """Grants nobody should have had: the relay moved for a badge on no list, or a grant was
     logged or pulsed between a lockdown and its lifting (kiosk restarts included)."""
-    locked = lockdown_windows(r.log_db)
+    locked = lockdown_windows(rows)
 
     def in_lockdown(seq: int) -> bool:
         return any(first < seq < last for first, last in locked)
@@ -811,40 +835,68 @@ def wrong_grants(r: Round, rows: list[tuple[Any, ...]]) -> set[str]:
     return wrong
 
 
+def central_events(url: str) -> dict[int, list[tuple[str, str | None]]]:
+    """Kiosk k1's events at central: ``seq -> [(event_id, outcome)]`` (a list, to see doubles)."""
+    found: dict[int, list[tuple[str, str | None]]] = {}
+    rows = query(
+        url, f"SELECT event_id, seq, data FROM events WHERE site = '{SITE}' AND kiosk = '{KIOSK}'"
+    )
+    for event_id, seq, data in rows:
+        loaded = json.loads(data) if isinstance(data, str) else data
+        outcome = loaded.get("outcome") if isinstance(loaded, dict) else None
+        found.setdefault(int(seq), []).append((event_id, outcome))
+    return found
+
+
 def check(r: Round) -> dict[str, Any]:
-    """Central against the kiosk's log and the relay's own record."""
-    rows = kiosk_rows(r.log_db)
-    central = query(r.url, "SELECT event_id, site, kiosk, seq FROM events")
-    mine = [(e, s) for e, site, k, s in central if (site, k) == (SITE, KIOSK)]
-    at_central = set(mine)
-    seqs = [row[0] for row in rows]
-    gaps = (seqs[-1] - seqs[0] + 1 - len(seqs)) if seqs else 0
-    lost = gaps + sum(1 for s, e, confirmed, *_ in rows if confirmed and (e, s) not in at_central)
-    duplicated = 2 * len(mine) - len({s for _, s in mine}) - len({e for e, _ in mine})
+    """Central against the kiosk's log and the relay's own record.
+
+    Seqs are gapless from 1, so a seq this suite never saw in the log was pruned (confirmed)
+    before it looked: such an event is judged by central's copy alone."""
+    rows, pruned = r.log_rows()
+    central = central_events(r.url)
+    seen = {row[0] for row in rows}
+    unseen = [seq for seq in range(1, max(seen, default=0) + 1) if seq not in seen]
+    lost = [seq for seq in unseen if seq not in central]
+    lost += [s for s, e, confirmed, *_ in rows if confirmed and e not in dict(central.get(s, []))]
     grants = {row[0] for row in rows if row[3] == "decision" and row[4] == "grant"}
+    grants |= {seq for seq in unseen if any(o == "grant" for _, o in central.get(seq, []))}
     pulse_seqs = [int(fields[2]) for fields in lines(r.kiosk.side / "pulses")]
-    without_event = sum(1 for s in pulse_seqs if s not in grants)
-    without_event += len(pulse_seqs) - len(set(pulse_seqs))
+    without_event = sorted(s for s in pulse_seqs if s not in grants)
+    without_event += sorted(s for s in set(pulse_seqs) if pulse_seqs.count(s) > 1)
     return {
         "store": r.store,
         "kiosk_kills": r.counts["kiosk_kills"],
         "broker_kills": r.counts["broker_kills"],
         "central_kills": r.counts["central_kills"],
-        "events": len(rows),
+        "events": max(seen, default=0),
+        "pruned": pruned + len(unseen),
         "people": len(r.kiosk.decisions()),
-        "lost": lost,
-        "duplicated": duplicated,
+        "lost": len(lost),
+        "duplicated": sum(len(copies) - 1 for copies in central.values()),
         "unconfirmed": sum(1 for row in rows if not row[2]),
         "wrong_grants": len(wrong_grants(r, rows)),
-        "relay_without_event": without_event,
+        "relay_without_event": len(without_event),
         "ingest_halts": r.counts["ingest_halts"],
         "poison_cases": r.counts["poison_cases"],
         "quarantined": quarantined(r.url),
         "acl_breaches": r.counts["acl_breaches"],
-        "forged_id_lost": sum(1 for e, s in r.forged if (e, s) not in at_central),
+        "forged_id_lost": sum(1 for e, s in r.forged if e not in dict(central.get(s, []))),
         "kiosk_start_failures": r.counts["kiosk_start_failures"],
+        "examples": {"lost": lost[:10], "relay_without_event": without_event[:10]},
         **r.report,
     }
+
+
+def copy_log(db: Path, to: Path) -> None:
+    """A consistent copy of the kiosk's log."""
+    source = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    target = sqlite3.connect(to)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
 
 
 def run_round(store: str, url: str, plan: Plan, seed: int, work: Path) -> dict[str, Any]:
@@ -855,14 +907,17 @@ def run_round(store: str, url: str, plan: Plan, seed: int, work: Path) -> dict[s
         start_round(r, stack)
         r.say("running: kiosk, broker, central")
         chaos_kills(r)
+        r.remember_log()
         if "lockdown" in plan.phases:
             lockdown(r)
+            r.remember_log()
         if "disk-full" in plan.phases and "disk_full" not in r.report:
             disk_full(r)
         if "poison" in plan.phases:
             poison(r)
         drain(r)
         result = check(r)
+        copy_log(r.log_db, r.kiosk.side / "events.db")  # the tmpfs goes; --keep keeps this
     result["seconds"] = round(time.monotonic() - started)
     r.say(json.dumps(result))
     return result
