@@ -56,8 +56,9 @@ def read_events(
         raise ProtocolError("events message needs a non-empty events list")
     rows: list[EventRow] = []
     refused: list[EventRefusal] = []
+    nul_possible = b"\\u0000" in payload
     for e in events:
-        problem = event_problem(e)
+        problem = event_problem(e, nul_possible=nul_possible)
         if problem is not None:
             seq = e.get("seq") if isinstance(e, dict) else None
             text = json.dumps(e, ensure_ascii=True).encode("ascii")

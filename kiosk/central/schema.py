@@ -50,8 +50,7 @@ def _events(d: Dialect) -> list[str]:
             historical {d.bool_type} NOT NULL, schema INTEGER NOT NULL,
             data {d.json_type} NOT NULL, received_at_ms BIGINT NOT NULL,
             PRIMARY KEY (site, kiosk, seq), UNIQUE (site, kiosk, event_id))""",
-        "CREATE INDEX events_received ON events (received_at_ms)",
-        "CREATE INDEX events_ts ON events (ts_ms)",
+        "CREATE INDEX events_received ON events (received_at_ms)",  # for the retention
     ]
 
 

@@ -191,29 +191,30 @@ class Store:
     def _conflicts(
         self, cur: Any, site: str, kiosk: str, rows: list[EventRow]
     ) -> list[tuple[EventRow, str]]:
-        """The rows not stored as they are (a seq or event id taken by another event)."""
-        held: set[tuple[int, str]] = set()
+        """The rows not stored as they are: a row whose seq is stored with its event id was
+        stored before (a duplicate); one whose seq is stored with another event id, or not
+        stored at all (so its event id was taken under another seq), is a conflict."""
+        held: dict[int, str] = {}
         for at in range(0, len(rows), _CHUNK):
             chunk = rows[at : at + _CHUNK]
             marks = ", ".join("?" for _ in chunk)
             cur.execute(
                 self._sql(
                     f"SELECT seq, event_id FROM events WHERE site = ? AND kiosk = ?"
-                    f" AND (seq IN ({marks}) OR event_id IN ({marks}))"
+                    f" AND seq IN ({marks})"
                 ),
-                (site, kiosk, *(r.seq for r in chunk), *(r.event_id for r in chunk)),
+                (site, kiosk, *(r.seq for r in chunk)),
             )
             held.update((int(seq), event_id) for seq, event_id in cur.fetchall())
-        seqs = {seq for seq, _ in held}
         return [
             (
                 row,
                 "seq already stored for another event"
-                if row.seq in seqs
+                if row.seq in held
                 else "event_id already stored under another seq",
             )
             for row in rows
-            if (row.seq, row.event_id) not in held
+            if held.get(row.seq) != row.event_id
         ]
 
     def quarantine(self, items: Iterable[Quarantined]) -> None:
