@@ -354,14 +354,18 @@ class EventLog:
         return int(stat.f_bavail * stat.f_frsize + pages * page_size)
 
     def _make_room(self) -> bool:
-        """Prune one chunk of the oldest prunable rows, whatever the capacity; True if any."""
+        """Prune one chunk of the oldest prunable rows (else of unconfirmed ones past their
+        age), whatever the capacity; True if any went."""
         prunable = self._confirmed if self.retention.awaits_confirmation else self._rows
-        if not prunable:
+        if prunable:
+            deleted = self._delete(self._prunable(), (), min(prunable, PRUNE_CHUNK))
+        else:
+            deleted = self._drop_unconfirmed(PRUNE_CHUNK)
+        if not deleted:
             return False
-        deleted = self._delete(self._prunable(), (), min(prunable, PRUNE_CHUNK))
         self._checkpoint()
         log.warning("event log: disk nearly full, pruned the %d oldest events early", deleted)
-        return deleted > 0
+        return True
 
     def _insert(
         self, conn: sqlite3.Connection, type: str, payload: str
@@ -498,16 +502,18 @@ class EventLog:
             log.debug("pruned %d events", total)
         return total
 
-    def _drop_unconfirmed(self) -> int:
-        """Unconfirmed rows past their age, when over capacity or past max_age_days; the alert
-        (and the count) is written after them, and again at the next prune if that failed."""
+    def _drop_unconfirmed(self, limit: int | None = None) -> int:
+        """Unconfirmed rows past their age, when over capacity or past max_age_days (or up to
+        ``limit`` of them, for room on a full disk); the alert (and the count) is written
+        after them, and again at the next prune if that failed."""
         retention = self.retention
         if not (retention.awaits_confirmation and retention.unconfirmed_max_age_days):
             return 0
         cutoff = self._cutoff_ms(retention.unconfirmed_max_age_days)
-        limit = max(self._rows - self.capacity, 0)
-        if retention.max_age_days:
-            cutoff, limit = min(cutoff, self._cutoff_ms(retention.max_age_days)), self._rows
+        if limit is None:
+            limit = max(self._rows - self.capacity, 0)
+            if retention.max_age_days:
+                cutoff, limit = min(cutoff, self._cutoff_ms(retention.max_age_days)), self._rows
         dropped = self._delete("confirmed_at_ms IS NULL AND ts_ms < ?", (cutoff,), limit)
         self._unreported += dropped
         if self._unreported:

@@ -19,7 +19,14 @@ import pytest
 from kiosk.decision import Outcome, Reason
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.simulation import Person
-from kiosk.store import LOG_RESERVE_BYTES, EventLog, LogOpenError, LogWriteError, read_events
+from kiosk.store import (
+    LOG_RESERVE_BYTES,
+    EventLog,
+    LogOpenError,
+    LogWriteError,
+    Retention,
+    read_events,
+)
 from tests.support import make_config, running, wait_until
 
 PAD = {"pad": "x" * 300}
@@ -82,6 +89,33 @@ def test_a_log_that_filled_its_small_partition_recovers_once_central_confirms(
         stats = log.stats()
     assert stats.last_seq == written + 1 + 3000  # +1: the "writable again" health event
     assert stats.rows < written + 1
+
+
+def test_a_full_partition_drops_the_oldest_unconfirmed_events_once_past_their_age(
+    small_partition: Path,
+) -> None:
+    now = [1_700_000_000_000]
+    log = EventLog(
+        small_partition / "events.db",
+        boot_id="b",
+        capacity=100_000,
+        reserve_bytes=LOG_RESERVE_BYTES,
+        retention=Retention(unconfirmed_max_age_days=30),
+        now_ms=lambda: now[0],
+    )
+    with log:
+        with pytest.raises(LogWriteError, match="disk full"):  # central down for good
+            while True:
+                log.append("decision", PAD)
+        with pytest.raises(LogWriteError, match="disk full"):  # young events are kept
+            log.append("decision", PAD)
+        now[0] += 31 * 86_400_000
+        for _ in range(1000):
+            log.append("decision", PAD)
+        alerts = [e for e in log.recent(10_000, type="health") if e.data["ok"] is False]
+        dropped = log.stats().dropped_unconfirmed
+    assert dropped > 0
+    assert alerts and alerts[-1].data["detail"].endswith(f"({dropped} in all)")
 
 
 def test_a_log_that_cannot_be_opened_is_down_until_it_can(small_partition: Path) -> None:
