@@ -62,6 +62,24 @@ def test_store_ignores_events_it_already_has(store: Store) -> None:
     assert (k1.highest_seq, k1.count, k1.missing) == (4, 4, 0)
 
 
+def test_store_refuses_a_seq_or_event_id_its_kiosk_used_for_another_event(store: Store) -> None:
+    first = rows(SITE, "k1", [1, 2])
+    store.insert_batch(first)
+    taken_seq, taken_id, fresh = rows(SITE, "k1", [2, 3, 4])
+    taken_id = taken_id._replace(event_id=first[0].event_id)
+    other_kiosk = first[0]._replace(kiosk="k2")  # the same id and seq, another kiosk: fine
+    stored = store.insert_batch([*first, taken_seq, taken_id, fresh, other_kiosk])
+    assert stored.new == 2
+    assert [(row.seq, reason) for row, reason in stored.conflicts] == [
+        (2, "seq already stored for another event"),
+        (3, "event_id already stored under another seq"),
+    ]
+    assert [(k.kiosk, k.highest_seq, k.count) for k in store.fleet()] == [
+        ("k1", 4, 3),
+        ("k2", 1, 1),
+    ]
+
+
 def test_store_reports_gaps_per_kiosk(store: Store) -> None:
     store.insert_batch(rows(SITE, "k1", [2, 3, 6, 10]) + rows(SITE, "k2", [1, 2]))
     assert store.gaps(SITE, "k1") == [[1, 1], [4, 5], [7, 9]]
