@@ -3,7 +3,10 @@
 paho's callbacks only enqueue. One worker thread takes a batch of messages, stores it in one
 transaction, commits, and only then acknowledges every message (``manual_ack``) and publishes
 one receipt per kiosk. A crash between commit and ack makes the broker redeliver, and the
-store ignores what it already has.
+store ignores what it already has. What can never be stored (a malformed message, an event
+outside the schema's ranges, a row the database refuses) is quarantined and acknowledged
+(``kiosk.central.commit``), so no message can halt ingest; it gets no receipt. With
+``retention_days`` set, a second thread prunes old events and quarantine rows.
 """
 
 from __future__ import annotations
