@@ -343,15 +343,19 @@ class EventLog:
             raise err
 
     def _free_bytes(self) -> int:
-        """Free space for the log: the file system's, plus free pages inside the file."""
+        """Free space for the log: the file system's, plus (when that is short) free pages
+        inside the file."""
         conn = self._open_conn(LogWriteError)
         try:
             stat = os.statvfs(self.path.parent)
+            free = int(stat.f_bavail * stat.f_frsize)
+            if free >= self._reserve_bytes:
+                return free  # the usual case: one statvfs, no query
             (pages,) = conn.execute("PRAGMA freelist_count").fetchone()
             (page_size,) = conn.execute("PRAGMA page_size").fetchone()
         except (OSError, sqlite3.Error):
             return self._reserve_bytes  # the write itself reports what is wrong
-        return int(stat.f_bavail * stat.f_frsize + pages * page_size)
+        return free + int(pages * page_size)
 
     def _make_room(self) -> bool:
         """Prune one chunk of the oldest prunable rows (else of unconfirmed ones past their
