@@ -222,6 +222,7 @@ def test_two_consumers_in_a_share_group_split_the_events(
         assert k1.publish_acked(EVENTS_TOPIC, payload) == 0
     store = connect(sqlite_url)
     wait_until(lambda: store.count() == 200)
+    assert first.wait_idle(10) and second.wait_idle(10)  # counters follow the commit
     a, b = first.stats(), second.stats()
     assert a["stored"] > 0 and b["stored"] > 0
     assert a["stored"] + b["stored"] == 200
