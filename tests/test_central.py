@@ -116,6 +116,7 @@ def test_events_are_stored_once_in_order_and_receipted_after_commit(
     wait_until(lambda: receipts.covered() == set(range(1, 31)))
     assert stored_seqs(store) == list(range(1, 31))
     assert all(receipts.stored_on_arrival), "a receipt arrived before its rows were committed"
+    assert ingest.wait_idle(5)  # the counters are updated after the receipts go out
     stats = ingest.stats()
     assert (stats["stored"], stats["duplicates"], stats["malformed"]) == (30, 0, 0)
 
@@ -132,6 +133,7 @@ def test_a_batch_sent_twice_is_stored_once_and_receipted_twice(
         wait_until(lambda sent=sent: len(receipts.seqs) == sent)
     assert receipts.seqs == [[1, 2, 3, 4, 5]] * 2
     assert stored_seqs(store) == [1, 2, 3, 4, 5]
+    assert ingest.wait_idle(5)
     assert (ingest.stats()["stored"], ingest.stats()["duplicates"]) == (5, 5)
 
 
@@ -151,6 +153,7 @@ def test_messages_committed_but_not_acked_are_redelivered_and_deduplicated(
     restarted = central(connect(sqlite_url))
     wait_until(lambda: receipts.covered() == set(range(1, 101)))
     assert stored_seqs(store) == list(range(1, 101))
+    assert restarted.wait_idle(5)
     assert restarted.stats()["duplicates"] >= committed
 
 

@@ -156,6 +156,7 @@ def test_a_row_the_store_refuses_is_quarantined_alone(
     assert stored_seqs(store) == [1, 2, 4, 5, 6]
     (row,) = store.quarantined(5)
     assert (row.seq, row.reason.startswith("the store refused it:")) == (3, True)
+    assert ingest.wait_idle(5)  # the counters are updated after the receipts go out
     assert quarantined(ingest) == 1
 
 
@@ -274,6 +275,7 @@ def test_a_kiosk_reusing_a_seq_for_another_event_is_quarantined_not_confirmed(
     assert k1.client.publish_acked(EVENTS_TOPIC, message(event_json(1), event_json(2))) == 0
     wait_until(lambda: len(k1.seqs) == 3)
     assert k1.seqs == [[1], [1], [2]]  # the other event that claims seq 1 is not confirmed
+    assert ingest.wait_idle(5)
     assert ingest.stats()["duplicates"] == 1
     (row,) = store.quarantined(5)
     assert (row.seq, row.reason) == (1, "seq already stored for another event")
