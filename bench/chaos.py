@@ -1032,4 +1032,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--kiosk-child":
         kiosk_child(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
-        main()
+        try:
+            main()
+        except ChaosError as exc:
+            sys.exit(f"chaos: {exc}")
