@@ -1036,3 +1036,6 @@ if __name__ == "__main__":
             main()
         except ChaosError as exc:
             sys.exit(f"chaos: {exc}")
+        except KeyboardInterrupt:
+            print("chaos: interrupted; everything it started is ended", file=sys.stderr)
+            sys.exit(130)
