@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from kiosk.runtime import open_kiosk
 from kiosk.store import (
     SCHEMA_VERSION,
     Event,
@@ -26,6 +27,7 @@ from kiosk.store import (
     Retention,
     read_events,
 )
+from tests.support import make_config
 
 T0 = 1_700_000_000_000
 
@@ -508,3 +510,13 @@ def test_max_age_prunes_under_capacity(make_log: MakeLog) -> None:
     assert log.prune() == 1  # seq 3 is 30.5 days old: dropped, with an alert
     assert [e.seq for e in log.recent(10)] == [4, 5]
     assert log.stats().dropped_unconfirmed == 1
+
+
+def test_a_kiosk_with_sync_off_keeps_its_log_within_capacity(tmp_path: Path) -> None:
+    """The report: 1,100 of 1,000 rows and 0 pruned, because nothing is ever confirmed."""
+    config = make_config(tmp_path, log={"capacity": 1000})
+    with open_kiosk(config, simulate=True) as kiosk:
+        for n in range(1100):
+            kiosk.event_log.append("decision", {"n": n})
+        stats = kiosk.event_log.stats()
+    assert (stats.rows, stats.last_seq, stats.near_capacity) == (1000, 1100, False)
