@@ -61,6 +61,7 @@ SALT = "chaos-salt-0123456789abcdef"
 PEOPLE = 10_000  # badges P-000000 … on the allowlist; X-… badges are on no list
 REFUSED_SHARE = 0.2
 TMPFS_SIZE = "64m"
+BROKER_START_S = 30.0  # mosquitto reloading its persistence on a loaded machine
 
 
 class ChaosError(RuntimeError):
@@ -472,7 +473,7 @@ class Round:
         self.counts[f"{victim}_kills"] += 1
         time.sleep(self.rng.uniform(0.0, 1.5))  # down for a moment, as after a crash
         if victim == "broker":
-            self.broker.start()
+            self.broker.start(timeout=BROKER_START_S)
         elif victim == "central":
             self.central.start()
         else:
@@ -513,7 +514,7 @@ def start_round(r: Round, stack: contextlib.ExitStack) -> None:
 
     passwords = {user: secrets.token_hex(16) for user in DEFAULT_USERS}
     r.broker = Broker(r.work / "broker", passwords=passwords)
-    r.broker.start()
+    r.broker.start(timeout=BROKER_START_S)
     stack.callback(close_broker, r.broker)
     why = stack.enter_context(state_directory(r.work / "state", "disk-full" in r.plan.phases))
     if why:
@@ -739,7 +740,7 @@ class Neighbour:
             row[0] for row in query(r.url, f"SELECT event_id FROM events WHERE kiosk = '{KIOSK}'")
         }
         waiting = [row for row in kiosk_rows(r.log_db) if not row[2] and row[1] not in stored]
-        r.broker.start()
+        r.broker.start(timeout=BROKER_START_S)
         self.reconnect()
         if not waiting:
             return {"skipped": "no unsent kiosk event"}
@@ -798,7 +799,7 @@ def drain(r: Round) -> None:
     from tests.broker import BrokerError
 
     with contextlib.suppress(BrokerError):  # it is already running
-        r.broker.start()
+        r.broker.start(timeout=BROKER_START_S)
     for child in (r.central, r.kiosk):
         if not child.alive():
             child.start()
