@@ -400,6 +400,25 @@ def test_a_message_whose_handling_crashes_is_counted_and_a_command_is_answered_f
     assert len(uplink.of(Leaf.EVENTS)) == 1  # the loop went on
 
 
+def test_ignored_messages_are_logged_at_most_20_times_a_minute_and_all_counted(
+    tmp_path: Path, state: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    uplink = FakeUplink()
+    now = [1000.0]
+    receipts = uplink.topics.topic(Leaf.RECEIPTS)
+    with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
+        sync = _sync(uplink, outbox, state, clock=lambda: now[0])
+        for second in (0.0, 59.0, 60.0):
+            now[0] = 1000.0 + second
+            for _ in range(15):
+                uplink.inbox.put(Received(receipts, b"[" * 100, None, None))
+            sync.step()
+    lines = [r.getMessage() for r in caplog.records if "ignored a message" in r.getMessage()]
+    assert len(lines) == 20 + 15  # 30 in the first minute, 15 in the next
+    assert "further ones this minute are only counted" in lines[19]
+    assert sync.stats.ignored_messages == 45
+
+
 def test_publish_qos_and_retain_follow_the_asyncapi_document(
     tmp_path: Path, state: dict[str, Any]
 ) -> None:

@@ -294,7 +294,14 @@ def test_hostile_messages_never_stop_the_sync(
         assert kiosk.next_decision().decision.reason is Reason.OK
         log = kiosk.kiosk.event_log
         wait_until(lambda: log.stats().unconfirmed == 0, timeout=30)
-        assert latest(states)["mqtt"] | {"last_receipt_ms": 0} == {
+        mqtt: dict[str, Any] = {}
+
+        def settled() -> bool:  # a state published after the last receipt
+            mqtt.update(latest(states)["mqtt"])
+            return bool(mqtt["in_flight"] == 0)
+
+        wait_until(settled, timeout=30)
+        assert mqtt | {"last_receipt_ms": 0} == {
             "connected": True,
             "in_flight": 0,
             "last_receipt_ms": 0,
