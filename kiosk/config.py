@@ -652,7 +652,13 @@ def _cross_check(config: KioskConfig, text: str) -> None:
 
 
 def site_wide_rules(config: KioskConfig) -> list[str]:
-    """The configured rules that match one person across the site's kiosks (need one salt)."""
+    """The configured rules that match one person across the site's kiosks (need one salt).
+
+    None without MQTT: a kiosk learns its neighbours' passages only from the site's broker, so
+    a kiosk on its own matches people at itself, whatever salt it uses.
+    """
+    if not config.mqtt.enabled:
+        return []
     rules, kiosk = config.rules, config.kiosk
     needs = [
         ("rules.anti_passback", rules.anti_passback),

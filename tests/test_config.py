@@ -272,6 +272,7 @@ def test_a_secret_in_an_error_is_never_echoed(tmp_path: Path) -> None:
     ],
 )
 def test_site_wide_rules_need_the_site_salt(tmp_path: Path, rule: str) -> None:
+    rule += '[mqtt]\nenabled = true\nhost = "127.0.0.1"\ntls = false\n'
     without = write(tmp_path, rule + '[credentials]\nallowlist = ""\n')
     for command in (
         ["config", "check", str(without)],
@@ -300,6 +301,13 @@ def test_site_wide_rules_need_the_site_salt(tmp_path: Path, rule: str) -> None:
 def test_a_per_kiosk_salt_is_fine_without_site_wide_rules(tmp_path: Path) -> None:
     path = write(tmp_path, f'[kiosk]\nstate_dir = "{tmp_path}"\n[credentials]\nallowlist = ""\n')
     assert run_cli("config", "check", str(path)).returncode == 0
+
+
+def test_a_kiosk_without_mqtt_matches_people_only_at_itself_so_its_own_salt_is_fine() -> None:
+    alone = {"kiosk": {"direction": "toggle"}, "rules": {"anti_passback": True}}
+    assert parse_config(alone).credentials.subject_salt == ""
+    with pytest.raises(ConfigError, match="an exit elsewhere never matches the entry"):
+        parse_config(alone | {"mqtt": {"enabled": True}})
 
 
 def test_salt_and_salt_file_are_exclusive(tmp_path: Path) -> None:
