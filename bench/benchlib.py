@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from gpiozero import DigitalInputDevice
-from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
-from kiosk.config import parse_config
+from kiosk.config import KioskConfig, parse_config
 from kiosk.engine import DecisionRecord, Kiosk
+from kiosk.hardware import ShortHistoryConnectedPin, simulated_pin_factory
 from kiosk.runtime import open_kiosk
 from kiosk.simulation import Person, Scene
 
@@ -78,24 +78,45 @@ class TimedKiosk:
         return record, energised_at
 
 
+def bench_config(directory: Path, **sections: dict[str, Any]) -> KioskConfig:
+    """A kiosk config in ``directory`` with every badge P-000000..P-099999 on its allowlist;
+    ``sections`` override keys."""
+    allowlist = directory / "allowlist.csv"
+    allowlist.write_text("".join(f"P-{n:06d},staff,\n" for n in range(100_000)))
+    raw: dict[str, dict[str, Any]] = {
+        "kiosk": {"id": "bench-1", "site": "bench", "state_dir": str(directory)},
+        "credentials": {"allowlist": str(allowlist), "subject_salt": "bench-salt-0123456789"},
+        "web": {"enabled": False},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return parse_config(raw, source="<bench>")
+
+
+@contextlib.contextmanager
+def running_kiosk(config: KioskConfig, scene: Scene, pin_factory: Any = None) -> Iterator[Kiosk]:
+    """Open a kiosk on simulated hardware and run it in a thread until the block ends."""
+    with open_kiosk(config, simulate=True, scene=scene, pin_factory=pin_factory) as kiosk:
+        stop = threading.Event()
+        runner = threading.Thread(target=kiosk.run, args=(stop,), daemon=True)
+        runner.start()
+        try:
+            yield kiosk
+        finally:
+            stop.set()
+            runner.join(timeout=10)
+
+
 @contextlib.contextmanager
 def timed_kiosk(**sections: dict[str, Any]) -> Iterator[TimedKiosk]:
-    """Run a simulated kiosk with every badge P-000000..P-099999 on its allowlist."""
+    """Run a simulated kiosk (see :func:`bench_config`) whose relay is wired to an input."""
     with tempfile.TemporaryDirectory(prefix="kiosk-bench-") as scratch:
-        directory = Path(scratch)
-        allowlist = directory / "allowlist.csv"
-        allowlist.write_text("".join(f"P-{n:06d},staff,\n" for n in range(100_000)))
-        raw: dict[str, dict[str, Any]] = {
-            "kiosk": {"id": "bench-1", "site": "bench", "state_dir": scratch},
-            "credentials": {"allowlist": str(allowlist), "subject_salt": "bench-salt-0123456789"},
-            "web": {"enabled": False},
-        }
-        for name, values in sections.items():
-            raw.setdefault(name, {}).update(values)
-        config = parse_config(raw, source="<bench>")
-        factory = MockFactory()
+        config = bench_config(Path(scratch), **sections)
+        factory = simulated_pin_factory()
         factory.pin(
-            config.gate.relay_pin, pin_class=MockConnectedPin, input_pin=factory.pin(FEEDBACK_PIN)
+            config.gate.relay_pin,
+            pin_class=ShortHistoryConnectedPin,
+            input_pin=factory.pin(FEEDBACK_PIN),
         )
         feedback = DigitalInputDevice(
             FEEDBACK_PIN,
@@ -106,16 +127,11 @@ def timed_kiosk(**sections: dict[str, Any]) -> Iterator[TimedKiosk]:
         energised: queue.Queue[float] = queue.Queue()
         feedback.when_activated = lambda: energised.put(time.monotonic())
         scene = Scene()
-        with open_kiosk(config, simulate=True, scene=scene, pin_factory=factory) as kiosk:
-            stop = threading.Event()
-            runner = threading.Thread(target=kiosk.run, args=(stop,), daemon=True)
-            runner.start()
-            try:
+        try:
+            with running_kiosk(config, scene, factory) as kiosk:
                 yield TimedKiosk(kiosk, scene, energised)
-            finally:
-                stop.set()
-                runner.join(timeout=10)
-                feedback.close()
+        finally:
+            feedback.close()
 
 
 def badge(n: int) -> bytes:

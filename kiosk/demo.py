@@ -7,11 +7,12 @@ gpiozero's mock relay pin, which the demo reads back to say what the relay did.
 
 from __future__ import annotations
 
+import itertools
 import queue
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,10 +108,10 @@ def run_queue(kiosk: Kiosk, scene: Scene, people: Sequence[Person]) -> Iterator[
         yield PersonResult(number, person, record, _relay_open_s(relay.states, energised), seconds)
 
 
-def _relay_open_s(states: Sequence[Any], energised_level: bool) -> float | None:
+def _relay_open_s(states: Iterable[Any], energised_level: bool) -> float | None:
     """Length of the first energised stretch in a MockPin history (timestamps are deltas)."""
     opened = False
-    for state in states[1:]:
+    for state in itertools.islice(states, 1, None):
         if state.state == energised_level:
             opened = True
         elif opened:

@@ -3,16 +3,20 @@
 This is the only place that knows the difference. On a Pi: picamera2 (or an
 OpenCV source), the MLX90614 on /dev/i2c-N, gpiozero's default pin factory. In
 simulation: frames rendered from a :class:`~kiosk.simulation.Scene`, the real
-Adafruit driver over a simulated I2C bus, gpiozero's own MockFactory.
+Adafruit driver over a simulated I2C bus, gpiozero's own MockFactory (whose pins keep a
+short history).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from gpiozero.pins.mock import MockConnectedPin, MockFactory, MockPin
 
 from kiosk.config import KioskConfig
 from kiosk.gate import Gate, GatePins, GateTiming
@@ -23,6 +27,30 @@ from kiosk.sensors.qr import QRDecoder, make_decoder
 from kiosk.simulation import Scene
 
 log = logging.getLogger(__name__)
+
+PIN_HISTORY = 100  # state changes a simulated pin remembers (gpiozero's MockPin: all of them)
+
+
+class ShortHistoryPin(MockPin):
+    """gpiozero's MockPin keeping only its last ``PIN_HISTORY`` changes in ``states``.
+
+    MockPin appends every change to a list for ever: a few per person, which a simulated
+    kiosk running for months (or the soak benchmark) would see as a leak.
+    """
+
+    def clear_states(self) -> None:
+        """Forget the history, keeping the current state as its first entry."""
+        super().clear_states()
+        self.states: deque[Any] = deque(self.states, maxlen=PIN_HISTORY)
+
+
+class ShortHistoryConnectedPin(ShortHistoryPin, MockConnectedPin):
+    """MockConnectedPin (an output wired to another pin) with a short history."""
+
+
+def simulated_pin_factory() -> Any:
+    """gpiozero's MockFactory whose pins keep a short history (:class:`ShortHistoryPin`)."""
+    return MockFactory(pin_class=ShortHistoryPin)
 
 
 class Thermometer(Protocol):
@@ -100,10 +128,8 @@ def build_hardware(
     stack = contextlib.ExitStack()
     with stack:
         if simulate:
-            from gpiozero.pins.mock import MockFactory
-
             if pin_factory is None:
-                pin_factory = MockFactory()
+                pin_factory = simulated_pin_factory()
                 stack.callback(pin_factory.close)
             scene = scene or Scene()
         gate = Gate(

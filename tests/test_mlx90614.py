@@ -55,7 +55,7 @@ def test_reads_ambient_and_object_through_the_real_driver() -> None:
 
     assert reading.ambient_c == pytest.approx(24.0, abs=0.02)
     assert reading.object_c == pytest.approx(36.6, abs=0.02)
-    assert sensor.commands_read == [0x06, 0x07]
+    assert list(sensor.commands_read) == [0x06, 0x07]
     assert thermometer.stats() == ThermometerStats(1, 0, 0, 0, 0, 0, 0)
 
 

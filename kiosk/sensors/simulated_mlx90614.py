@@ -14,6 +14,7 @@ import math
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -161,6 +162,9 @@ class ManualClock:
         self._now += max(0.0, seconds)
 
 
+COMMANDS_KEPT = 100  # a simulated kiosk reads the sensor for months: keep only the newest
+
+
 class SimulatedMLX90614:
     """An MLX90614 answering SMBus Read Word commands like the real chip.
 
@@ -183,7 +187,7 @@ class SimulatedMLX90614:
             raise ValueError(f"refresh_s must be > 0, got {refresh_s}")
         self.address = address
         self.refresh_s = refresh_s
-        self.commands_read: list[int] = []
+        self.commands_read: deque[int] = deque(maxlen=COMMANDS_KEPT)  # the newest, for tests
         self._clock = clock
         self._lock = threading.Lock()
         self._powered_on_at = clock()
