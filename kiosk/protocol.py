@@ -161,8 +161,9 @@ def _loads(payload: bytes, what: str) -> dict[str, Any]:
 
 
 def event_json(event: WireEvent, data_json: str) -> bytes:
-    """One event of an events message, its data spliced in as the stored JSON text (from the
-    log) as it is, which halves the sync's cost per event; ``event.data`` is ignored."""
+    """One event of an events message, as :func:`encode_events` writes it, with its data
+    spliced in as the stored JSON text (from the log), which halves the sync's cost per event;
+    ``event.data`` is ignored."""
     dumps = json.dumps
     return (
         f'{{"event_id":{dumps(event.event_id)},"seq":{event.seq:d},'
@@ -178,12 +179,6 @@ def events_message(site: str, kiosk: str, items: Sequence[bytes]) -> bytes:
     ``len(events_message(site, kiosk, []))`` plus each item plus one comma between two."""
     head = _dumps({"v": SCHEMA_VERSION, "site": site, "kiosk": kiosk})[:-1]
     return head + b',"events":[' + b",".join(items) + b"]}"
-
-
-def encode_events_json(site: str, kiosk: str, events: Sequence[tuple[WireEvent, str]]) -> bytes:
-    """Like :func:`encode_events` for events whose data is already JSON text (from the log);
-    each pair is the event (its ``data`` is ignored) and the JSON text of its data object."""
-    return events_message(site, kiosk, [event_json(e, data_json) for e, data_json in events])
 
 
 def encode_events(site: str, kiosk: str, events: Sequence[WireEvent]) -> bytes:

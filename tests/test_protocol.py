@@ -16,7 +16,6 @@ from kiosk.protocol import (
     decode_events,
     decode_receipt,
     encode_events,
-    encode_events_json,
     encode_receipt,
     event_json,
     events_message,
@@ -29,7 +28,7 @@ DATA = {"outcome": "grant", "subject": "s-1", "note": 'Nhiệt độ "cao"', "n"
 def test_spliced_json_encodes_the_same_message_as_the_plain_encoder() -> None:
     event = WireEvent("e-1", 7, "boot", 1_700_000_000_000, False, "decision", DATA, historical=True)
     stored_text = json.dumps(DATA, ensure_ascii=False)
-    spliced = encode_events_json("s1", "k1", [(event, stored_text)] * 2)
+    spliced = events_message("s1", "k1", [event_json(event, stored_text)] * 2)
     plain = encode_events("s1", "k1", [event] * 2)
     assert json.loads(spliced) == json.loads(plain)
     assert decode_events(spliced) == ("s1", "k1", [event, event])
