@@ -140,8 +140,9 @@ class Kiosk:
         self._health_observers: list[Callable[[], None]] = []
         self._background: list[Callable[[threading.Event], None]] = []
         self._parts = Parts(
-            thermometer=PartState(
-                hardware.thermometer is not None, hardware.thermometer_problem or "ok"
+            thermometer=PartState(  # switched off in the config is not a fault
+                hardware.thermometer is not None or not config.thermometer.enabled,
+                hardware.thermometer_problem or "ok",
             )
         )
         self._next_housekeeping = 0.0
