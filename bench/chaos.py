@@ -466,7 +466,7 @@ class Round:
         return self.work / "state" / "events.db"
 
     def kill(self, victim: str) -> None:
-        """kill -9 ``victim`` (kiosk, broker or central) and count it; restart the kiosk."""
+        """kill -9 ``victim`` (kiosk, broker or central), count it, start it again."""
         if victim == "broker":
             self.broker.kill()
         elif not (self.kiosk if victim == "kiosk" else self.central).kill():
