@@ -10,15 +10,17 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import click
-from gpiozero import GPIOZeroError
+from gpiozero import GPIOZeroError, PinFactoryFallback
 
 from kiosk import __version__
 from kiosk.config import DEFAULT_CONFIG_PATH, EX_CONFIG, ConfigError, load_config, parse_config
 from kiosk.credentials import AllowlistError
+from kiosk.events import EventType
 from kiosk.issuer_cli import pass_group, site_qr
 
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
@@ -146,15 +148,50 @@ def demo(as_json: bool, state_dir: Path | None) -> None:
         sys.exit(1)
 
 
-@cli.command()
-@config_option
-@click.option(
+def event_log_path(config_path: Path, db: Path | None) -> Path:
+    """The event log ``--db`` names, else the one the config names; exit with a how-to when
+    neither can be found (the command runs on a PC, or before the kiosk ever ran)."""
+    if db is None:
+        if not config_path.exists():
+            click.echo(
+                f"kiosk: no configuration at {config_path} to find the event log from: give "
+                "--config FILE (the kiosk's kiosk.toml) or --db FILE (its event log, "
+                "<kiosk.state_dir>/events.db unless log.path says otherwise)",
+                err=True,
+            )
+            sys.exit(EX_CONFIG)
+        config = load_config(config_path)
+        db = config.log_path
+        key = "log.path" if config.log.path else "kiosk.state_dir"
+        hint = (
+            f" ({key} in {config_path}): the kiosk has not run with this configuration on "
+            "this machine yet; give --db FILE to read a log copied from a kiosk"
+        )
+    else:
+        hint = ""
+    if not db.exists():
+        click.echo(f"kiosk: no event log at {db}{hint}", err=True)
+        sys.exit(EX_UNAVAILABLE)
+    return db
+
+
+db_file_option = click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Event log file (default: from the config).",
+    help="Event log file (default: the one --config names).",
 )
+
+
+@cli.command()
+@config_option
+@db_file_option
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
-@click.option("--type", "event_type", help="Only events of this type (e.g. decision).")
+@click.option(
+    "--type",
+    "event_type",
+    type=click.Choice([t.value for t in EventType]),
+    help="Only events of this type.",
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new events as they come.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per event.")
 def events(
@@ -165,10 +202,11 @@ def events(
     follow: bool,
     as_json: bool,
 ) -> None:
-    """List (or follow) the local event log, newest last."""
+    """List (or follow) the local event log, newest last: the file --db names, else the one
+    the configuration names."""
     from kiosk.store import LogOpenError, read_events
 
-    path = db or load_config(config_path).log_path
+    path = event_log_path(config_path, db)
     try:
         batch = read_events(path, limit=limit, type=event_type)
         _print_events(batch, as_json)
@@ -365,18 +403,14 @@ def checkin() -> None:
 @checkin.command("report")
 @click.argument("meeting")
 @config_option
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Event log file (default: from the config).",
-)
+@db_file_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per attendee.")
 def checkin_report(meeting: str, config_path: Path, db: Path | None, as_json: bool) -> None:
     """List who checked in to MEETING: one line per pass, in order of arrival."""
     from kiosk.reports import attendance
     from kiosk.store import LogOpenError, read_events
 
-    path = db or load_config(config_path).log_path
+    path = event_log_path(config_path, db)
     try:
         attendees = attendance(read_events(path, 1_000_000, type="decision"), meeting)
     except LogOpenError as exc:
@@ -449,6 +483,7 @@ def relay_safe(config_path: Path, pin: int | None, active_high: bool | None) -> 
     Needs only the relay's pin and polarity: from the config when it can be read, else from
     --pin and --active-high/--active-low, else the defaults (GPIO17, active low). It releases
     the relay even when the config is missing or invalid, and says where the wiring came from.
+    It needs the Raspberry Pi's GPIO: on a PC it exits 69 saying so.
     """
     from kiosk.config import GateSection, read_relay_wiring
     from kiosk.gate import GatePins, force_relay_safe
@@ -464,7 +499,18 @@ def relay_safe(config_path: Path, pin: int | None, active_high: bool | None) -> 
         high = defaults.relay_active_high if active_high is None else active_high
         given = pin is not None or active_high is not None
         source = f"{'from the options' if given else 'defaults'}: the config is unusable ({exc})"
-    force_relay_safe(GatePins(relay, high, None, None, None, None, True, None, True))
+    try:
+        with warnings.catch_warnings():  # gpiozero warns once per pin library it cannot load
+            warnings.simplefilter("ignore", PinFactoryFallback)
+            force_relay_safe(GatePins(relay, high, None, None, None, None, True, None, True))
+    except GPIOZeroError as exc:
+        click.echo(
+            f"kiosk: GPIO unavailable ({exc}): relay-safe drives the relay pin of the kiosk's "
+            "Raspberry Pi; a PC has no relay (a kiosk run with --simulate releases its "
+            "simulated relay when it stops)",
+            err=True,
+        )
+        sys.exit(EX_UNAVAILABLE)
     polarity = "active high" if high else "active low"
     click.echo(f"relay on GPIO{relay} de-energised ({polarity}); wiring {source}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,8 +17,9 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from kiosk.cli import cli
+from kiosk.events import EventType
 from kiosk.sensors.synthetic import render_qr_frame
-from kiosk.store import Event, LogOpenError, read_events
+from kiosk.store import Event, EventLog, LogOpenError, read_events
 from tests.support import make_config, wait_until
 
 KIOSK = [sys.executable, "-c", "from kiosk.cli import main; main()"]
@@ -105,6 +107,43 @@ def test_events_lists_the_log_and_explains_a_missing_one(tmp_path: Path) -> None
     result = kiosk("events", "--db", str(tmp_path / "none.db"))
     assert result.returncode == 69
     assert "none.db" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_events_reads_the_log_the_config_names_and_says_how_when_there_is_none(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    config = tmp_path / "kiosk.toml"
+    config.write_text(f'[kiosk]\nstate_dir = "{state}"\n', encoding="utf-8")
+
+    missing = kiosk("events", "--config", str(config))
+    assert missing.returncode == 69
+    assert missing.stderr.strip() == (
+        f"kiosk: no event log at {state}/events.db (kiosk.state_dir in {config}): the kiosk "
+        "has not run with this configuration on this machine yet; give --db FILE to read a "
+        "log copied from a kiosk"
+    )
+
+    state.mkdir()
+    with EventLog(state / "events.db", boot_id="b") as log:
+        log.append("kiosk_started", {"mode": "gate", "version": "1", "degraded": []})
+        log.append("health", {"part": "camera", "ok": False, "detail": "unplugged"})
+    listed = kiosk("events", "--config", str(config), "--type", "health", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [json.loads(line)["data"]["detail"] for line in listed.stdout.splitlines()] == [
+        "unplugged"
+    ]
+
+    nothing = kiosk("events", "--config", str(tmp_path / "absent.toml"))
+    assert nothing.returncode == 78
+    assert "give --config FILE (the kiosk's kiosk.toml) or --db FILE" in nothing.stderr
+
+
+def test_events_refuses_an_unknown_type_and_lists_the_known_ones(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["events", "--db", str(tmp_path / "x.db"), "--type", "nope"])
+    assert result.exit_code == 2
+    assert "'nope' is not one of 'decision', 'passage'" in result.output
+    assert all(t.value in result.output for t in EventType)
 
 
 def test_decode_prints_one_json_object_per_image(tmp_path: Path) -> None:
@@ -225,3 +264,22 @@ def test_relay_safe_says_when_the_config_overrides_its_options(
     assert result.exit_code == 0
     assert driven_levels(mock_pins, 6) == [False, True]
     assert "it overrides --pin" in result.output
+
+
+def test_relay_safe_on_a_machine_without_gpio_says_so_without_pointing_at_an_option(
+    tmp_path: Path,
+) -> None:
+    environment = {k: v for k, v in os.environ.items() if k != "GPIOZERO_PIN_FACTORY"}
+    result = subprocess.run(
+        [*KIOSK, "relay-safe", "--config", str(tmp_path / "absent.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=environment,
+    )
+    assert result.returncode == 69
+    assert result.stderr.strip().startswith("kiosk: GPIO unavailable (")
+    assert "relay pin of the kiosk's Raspberry Pi; a PC has no relay" in result.stderr
+    assert "use --simulate" not in result.stderr  # relay-safe has no such option
+    assert "Warning" not in result.stderr and "Traceback" not in result.stderr
