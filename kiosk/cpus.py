@@ -1,7 +1,8 @@
 """Which core runs what: the kiosk keeps the first core for its decisions.
 
 One Python process runs on about one core anyway. ``kiosk run`` pins its own threads to the
-first core and runs the status page's process, niced, on the others (kiosk/web_process.py);
+first core and runs the status page's process on the others, niced once it serves
+(kiosk/web_process.py);
 deploy/install.sh keeps every other process off the first core too. Measured in
 docs/performance.md: a hammered status page then leaves the decision latency's p95 within
 10 % (on a VM whose host is quiet).
@@ -41,6 +42,19 @@ def keep_first_cpu_for_the_gate() -> None:
     cpus = online_cpus()
     niceness = min(os.getpriority(os.PRIO_PROCESS, 0) + WEB_NICENESS, 19)
     _place_this_process(set(cpus[1:]) if len(cpus) > 1 else None, niceness)
+
+
+def move_off_the_gate_core(pid: int) -> None:
+    """Move the process ``pid``, just started (one thread, whose later threads inherit its
+    mask), off the first core at once: a page restarted by a pinned kiosk must not spend its
+    start-up on the gate's core. It is niced later, once it serves (a niced start-up behind
+    busy neighbours took longer than a kiosk waits for its page)."""
+    cpus = online_cpus()
+    if len(cpus) > 1:
+        try:
+            os.sched_setaffinity(pid, set(cpus[1:]))
+        except OSError as exc:  # gone already, or CPUs a container does not allow
+            log.debug("could not place process %s: %s", pid, exc)
 
 
 def give_the_gate_the_first_cpu() -> None:

@@ -9,7 +9,8 @@ latency's p95 from 4 ms to 41 ms, because the page and the decision loop share o
 - the child reads the event log itself, through read-only SQLite connections;
 - the child forwards operator actions to the kiosk and waits for the confirmation; the kiosk
   logs each as an event and acts (the same path as everywhere else);
-- the child runs niced and off the core the kiosk keeps for its decisions (kiosk/cpus.py);
+- the child is moved off the core the kiosk keeps for its decisions as soon as it is
+  started, and niced once it serves (kiosk/cpus.py);
 - the kiosk asks the child's /healthz every 30 s, once it has answered a first time, and
   kills a child that then misses three times in a row, or never answers within two minutes
   of its start; a child that has exited is started again (kiosk/web_runtime.py);
@@ -37,7 +38,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from kiosk.config import KioskConfig
-from kiosk.cpus import keep_first_cpu_for_the_gate
+from kiosk.cpus import keep_first_cpu_for_the_gate, move_off_the_gate_core
 from kiosk.web.server import ConnectionLimits
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class WebTiming:
     :param start_timeout_s: a page that has not answered once within this of its start
         is killed (a Pi 3 under load takes seconds to import Flask: never kill a slow start).
     :param restart_after_s: a page that has exited is started again after this.
+    :param exit_grace_s: once the kiosk stops feeding it, the page has this long to exit
+        before it is killed (it holds nothing to save; the kiosk's stop is bounded).
     """
 
     state_every_s: float = 1.0
@@ -66,6 +69,7 @@ class WebTiming:
     probe_failures: int = 3
     start_timeout_s: float = 120.0
     restart_after_s: float = 5.0
+    exit_grace_s: float = 1.0
 
     @property
     def state_stale_s(self) -> float:
@@ -92,6 +96,7 @@ def start_web_process(config: KioskConfig, timing: WebTiming, limits: Connection
         daemon=True,
     )
     process.start()
+    move_off_the_gate_core(process.pid or 0)
     theirs.close()
     return WebChild(process, ours)
 
@@ -106,7 +111,6 @@ def run_web_process(
     """The child: serve the app with waitress until the kiosk closes the pipe."""
     from kiosk.logs import setup_logging
 
-    keep_first_cpu_for_the_gate()
     setup_logging(config.kiosk.id, level=log_level)
     # waitress warns "Task queue depth is N" for every request that waits for a thread: under
     # a burst of requests that would flood the journal, one line per request.
@@ -123,6 +127,7 @@ def run_web_process(
     app = create_app(status, mirror, web_settings(config), registry=registry)
     server = create_page_server(app, config.web.host, config.web.port, limits)
     threading.Thread(target=server.run, name="web-server", daemon=True).start()
+    keep_first_cpu_for_the_gate()  # niced once it serves: every thread, started or to come
     mirror.follow()  # returns when the kiosk is gone
     server.close()
 
@@ -281,8 +286,8 @@ def feed_web_process(
     finally:
         done.set()
         child.conn.close()
-        child.process.join(timeout=5)
-        if child.process.is_alive():  # hung or stopped: SIGTERM would wait for it forever
+        child.process.join(timeout=timing.exit_grace_s)
+        if child.process.is_alive():  # slow, hung or stopped: SIGTERM could wait for ever
             child.process.kill()
             child.process.join(timeout=5)
 

@@ -16,14 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
-from kiosk.engine import DecisionRecord, Kiosk
 from kiosk.privacy import load_or_create_secret
 from kiosk.store import query_events
-from kiosk.sync import Sync
 from kiosk.web import WebSettings
 from kiosk.web.server import ConnectionLimits
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the web process imports this module: it must not import the whole kiosk
+    from kiosk.engine import DecisionRecord, Kiosk
+    from kiosk.sync import Sync
     from kiosk.web_process import WebTiming
 
 log = logging.getLogger(__name__)
