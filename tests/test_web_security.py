@@ -15,12 +15,13 @@ from werkzeug.security import generate_password_hash
 
 from kiosk.store import EventLog
 from kiosk.web import WebSettings, create_app
-from kiosk.web.sessions import SESSION_LIFETIME_S
+from kiosk.web.sessions import MAX_SESSIONS, SESSION_LIFETIME_S, Sessions
 from kiosk.web_runtime import KioskStatus
 from tests.web_fakes import (
     BEARER,
     PASSWORD,
     PASSWORD_HASH,
+    REMOTE,
     SECRET,
     TOKEN,
     Clock,
@@ -106,19 +107,33 @@ def test_a_removed_password_file_turns_the_dashboard_off(make_app: Any, tmp_path
     assert browser.get("/api/v1/status").status_code == 401
 
 
-def test_an_idle_session_ends_and_api_polling_does_not_keep_it_open(
-    make_app: Any, clock: Clock
+@pytest.mark.parametrize(
+    ("polled", "refused"), [("/api/v1/status", 401), ("/display/last.json", 403)]
+)
+def test_an_idle_session_ends_and_polling_does_not_keep_it_open(
+    make_app: Any, clock: Clock, polled: str, refused: int
 ) -> None:
     browser = make_app(session_idle_s=IDLE_S).test_client()
-    assert login(browser).status_code == 302
+    assert login(browser, **REMOTE).status_code == 302
     clock.now += IDLE_S - 1
-    assert browser.get("/").status_code == 200  # the operator uses the page: still open
-    for _ in range(4):  # an open tab polls the API; nobody is there
+    assert browser.get("/", environ_base=REMOTE).status_code == 200  # the operator: still open
+    for _ in range(4):  # an open tab polls by itself; nobody is there
         clock.now += IDLE_S / 4 - 1
-        assert browser.get("/api/v1/status").status_code == 200
+        assert browser.get(polled, environ_base=REMOTE).status_code == 200
     clock.now += 4
-    assert browser.get("/api/v1/status").status_code == 401
-    assert browser.get("/").status_code == 302
+    assert browser.get(polled, environ_base=REMOTE).status_code == refused
+    assert browser.get("/", environ_base=REMOTE).status_code == 302
+
+
+def test_at_most_32_sessions_are_held_the_least_recently_used_ending_first(clock: Clock) -> None:
+    sessions = Sessions(IDLE_S, clock)
+    first, second = sessions.open(PASSWORD_HASH), sessions.open(PASSWORD_HASH)
+    clock.now += 1
+    assert sessions.check(first, PASSWORD_HASH, touch=True)
+    for _ in range(MAX_SESSIONS - 1):
+        sessions.open(PASSWORD_HASH)
+    assert sessions.check(first, PASSWORD_HASH, touch=False)
+    assert not sessions.check(second, PASSWORD_HASH, touch=False)
 
 
 def test_a_session_in_constant_use_still_ends_after_its_lifetime(

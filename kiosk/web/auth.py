@@ -40,6 +40,8 @@ WINDOW_S = 60.0
 #: Endpoints a POST may reach without the CSRF token: none.
 CSRF_EXEMPT: frozenset[str] = frozenset()
 CSRF_HEADER = "X-CSRF-Token"
+#: What open pages fetch by themselves (dashboard.js, display.js): not an operator's activity.
+POLLED = ("/api/", "/display/last.json")
 #: ``next`` after login: a path of this site, in plain URL characters (no backslash, space,
 #: control character or ``#``), and not ``//`` or ``/\\``, which browsers read as another host.
 _SAFE_NEXT = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*", re.ASCII)
@@ -117,10 +119,9 @@ def password_hash() -> str:
 
 def logged_in() -> bool:
     """Whether this request comes from an open operator session for today's password; a
-    request outside ``/api/`` counts as the operator's activity (API polling does not)."""
-    return web_context().sessions.check(
-        session.get("sid"), password_hash(), touch=not request.path.startswith("/api/")
-    )
+    request counts as the operator's activity unless it is one a page polls (``POLLED``)."""
+    polled = request.path.startswith(POLLED)
+    return web_context().sessions.check(session.get("sid"), password_hash(), touch=not polled)
 
 
 def csrf_token() -> str:

@@ -3,9 +3,9 @@
 The cookie only names a session (a random id, signed by Flask); whether it is still open is
 decided here. A session ends at logout, when the operator password changes (each session
 remembers a fingerprint of the hash it was opened with), after ``idle_s`` without an operator
-request (the dashboard's own polling of ``/api/`` does not count: an open tab is not an
-operator) and ``lifetime_s`` after login whatever happens. Sessions live in the web process's
-memory: a restarted page logs everyone out, which fails closed.
+request (the polling of ``/api/`` and ``/display/last.json`` by an open page does not count:
+an open tab is not an operator) and ``lifetime_s`` after login whatever happens. Sessions
+live in the web process's memory: a restarted page logs everyone out, which fails closed.
 """
 
 from __future__ import annotations
@@ -91,11 +91,6 @@ class Sessions:
         with self._lock:
             if isinstance(sid, str):
                 self._open.pop(sid, None)
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._drop_ended(self._clock())
-            return len(self._open)
 
     def _ended(self, found: _Session, now: float) -> bool:
         return now - found.seen >= self._idle_s or now - found.opened >= self._lifetime_s
