@@ -96,7 +96,8 @@ def start_web_process(config: KioskConfig, timing: WebTiming, limits: Connection
         daemon=True,
     )
     process.start()
-    move_off_the_gate_core(process.pid or 0)
+    if process.pid is not None:  # always, once started (pid 0 would mean the kiosk itself)
+        move_off_the_gate_core(process.pid)
     theirs.close()
     return WebChild(process, ours)
 
