@@ -70,7 +70,7 @@ run cp -a "$PREFIX/.venv" "$PREFIX/.venv.previous"
 
 say "installing $(cd "$SOURCE" && git describe --always --dirty 2>/dev/null || echo "$SOURCE")"
 run "$PREFIX/.venv/bin/pip" install --quiet --upgrade "$SOURCE"
-run "$PREFIX/.venv/bin/kiosk" config check "$CONFIG"
+run "$PREFIX/.venv/bin/kiosk" config check --machine "$CONFIG"
 run install -m 0644 "$SOURCE/systemd/kiosk.service" /etc/systemd/system/kiosk.service
 run systemctl daemon-reload
 run systemctl restart kiosk.service

@@ -18,7 +18,14 @@ import click
 from gpiozero import GPIOZeroError, PinFactoryFallback
 
 from kiosk import __version__
-from kiosk.config import DEFAULT_CONFIG_PATH, EX_CONFIG, ConfigError, load_config, parse_config
+from kiosk.config import (
+    DEFAULT_CONFIG_PATH,
+    EX_CONFIG,
+    ConfigError,
+    KioskConfig,
+    load_config,
+    parse_config,
+)
 from kiosk.credentials import AllowlistError
 from kiosk.events import EventType
 from kiosk.issuer_cli import pass_group, site_qr
@@ -75,7 +82,7 @@ def run(config_path: Path, simulate: bool, verbose: bool) -> None:
     """Run the kiosk until SIGTERM or Ctrl-C (relay released, log closed, exit 0; a stop that
     hangs is cut short: relay released, exit 70)."""
     from kiosk.logs import setup_logging
-    from kiosk.preflight import check_setup
+    from kiosk.preflight import check_setup, policy_warnings
     from kiosk.runtime import open_kiosk
     from kiosk.sensors.frames import CameraError
     from kiosk.systemd import STOP_DEADLINE_S
@@ -83,6 +90,8 @@ def run(config_path: Path, simulate: bool, verbose: bool) -> None:
     config = load_config(config_path)
     check_setup(config)  # every problem the configuration causes: exit 78, not 70 in a loop
     setup_logging(config.kiosk.id, level=logging.DEBUG if verbose else logging.INFO)
+    for warning in policy_warnings(config):
+        logging.getLogger("kiosk").warning("%s", warning)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -243,27 +252,61 @@ def config_group() -> None:
 
 @config_group.command("check")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def config_check(file: Path) -> None:
-    """Validate FILE and what it points at, without starting anything; exit 78 if it is wrong."""
-    from kiosk.preflight import check_setup
+@click.option(
+    "--machine",
+    is_flag=True,
+    help="Fail (exit 78) when this machine lacks what FILE points at, as `kiosk run` does; "
+    "use it on the kiosk itself.",
+)
+@click.option("--strict", is_flag=True, help="Fail (exit 78) on any warning; implies --machine.")
+def config_check(file: Path, machine: bool, strict: bool) -> None:
+    """Validate FILE without starting anything: exit 78 if the file is wrong.
+
+    What FILE points at (directories, salt and TLS files, allowlist, trust anchor) is checked
+    on this machine too; missing there is a warning, or an error with --machine or --strict.
+    A file with which nobody can ever be granted is a warning (an error with --strict).
+    """
+    from kiosk.preflight import policy_warnings, setup_problems
+
+    config = load_config(file)
+    problems = setup_problems(config)
+    fatal = bool(problems) and (machine or strict)
+    for problem in problems:
+        label = "configuration error" if fatal else "warning: on this machine"
+        click.echo(f"kiosk: {label}: {problem}", err=True)
+    if fatal:
+        sys.exit(EX_CONFIG)
+    policy = policy_warnings(config)
+    for warning in policy:
+        click.echo(f"kiosk: {'configuration error' if strict else 'warning'}: {warning}", err=True)
+    if strict and policy:
+        sys.exit(EX_CONFIG)
+    where = f"kiosk {config.kiosk.id} at {config.kiosk.site}, mode {config.kiosk.mode}"
+    if problems:
+        click.echo(
+            f"{file}: valid ({where}); {len(problems)} "
+            f"warning{'s' if len(problems) > 1 else ''} about this machine "
+            "(--machine makes them errors)"
+        )
+    else:
+        click.echo(f"{file}: ok ({where}, {_credentials_summary(config)})")
+
+
+def _credentials_summary(config: KioskConfig) -> str:
+    """The legacy badges and signed-pass documents a working setup would load."""
     from kiosk.runtime import load_allowlist
     from kiosk.trust import TrustStore
 
-    config = load_config(file)
-    check_setup(config)
     allowlist = load_allowlist(config)
     badges = "no legacy badges" if allowlist is None else f"{len(allowlist)} legacy badges"
     trust = TrustStore.open(config)
-    versions = trust.versions()
-    passes = (
-        f"signed passes: trust list v{versions['trust']}, revocation list v{versions['revocation']}"
-        if trust.enabled
-        else "signed passes off"
-    )
-    click.echo(
-        f"{file}: ok (kiosk {config.kiosk.id} at {config.kiosk.site}, "
-        f"mode {config.kiosk.mode}, {badges}, {passes})"
-    )
+    if not trust.enabled:
+        return f"{badges}, signed passes off"
+    documents = [
+        f"{name} list v{version}" if version is not None else f"no {name} list"
+        for name, version in trust.versions().items()
+    ]
+    return f"{badges}, signed passes: {', '.join(documents)}"
 
 
 @config_group.command("example")

@@ -2,9 +2,15 @@
 
 :func:`kiosk.config.load_config` validates the file itself and touches nothing else. This module
 checks what the file points at: directories that must be writable, the salt and secret files,
-the broker's TLS and password files, the allowlist and the trust anchor. ``kiosk config check``,
-``kiosk run`` and ``kiosk doctor`` all call :func:`check_setup`, so every failure caused by the
-configuration exits 78 (systemd does not restart it in a loop) with the key and the file named.
+the broker's TLS and password files, the allowlist and the trust anchor
+(:func:`setup_problems`), and what a valid file allows but nobody means
+(:func:`policy_warnings`: a kiosk that can never grant anyone).
+
+``kiosk run`` and ``kiosk doctor`` call :func:`check_setup`, so a machine that lacks what the
+file names exits 78 (systemd does not restart it in a loop) with the key and the file named.
+``kiosk config check FILE`` validates the file on its own and lists this machine's problems as
+warnings; with ``--machine`` they exit 78 as ``kiosk run`` would, with ``--strict`` every
+warning does.
 """
 
 from __future__ import annotations
@@ -21,15 +27,37 @@ WEB_SECRET_FILE = "web-secret"  # the status page's session key, generated in st
 
 def check_setup(config: KioskConfig) -> None:
     """Raise ConfigError (naming the key, the file and a fix) for the first problem found."""
-    _check_state_dir(config)
-    _check_log_path(config)
-    _check_salt(config)
-    if config.web.enabled:
-        _check_generated(config, WEB_SECRET_FILE, "kiosk.state_dir")
-    if config.mqtt.enabled:
-        _check_mqtt_files(config)
-    _check_camera(config)
-    _check_credentials(config)
+    problems = setup_problems(config)
+    if problems:
+        raise problems[0]
+
+
+def setup_problems(config: KioskConfig) -> list[ConfigError]:
+    """Every part of this machine the configuration needs and cannot use, in the order
+    ``kiosk run`` checks them: the first per key (a state_dir that is a file also fails the
+    salt and secret files in it, which would say the same again)."""
+    checks = [_check_state_dir, _check_log_path, _check_salt, _check_web_secret]
+    checks += [_check_mqtt_files, _check_camera, _check_credentials]
+    problems: dict[str, ConfigError] = {}
+    for check in checks:
+        try:
+            check(config)
+        except ConfigError as exc:
+            problems.setdefault(exc.key, exc)
+    return list(problems.values())
+
+
+def policy_warnings(config: KioskConfig) -> list[str]:
+    """What a valid file allows but nobody means: a kiosk that never grants anyone."""
+    credentials = config.credentials
+    if credentials.allowlist or credentials.trust_anchor or credentials.national_qr == "grant":
+        return []
+    return [
+        f"{config.source}: nobody can ever be granted: credentials.allowlist and "
+        f"credentials.trust_anchor are empty and credentials.national_qr is "
+        f'"{credentials.national_qr}"; set an allowlist, a trust anchor for signed passes, '
+        'or national_qr = "grant"'
+    ]
 
 
 def _fail(config: KioskConfig, key: str, problem: str, fix: str = "") -> ConfigError:
@@ -86,6 +114,11 @@ def _check_salt(config: KioskConfig) -> None:
     _check_generated(config, SALT_FILE, "kiosk.state_dir")
 
 
+def _check_web_secret(config: KioskConfig) -> None:
+    if config.web.enabled:
+        _check_generated(config, WEB_SECRET_FILE, "kiosk.state_dir")
+
+
 def _check_generated(config: KioskConfig, name: str, key: str) -> None:
     try:
         check_secret_file(Path(config.kiosk.state_dir) / name)
@@ -98,6 +131,8 @@ def _check_generated(config: KioskConfig, name: str, key: str) -> None:
 
 def _check_mqtt_files(config: KioskConfig) -> None:
     mqtt = config.mqtt
+    if not mqtt.enabled:
+        return
     for key in ("ca_file", "cert_file", "key_file", "password_file"):
         name = getattr(mqtt, key)
         if name and not os.access(name, os.R_OK):

@@ -9,6 +9,8 @@ import typing
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from kiosk.config import ConfigError, Decoder, example_toml, load_config, parse_config
 from kiosk.sensors.qr import DECODER_NAMES
@@ -159,11 +161,65 @@ def test_run_refuses_bad_config_with_78(tmp_path: Path) -> None:
     assert "gate.fire_alarm_pin: GPIO5 is already used by gate.relay_pin" in result.stderr
 
 
-def test_missing_allowlist_is_a_config_error(tmp_path: Path) -> None:
+def test_missing_allowlist_is_a_warning_for_the_file_and_an_error_for_the_machine(
+    tmp_path: Path,
+) -> None:
     config = write(tmp_path, f'[credentials]\nallowlist = "{tmp_path}/none.csv"\n')
     result = run_cli("config", "check", str(config))
-    assert result.returncode == 78
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith("kiosk: warning: on this machine: ")
     assert "cannot read the allowlist" in result.stderr
+    assert result.stdout.strip() == (
+        f"{config}: valid (kiosk kiosk-1 at site-1, mode gate); 1 warning about this machine "
+        "(--machine makes them errors)"
+    )
+    for option in ("--machine", "--strict"):
+        result = run_cli("config", "check", option, str(config))
+        assert result.returncode == 78
+        assert result.stderr.startswith("kiosk: configuration error: ")
+        assert "cannot read the allowlist" in result.stderr
+
+
+def test_the_shipped_example_validates_on_its_own() -> None:
+    example = REPO / "deploy" / "kiosk.example.toml"
+    result = run_cli("config", "check", str(example))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{example}: ")
+    assert "configuration error" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_file_with_which_nobody_can_be_granted_is_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[kiosk]\nstate_dir = "{tmp_path}"\n[credentials]\nallowlist = ""\n')
+    result = run_cli("config", "check", "--machine", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == (
+        f"kiosk: warning: {path}: nobody can ever be granted: credentials.allowlist and "
+        'credentials.trust_anchor are empty and credentials.national_qr is "refer"; set an '
+        'allowlist, a trust anchor for signed passes, or national_qr = "grant"'
+    )
+    strict = run_cli("config", "check", "--strict", str(path))
+    assert strict.returncode == 78
+    assert "kiosk: configuration error: " in strict.stderr and "nobody can" in strict.stderr
+    granting = write(tmp_path, path.read_text(encoding="utf-8") + 'national_qr = "grant"\n')
+    assert run_cli("config", "check", "--strict", str(granting)).returncode == 0
+
+
+def test_config_check_names_a_missing_revocation_list_in_words(tmp_path: Path) -> None:
+    anchor = tmp_path / "anchor.pem"
+    anchor.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    )
+    path = write(
+        tmp_path,
+        f'[kiosk]\nstate_dir = "{tmp_path}"\n[credentials]\nallowlist = ""\n'
+        f'trust_anchor = "{anchor}"\n',
+    )
+    result = run_cli("config", "check", "--strict", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "signed passes: no trust list, no revocation list)" in result.stdout
+    assert "None" not in result.stdout
 
 
 def test_decoder_choices_match_the_decoders_that_exist() -> None:
@@ -171,6 +227,15 @@ def test_decoder_choices_match_the_decoders_that_exist() -> None:
 
 
 SALT_LINE = 'subject_salt = "a-site-salt-long-enough"\n'
+FILE_CASES = frozenset(
+    {
+        "short_salt",
+        "short_salt_from_environment",
+        "nested_arrays",
+        "short_api_token",
+        "short_command_key",
+    }
+)
 
 
 def setup_case(tmp_path: Path, case: str) -> tuple[str, dict[str, str]]:
@@ -242,7 +307,14 @@ def test_config_check_finds_what_run_exits_on_and_run_exits_78_too(
     body, env = setup_case(tmp_path, case)
     path = write(tmp_path, body)
     environment = {**os.environ, **env}
-    check = run_cli("config", "check", str(path), env=environment)
+    on_its_own = run_cli("config", "check", str(path), env=environment)
+    if case in FILE_CASES:  # the file itself is wrong: 78 wherever it is checked
+        assert on_its_own.returncode == 78, on_its_own.stderr
+    else:  # the file is right, this machine lacks what it names
+        assert on_its_own.returncode == 0, on_its_own.stderr
+        assert on_its_own.stderr.startswith(f"kiosk: warning: on this machine: {path}")
+        assert words in on_its_own.stderr
+    check = run_cli("config", "check", "--machine", str(path), env=environment)
     assert check.returncode == 78, check.stdout + check.stderr
     assert check.stderr.startswith(f"kiosk: configuration error: {path}"), check.stderr
     assert f": {key}: " in check.stderr if key else True
