@@ -1,4 +1,9 @@
-"""The ``kiosk`` command: one thin function per subcommand."""
+"""The ``kiosk`` command: one thin function per subcommand.
+
+Longer than most modules because each subcommand's options and help live next to it; the
+work is in the modules they call (``kiosk pass`` in issuer_cli, ``kiosk command`` in
+command_cli).
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import click
 from gpiozero import GPIOZeroError, PinFactoryFallback
 
 from kiosk import __version__
+from kiosk.command_cli import Broker, broker_options, command_group
 from kiosk.config import (
     DEFAULT_CONFIG_PATH,
     EX_CONFIG,
@@ -343,6 +349,7 @@ def decode(images: tuple[Path, ...], config_path: Path, decoder: str | None) -> 
 
 cli.add_command(pass_group)
 cli.add_command(site_qr)
+cli.add_command(command_group)
 
 
 @cli.group()
@@ -361,17 +368,7 @@ db_option = click.option(
 
 @central.command("run")
 @db_option
-@click.option("--host", default="localhost", show_default=True)
-@click.option("--port", default=8883, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--ca-file", help="CA that signed the broker's certificate (enables TLS).")
-@click.option("--cert-file", help="Client certificate (TLS client authentication).")
-@click.option("--key-file", help="Client certificate's key.")
-@click.option(
-    "--username",
-    default="central",
-    show_default=True,
-    help="MQTT user; the password comes from KIOSK_CENTRAL_MQTT_PASSWORD.",
-)
+@broker_options(username="central")
 @click.option(
     "--client-id",
     default="central-ingest-1",
@@ -394,18 +391,18 @@ db_option = click.option(
 )
 def central_run(
     db_url: str,
-    host: str,
-    port: int,
-    ca_file: str | None,
-    cert_file: str | None,
-    key_file: str | None,
-    username: str,
+    broker: Broker,
     client_id: str,
     group: str,
     gap_grace_s: float,
     retention_days: float,
 ) -> None:
-    """Store every kiosk's events idempotently and send receipts, until SIGTERM."""
+    """Store every kiosk's events idempotently and send receipts, until SIGTERM.
+
+    The MQTT password comes from KIOSK_CENTRAL_MQTT_PASSWORD. The resend commands that ask a
+    kiosk for a gap are signed with KIOSK_CENTRAL_COMMAND_KEY, the kiosks' mqtt.command_key;
+    without it they go unsigned, and kiosks with a command key refuse them (unsigned).
+    """
     from kiosk.central.cli import run_central
     from kiosk.central.ingest import IngestSettings
     from kiosk.logs import setup_logging
@@ -415,14 +412,15 @@ def central_run(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     settings = IngestSettings(
-        host=host,
-        port=port,
+        host=broker.host,
+        port=broker.port,
         client_id=client_id,
         share_group=group,
-        ca_file=ca_file,
-        cert_file=cert_file,
-        key_file=key_file,
-        username=username,
+        ca_file=broker.ca_file,
+        cert_file=broker.cert_file,
+        key_file=broker.key_file,
+        username=broker.username,
+        password=broker.password,
         gap_grace_s=gap_grace_s,
         retention_days=retention_days,
     )
