@@ -220,6 +220,8 @@ def _exchange(
     properties = Properties(PacketTypes.PUBLISH)
     properties.ResponseTopic = topics.topic(Leaf.RESULT)
     properties.CorrelationData = command.id.encode()
+    lifetime_ms = command.expires_at_ms - command.issued_at_ms
+    properties.MessageExpiryInterval = max(1, lifetime_ms // 1000)  # never delivered stale
     client.publish(topics.topic(Leaf.CMD), encode_command(command), qos=1, properties=properties)
     code = expect("puback")
     if code.is_failure:

@@ -38,7 +38,9 @@ def test_commands_are_signed_as_central_signs_them_and_the_result_is_printed(
         on = send(broker, *at, "lockdown", "on")
         assert (on.exit_code, on.stdout) == (0, "s1/k1: lockdown on\n"), on.output
         assert kiosk.kiosk.gate.state().lockdown
-        sent = decode_command(watch.get().payload)
+        message = watch.get()
+        assert 0 < message.properties.MessageExpiryInterval <= 60
+        sent = decode_command(message.payload)
         assert sent.sig == command_signature(KEY.encode(), sent)  # central's format and key
         assert sent.expires_at_ms - sent.issued_at_ms == 60_000
 
