@@ -1,8 +1,9 @@
 """Home Assistant MQTT discovery for one kiosk (opt-in: ``[mqtt] homeassistant = true``).
 
 :func:`discovery_messages` returns retained config messages, one per entity, on
-``<prefix>/<component>/kiosk-<site>-<kiosk>/<object_id>/config``. All entities share one device
-(identifier ``kiosk-<site>-<kiosk>``) and one availability: the kiosk's ``status`` topic, where
+``<prefix>/<component>/<kiosk>/<object_id>/config`` (the kiosk id, its MQTT user name: see
+:func:`node_id`). All entities share one device (identifier ``kiosk-<site>-<kiosk>``, unique
+across sites) and one availability: the kiosk's ``status`` topic, where
 ``online`` means available and anything else (``offline``, ``stopped``) unavailable.
 
 The sensors read the kiosk's retained ``state`` topic, which must hold this JSON (the contract):
