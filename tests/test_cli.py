@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -73,6 +73,23 @@ def logged(db: Path) -> list[Event]:
         return []
 
 
+def run_until_stopped(
+    args: list[str], ready: Callable[[], bool], env: dict[str, str] | None = None
+) -> str:
+    """Start ``kiosk ARGS``, wait until ``ready()``, stop it with SIGTERM and check that it
+    exits 0; its stderr."""
+    child = subprocess.Popen([*KIOSK, *args], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        wait_until(ready, timeout=60)
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(timeout=15) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+        stderr = child.stderr.read() if child.stderr else ""
+    return stderr
+
+
 @pytest.mark.slow
 def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     config = make_config(tmp_path)
@@ -83,19 +100,10 @@ def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         'subject_salt = "a-long-enough-salt-for-tests"\n',
         encoding="utf-8",
     )
-    child = subprocess.Popen(
-        [*KIOSK, "run", "--simulate", "--config", str(config_file)],
-        stderr=subprocess.PIPE,
-        text=True,
+    stderr = run_until_stopped(
+        ["run", "--simulate", "--config", str(config_file)],
+        lambda: bool(logged(tmp_path / "events.db")),
     )
-    try:
-        wait_until(lambda: bool(logged(tmp_path / "events.db")), timeout=30)
-        child.send_signal(signal.SIGTERM)
-        assert child.wait(timeout=15) == 0
-    finally:
-        if child.poll() is None:
-            child.kill()
-        stderr = child.stderr.read() if child.stderr else ""
     assert [e.type for e in read_events(tmp_path / "events.db", 10)] == [
         "kiosk_started",
         "kiosk_stopped",

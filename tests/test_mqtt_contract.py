@@ -1089,7 +1089,8 @@ def test_asyncapi_declares_3_0_0_and_an_mqtt5_server() -> None:
 
 def test_asyncapi_has_one_channel_per_leaf() -> None:
     channels = _asyncapi()["channels"]
-    assert set(channels) == {leaf.value for leaf in Leaf}
+    # + Home Assistant's discovery topics, checked by tests/test_doc_contract.py
+    assert set(channels) - {"homeassistantDiscovery"} == {leaf.value for leaf in Leaf}
     for leaf in Leaf:
         channel = channels[leaf.value]
         (message,) = channel["messages"].values()
@@ -1110,9 +1111,8 @@ def test_asyncapi_operations_are_from_the_kiosks_point_of_view() -> None:
     # a kiosk reads its commands and receipts, the site's signed documents and its
     # neighbours' events (kiosk.runtime.attach_sync)
     assert set(_receive_bindings()) == {"cmd", "receipts", "events"} | DOCUMENT_LEAVES
-    assert set(_send_bindings()) == {leaf.value for leaf in Leaf} - {"cmd", "receipts"} - (
-        DOCUMENT_LEAVES
-    )
+    kiosk_sends = {leaf.value for leaf in Leaf} - {"cmd", "receipts"} - DOCUMENT_LEAVES
+    assert set(_send_bindings()) - {"homeassistantDiscovery"} == kiosk_sends
 
 
 class _Kiosk:
