@@ -1,8 +1,9 @@
 """Who is inside: the area's occupancy, today's visitors, and each subject's last passage.
 
 Every kiosk of a site feeds this from the granted decisions it sees: its own, as it makes
-them, and its neighbours', from their event stream over MQTT (the same durable, de-duplicated
-stream central receives), plus the ``grant_unused`` events that withdraw a grant nobody used.
+them, and its neighbours', from their ``passages`` over MQTT (sent with each of their events
+messages, so as durable as the stream central receives), plus the ``grant_unused`` events
+that withdraw a grant nobody used.
 The state starts afresh each local day: a pass that entered yesterday and never scanned out is
 not counted as inside today.
 
@@ -12,6 +13,10 @@ event arriving late, is not newer than what is known, so it changes nothing, in 
 Memory is bounded by people, not events: the subjects inside, the visitors of the day, and at
 most :data:`OUTSIDE_MARKS` recent marks of people who left (kept so that a late copy of their
 entry does not put them back inside).
+
+A passage's time must lie in :data:`TS_MS_RANGE` (1970 up to 2100): anything else is refused
+with a ValueError before a date is computed from it, which would overflow far earlier than
+the 64-bit integers a message may carry.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import Any, NamedTuple
 from kiosk.rules import EntranceFacts
 
 OUTSIDE_MARKS = 10_000  # subjects who left the area, newest kept (late duplicates of theirs)
+TS_MS_RANGE = range(0, 4_102_444_800_000)  # a passage's time: from 1970 to before 2100 (UTC)
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,8 @@ def passage_from_unused(event_id: str, ts_ms: int, data: dict[str, Any]) -> Pass
 
 
 def _local(ts_ms: int) -> datetime:
+    if not isinstance(ts_ms, int) or not TS_MS_RANGE.start <= ts_ms < TS_MS_RANGE.stop:
+        raise ValueError(f"a passage at ts_ms {ts_ms} is not between 1970 and 2100")
     return datetime.fromtimestamp(ts_ms / 1000).astimezone()
 
 

@@ -10,6 +10,7 @@ leaf            publisher   reader     QoS  retain  payload
 ``state``       kiosk       anyone     1    yes     health JSON (:func:`encode_state`)
 ``alerts``      kiosk       anyone     1    no      one alert JSON per event that needs a human
 ``activity``    kiosk       HA         0    no      each live decision (:func:`encode_activity`)
+``passages``    kiosk       kiosks     1    no      :func:`encode_passages`: grants, withdrawn
 ``cmd``         operators   kiosk      1    no      a command JSON (see ``kiosk.commands``)
 ``result``      kiosk       operators  1    no      a command result JSON
 ``receipts``    central     kiosk      1    no      :func:`encode_receipt`: seqs stored
@@ -17,14 +18,21 @@ leaf            publisher   reader     QoS  retain  payload
 ``revocation``  issuer      kiosks     1    yes     signed revocation list, likewise
 ==============  ==========  =========  ===  ======  ============================================
 
-``cmd`` also comes from central (``resend`` when it sees a gap). Kiosks of one site also
-read each other's ``events`` to share occupancy and anti-passback. ``docs/mqtt.md`` documents
-each topic; ``docs/asyncapi.yaml`` and ``docs/schemas/`` describe them formally, and the tests
+``cmd`` also comes from central (``resend`` when it sees a gap). Kiosks of one site share
+occupancy, anti-passback and attendance through ``passages``: with each events message, the
+granted entries and exits in it and the grants withdrawn unused, cut down to what
+:meth:`kiosk.entrance.Entrance.learn_event` reads, so that no kiosk needs another's
+``events`` (which the broker's ACL does not let it read). ``docs/mqtt.md`` documents each
+topic; ``docs/asyncapi.yaml`` and ``docs/schemas/`` describe them formally, and the tests
 check real messages against those schemas.
+
+The module is longer than most because it is the whole wire contract, kept in one place
+beside its documents.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -32,9 +40,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeGuard
 
 from kiosk import boundedjson
+from kiosk.area import TS_MS_RANGE
 
 PREFIX = "kiosk/v1"
 SITE_DOCUMENTS = "site"  # the reserved kiosk id under which a site's signed lists live
@@ -59,6 +68,7 @@ class Leaf(StrEnum):
     TRUST = "trust"  # under the site's reserved kiosk id "site": the signed trust list
     REVOCATION = "revocation"  # likewise: the signed revocation list
     ACTIVITY = "activity"  # live decisions for Home Assistant (kiosk.homeassistant)
+    PASSAGES = "passages"  # what the site's other kiosks learn from this one's events
 
 
 class Availability(StrEnum):
@@ -146,9 +156,9 @@ def _dumps(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _loads(payload: bytes, what: str) -> dict[str, Any]:
+def _loads(payload: bytes, what: str, *, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
     try:
-        value = boundedjson.loads(payload, max_bytes=MAX_MESSAGE_BYTES, max_depth=MAX_DEPTH)
+        value = boundedjson.loads(payload, max_bytes=MAX_MESSAGE_BYTES, max_depth=max_depth)
     except boundedjson.JSONLimitError as exc:
         raise ProtocolError(f"{what} refused: {exc}") from None
     if not isinstance(value, dict):
@@ -183,14 +193,11 @@ def events_message(site: str, kiosk: str, items: Sequence[bytes]) -> bytes:
 
 def encode_events(site: str, kiosk: str, events: Sequence[WireEvent]) -> bytes:
     """A batch of events from one kiosk (one event when live, many when draining a backlog)."""
-    return _dumps(
-        {
-            "v": SCHEMA_VERSION,
-            "site": site,
-            "kiosk": kiosk,
-            "events": [event.as_dict() for event in events],
-        }
-    )
+    return _batch(site, kiosk, "events", [event.as_dict() for event in events])
+
+
+def _batch(site: str, kiosk: str, name: str, items: list[dict[str, Any]]) -> bytes:
+    return _dumps({"v": SCHEMA_VERSION, "site": site, "kiosk": kiosk, name: items})
 
 
 _EVENT_FIELDS: dict[str, type | tuple[type, ...]] = {
@@ -222,6 +229,116 @@ def decode_events(payload: bytes) -> tuple[str, str, list[WireEvent]]:
                 raise ProtocolError(f"event {index}: {name} missing or of the wrong type")
         decoded.append(WireEvent(**{name: item[name] for name in _EVENT_FIELDS}))
     return site, kiosk, decoded
+
+
+MAX_SEQ = 2**63 - 1
+MAX_PASSAGES = 1000  # per message: one events message carries at most 500 events
+PASSAGES_DEPTH = 5  # message > passages list > passage > data > credential
+MAX_MEETING_CHARS = 200
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+PASSAGE_TYPES = ("decision", "grant_unused")  # kiosk.events.EventType values
+
+
+@dataclass(frozen=True)
+class WirePassage:
+    """What a neighbour learns from one event: a granted entry or exit (``decision``) or a
+    grant withdrawn unused (``grant_unused``), its ``data`` cut down to subject, direction,
+    area, whether a visitor, and a check-in's meeting."""
+
+    event_id: str
+    seq: int
+    ts_ms: int
+    type: str
+    data: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object for this passage."""
+        return dataclasses.asdict(self)
+
+
+def passage_of(event: WireEvent) -> WirePassage | None:
+    """The passage an event tells the site's other kiosks, or None: only granted entries and
+    exits with a subject, and withdrawn grants, that a neighbour would accept."""
+    if event.type not in PASSAGE_TYPES:
+        return None
+    data = event.data
+    if data.get("mode") != "checkin":  # only a check-in's meeting is shared
+        data = {k: v for k, v in data.items() if k not in ("mode", "meeting")}
+    try:
+        return _passage({**event.as_dict(), "data": data})
+    except ProtocolError:
+        return None
+
+
+def encode_passages(site: str, kiosk: str, passages: Sequence[WirePassage]) -> bytes:
+    """The passages of one events message, for the site's other kiosks."""
+    return _batch(site, kiosk, "passages", [passage.as_dict() for passage in passages])
+
+
+def decode_passages(payload: bytes) -> tuple[str, str, list[WirePassage]]:
+    """``(site, kiosk, passages)`` of a passages message; ProtocolError names what is wrong.
+
+    Every field a neighbour uses is checked (type, form, range); fields this version does not
+    know are dropped, so nothing unchecked reaches the area's state."""
+    message = _loads(payload, "passages message", max_depth=PASSAGES_DEPTH)
+    site, kiosk, items = message.get("site"), message.get("kiosk"), message.get("passages")
+    if not _is_segment(site) or not _is_segment(kiosk):
+        raise ProtocolError("passages message needs a site and a kiosk id")
+    if not isinstance(items, list) or not 0 < len(items) <= MAX_PASSAGES:
+        raise ProtocolError(f"passages message needs a list of 1 to {MAX_PASSAGES} passages")
+    passages = []
+    for index, item in enumerate(items):
+        try:
+            passages.append(_passage(item))
+        except ProtocolError as exc:
+            raise ProtocolError(f"passage {index}: {exc}") from None
+    return site, kiosk, passages
+
+
+def _is_segment(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and bool(SEGMENT.match(value))
+
+
+def _integer(value: object, low: int, high: int) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _passage(item: object) -> WirePassage:
+    """A checked passage from its JSON object, keeping only the fields a neighbour reads."""
+    if not isinstance(item, dict) or not isinstance(item.get("data"), dict):
+        raise ProtocolError("not an object with a data object")
+    event_id, seq, ts_ms, kind = (item.get(k) for k in ("event_id", "seq", "ts_ms", "type"))
+    if not isinstance(event_id, str) or not UUID.match(event_id):
+        raise ProtocolError("event_id is not a UUID")
+    if not _integer(seq, 1, MAX_SEQ) or not _integer(
+        ts_ms, TS_MS_RANGE.start, TS_MS_RANGE.stop - 1
+    ):
+        raise ProtocolError(
+            f"seq or ts_ms missing or out of range (seq 1 to {MAX_SEQ}, ts_ms from 1970 to 2100)"
+        )
+    if kind not in PASSAGE_TYPES:
+        raise ProtocolError(f"type must be one of {PASSAGE_TYPES}")
+    data: dict[str, Any] = item["data"]
+    cut = {k: data.get(k) for k in ("direction", "area", "subject")}
+    if cut["direction"] not in ("entry", "exit") or not _is_segment(cut["area"]):
+        raise ProtocolError("direction must be entry or exit, area a topic segment")
+    if not isinstance(cut["subject"], str) or not SUBJECT.match(cut["subject"]):
+        raise ProtocolError("subject is not a pseudonym")
+    if kind == "decision":
+        credential = data.get("credential")
+        if data.get("outcome") != "grant" or not isinstance(credential, dict):
+            raise ProtocolError("a decision passage needs outcome grant and a credential")
+        visitor = credential.get("kind") == "visitor"  # the only kind the rules count
+        cut |= {"outcome": "grant", "credential": {"kind": "visitor" if visitor else None}}
+        if "mode" in data or "meeting" in data:
+            meeting = data.get("meeting")
+            if data.get("mode") != "checkin" or not isinstance(meeting, str):
+                raise ProtocolError("a check-in passage needs mode checkin and a meeting")
+            if not 0 < len(meeting) <= MAX_MEETING_CHARS:
+                raise ProtocolError(f"meeting must be 1 to {MAX_MEETING_CHARS} characters")
+            cut |= {"mode": "checkin", "meeting": meeting}
+    return WirePassage(event_id, seq, ts_ms, kind, cut)
 
 
 def seq_ranges(seqs: Iterable[int]) -> list[list[int]]:

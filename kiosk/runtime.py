@@ -29,7 +29,7 @@ from kiosk.protocol import (
     KioskTopics,
     Leaf,
     ProtocolError,
-    decode_events,
+    decode_passages,
     encode_activity,
     parse_topic,
     subscription,
@@ -119,7 +119,7 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
             signed_commands=bool(mqtt.command_key),
         )
     site_documents = KioskTopics(config.kiosk.site, SITE_DOCUMENTS)
-    listen = [subscription(Leaf.EVENTS, site=config.kiosk.site)]  # the site's passages
+    listen = [subscription(Leaf.PASSAGES, site=config.kiosk.site)]
     if trust.enabled:
         listen += [site_documents.topic(Leaf.TRUST), site_documents.topic(Leaf.REVOCATION)]
     sync = Sync(
@@ -171,11 +171,11 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
 
     def on_message(message: Received) -> None:
         try:
-            _, sender, leaf = parse_topic(message.topic)
+            site, sender, leaf = parse_topic(message.topic)
         except ProtocolError:
             return
-        if leaf is Leaf.EVENTS and sender != config.kiosk.id:
-            learn_from_neighbour(kiosk, message.payload)
+        if leaf is Leaf.PASSAGES and sender != config.kiosk.id:
+            learn_from_neighbour(kiosk, KioskTopics(site, sender), message.payload)
         elif leaf in (Leaf.TRUST, Leaf.REVOCATION) and message.payload:
             update = trust.offer(leaf.value, message.payload)
             kiosk.apply_trust_update(
@@ -200,13 +200,17 @@ def build_entrance(config: KioskConfig, salt: bytes, trust: TrustStore | None = 
     return Entrance(config, credentials, Pseudonymizer(salt), datetime.now(UTC))
 
 
-def learn_from_neighbour(kiosk: Kiosk, payload: bytes) -> None:
-    """Another kiosk of the site logged decisions: share occupancy and anti-passback.
+def learn_from_neighbour(kiosk: Kiosk, sender: KioskTopics, payload: bytes) -> None:
+    """Another kiosk of the site granted or withdrew passages: share occupancy, anti-passback
+    and attendance.
 
-    A malformed message raises ProtocolError, which the sync logs and counts."""
-    _, _, events = decode_events(payload)
-    for e in events:  # decisions, and grants withdrawn unused
-        kiosk.entrance.learn_event(e.type, e.event_id, e.ts_ms, e.data)
+    A malformed message, or one naming another kiosk than the topic it came on, raises
+    ProtocolError, which the sync logs and counts; nothing of it is learnt."""
+    site, name, passages = decode_passages(payload)
+    if (site, name) != (sender.site, sender.kiosk):
+        raise ProtocolError("passages message names another site or kiosk than its topic")
+    for p in passages:  # granted decisions, and grants withdrawn unused
+        kiosk.entrance.learn_event(p.type, p.event_id, p.ts_ms, p.data)
 
 
 def _backlog(event_log: EventLog) -> float:

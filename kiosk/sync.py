@@ -11,7 +11,10 @@ sync loop feeds paho from the outbox through a bounded window, in sequence order
 - a backlog is packed into messages of up to ``batch_max`` events and ``max_message_bytes``
   bytes, flagged ``historical``; an event over that size goes alone, and one over the size
   central accepts (:data:`~kiosk.protocol.MAX_MESSAGE_BYTES`) is reported and left in the log
-  rather than sent, so it never holds up the events behind it.
+  rather than sent, so it never holds up the events behind it;
+- with each events message goes a ``passages`` message for the site's other kiosks: the
+  grants and withdrawn grants in it, cut down to what a neighbour needs
+  (:func:`~kiosk.protocol.passage_of`).
 
 Everything runs in one thread reading :attr:`Uplink.inbox`; a watchdog restarts a paho client
 whose network thread died. No message received can stop the loop: whatever handling one
@@ -41,12 +44,15 @@ from kiosk.protocol import (
     Leaf,
     ProtocolError,
     WireEvent,
+    WirePassage,
     decode_receipt,
     encode_alert,
+    encode_passages,
     encode_result,
     encode_state,
     event_json,
     events_message,
+    passage_of,
 )
 from kiosk.store import EventLogError, OutboxEvent
 from kiosk.uplink import (
@@ -310,22 +316,50 @@ class Sync:
                 self._in_flight[seq] = (mid, now)
             self._cursor = max(self._cursor, seqs[-1])
         self.stats.published_events += len(seqs)
+        passages = []
         for item, data_json in wire:
-            if ALERTING_TYPES.get(item.type, "\0") not in data_json:
-                continue  # cheap test first: only these can raise an alert
+            alerting = ALERTING_TYPES.get(item.type, "\0") in data_json
+            sharing = item.type == "grant_unused" or (
+                item.type == "decision" and '"grant"' in data_json
+            )
+            if not (alerting or sharing):
+                continue  # cheap tests first: only these need their data parsed
             full = dataclasses.replace(item, data=json.loads(data_json))
-            alert = alert_for(full)
+            alert = alert_for(full) if alerting else None
             if alert is not None:
                 self.uplink.publish(
                     Leaf.ALERTS, encode_alert(topics.kiosk, alert[0], full, alert[1])
                 )
+            passage = passage_of(full) if sharing else None
+            if passage is not None:
+                passages.append(passage)
+        if passages:
+            self._share(passages)
         return True
+
+    def _share(self, passages: list[WirePassage]) -> None:
+        """Tell the site's other kiosks the passages of an events message just handed over.
+
+        They travel with each sending of their events, re-sends included, so a neighbour
+        learns them as surely as central gets the events (its session keeps them while it is
+        offline); learning one twice changes nothing."""
+        topics = self.uplink.topics
+        payload = encode_passages(topics.site, topics.kiosk, passages)
+        if self.uplink.publish(Leaf.PASSAGES, payload) is None:
+            self.stats.refused_publishes += 1
+            log.error("the MQTT client refused %d passages for the site's kiosks", len(passages))
 
     def _published(self, event: Published) -> None:
         with self._lock:
             seqs = self._by_mid.pop(event.mid, None)
-        if seqs is None:
-            return  # an alert, the state, or a message from before a reset
+        if seqs is None:  # passages, an alert, the state, or a message from before a reset
+            if not event.ok:
+                log.error(
+                    "the broker refused a message (%s): does its ACL grant this kiosk's"
+                    " topics? (deploy/mosquitto/acl)",
+                    event.reason,
+                )
+            return
         if not event.ok:
             self.stats.last_error = f"broker refused events: {event.reason}"
             log.error(

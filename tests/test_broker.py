@@ -5,11 +5,12 @@ from __future__ import annotations
 import getpass
 import queue
 import ssl
+import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
 
-from kiosk.protocol import MAX_MESSAGE_BYTES
+from kiosk.protocol import MAX_MESSAGE_BYTES, WireEvent, encode_events
 from tests.broker import DEPLOY, REWRITTEN, Broker, Collector, mqtt_client, render_config
 
 NOT_AUTHORIZED = 0x87
@@ -43,7 +44,9 @@ def test_the_harness_runs_the_shipped_config_with_only_paths_and_ports_changed(
         render_config(shipped_text.replace("acl_file", "#acl_file"), paths, 1, 2)
 
 
-@pytest.mark.parametrize("leaf", ["events", "status", "state", "alerts", "result", "activity"])
+@pytest.mark.parametrize(
+    "leaf", ["events", "passages", "status", "state", "alerts", "result", "activity"]
+)
 def test_a_kiosk_publishes_its_own_topics_and_central_receives_them(
     broker: Broker, leaf: str
 ) -> None:
@@ -65,6 +68,7 @@ def test_a_kiosk_publishes_home_assistant_discovery_for_itself_only(broker: Brok
     "topic",
     [
         "kiosk/v1/s1/k2/events",  # another kiosk's events
+        "kiosk/v1/s1/k2/passages",  # another kiosk's passages
         "kiosk/v1/s1/k1/cmd",  # commands come from operators, not from the kiosk itself
         "kiosk/v1/s1/k1/receipts",  # receipts come from central
         "kiosk/v1/s1/site/config",  # no site-wide documents yet
@@ -89,7 +93,7 @@ def test_a_kiosk_cannot_publish_elsewhere(broker: Broker, topic: str) -> None:
     assert [(m.topic, m.payload) for m in received] == [("kiosk/v1/s1/k1/events", b"marker")]
 
 
-def test_a_kiosk_reads_its_commands_receipts_site_events_and_trust_lists(
+def test_a_kiosk_reads_its_commands_receipts_site_passages_and_trust_lists(
     broker: Broker,
 ) -> None:
     k1 = Collector(mqtt_client(broker, "k1"))
@@ -100,6 +104,8 @@ def test_a_kiosk_reads_its_commands_receipts_site_events_and_trust_lists(
         "kiosk/v1/s1/k2/cmd",
         "kiosk/v1/s1/k2/receipts",
         "kiosk/v1/s1/k2/events",
+        "kiosk/v1/s1/k2/passages",
+        "kiosk/v1/s1/k2/state",
         "kiosk/v1/s1/k1/state",
         "kiosk/v1/s1/k1/receipts",
         "kiosk/v1/s1/site/config",
@@ -110,7 +116,7 @@ def test_a_kiosk_reads_its_commands_receipts_site_events_and_trust_lists(
         assert central.publish_acked(topic, b"doc") == 0
     received = k1.get_until("kiosk/v1/s1/k1/cmd")
     assert [m.topic for m in received] == [
-        "kiosk/v1/s1/k2/events",  # a neighbour's passages: shared occupancy, anti-passback
+        "kiosk/v1/s1/k2/passages",  # shared occupancy, anti-passback and attendance
         "kiosk/v1/s1/k1/receipts",
         "kiosk/v1/s1/site/trust",
         "kiosk/v1/s1/site/revocation",
@@ -118,18 +124,38 @@ def test_a_kiosk_reads_its_commands_receipts_site_events_and_trust_lists(
     ]
 
 
-def test_home_assistant_reads_no_receipts_commands_or_results(broker: Broker) -> None:
-    """It reads what its entities show; events still reach it through the kiosks' pattern
-    (patterns apply to every user: the gap deploy/mosquitto/acl describes)."""
+def test_a_kiosk_cannot_read_another_kiosks_events(broker: Broker) -> None:
+    """k2 subscribes to k1's events and passages; k1 publishes an event batch, then its
+    passages. The passages (the positive control, on the same connection) arrive; the events
+    never do, neither before them nor within a second after."""
+    k2 = Collector(mqtt_client(broker, "k2"))
+    assert k2.subscribe("kiosk/v1/s1/k1/events") == 1  # granted, but filtered by read rules
+    assert k2.subscribe("kiosk/v1/s1/k1/passages") == 1
+    k1 = mqtt_client(broker, "k1")
+    event = WireEvent(str(uuid.uuid4()), 1, str(uuid.uuid4()), 1767261845123, True, "decision", {})
+    assert k1.publish_acked("kiosk/v1/s1/k1/events", encode_events("s1", "k1", [event])) == 0
+    assert k1.publish_acked("kiosk/v1/s1/k1/passages", b'{"v":1}') == 0
+    received = k2.get_until("kiosk/v1/s1/k1/passages")
+    assert [m.topic for m in received] == ["kiosk/v1/s1/k1/passages"]
+    with pytest.raises(queue.Empty):
+        k2.messages.get(timeout=1.0)
+
+
+def test_home_assistant_reads_what_its_entities_show_and_nothing_else(broker: Broker) -> None:
+    """Not events, passages, receipts, commands, results or the signed lists, although the
+    kiosks' read patterns apply to every user."""
     ha = Collector(mqtt_client(broker, "homeassistant"))
     assert ha.subscribe("kiosk/v1/#") == 1
     central = mqtt_client(broker, "central")
-    for leaf in ["events", "receipts", "result", "cmd", "status", "state", "activity", "alerts"]:
+    for topic in ["kiosk/v1/s1/site/trust", "kiosk/v1/s1/site/revocation"]:
+        assert central.publish_acked(topic, b"doc") == 0
+    leaves = ["events", "passages", "receipts", "result", "cmd", "status", "state", "activity"]
+    for leaf in [*leaves, "alerts"]:
         assert central.publish_acked(f"kiosk/v1/s1/k1/{leaf}", b"doc") == 0
     # alerts come last: had a forbidden message been delivered, it would have come before.
     received = ha.get_until("kiosk/v1/s1/k1/alerts")
     leaves = [m.topic.rsplit("/", 1)[1] for m in received]
-    assert leaves == ["events", "status", "state", "activity", "alerts"]
+    assert leaves == ["status", "state", "activity", "alerts"]
 
 
 def test_an_operator_sends_commands_to_any_kiosk_but_cannot_forge_events(

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jsonschema import Draft202012Validator
 
 from kiosk import protocol, trust
+from kiosk.area import TS_MS_RANGE
 from kiosk.commands import (
     FEVER_MAX_C,
     FEVER_MIN_C,
@@ -58,10 +59,12 @@ from kiosk.protocol import (
     ProtocolError,
     WireEvent,
     command_signature,
+    decode_passages,
     decode_receipt,
     encode_alert,
     encode_command,
     encode_events,
+    encode_passages,
     encode_receipt,
     encode_result,
     encode_state,
@@ -88,9 +91,11 @@ SCHEMA_FILES = {
     "activity",
     "status",
     "document",
+    "passages",
 }
 LEAF_SCHEMA = {
     "events": "events",
+    "passages": "passages",
     "status": "status",
     "state": "state",
     "alerts": "alert",
@@ -179,6 +184,12 @@ def test_schema_enums_follow_the_code() -> None:
     }
     assert enum_of(schema("status")) == {a.value for a in Availability}
     assert enum_of(schema("activity")["properties"]["reason"]) == {r.value for r in Reason}
+    passage = schema("passages")["$defs"]["passage"]["properties"]
+    assert enum_of(passage["type"]) == set(protocol.PASSAGE_TYPES) < {t.value for t in EventType}
+    assert passage["ts_ms"]["maximum"] == TS_MS_RANGE.stop - 1
+    assert schema("passages")["properties"]["passages"]["maxItems"] == protocol.MAX_PASSAGES
+    meeting = schema("passages")["$defs"]["grant"]["properties"]["meeting"]
+    assert meeting["maxLength"] == protocol.MAX_MEETING_CHARS
     (threshold,) = [
         rule["then"]["properties"]["args"]["properties"]["celsius"]
         for rule in command["allOf"]
@@ -374,6 +385,151 @@ def test_events_alerts_state_and_status_from_the_sync_loop(
         assert_valid("state", message)
 
 
+def test_passages_from_the_sync_loop_carry_only_what_neighbours_need(
+    tmp_path: Path, state: dict[str, Any]
+) -> None:
+    """Each granted decision with a subject and each withdrawn grant goes out on passages, cut
+    down to subject, direction, area, visitor or not and a check-in's meeting; refusals,
+    reasons, temperatures, credential types and pass ids never do."""
+    uplink = FakeUplink()
+    with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
+        sync = _sync(uplink, outbox, state)
+        uplink.inbox.put(Connected(session_present=False))
+        visitor = {**DECISIONS[0], "credential": NATIONAL_CREDENTIAL, "subject": "n-" + "a" * 20}
+        logged = [outbox.append("decision", data) for data in [*DECISIONS, visitor]]
+        logged += [outbox.append(kind, data) for kind, data in OTHER_EVENTS]
+        sync.step()
+    shared = {
+        e.event_id: e
+        for e in logged
+        if e.type == "grant_unused" or (e.data.get("outcome") == "grant" and e.data["subject"])
+    }
+    assert len(shared) == 5  # gate entry, check-in, toggle exit, visitor; a withdrawn grant
+    events: list[str] = []  # the ids of the events message just before each passages message
+    for leaf, message, _, _ in uplink.published:
+        if leaf is Leaf.EVENTS:
+            events = [event["event_id"] for event in json.loads(message)["events"]]
+        if leaf is not Leaf.PASSAGES:
+            continue
+        assert_valid("passages", message)
+        passages = json.loads(message)["passages"]
+        assert [p.as_dict() for p in decode_passages(message)[2]] == passages
+        assert [p["event_id"] for p in passages] == [i for i in events if i in shared]
+        for passage in passages:
+            event = shared.pop(passage["event_id"])
+            assert (passage["seq"], passage["ts_ms"], passage["type"]) == (
+                event.seq,
+                event.ts_ms,
+                event.type,
+            )
+            data = passage["data"]
+            kept = {"direction", "area", "subject"}
+            if event.type == "decision":
+                checkin = event.data["mode"] == "checkin"
+                kept |= {"outcome"} | ({"mode", "meeting"} if checkin else set())
+                kind = event.data["credential"]["kind"]
+                assert data.pop("credential") == {"kind": "visitor" if kind == "visitor" else None}
+            assert data == {key: event.data[key] for key in kept}
+    assert not shared
+
+
+def _passage(**changes: Any) -> dict[str, Any]:
+    return {
+        "event_id": "0b8f6c1e-4f7a-4d51-9a43-7f1d6c2e9b10",
+        "seq": 7,
+        "ts_ms": 1767261845123,
+        "type": "decision",
+        "data": {
+            "direction": "entry",
+            "area": "main",
+            "subject": "s-9c1e2f4a6b8d0e3f5a7c",
+            "outcome": "grant",
+            "credential": {"kind": None},
+        },
+    } | changes
+
+
+def _passages(*items: dict[str, Any], **envelope: Any) -> dict[str, Any]:
+    return {"v": 1, "site": SITE, "kiosk": KIOSK, "passages": list(items)} | envelope
+
+
+def _data(**changes: Any) -> dict[str, Any]:
+    """The example passage's data with ``changes``; a change to ``...`` removes the field."""
+    data: dict[str, Any] = _passage()["data"] | changes
+    return {key: value for key, value in data.items() if value is not ...}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        pytest.param(_passages(_passage(ts_ms=2**62)), id="ts_ms 2^62"),
+        pytest.param(_passages(_passage(ts_ms=-(2**62))), id="ts_ms -2^62"),
+        pytest.param(_passages(_passage(ts_ms=TS_MS_RANGE.stop)), id="ts_ms in 2100"),
+        pytest.param(_passages(_passage(ts_ms=1767261845123.5)), id="ts_ms a float"),
+        pytest.param(_passages(_passage(seq=0)), id="seq 0"),
+        pytest.param(_passages(_passage(seq=True)), id="seq a boolean"),
+        pytest.param(_passages(_passage(seq=2**63)), id="seq 2^63"),
+        pytest.param(_passages(_passage(event_id="not-a-uuid")), id="event_id not a uuid"),
+        pytest.param(_passages(_passage(type="passage")), id="a passage event"),
+        pytest.param(_passages(_passage(type="health")), id="a health event"),
+        pytest.param(_passages(_passage(data=_data(outcome="deny"))), id="a refusal"),
+        pytest.param(_passages(_passage(data=_data(subject=None))), id="no subject"),
+        pytest.param(_passages(_passage(data=_data(subject="S 0001"))), id="subject a badge"),
+        pytest.param(_passages(_passage(data=_data(subject="s" * 65))), id="subject too long"),
+        pytest.param(_passages(_passage(data=_data(direction="in"))), id="unknown direction"),
+        pytest.param(_passages(_passage(data=_data(area="Main"))), id="area not a segment"),
+        pytest.param(_passages(_passage(data=_data(credential=...))), id="no credential"),
+        pytest.param(_passages(_passage(data=_data(mode="checkin"))), id="check-in no meeting"),
+        pytest.param(_passages(_passage(data=_data(meeting="Board"))), id="meeting no mode"),
+        pytest.param(
+            _passages(_passage(data=_data(mode="gate", meeting="Board"))), id="mode not checkin"
+        ),
+        pytest.param(
+            _passages(_passage(data=_data(mode="checkin", meeting="m" * 201))),
+            id="meeting too long",
+        ),
+        pytest.param(
+            _passages(_passage(type="grant_unused", data=_data(subject=...))),
+            id="withdrawn grant without subject",
+        ),
+        pytest.param(_passages(), id="no passages"),
+        pytest.param(_passages(*[_passage()] * 1001), id="1001 passages"),
+        pytest.param(_passages(_passage(), v=2), id="version 2"),
+        pytest.param(_passages(_passage(), site="HQ"), id="site not a segment"),
+        pytest.param(_passages(_passage(), kiosk=None), id="no kiosk"),
+    ],
+)
+def test_wrong_passages_are_refused_by_schema_and_kiosk(message: dict[str, Any]) -> None:
+    assert_invalid("passages", message)
+    with pytest.raises(ProtocolError):
+        decode_passages(json.dumps(message).encode())
+
+
+def test_passages_refused_by_bounds_before_parsing() -> None:
+    deep = _passage(data=_data(credential={"kind": {"nested": []}}))  # 6 levels
+    with pytest.raises(ProtocolError, match="nested"):
+        decode_passages(json.dumps(_passages(deep)).encode())
+    huge = _passages(_passage(), pad="x" * protocol.MAX_MESSAGE_BYTES)
+    with pytest.raises(ProtocolError, match="bytes"):
+        decode_passages(json.dumps(huge).encode())
+
+
+def test_good_passages_are_accepted_and_unknown_fields_dropped() -> None:
+    checkin = _passage(data=_data(mode="checkin", meeting="Board meeting"))
+    unused = _passage(type="grant_unused", data=_data(outcome=..., credential=...))
+    visitor = _passage(data=_data(credential={"kind": "visitor"}))
+    for item in (_passage(), checkin, unused, visitor):
+        assert_valid("passages", _passages(item))
+        site, kiosk, (passage,) = decode_passages(json.dumps(_passages(item)).encode())
+        assert (site, kiosk, passage.as_dict()) == (SITE, KIOSK, item)
+    extra = _passage(data=_data(reason="ok", temperature={"celsius": 36.6}), later=1)
+    (passage,) = decode_passages(json.dumps(_passages(extra)).encode())[2]
+    assert passage.as_dict() == _passage()  # a newer kiosk's fields are not passed on
+    staff = _passage(data=_data(credential={"kind": "staff", "type": "badge"}))
+    (passage,) = decode_passages(json.dumps(_passages(staff)).encode())[2]
+    assert passage.data["credential"] == {"kind": None}
+
+
 def test_a_message_whose_handling_crashes_is_counted_and_a_command_is_answered_failed(
     tmp_path: Path, state: dict[str, Any]
 ) -> None:
@@ -387,7 +543,7 @@ def test_a_message_whose_handling_crashes_is_counted_and_a_command_is_answered_f
         sync = _sync(uplink, outbox, state)
         sync.on_command = sync.on_message = crash
         topics = [uplink.topics.topic(leaf) for leaf in (Leaf.CMD, Leaf.RECEIPTS)]
-        for topic in [*topics, f"{protocol.PREFIX}/{SITE}/k2/events"]:
+        for topic in [*topics, f"{protocol.PREFIX}/{SITE}/k2/passages"]:
             uplink.inbox.put(Received(topic, b"[[[", None, b"correlation"))
         uplink.inbox.put(Connected(session_present=False))
         sync.step()
@@ -425,13 +581,14 @@ def test_publish_qos_and_retain_follow_the_asyncapi_document(
     uplink = FakeUplink()
     with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
         outbox.append("decision", DECISIONS[1])  # raises a fever alert
+        outbox.append("decision", DECISIONS[0])  # a grant: shared with the neighbours
         sync = _sync(uplink, outbox, state)
         uplink.inbox.put(Connected(session_present=False))
         sync.step()
         sync.publish_activity(protocol.encode_activity("deny", "fever", 38.4))
     bindings = _send_bindings()
     seen = {leaf.value for leaf, _, _, _ in uplink.published}
-    assert seen == {"events", "status", "state", "alerts", "activity"}
+    assert seen == {"events", "passages", "status", "state", "alerts", "activity"}
     for leaf, _, qos, retain in uplink.published:
         assert (qos, retain) == bindings[leaf.value], leaf
 
@@ -1037,6 +1194,13 @@ def test_mqtt_md_document_examples_are_real_signed_documents(leaf: str) -> None:
         assert raw in payload["keys"]
 
 
+def test_mqtt_md_passages_example_is_what_the_kiosk_shares_of_the_events_example() -> None:
+    site, kiosk, events = protocol.decode_events(json.dumps(_doc_examples()["events"][0]).encode())
+    passages = [p for p in map(protocol.passage_of, events) if p is not None]
+    (example,) = _doc_examples()["passages"]
+    assert json.loads(encode_passages(site, kiosk, passages)) == example
+
+
 def test_mqtt_md_sections_state_qos_and_retain_as_the_asyncapi_document() -> None:
     bindings = _send_bindings() | _receive_bindings()
     for leaf, body in _sections().items():
@@ -1109,8 +1273,8 @@ def test_asyncapi_has_one_channel_per_leaf() -> None:
 
 def test_asyncapi_operations_are_from_the_kiosks_point_of_view() -> None:
     # a kiosk reads its commands and receipts, the site's signed documents and its
-    # neighbours' events (kiosk.runtime.attach_sync)
-    assert set(_receive_bindings()) == {"cmd", "receipts", "events"} | DOCUMENT_LEAVES
+    # neighbours' passages, never their events (kiosk.runtime.attach_sync)
+    assert set(_receive_bindings()) == {"cmd", "receipts", "passages"} | DOCUMENT_LEAVES
     kiosk_sends = {leaf.value for leaf in Leaf} - {"cmd", "receipts"} - DOCUMENT_LEAVES
     assert set(_send_bindings()) - {"homeassistantDiscovery"} == kiosk_sends
 
@@ -1128,7 +1292,7 @@ class _Kiosk:
 def test_kiosks_subscribe_to_the_documented_topics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The site's documents under the reserved kiosk id, and the neighbours' events."""
+    """The site's documents under the reserved kiosk id, and the neighbours' passages."""
     from kiosk import runtime
 
     created: list[dict[str, Any]] = []
@@ -1145,7 +1309,7 @@ def test_kiosks_subscribe_to_the_documented_topics(
         runtime.attach_sync(cast(Any, _Kiosk(outbox)), config, enabled)
     (arguments,) = created
     assert set(arguments["listen"]) == {
-        f"{protocol.PREFIX}/{SITE}/+/events",
+        f"{protocol.PREFIX}/{SITE}/+/passages",
         f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/trust",
         f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/revocation",
     }

@@ -157,57 +157,55 @@ BROKER_MAX = int(shipped_setting("max_packet_size")) - 1024  # room for the topi
 SUBJECT = "s-0123456789abcdef0123"  # must never reach a log line
 
 
-def neighbour_event(**fields: Any) -> bytes:
-    """An events message of kiosk k2 holding one granted entry, with ``fields`` overridden."""
-    event = {
+def neighbour_passage(**fields: Any) -> bytes:
+    """A passages message of kiosk k2 holding one granted entry, with ``fields`` overridden."""
+    passage = {
         "event_id": str(uuid.uuid4()),
         "seq": 1,
-        "boot_id": "b",
         "ts_ms": int(time.time() * 1000),
-        "clock_synced": True,
         "type": "decision",
-        "historical": False,
-        "schema": 1,
         "data": {
             "outcome": "grant",
             "direction": "entry",
             "area": "main",
             "subject": SUBJECT,
-            "credential": {"kind": "staff"},
+            "credential": {"kind": None},
         },
     } | fields
-    return json.dumps({"v": 1, "site": "s1", "kiosk": "k2", "events": [event]}).encode()
+    return json.dumps({"v": 1, "site": "s1", "kiosk": "k2", "passages": [passage]}).encode()
 
 
 def nested(depth: int) -> Any:
     return [] if depth <= 1 else [nested(depth - 1)]
 
 
-# What a neighbour's credential can publish on its own events topic, which every kiosk of the
-# site reads. Each one is refused by the bounded decoder or raises while it is used.
-HOSTILE_EVENTS = [
+# What a neighbour's credential can publish on its own passages topic, which every kiosk of
+# the site reads. Each one is refused by the bounded decoder.
+HOSTILE_PASSAGES = [
     DEEP,
     b'{"a":' * 10_000 + b"1" + b"}" * 10_000,
-    b'{"v":1,"site":"s1","kiosk":"k2","events":' + DEEP + b"}",
+    b'{"v":1,"site":"s1","kiosk":"k2","passages":' + DEEP + b"}",
     b'{"v":1,"pad":"' + b"x" * BROKER_MAX + b'"}',
-    neighbour_event(data={"outcome": "grant", "t": float("nan")}),
-    neighbour_event(data={"outcome": "grant", "t": float("-inf")}),
-    neighbour_event(seq=1).replace(b'"seq": 1', b'"seq": 1e400'),
-    neighbour_event(data={"subject": "\ud800"}),  # json.dumps escapes it: a lone surrogate
-    neighbour_event(seq=2**63),
-    neighbour_event(ts_ms=2**62),  # a 64-bit integer, but no date: raises while it is used
-    neighbour_event(ts_ms=-(2**62)),
-    neighbour_event(data={"deep": nested(40)}),
-    neighbour_event(seq="1"),
-    b'{"v":1,"site":"\xff\xfe","kiosk":"k2","events":[]}',
+    neighbour_passage(data={"outcome": "grant", "t": float("nan")}),
+    neighbour_passage(data={"outcome": "grant", "t": float("-inf")}),
+    neighbour_passage(seq=1).replace(b'"seq": 1', b'"seq": 1e400'),
+    neighbour_passage(data={"subject": "\ud800"}),  # json.dumps escapes it: a lone surrogate
+    neighbour_passage(seq=2**63),
+    neighbour_passage(ts_ms=2**62),  # a 64-bit integer, but no date
+    neighbour_passage(ts_ms=-(2**62)),
+    neighbour_passage(data={"deep": nested(40)}),
+    neighbour_passage(seq="1"),
+    neighbour_passage(type="passage"),
+    neighbour_passage().replace(b'"kiosk": "k2"', b'"kiosk": "k1"'),  # not its own topic
+    b'{"v":1,"site":"\xff\xfe","kiosk":"k2","passages":[]}',
     b"\xef\xbb\xbf{}",
     b"",
     b"null",
     b"[]",
     b'{"v":1',
-    json.dumps({"v": 2, "site": "s1", "kiosk": "k2", "events": []}).encode(),
-    json.dumps({"v": 1, "site": "s1", "kiosk": "k2", "events": {}}).encode(),
-    json.dumps({"v": 1, "site": "s1", "kiosk": "k2", "events": [1]}).encode(),
+    json.dumps({"v": 2, "site": "s1", "kiosk": "k2", "passages": []}).encode(),
+    json.dumps({"v": 1, "site": "s1", "kiosk": "k2", "passages": {}}).encode(),
+    json.dumps({"v": 1, "site": "s1", "kiosk": "k2", "passages": [1]}).encode(),
 ]
 # What a central credential could send as receipts.
 HOSTILE_RECEIPTS = [
@@ -228,6 +226,17 @@ def latest(collector: Collector) -> dict[str, Any]:
         message = collector.get()
     state: dict[str, Any] = json.loads(message.payload)
     return state
+
+
+def poison(neighbour: BrokerClient, issuer: BrokerClient) -> int:
+    """Publish the hostile passages and receipts; returns how many the kiosk must ignore."""
+    for payload in HOSTILE_PASSAGES:
+        assert neighbour.publish_acked("kiosk/v1/s1/k2/passages", payload) == 0
+    for payload in HOSTILE_PASSAGES[:3]:  # the neighbour's events never reach the kiosk
+        assert neighbour.publish_acked("kiosk/v1/s1/k2/events", payload) == 0
+    for payload in HOSTILE_RECEIPTS:
+        assert issuer.publish_acked(TOPICS.topic(Leaf.RECEIPTS), payload) == 0
+    return len(HOSTILE_PASSAGES) + len(HOSTILE_RECEIPTS)
 
 
 def test_hostile_messages_never_stop_the_sync(
@@ -254,11 +263,7 @@ def test_hostile_messages_never_stop_the_sync(
     with central(broker, store), running(config) as kiosk:
         assert status.get(timeout=15).payload == b"online"
         states.subscribe(TOPICS.topic(Leaf.STATE))
-        for payload in HOSTILE_EVENTS:
-            assert neighbour.publish_acked("kiosk/v1/s1/k2/events", payload) == 0
-        for payload in HOSTILE_RECEIPTS:
-            assert issuer.publish_acked(TOPICS.topic(Leaf.RECEIPTS), payload) == 0
-        ignored = len(HOSTILE_EVENTS) + len(HOSTILE_RECEIPTS)
+        ignored = poison(neighbour, issuer)
 
         def all_ignored() -> bool:
             if not status.messages.empty():  # e.g. online again after a restart
@@ -266,6 +271,8 @@ def test_hostile_messages_never_stop_the_sync(
             return latest(states)["mqtt"]["ignored_messages"] == ignored
 
         wait_until(all_ignored, timeout=30)
+        assert neighbour.publish_acked("kiosk/v1/s1/k2/passages", neighbour_passage()) == 0
+        wait_until(lambda: kiosk.kiosk.entrance.area.is_inside(SUBJECT), timeout=15)
         for payload in (b"\x81" * 10_000 + b"\x00", b"\xff" * 100, b"x" * BROKER_MAX):
             assert issuer.publish_acked("kiosk/v1/s1/site/trust", payload, retain=True) == 0
 

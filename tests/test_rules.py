@@ -163,6 +163,15 @@ def test_passage_from_a_logged_decision() -> None:
     assert passage_from_event("e3", 0, data | {"subject": None}) is None
 
 
+@pytest.mark.parametrize("ts_ms", [2**62, -(2**62), -1, area_module.TS_MS_RANGE.stop, 1.5])
+def test_a_passage_at_no_sane_time_is_refused_with_its_reason(ts_ms: int) -> None:
+    data = {"outcome": "grant", "direction": "entry", "area": "main", "subject": "s-1"}
+    with pytest.raises(ValueError, match="not between 1970 and 2100"):
+        passage_from_event("e1", ts_ms, data | {"credential": {}})
+    with pytest.raises(ValueError, match="not between 1970 and 2100"):
+        passage_from_unused("u1", ts_ms, data)
+
+
 @pytest.mark.parametrize(
     ("policy", "last_grant_s", "expected"),
     [

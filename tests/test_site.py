@@ -1,5 +1,6 @@
-"""Two kiosks of one site over a real broker: shared occupancy and anti-passback, and the
-organisation's signed revocation list arriving as a retained message."""
+"""Two kiosks of one site over a real broker: shared occupancy and anti-passback (over each
+other's passages, even across an outage), and the organisation's signed revocation list
+arriving as a retained message."""
 
 from __future__ import annotations
 
@@ -103,6 +104,27 @@ def test_a_grant_nobody_used_is_withdrawn_at_every_kiosk_of_the_site(
 
         door2.scene.step_up(badge("S-0001"))  # not "already inside": they never went in
         assert door2.next_decision().decision.outcome is Outcome.GRANT
+
+
+def test_a_kiosk_offline_while_its_neighbour_grants_learns_it_when_it_is_back(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Its MQTT session keeps the neighbour's passages; its own log holds none of them."""
+    rules = {"anti_passback": True, "passback_grace_s": 0.0}
+    k1 = kiosk_config(tmp_path / "k1", broker, "k1", rules=rules)
+    k2 = kiosk_config(tmp_path / "k2", broker, "k2", rules=rules)
+    passages = Collector(mqtt_client(broker, "central", client_id="passages"))
+    passages.subscribe(KioskTopics("s1", "k1").topic(Leaf.PASSAGES))
+    with online(k2, broker):
+        pass  # k2 subscribes once, then stops: the broker keeps its session
+    with online(k1, broker) as door1:
+        door1.scene.step_up(badge("S-0001"))
+        assert door1.next_decision().decision.outcome is Outcome.GRANT
+        passages.get(timeout=15)  # the broker has them, for k2's session too
+    with online(k2, broker) as door2:
+        wait_until(lambda: door2.kiosk.entrance.area.facts(None, NOW).occupancy == 1)
+        door2.scene.step_up(badge("S-0001"))
+        assert door2.next_decision().decision.reason is Reason.ALREADY_INSIDE
 
 
 def write_pem(path: Path, key: Ed25519PrivateKey) -> str:
