@@ -32,7 +32,6 @@ beside its documents.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import hmac
 import json
@@ -254,19 +253,25 @@ class WirePassage:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object for this passage."""
-        return dataclasses.asdict(self)
+        return {
+            "event_id": self.event_id,
+            "seq": self.seq,
+            "ts_ms": self.ts_ms,
+            "type": self.type,
+            "data": self.data,
+        }
 
 
-def passage_of(event: WireEvent) -> WirePassage | None:
+def passage_of(
+    event_type: str, event_id: str, seq: int, ts_ms: int, data: dict[str, Any]
+) -> WirePassage | None:
     """The passage an event tells the site's other kiosks, or None: only granted entries and
     exits with a subject, and withdrawn grants, that a neighbour would accept."""
-    if event.type not in PASSAGE_TYPES:
+    if event_type not in PASSAGE_TYPES:
         return None
-    data = event.data
-    if data.get("mode") != "checkin":  # only a check-in's meeting is shared
-        data = {k: v for k, v in data.items() if k not in ("mode", "meeting")}
+    item = {"event_id": event_id, "seq": seq, "ts_ms": ts_ms, "type": event_type, "data": data}
     try:
-        return _passage({**event.as_dict(), "data": data})
+        return _passage(item, own=True)
     except ProtocolError:
         return None
 
@@ -304,8 +309,11 @@ def _integer(value: object, low: int, high: int) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _passage(item: object) -> WirePassage:
-    """A checked passage from its JSON object, keeping only the fields a neighbour reads."""
+def _passage(item: object, *, own: bool = False) -> WirePassage:
+    """A checked passage from its JSON object, keeping only the fields a neighbour reads.
+
+    ``own``: an event of this kiosk, whose decisions also carry a ``mode`` other than
+    ``checkin`` (a gate's or a screen's), which is not shared."""
     if not isinstance(item, dict) or not isinstance(item.get("data"), dict):
         raise ProtocolError("not an object with a data object")
     event_id, seq, ts_ms, kind = (item.get(k) for k in ("event_id", "seq", "ts_ms", "type"))
@@ -331,7 +339,7 @@ def _passage(item: object) -> WirePassage:
             raise ProtocolError("a decision passage needs outcome grant and a credential")
         visitor = credential.get("kind") == "visitor"  # the only kind the rules count
         cut |= {"outcome": "grant", "credential": {"kind": "visitor" if visitor else None}}
-        if "mode" in data or "meeting" in data:
+        if data.get("mode") == "checkin" or (not own and ("mode" in data or "meeting" in data)):
             meeting = data.get("meeting")
             if data.get("mode") != "checkin" or not isinstance(meeting, str):
                 raise ProtocolError("a check-in passage needs mode checkin and a meeting")

@@ -324,13 +324,15 @@ class Sync:
             )
             if not (alerting or sharing):
                 continue  # cheap tests first: only these need their data parsed
-            full = dataclasses.replace(item, data=json.loads(data_json))
-            alert = alert_for(full) if alerting else None
-            if alert is not None:
-                self.uplink.publish(
-                    Leaf.ALERTS, encode_alert(topics.kiosk, alert[0], full, alert[1])
-                )
-            passage = passage_of(full) if sharing else None
+            data = json.loads(data_json)
+            if alerting:
+                full = dataclasses.replace(item, data=data)
+                alert = alert_for(full)
+                if alert is not None:
+                    self.uplink.publish(
+                        Leaf.ALERTS, encode_alert(topics.kiosk, alert[0], full, alert[1])
+                    )
+            passage = passage_of(item.type, item.event_id, item.seq, item.ts_ms, data)
             if passage is not None:
                 passages.append(passage)
         if passages:

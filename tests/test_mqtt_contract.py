@@ -1196,7 +1196,8 @@ def test_mqtt_md_document_examples_are_real_signed_documents(leaf: str) -> None:
 
 def test_mqtt_md_passages_example_is_what_the_kiosk_shares_of_the_events_example() -> None:
     site, kiosk, events = protocol.decode_events(json.dumps(_doc_examples()["events"][0]).encode())
-    passages = [p for p in map(protocol.passage_of, events) if p is not None]
+    shared = [protocol.passage_of(e.type, e.event_id, e.seq, e.ts_ms, e.data) for e in events]
+    passages = [p for p in shared if p is not None]
     (example,) = _doc_examples()["passages"]
     assert json.loads(encode_passages(site, kiosk, passages)) == example
 
