@@ -76,7 +76,7 @@ from kiosk.simulation import Person
 from kiosk.store import EventLog, LogWriteError, read_events
 from kiosk.sync import BACKLOG_FOR_BATCHING, Sync
 from kiosk.trust import TrustStore
-from kiosk.uplink import Connected, Received
+from kiosk.uplink import Connected, Published, Received
 from tests.support import SALT, make_config, running
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -503,6 +503,25 @@ def test_wrong_passages_are_refused_by_schema_and_kiosk(message: dict[str, Any])
     assert_invalid("passages", message)
     with pytest.raises(ProtocolError):
         decode_passages(json.dumps(message).encode())
+
+
+def test_passages_go_again_with_their_events_and_a_refusal_names_the_acl(
+    tmp_path: Path, state: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    uplink = FakeUplink()
+    with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
+        sync = _sync(uplink, outbox, state)
+        uplink.inbox.put(Connected(session_present=False))
+        grant = outbox.append("decision", DECISIONS[0])
+        sync.step()
+        sync.resend_from(grant.seq)  # as central asks when it sees a gap
+        sync.step()
+        sent = [json.loads(m)["passages"][0]["event_id"] for m in uplink.of(Leaf.PASSAGES)]
+        assert sent == [grant.event_id] * 2
+        mid = next(i for i, (leaf, *_) in enumerate(uplink.published, 1) if leaf is Leaf.PASSAGES)
+        uplink.inbox.put(Published(mid, False, "Not authorized"))  # a broker on an older ACL
+        sync.step()
+    assert "does its ACL grant this kiosk's topics?" in caplog.text
 
 
 def test_passages_refused_by_bounds_before_parsing() -> None:
