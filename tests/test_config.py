@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from kiosk.config import ConfigError, Decoder, example_toml, load_config, parse_config
 from kiosk.sensors.qr import DECODER_NAMES
+from tests.test_cli import logged, run_until_stopped
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -202,6 +203,19 @@ def test_a_file_with_which_nobody_can_be_granted_is_a_warning(tmp_path: Path) ->
     assert "kiosk: configuration error: " in strict.stderr and "nobody can" in strict.stderr
     granting = write(tmp_path, path.read_text(encoding="utf-8") + 'national_qr = "grant"\n')
     assert run_cli("config", "check", "--strict", str(granting)).returncode == 0
+
+
+def test_run_starts_with_a_file_nobody_can_pass_but_says_so_in_the_journal(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        f'[kiosk]\nstate_dir = "{tmp_path}"\n[credentials]\nallowlist = ""\n'
+        'subject_salt = "a-long-enough-salt-for-tests"\n[web]\nenabled = false\n',
+    )
+    log = tmp_path / "events.db"
+    stderr = run_until_stopped(
+        ["run", "--simulate", "--config", str(path)], lambda: bool(logged(log))
+    )
+    assert "WARNING" in stderr and f"{path}: nobody can ever be granted" in stderr
 
 
 def test_config_check_names_a_missing_revocation_list_in_words(tmp_path: Path) -> None:
