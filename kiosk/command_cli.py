@@ -247,7 +247,9 @@ def command_group() -> None:
 
 @command_group.command("send")
 @click.option("--kiosk", "kiosk_id", required=True, help="The kiosk's id (kiosk.id).")
-@click.option("--site", required=True, envvar="KIOSK_SITE", help="Its site (kiosk.site).")
+@click.option(
+    "--site", required=True, envvar="KIOSK_SITE", show_envvar=True, help="Its site (kiosk.site)."
+)
 @broker_options(username="operator")
 @click.option(
     "--ttl-s",
