@@ -156,7 +156,9 @@ def run_demo(
     results: list[PersonResult] = []
     with open_kiosk(config, simulate=True, scene=scene) as kiosk:
         stop = threading.Event()
-        runner = threading.Thread(target=kiosk.run, args=(stop,), name="decision-loop")
+        runner = threading.Thread(
+            target=kiosk.run, args=(stop,), name="decision-loop", daemon=True
+        )  # a daemon: a kiosk that does not stop within the join below cannot hold the exit
         runner.start()
         try:
             for result in run_queue(kiosk, scene, people):
