@@ -25,6 +25,7 @@ from enum import StrEnum
 from kiosk.credentials import CredentialCheck, CredentialStatus
 from kiosk.rules import RuleRefusal
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
+from kiosk.texts import pair
 
 
 class Outcome(StrEnum):
@@ -65,60 +66,16 @@ class Reason(StrEnum):
     LOG_UNAVAILABLE = "log_unavailable"
 
 
+#: What the display says for each reason, (Vietnamese, English), from :mod:`kiosk.texts`.
 MESSAGES: dict[Reason, tuple[str, str]] = {
-    Reason.OK: ("Mời vào", "Welcome, please enter"),
-    Reason.CHECKED_IN: ("Đã điểm danh", "Checked in"),
-    Reason.LOCKDOWN: ("Lối vào đang tạm đóng", "Entrance closed"),
-    Reason.PAYLOAD_TOO_LARGE: ("Mã QR không hợp lệ", "Invalid code"),
-    Reason.MALFORMED_CREDENTIAL: ("Mã QR không hợp lệ", "Invalid code"),
-    Reason.UNKNOWN_CREDENTIAL: ("Mã chưa được đăng ký", "Code not registered"),
-    Reason.EXPIRED_CREDENTIAL: ("Thẻ đã hết hạn", "Pass expired"),
-    Reason.NOT_YET_VALID: ("Thẻ chưa có hiệu lực", "Pass not valid yet"),
-    Reason.UNSUPPORTED_ALGORITHM: ("Mã QR không hợp lệ", "Invalid code"),
-    Reason.UNKNOWN_KEY: ("Thẻ không do đơn vị cấp", "Pass not issued by this organisation"),
-    Reason.BAD_SIGNATURE: ("Thẻ không hợp lệ", "Invalid pass"),
-    Reason.WRONG_SITE: ("Thẻ không dùng cho địa điểm này", "Pass not valid at this site"),
-    Reason.REVOKED: (
-        "Thẻ đã bị thu hồi: vui lòng gặp bảo vệ",
-        "Pass withdrawn: please see the guard",
-    ),
-    Reason.UNSIGNED_CREDENTIAL: ("Vui lòng đến quầy lễ tân", "Please go to reception"),
-    Reason.HEALTH_DECLARATION_MISSING: (
-        "Vui lòng khai báo y tế trước khi vào",
-        "Please make a health declaration first",
-    ),
-    Reason.HEALTH_DECLARATION_STALE: (
-        "Khai báo y tế đã quá hạn: vui lòng khai báo lại",
-        "Health declaration too old: please declare again",
-    ),
-    Reason.VISITOR_OUTSIDE_HOURS: ("Ngoài giờ tiếp khách", "Outside visiting hours"),
-    Reason.VISITOR_CAP_REACHED: (
-        "Đã đủ số khách hôm nay: vui lòng gặp lễ tân",
-        "Visitor limit reached today: please see reception",
-    ),
-    Reason.ALREADY_INSIDE: (
-        "Thẻ đã được dùng để vào: vui lòng quẹt khi ra",
-        "Pass already used to enter: scan it when you leave",
-    ),
-    Reason.OCCUPANCY_FULL: (
-        "Đã đủ số người bên trong: vui lòng chờ",
-        "Too many people inside: please wait",
-    ),
-    Reason.ALREADY_CHECKED_IN: ("Bạn đã điểm danh rồi", "Already checked in"),
-    Reason.SENSOR_FAULT: (
-        "Lỗi máy đo nhiệt: vui lòng gặp bảo vệ",
-        "Thermometer fault: please see the guard",
-    ),
-    Reason.NO_PERSON_AT_SENSOR: (
-        "Vui lòng đứng trước máy đo nhiệt rồi quét lại",
-        "Please stand in front of the sensor and scan again",
-    ),
-    Reason.FEVER: ("Nhiệt độ cao: vui lòng gặp bảo vệ", "Fever: please see the guard"),
-    Reason.LOG_UNAVAILABLE: (
-        "Lỗi hệ thống: vui lòng gặp bảo vệ",
-        "System fault: please see the guard",
-    ),
+    reason: pair(f"reason.{reason.value}") for reason in Reason
 }
+
+
+def messages(reason: Reason, *, exiting: bool = False) -> tuple[str, str]:
+    """The (Vietnamese, English) words for the person: a granted exit says goodbye."""
+    return pair("exit.ok") if exiting and reason is Reason.OK else MESSAGES[reason]
+
 
 _CREDENTIAL_REASONS: dict[CredentialStatus, Reason] = {
     CredentialStatus.TOO_LARGE: Reason.PAYLOAD_TOO_LARGE,

@@ -19,19 +19,14 @@ from urllib.parse import quote, urlsplit
 
 import segno
 
+from kiosk.texts import pair
+
 SITE_ID: Final = re.compile(r"[a-z0-9-]{1,64}")
 ERROR_CORRECTION: Final = "m"
 
-HEADING_VI: Final = "Quét mã để khai báo"
-HEADING_EN: Final = "Scan to check in"
-LINES_VI: Final = (
-    "Mở ứng dụng trên điện thoại và quét mã QR này khi vào và khi ra.",
-    "Thực hiện 5K: Khẩu trang – Khử khuẩn – Khoảng cách – Không tụ tập – Khai báo y tế.",
-)
-LINES_EN: Final = (
-    "Open the app on your phone and scan this QR code when you enter and when you leave.",
-    "Follow the 5K: Mask – Disinfect – Distance – No gathering – Health declaration.",
-)
+HEADING_VI, HEADING_EN = pair("poster.heading")
+LINES_VI: Final = (pair("poster.how")[0], pair("poster.5k")[0])
+LINES_EN: Final = (pair("poster.how")[1], pair("poster.5k")[1])
 
 
 def site_checkin_payload(base_url: str, site: str, kiosk: str | None) -> str:
@@ -94,8 +89,9 @@ def poster_html(
     lines_en: Sequence[str] = LINES_EN,
 ) -> str:
     """A printable A4 poster: the site's name, the QR code as inline SVG, and the instructions
-    in Vietnamese then English (headings "Quét mã để khai báo" / "Scan to check in"). The URL
-    is printed under the code for anyone who cannot scan it. All text is HTML-escaped.
+    in Vietnamese then English (from :mod:`kiosk.texts`: "Quét mã để điểm danh" / "Scan to
+    check in"). The URL is printed under the code for anyone who cannot scan it. All text is
+    HTML-escaped.
     """
     svg = _qr(payload).svg_inline(
         scale=1, omitsize=True, svgclass="qr", title=payload, light="#fff"

@@ -79,7 +79,7 @@ def test_poster_has_the_qr_both_languages_and_the_5k() -> None:
     assert page.count("<svg") == 1 and 'class="qr"' in page
     assert payload in page
     assert "Văn phòng UBND tỉnh" in page
-    assert "Quét mã để khai báo" in page and "Scan to check in" in page
+    assert "Quét mã để điểm danh" in page and "Scan to check in" in page
     for word in ("Khẩu trang", "Khử khuẩn", "Khoảng cách", "Không tụ tập", "Khai báo y tế"):
         assert word in page
     for word in ("Mask", "Disinfect", "Distance", "No gathering", "Health declaration"):
