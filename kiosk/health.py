@@ -41,6 +41,7 @@ class Health:
     log: LogStats | None
     clock_synced: bool
     today: dict[str, int]
+    inside: int | None = None  # people in the area, where tracked (gate mode); else None
 
     @property
     def degraded(self) -> list[str]:
@@ -186,4 +187,7 @@ def state_document(config: KioskConfig, health: Health, now_ms: int) -> dict[str
         "clock_synced": health.clock_synced,
         "today": health.today,
         "last_temperature_c": health.last_temperature_c,
+        "occupancy": None
+        if health.inside is None
+        else {"area": config.kiosk.area, "inside": health.inside},
     }

@@ -20,6 +20,7 @@ The sensors read the kiosk's retained ``state`` topic, which must hold this JSON
      "clock_synced": bool,
      "today": {"granted": int, "denied": int, "referred": int, "fevers": int},
      "last_temperature_c": float|null,
+     "occupancy": {"area": str, "inside": int}|null,
      "mqtt": {"connected": bool, "in_flight": int, "last_receipt_ms": int|null,
               "ignored_messages": int, "unsendable_events": int, "restarts": int}}
 
@@ -64,6 +65,19 @@ def _count(path: str, icon: str) -> dict[str, Any]:
     }
 
 
+#: Where occupancy is tracked (gate mode): the people inside the kiosk's area.
+_INSIDE_ENTITY: tuple[str, str, str, dict[str, Any]] = (
+    "sensor",
+    "people_inside",
+    "People inside",
+    {
+        "value_template": "{{ value_json.occupancy.inside }}",
+        "unit_of_measurement": "people",
+        "state_class": "measurement",
+        "icon": "mdi:account-group",
+    },
+)
+
 # (component, object_id, name, options); all but the event entity read the state topic.
 _STATE_ENTITIES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("binary_sensor", "camera", "Camera", _problem("camera")),
@@ -105,6 +119,15 @@ _STATE_ENTITIES: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
             "state_class": "measurement",
         },
     ),
+    (
+        "binary_sensor",
+        "lockdown",
+        "Lockdown",
+        {
+            "value_template": "{{ 'ON' if value_json.gate.lockdown else 'OFF' }}",
+            "icon": "mdi:lock",
+        },
+    ),
     ("sensor", "granted_today", "Granted today", _count("today.granted", "mdi:account-check")),
     ("sensor", "denied_today", "Denied today", _count("today.denied", "mdi:account-cancel")),
     ("sensor", "fevers_today", "Fevers today", _count("today.fevers", "mdi:thermometer-alert")),
@@ -124,8 +147,12 @@ def discovery_messages(
     version: str,
     allow_emergency_open: bool,
     signed_commands: bool,
+    occupancy: bool = False,
 ) -> list[tuple[str, bytes]]:
     """Retained ``(topic, payload)`` discovery messages that make the kiosk one HA device.
+
+    ``occupancy`` (the kiosk tracks who is inside: gate mode) adds the "People inside" sensor;
+    without it an empty retained payload removes one published earlier.
 
     The "Emergency open" button is offered only when ``allow_emergency_open`` is set and the
     kiosk takes unsigned commands (``signed_commands`` false, i.e. no ``[mqtt] command_key``):
@@ -157,9 +184,10 @@ def discovery_messages(
         ],
     }
     state_topic = topics.topic(Leaf.STATE)
+    state_entities = _STATE_ENTITIES + ((_INSIDE_ENTITY,) if occupancy else ())
     entities = [
         (component, object_id, {"name": name, "state_topic": state_topic, **options})
-        for component, object_id, name, options in _STATE_ENTITIES
+        for component, object_id, name, options in state_entities
     ]
     for _, _, options in entities:
         if "json_attributes_template" in options:
@@ -200,6 +228,8 @@ def discovery_messages(
     ]
     if not offer_button:
         messages.append((_config_topic(prefix, button[0], node, button[1]), b""))
+    if not occupancy:
+        messages.append((_config_topic(prefix, _INSIDE_ENTITY[0], node, _INSIDE_ENTITY[1]), b""))
     return messages
 
 

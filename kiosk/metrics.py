@@ -56,6 +56,7 @@ class KioskMetrics:
         self.backlog = Gauge(
             "kiosk_backlog_events", "Events not yet confirmed by central", registry=self.registry
         )
+        self._inside: Gauge | None = None
 
     def decided(self, outcome: str, reason: str, seconds: float) -> None:
         """Count one decision and how long it took."""
@@ -81,3 +82,15 @@ class KioskMetrics:
     def watch_backlog(self, read: Callable[[], float]) -> None:
         """Read the backlog size whenever the metrics are scraped."""
         self.backlog.set_function(read)
+
+    def watch_inside(self, area: str, read: Callable[[], float]) -> None:
+        """Serve ``kiosk_people_inside{area}``, read at each scrape; only kiosks that track
+        occupancy (gate mode) call this, so the others have no such metric."""
+        if self._inside is None:
+            self._inside = Gauge(
+                "kiosk_people_inside",
+                "People inside the area now (entries granted today less exits, all its kiosks)",
+                ["area"],
+                registry=self.registry,
+            )
+        self._inside.labels(area).set_function(read)

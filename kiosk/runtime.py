@@ -117,6 +117,7 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
             version=__version__,
             allow_emergency_open=mqtt.allow_emergency_open,
             signed_commands=bool(mqtt.command_key),
+            occupancy=config.kiosk.mode == "gate",
         )
     site_documents = KioskTopics(config.kiosk.site, SITE_DOCUMENTS)
     listen = [subscription(Leaf.PASSAGES, site=config.kiosk.site)]

@@ -6,7 +6,12 @@ import json
 import re
 from typing import Any
 
+from jinja2 import Environment
+
 from kiosk.commands import CommandProcessor
+from kiosk.config import KioskConfig
+from kiosk.gate import GateState
+from kiosk.health import Health, Parts, state_document
 from kiosk.homeassistant import discovery_messages
 from kiosk.protocol import Command, KioskTopics, Leaf
 
@@ -17,7 +22,7 @@ NOW = 1_700_000_000_000
 
 
 def configs(
-    *, allow_emergency_open: bool = False, signed_commands: bool = False
+    *, allow_emergency_open: bool = False, signed_commands: bool = False, occupancy: bool = False
 ) -> dict[str, dict[str, Any]]:
     """Discovery configs by topic; an empty payload (an entity removal) maps to {}."""
     messages = discovery_messages(
@@ -26,8 +31,26 @@ def configs(
         version="1.2.3",
         allow_emergency_open=allow_emergency_open,
         signed_commands=signed_commands,
+        occupancy=occupancy,
     )
     return {topic: json.loads(payload) if payload else {} for topic, payload in messages}
+
+
+def state_with(*, inside: int | None, lockdown: bool) -> dict[str, Any]:
+    """The state document a gate kiosk publishes (kiosk.health), for templates to read."""
+    health = Health(
+        parts=Parts().snapshot(),
+        frames_read=10,
+        frames_per_s=15.0,
+        last_reading=None,
+        last_temperature_c=36.6,
+        gate=GateState(False, lockdown, False, False, 0),
+        log=None,
+        clock_synced=True,
+        today={"granted": 4, "denied": 1, "referred": 0, "fevers": 1, "tailgating": 0},
+        inside=inside,
+    )
+    return state_document(KioskConfig(), health, NOW)
 
 
 def live(found: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -57,8 +80,8 @@ def test_topics_and_unique_ids_are_stable_and_unique() -> None:
     assert first == second
     for topic in first:
         assert re.fullmatch(rf"homeassistant/[a-z_]+/{NODE}/[a-z_]+/config", topic), topic
-    unique_ids = [c["unique_id"] for c in first.values()]
-    assert len(unique_ids) == len(set(unique_ids)) == len(first)
+    unique_ids = [c["unique_id"] for c in live(first).values()]
+    assert len(unique_ids) == len(set(unique_ids)) == len(live(first))
     assert all(uid.startswith(f"{DEVICE}_") for uid in unique_ids)
 
 
@@ -69,6 +92,7 @@ def test_the_expected_entities_are_offered() -> None:
         "camera": "binary_sensor",
         "thermometer": "binary_sensor",
         "log": "binary_sensor",
+        "lockdown": "binary_sensor",
         "backlog": "sensor",
         "oldest_unconfirmed_age": "sensor",
         "last_temperature": "sensor",
@@ -95,6 +119,7 @@ def test_the_state_contract_keys_are_the_ones_the_templates_read() -> None:
         "camera.ok",
         "thermometer.ok",
         "log.ok",
+        "gate.lockdown",
         "log.unconfirmed",
         "log.oldest_unconfirmed_age_s",
         "last_temperature_c",
@@ -159,3 +184,30 @@ def test_the_button_payload_rendered_by_home_assistant_is_accepted_by_the_kiosk(
     outcome = processor.handle(payload.encode())
     assert outcome.ok, outcome.message
     assert door.calls == [("record", "emergency_open"), ("emergency_open", True)]
+
+
+def test_a_kiosk_that_counts_people_inside_offers_that_sensor_and_the_lockdown() -> None:
+    sensor = f"homeassistant/sensor/{NODE}/people_inside/config"
+    inside = configs(occupancy=True)[sensor]
+    assert inside["state_topic"] == TOPICS.topic(Leaf.STATE)
+    assert inside["value_template"] == "{{ value_json.occupancy.inside }}"
+    assert inside["state_class"] == "measurement"
+    assert configs(occupancy=False)[sensor] == {}  # removes one published in gate mode earlier
+    lockdown = configs()[f"homeassistant/binary_sensor/{NODE}/lockdown/config"]
+    assert lockdown["value_template"] == "{{ 'ON' if value_json.gate.lockdown else 'OFF' }}"
+
+
+def test_the_templates_read_the_state_the_kiosk_publishes() -> None:
+    """Each state entity's template, rendered by Jinja as Home Assistant does, over a real
+    state document with 3 people inside and the entrance locked down."""
+    document = state_with(inside=3, lockdown=True)
+    rendered = {
+        topic.split("/")[3]: Environment()
+        .from_string(c["value_template"])
+        .render(value_json=document)
+        for topic, c in live(configs(occupancy=True)).items()
+        if "value_template" in c and c.get("state_topic") == TOPICS.topic(Leaf.STATE)
+    }
+    assert rendered["people_inside"] == "3"
+    assert rendered["lockdown"] == "ON"
+    assert rendered["granted_today"] == "4"
