@@ -49,6 +49,7 @@ MqttProtocol = Literal["5", "3.1.1"]
 Direction = Literal["entry", "exit", "toggle"]
 NationalQrPolicy = Literal["grant", "refer", "deny"]
 ConfirmMode = Literal["receipt", "puback"]
+Language = Literal["vi", "en"]
 
 
 class ConfigError(ValueError):
@@ -410,6 +411,9 @@ class WebSection:
         "Seconds without an operator request after which a dashboard login ends",
         low=60,
         high=43200,
+    )
+    language: Language = _key(
+        "vi", "Dashboard language until an operator switches it: vi (Vietnamese) or en (English)"
     )
 
 

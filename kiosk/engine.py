@@ -156,6 +156,8 @@ class Kiosk:
         self._operator_store = operator_state or OperatorStateStore(Path(config.kiosk.state_dir))
         self._operator = self._restore_operator_state()
         hardware.gate.watch_admissions(self._on_passage, self._on_grant_unused)
+        if config.kiosk.mode == "gate":
+            self.metrics.watch_inside(config.kiosk.area, lambda: self.people_inside() or 0)
 
     @property
     def gate(self) -> Gate:
@@ -534,7 +536,14 @@ class Kiosk:
             log=stats,
             clock_synced=self._clock_synced(),
             today=self._today.snapshot(self._local_day(self._wall_clock())),
+            inside=self.people_inside(),
         )
+
+    def people_inside(self) -> int | None:
+        """People in this kiosk's area now, where it is tracked (gate mode), else None."""
+        if self.config.kiosk.mode != "gate":
+            return None
+        return self.entrance.area.facts(None, self._wall_clock()).occupancy
 
     def state(self) -> dict[str, Any]:
         """The retained MQTT state document for this kiosk."""
@@ -543,10 +552,14 @@ class Kiosk:
 
     # --- operator actions (commands, status page) ------------------------------------
 
-    def record_operator_action(self, action_id: str, command: str, args: dict[str, Any]) -> None:
-        """Log an operator action (status page) before it is carried out; LogWriteError if not."""
+    def record_operator_action(
+        self, action_id: str, command: str, args: dict[str, Any], *, operator: str
+    ) -> None:
+        """Log an operator action (status page) and who took it (their login name) before it
+        is carried out; LogWriteError if not."""
         self.event_log.append(
-            EventType.COMMAND.value, {"id": action_id, "command": command, "args": args}
+            EventType.COMMAND.value,
+            {"id": action_id, "command": command, "args": args, "operator": operator},
         )
 
     def record_command(self, command: Command) -> None:

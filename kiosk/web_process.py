@@ -219,21 +219,21 @@ class Mirror:
             raise RuntimeError(message)
         return str(message)
 
-    def test_relay(self) -> str:
+    def test_relay(self, operator: str) -> str:
         """Ask the kiosk to release the turnstile once."""
-        return self._ask("test_relay")
+        return self._ask("test_relay", operator)
 
-    def emergency_open(self, on: bool) -> str:
+    def emergency_open(self, on: bool, operator: str) -> str:
         """Ask the kiosk to hold the gate open, or stop."""
-        return self._ask("emergency_open", on)
+        return self._ask("emergency_open", on, operator)
 
-    def set_lockdown(self, on: bool) -> str:
+    def set_lockdown(self, on: bool, operator: str) -> str:
         """Ask the kiosk to close the entrance, or reopen it."""
-        return self._ask("set_lockdown", on)
+        return self._ask("set_lockdown", on, operator)
 
-    def set_fever_threshold(self, celsius: float) -> str:
+    def set_fever_threshold(self, celsius: float, operator: str) -> str:
         """Ask the kiosk to change its fever threshold."""
-        return self._ask("set_fever_threshold", celsius)
+        return self._ask("set_fever_threshold", celsius, operator)
 
 
 def feed_web_process(
@@ -281,6 +281,7 @@ def feed_web_process(
                 except Exception as exc:
                     log.exception("web action %s failed", name)
                     reply = (False, str(exc))
+                child.conn.send(("state", state()))  # before the reply: the page shows it
                 child.conn.send(("reply", request_id, reply))
     except (EOFError, OSError, BrokenPipeError):
         log.debug("the web process closed its pipe")

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
+from kiosk.decision import messages
 from kiosk.privacy import load_or_create_secret
 from kiosk.store import query_events
 from kiosk.web import WebSettings
@@ -41,13 +42,15 @@ class LastDecision:
 
     def _decided(self, record: DecisionRecord) -> None:
         measurement = record.measurement
+        exiting = record.event is not None and record.event.data.get("direction") == "exit"
+        vi, en = messages(record.decision.reason, exiting=exiting)
         last = {
             "seq": None if record.event is None else record.event.seq,
             "ts_ms": None if record.event is None else record.event.ts_ms,
             "outcome": record.decision.outcome.value,
             "reason": record.decision.reason.value,
-            "message_vi": record.decision.message_vi,
-            "message_en": record.decision.message_en,
+            "message_vi": vi,
+            "message_en": en,
             "temperature_c": None
             if measurement is None or measurement.celsius is None
             else round(measurement.celsius, 1),
@@ -135,35 +138,38 @@ class KioskStatus:
 
 
 class KioskActions:
-    """Operator actions from the page: each is logged as a command event before it acts."""
+    """Operator actions from the page: each is logged as a command event, with the operator's
+    login name, before it acts."""
 
     def __init__(self, kiosk: Kiosk) -> None:
         self._kiosk = kiosk
 
-    def _log(self, command: str, args: dict[str, Any]) -> None:
-        self._kiosk.record_operator_action(f"web-{uuid.uuid4()}", command, args)
+    def _log(self, command: str, args: dict[str, Any], operator: str) -> None:
+        self._kiosk.record_operator_action(
+            f"web-{uuid.uuid4()}", command, args, operator=operator
+        )
 
-    def test_relay(self) -> str:
+    def test_relay(self, operator: str) -> str:
         """Release the turnstile once, as for a person."""
-        self._log("test_relay", {})
+        self._log("test_relay", {}, operator)
         opened = self._kiosk.gate.open_for_person()
         return "relay released once" if opened else "relay not released: lockdown is on"
 
-    def emergency_open(self, on: bool) -> str:
+    def emergency_open(self, on: bool, operator: str) -> str:
         """Hold the gate released, or end that."""
-        self._log("emergency_open", {"on": on})
+        self._log("emergency_open", {"on": on}, operator)
         self._kiosk.emergency_open(on)
         return "gate held open" if on else "emergency open ended"
 
-    def set_lockdown(self, on: bool) -> str:
+    def set_lockdown(self, on: bool, operator: str) -> str:
         """Refuse everyone, or end that."""
-        self._log("lockdown", {"on": on})
+        self._log("lockdown", {"on": on}, operator)
         self._kiosk.set_lockdown(on)
         return "entrance closed" if on else "lockdown ended"
 
-    def set_fever_threshold(self, celsius: float) -> str:
+    def set_fever_threshold(self, celsius: float, operator: str) -> str:
         """Change the fever threshold."""
-        self._log("set_fever_threshold", {"celsius": celsius})
+        self._log("set_fever_threshold", {"celsius": celsius}, operator)
         self._kiosk.set_fever_threshold(celsius)
         return f"fever threshold now {celsius:.1f} °C"
 
@@ -183,6 +189,11 @@ def web_settings(config: KioskConfig) -> WebSettings:
         display_clear_s=config.web.display_clear_s,
         secure_cookie=config.web.cookie_secure,
         session_idle_s=config.web.session_idle_s,
+        language=config.web.language,
+        mode=config.kiosk.mode,
+        direction=config.kiosk.direction,
+        meeting=config.kiosk.meeting,
+        thermometer=config.thermometer.enabled,
     )
 
 

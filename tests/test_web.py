@@ -12,12 +12,14 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Counter
 
+from kiosk import texts
 from kiosk.web import WebSettings, check_password, hash_password
 from kiosk.web_process import Mirror, WebTiming
 from tests.support import wait_until
 from tests.web_fakes import (
     ACTIONS,
     BEARER,
+    OPERATOR,
     PASSWORD,
     REMOTE,
     Clock,
@@ -67,7 +69,8 @@ def test_login_opens_the_dashboard_where_the_operator_was_going(client: FlaskCli
     assert client.get("/?type=decision").location == "/login?next=/?type%3Ddecision"
     token = csrf(client, "/login")
     response = client.post(
-        "/login?next=/?type%3Ddecision", data={"password": PASSWORD, "csrf_token": token}
+        "/login?next=/?type%3Ddecision",
+        data={"operator": OPERATOR, "password": PASSWORD, "csrf_token": token},
     )
     assert response.location == "/?type=decision"
     page = client.get("/")
@@ -155,8 +158,8 @@ def test_dashboard_pages_back_and_filters(operator: FlaskClient) -> None:
     assert seqs == list(range(70, 20, -1))
     assert ">Newest</a>" in older
     denied = operator.get("/?outcome=deny").text
-    outcomes = re.findall(r"<td>(grant|deny)</td>", denied)
-    assert outcomes and set(outcomes) == {"deny"}
+    outcomes = re.findall(r"<td>(granted|denied)</td>", denied)
+    assert outcomes and set(outcomes) == {"denied"}
 
 
 def test_dashboard_refuses_a_bad_filter(operator: FlaskClient) -> None:
@@ -185,7 +188,8 @@ def test_each_action_calls_the_kiosk_and_confirms(
     response = operator.post(path, data=form | {"csrf_token": csrf(operator)})
     assert response.location == "/"
     assert actions.calls == [call]
-    assert message in operator.get("/").text
+    assert actions.operators == [OPERATOR]
+    assert texts.text(message, "en") in operator.get("/").text
 
 
 @pytest.mark.parametrize("token", [None, "forged"])
@@ -221,8 +225,9 @@ def test_fever_threshold_out_of_bounds_is_refused(
 
 def test_a_failing_action_is_reported(operator: FlaskClient, actions: FakeActions) -> None:
     actions.fail = True
-    operator.post("/actions/lockdown", data={"on": "1", "csrf_token": csrf(operator)})
-    assert "Lockdown failed: event log is full" in operator.get("/").text
+    form = {"on": "1", "confirm": "1", "csrf_token": csrf(operator)}
+    operator.post("/actions/lockdown", data=form)
+    assert "Failed: event log is full" in operator.get("/").text
 
 
 def test_on_off_must_be_explicit(operator: FlaskClient, actions: FakeActions) -> None:
@@ -337,7 +342,7 @@ def test_operator_may_preview_the_display_from_afar(client: FlaskClient) -> None
 def test_display_shows_instructions_in_both_languages(make_app: Any, status: FakeStatus) -> None:
     status.last = {"seq": 41, "outcome": "grant", "reason": "ok"}
     page = make_app(display_clear_s=3.5).test_client().get("/display").text
-    for text in ("Quét mã QR", "Scan your pass", "Stand in front of the sensor"):
+    for text in ("Quét mã QR", "Scan your QR code", "Stand in front of the thermometer"):
         assert text in page
     for vi, en in [
         ("Khẩu trang", "Mask"),

@@ -41,7 +41,7 @@ from kiosk.web_runtime import PASSWORD_FILE, attach_web
 from tests.broker import free_port
 from tests.support import RunningKiosk, make_config, running, wait_until
 from tests.test_web_server import ANSWER_WITHIN_S, FLOOD, sockets
-from tests.web_fakes import PASSWORD, PASSWORD_HASH
+from tests.web_fakes import OPERATOR, PASSWORD, PASSWORD_HASH
 
 # Set KIOSK_SCREENSHOTS=docs/screenshots to refresh the README's pictures.
 SCREENSHOTS_ENV = "KIOSK_SCREENSHOTS"
@@ -107,7 +107,9 @@ def test_the_running_kiosk_serves_probes_api_and_display(tmp_path: Path) -> None
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
         login_page = opener.open(f"{base}/login", timeout=5).read().decode()
         token = login_page.split('name="csrf_token" value="')[1].split('"')[0]
-        form = urllib.parse.urlencode({"password": PASSWORD, "csrf_token": token}).encode()
+        form = urllib.parse.urlencode(
+            {"operator": OPERATOR, "password": PASSWORD, "csrf_token": token}
+        ).encode()
         opener.open(f"{base}/login", data=form, timeout=5)
         events = json.loads(opener.open(f"{base}/api/v1/events?type=decision", timeout=5).read())
         assert [e["data"]["outcome"] for e in events] == ["grant"]
@@ -148,7 +150,9 @@ class Client:
 
     def login(self, password: str) -> int:
         token = self.token("/login")
-        return self.send("POST", "/login", {"password": password, "csrf_token": token})[0]
+        return self.send(
+            "POST", "/login", {"operator": OPERATOR, "password": password, "csrf_token": token}
+        )[0]
 
 
 def relay_tests(log_path: Path) -> int:
@@ -289,6 +293,34 @@ def wait_for(driver: webdriver.Chrome, condition: Any, timeout: float = 15) -> A
     return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
 
 
+def fever_look(driver: webdriver.Chrome) -> tuple[str, str, bool]:
+    """The display's class, its animation, and whether the temperature is larger than the
+    message (a guard reads it from across the hall)."""
+    body = driver.find_element(By.TAG_NAME, "body")
+    temperature = driver.find_element(By.ID, "temperature")
+    message = driver.find_element(By.ID, "message-vi")
+    larger = float(temperature.value_of_css_property("font-size").removesuffix("px")) > float(
+        message.value_of_css_property("font-size").removesuffix("px")
+    )
+    return str(body.get_attribute("class")), body.value_of_css_property("animation-name"), larger
+
+
+def card_class(driver: webdriver.Chrome) -> str:
+    return str(driver.find_element(By.ID, "last-decision").get_attribute("class"))
+
+
+def confirmed_lockdown(dashboard: webdriver.Chrome) -> None:
+    """Lockdown from the dashboard: a confirmation page first, then the dashboard with the
+    gate card already saying lockdown (no wait for the next refresh)."""
+    dashboard.find_element(By.CSS_SELECTOR, "form[action='/actions/lockdown'] [value='1']").click()
+    wait_for(dashboard, lambda d: d.find_elements(By.CSS_SELECTOR, ".confirm .question"))
+    assert "/actions/lockdown" in dashboard.current_url
+    dashboard.find_element(By.CSS_SELECTOR, ".confirm [type=submit]").click()
+    wait_for(dashboard, lambda d: d.find_elements(By.ID, "dashboard"))
+    lockdown = dashboard.find_element(By.CSS_SELECTOR, "[data-on='gate.lockdown']")
+    assert (lockdown.get_attribute("class"), lockdown.text) == ("bad", "khóa lối vào: có")
+
+
 @pytest.mark.slow
 def test_a_browser_sees_a_decision_on_the_dashboard_and_the_display(tmp_path: Path) -> None:
     screenshots = Path(os.environ.get(SCREENSHOTS_ENV) or tmp_path / "screenshots")
@@ -303,6 +335,7 @@ def test_a_browser_sees_a_decision_on_the_dashboard_and_the_display(tmp_path: Pa
             dashboard = browser()
             try:
                 dashboard.get(f"{base}/login")
+                dashboard.find_element(By.NAME, "operator").send_keys(OPERATOR)
                 dashboard.find_element(By.NAME, "password").send_keys(PASSWORD)
                 dashboard.find_element(By.CSS_SELECTOR, "form [type=submit]").click()
                 wait_for(
@@ -317,10 +350,10 @@ def test_a_browser_sees_a_decision_on_the_dashboard_and_the_display(tmp_path: Pa
                 kiosk.scene.step_up(Person("visitor", b"V-7F3A", sim.person(38.4), "deny"))
                 kiosk.next_decision(timeout=20)
                 wait_for(driver, lambda d: "Fever" in d.find_element(By.TAG_NAME, "body").text)
+                assert fever_look(driver) == ("fever", "blink", True)
                 driver.save_screenshot(str(screenshots / "display-fever.png"))
-                wait_for(
-                    dashboard, lambda d: "fever" in d.find_element(By.TAG_NAME, "body").text.lower()
-                )
+                wait_for(dashboard, lambda d: card_class(d) == "decision fever")
+                confirmed_lockdown(dashboard)
                 dashboard.save_screenshot(str(screenshots / "dashboard.png"))
             finally:
                 dashboard.quit()

@@ -19,6 +19,7 @@ from kiosk.web.sessions import MAX_SESSIONS, SESSION_LIFETIME_S, Sessions
 from kiosk.web_runtime import KioskStatus
 from tests.web_fakes import (
     BEARER,
+    OPERATOR,
     PASSWORD,
     PASSWORD_HASH,
     REMOTE,
@@ -217,7 +218,8 @@ def test_login_goes_to_the_dashboard_instead_of_another_site(
     assert "evil" not in form and "script" not in form
     token = csrf(client, "/login")
     response = client.post(
-        f"/login?next={target}", data={"password": PASSWORD, "csrf_token": token}
+        f"/login?next={target}",
+        data={"operator": OPERATOR, "password": PASSWORD, "csrf_token": token},
     )
     assert response.status_code == 302
     assert response.location == "/"
@@ -227,7 +229,9 @@ def test_login_goes_to_the_dashboard_instead_of_another_site(
 def test_login_returns_to_a_page_of_the_site(client: FlaskClient, target: str) -> None:
     token = csrf(client, "/login")
     response = client.post(
-        "/login", query_string={"next": target}, data={"password": PASSWORD, "csrf_token": token}
+        "/login",
+        query_string={"next": target},
+        data={"operator": OPERATOR, "password": PASSWORD, "csrf_token": token},
     )
     assert response.location == target
     assert urlsplit(response.location).netloc == ""

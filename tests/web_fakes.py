@@ -15,6 +15,7 @@ from werkzeug.security import generate_password_hash
 from kiosk.web import WebSettings, create_app
 
 PASSWORD = "correct horse battery"
+OPERATOR = "guard-anh"  # a login name
 # A cheap hash keeps the tests fast; hash_password() itself (scrypt) is tested once.
 PASSWORD_HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -125,29 +126,39 @@ class FakeStatus:
 
 
 class FakeActions:
-    """Stands for the kiosk's operator actions; records each call."""
+    """Stands for the kiosk's operator actions; records each call with its operator, and can
+    change the status it stands beside as the kiosk would (``status``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, status: FakeStatus | None = None) -> None:
         self.calls: list[tuple[str, object]] = []
+        self.operators: list[str] = []
         self.fail = False
+        self.status = status
 
-    def _call(self, name: str, arg: object, message: str) -> str:
+    def _call(self, name: str, arg: object, operator: str, message: str) -> str:
         if self.fail:
             raise RuntimeError("event log is full")
         self.calls.append((name, arg))
+        self.operators.append(operator)
         return message
 
-    def test_relay(self) -> str:
-        return self._call("test_relay", None, "Relay pulsed for 500 ms")
+    def test_relay(self, operator: str) -> str:
+        return self._call("test_relay", None, operator, "Relay pulsed for 500 ms")
 
-    def emergency_open(self, on: bool) -> str:
-        return self._call("emergency_open", on, f"Emergency open {'on' if on else 'off'}")
+    def emergency_open(self, on: bool, operator: str) -> str:
+        if self.status is not None:
+            self.status.document["gate"]["emergency_open"] = on
+        return self._call("emergency_open", on, operator, f"Emergency open {'on' if on else 'off'}")
 
-    def set_lockdown(self, on: bool) -> str:
-        return self._call("set_lockdown", on, f"Lockdown {'on' if on else 'off'}")
+    def set_lockdown(self, on: bool, operator: str) -> str:
+        if self.status is not None:
+            self.status.document["gate"]["lockdown"] = on
+        return self._call("set_lockdown", on, operator, f"Lockdown {'on' if on else 'off'}")
 
-    def set_fever_threshold(self, celsius: float) -> str:
-        return self._call("set_fever_threshold", celsius, f"Fever threshold is now {celsius} °C")
+    def set_fever_threshold(self, celsius: float, operator: str) -> str:
+        return self._call(
+            "set_fever_threshold", celsius, operator, f"Fever threshold is now {celsius} °C"
+        )
 
 
 class Clock:
@@ -166,8 +177,8 @@ def status() -> FakeStatus:
 
 
 @pytest.fixture
-def actions() -> FakeActions:
-    return FakeActions()
+def actions(status: FakeStatus) -> FakeActions:
+    return FakeActions(status)
 
 
 @pytest.fixture
@@ -186,7 +197,13 @@ def make_app(
 ) -> Any:
     def make(**overrides: Any) -> Flask:
         settings = WebSettings(
-            **{"password_hash": PASSWORD_HASH, "secret_key": SECRET, "api_token": TOKEN} | overrides
+            **{
+                "password_hash": PASSWORD_HASH,
+                "secret_key": SECRET,
+                "api_token": TOKEN,
+                "language": "en",  # the tests read English unless they choose Vietnamese
+            }
+            | overrides
         )
         return create_app(status, actions, settings, registry=registry, clock=clock)
 
@@ -214,7 +231,9 @@ def csrf(client: FlaskClient, path: str = "/") -> str:
 def login(client: FlaskClient, password: str = PASSWORD, **environ: str) -> Any:
     token = csrf(client, "/login")
     return client.post(
-        "/login", data={"password": password, "csrf_token": token}, environ_base=environ
+        "/login",
+        data={"operator": OPERATOR, "password": password, "csrf_token": token},
+        environ_base=environ,
     )
 
 
@@ -225,16 +244,32 @@ def operator(client: FlaskClient) -> FlaskClient:
     return client
 
 
+#: (path, form, the call the kiosk gets, the catalogue key of what the page says after it)
 ACTIONS = [
-    ("/actions/test-relay", {}, ("test_relay", None), "Relay pulsed for 500 ms"),
-    ("/actions/emergency-open", {"on": "1"}, ("emergency_open", True), "Emergency open on"),
-    ("/actions/emergency-open", {"on": "0"}, ("emergency_open", False), "Emergency open off"),
-    ("/actions/lockdown", {"on": "1"}, ("set_lockdown", True), "Lockdown on"),
-    ("/actions/lockdown", {"on": "0"}, ("set_lockdown", False), "Lockdown off"),
+    ("/actions/test-relay", {}, ("test_relay", None), "dash.done.test_relay"),
+    (
+        "/actions/emergency-open",
+        {"on": "1", "confirm": "1"},
+        ("emergency_open", True),
+        "dash.done.emergency_open_on",
+    ),
+    (
+        "/actions/emergency-open",
+        {"on": "0"},
+        ("emergency_open", False),
+        "dash.done.emergency_open_off",
+    ),
+    (
+        "/actions/lockdown",
+        {"on": "1", "confirm": "1"},
+        ("set_lockdown", True),
+        "dash.done.lockdown_on",
+    ),
+    ("/actions/lockdown", {"on": "0"}, ("set_lockdown", False), "dash.done.lockdown_off"),
     (
         "/actions/fever-threshold",
         {"celsius": "37.8"},
         ("set_fever_threshold", 37.8),
-        "Fever threshold is now 37.8 °C",
+        "dash.done.fever_threshold",
     ),
 ]

@@ -10,7 +10,7 @@ from flask import Flask, Response, jsonify, render_template, request
 from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from kiosk.web import api, auth, dashboard, display
+from kiosk.web import api, auth, dashboard, display, i18n
 from kiosk.web.auth import LoginLimiter, csrf_protect, csrf_token
 from kiosk.web.context import KEY, WebContext
 from kiosk.web.interfaces import StatusSource, WebActions, WebSettings
@@ -64,9 +64,10 @@ def create_app(
         sessions=Sessions(settings.session_idle_s, clock),
     )
     app.before_request(csrf_protect)  # every POST, before any view: none can forget it
-    for blueprint in (auth.bp, dashboard.bp, display.bp, api.bp):
+    for blueprint in (auth.bp, dashboard.bp, display.bp, api.bp, i18n.bp):
         app.register_blueprint(blueprint)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals.update(i18n.template_globals())
     app.after_request(_secure_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

@@ -1,9 +1,10 @@
 """Login, sessions, CSRF tokens, the API's bearer token and the login rate limit.
 
 There is one operator password (a werkzeug scrypt hash, from the settings or re-read from
-the password file at every check). The session cookie only names a server-side session
-(kiosk/web/sessions.py): logout, a new password and idle time end it for good. Every POST
-needs the session's CSRF token (:func:`csrf_protect`, run before every view).
+the password file at every check); each operator logs in with it under their own login name,
+which the kiosk records with every action they take. The session cookie only names a
+server-side session (kiosk/web/sessions.py): logout, a new password and idle time end it for
+good. Every POST needs the session's CSRF token (:func:`csrf_protect`, run before every view).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ POLLED = ("/api/", "/display/last.json")
 #: control character or ``#``), and not ``//`` or ``/\\``, which browsers read as another host.
 _SAFE_NEXT = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*", re.ASCII)
 MAX_NEXT = 512
+#: An operator's login name: recorded with each action they take (an account, not a person's
+#: personal data).
+OPERATOR = re.compile(r"[A-Za-z0-9._-]{1,32}", re.ASCII)
 
 
 def hash_password(plain: str) -> str:
@@ -209,19 +213,30 @@ def login() -> Any:
         return no_password_page()
     target = safe_next(request.args.get("next"))
     if request.method == "GET":
-        return render_template("login.html", error=None, next=target)
+        return render_template("login.html", error=None, next=target, operator="")
     address = request.remote_addr or "unknown"
     limiter = web_context().limiter
     wait = limiter.retry_after(address)
     if wait:
         raise TooManyRequests(f"Too many failed logins. Try again in {wait} s.", retry_after=wait)
+    operator = request.form.get("operator", "").strip()
+    if not OPERATOR.fullmatch(operator):
+        page = render_template("login.html", error="dash.bad_operator", next=target, operator="")
+        return page, 400
     if not check_password(current, request.form.get("password", "")):
         limiter.failed(address)
-        return render_template("login.html", error="Wrong password.", next=target), 401
+        page = render_template(
+            "login.html", error="dash.wrong_password", next=target, operator=operator
+        )
+        return page, 401
     limiter.succeeded(address)
     web_context().sessions.close(session.get("sid"))
+    language = session.get("lang")
     session.clear()
     session["sid"] = web_context().sessions.open(current)
+    session["operator"] = operator
+    if language is not None:
+        session["lang"] = language
     return redirect(target or url_for("dashboard.index"))
 
 

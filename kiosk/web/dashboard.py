@@ -14,13 +14,14 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
 from kiosk.web.api import EVENT_TYPES, OUTCOMES, day_arg, query_events
 from kiosk.web.auth import login_required
 from kiosk.web.chart import hourly_svg
 from kiosk.web.context import web_context
+from kiosk.web.i18n import t, words
 
 log = logging.getLogger(__name__)
 bp = Blueprint("dashboard", __name__)
@@ -34,8 +35,21 @@ def fmt(value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, bool):
-        return "yes" if value else "no"
+        return t("dash.yes") if value else t("dash.no")
     return str(value)
+
+
+@bp.app_template_filter("decision_class")
+def decision_class(decision: dict[str, Any] | None) -> str:
+    """The colour class of a decision (same rules as display.js): fever, grant, deny, refer."""
+    if decision is None:
+        return "none"
+    return "fever" if decision.get("reason") == "fever" else str(decision.get("outcome"))
+
+
+def operator() -> str:
+    """The login name of this session's operator, for the kiosk's log of the action."""
+    return str(session.get("operator") or "")
 
 
 def event_row(event: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +58,7 @@ def event_row(event: dict[str, Any]) -> dict[str, Any]:
     row = {
         "seq": event["seq"],
         "ts_ms": event["ts_ms"],
-        "time": datetime.fromtimestamp(event["ts_ms"] / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        "time": f"{datetime.fromtimestamp(event['ts_ms'] / 1000, UTC):%Y-%m-%d %H:%M:%S} UTC",
         "type": event["type"],
         "outcome": "",
         "reason": "",
@@ -75,6 +89,9 @@ def index() -> str:
     return render_template(
         "dashboard.html",
         state=context.source.state(),
+        last=context.source.last_decision(),
+        reasons=words("reason."),
+        operator=operator(),
         threshold=context.source.fever_threshold_c(),
         settings=context.settings,
         rows=rows[:PAGE],
@@ -94,17 +111,19 @@ def index() -> str:
 def chart() -> Response:
     """Passages and fevers per hour of ``day`` (default today) as SVG."""
     day = day_arg()
-    svg = hourly_svg(web_context().source.hourly(day), f"Passages and fevers per hour, {day}")
+    svg = hourly_svg(web_context().source.hourly(day), f"{t('dash.chart')}, {day}")
     return Response(svg, content_type="image/svg+xml")
 
 
-def _act(run: Callable[[], str], what: str) -> Response:
-    """Run an action, flash its confirmation (or why it failed), back to the dashboard."""
+def _act(run: Callable[[str], str], done: str) -> Response:
+    """Run an action as this operator; flash what was done (``done``, a catalogue key) or why
+    it failed, then back to the dashboard, which shows the kiosk's state after the action."""
     try:
-        flash(run(), "ok")
+        run(operator())
+        flash(t(done), "ok")
     except Exception as exc:  # the kiosk refused or failed: tell the operator, keep serving
-        log.exception("web action failed: %s", what)
-        flash(f"{what} failed: {exc}", "error")
+        log.exception("web action failed: %s", done)
+        flash(f"{t('dash.failed_action')}: {exc}", "error")
     return redirect(url_for("dashboard.index"))
 
 
@@ -115,27 +134,45 @@ def _on_off() -> bool:
     return value == "1"
 
 
+def _confirmed() -> bool:
+    """Whether this POST carries ``confirm=1``: the operator has answered the confirmation
+    page (:func:`_confirm_page`), which works without JavaScript."""
+    return request.form.get("confirm") == "1"
+
+
+def _confirm_page(question: str) -> str:
+    """A page that asks ``question`` (a catalogue key) and posts the same action again with
+    ``confirm=1``; Cancel goes back without acting."""
+    return render_template("confirm.html", question=question, action=request.path)
+
+
 @bp.post("/actions/test-relay")
 @login_required
 def test_relay() -> Response:
     """Pulse the relay."""
-    return _act(web_context().actions.test_relay, "Relay test")
+    return _act(web_context().actions.test_relay, "dash.done.test_relay")
 
 
 @bp.post("/actions/emergency-open")
 @login_required
-def emergency_open() -> Response:
-    """Hold the gate open (``on=1``) or end it (``on=0``)."""
+def emergency_open() -> Response | str:
+    """Hold the gate open (``on=1``, after confirmation) or end it (``on=0``)."""
     on = _on_off()
-    return _act(lambda: web_context().actions.emergency_open(on), "Emergency open")
+    if on and not _confirmed():
+        return _confirm_page("dash.confirm_emergency_open")
+    done = "dash.done.emergency_open_on" if on else "dash.done.emergency_open_off"
+    return _act(lambda who: web_context().actions.emergency_open(on, who), done)
 
 
 @bp.post("/actions/lockdown")
 @login_required
-def lockdown() -> Response:
-    """Lock the entrance (``on=1``) or open it again (``on=0``)."""
+def lockdown() -> Response | str:
+    """Lock the entrance (``on=1``, after confirmation) or open it again (``on=0``)."""
     on = _on_off()
-    return _act(lambda: web_context().actions.set_lockdown(on), "Lockdown")
+    if on and not _confirmed():
+        return _confirm_page("dash.confirm_lockdown")
+    done = "dash.done.lockdown_on" if on else "dash.done.lockdown_off"
+    return _act(lambda who: web_context().actions.set_lockdown(on, who), done)
 
 
 @bp.post("/actions/fever-threshold")
@@ -154,6 +191,8 @@ def fever_threshold() -> Response:
             f"Fever threshold {raw!r} refused: it must be a number from {settings.fever_min_c} "
             f"to {settings.fever_max_c} °C. The threshold was not changed.",
         )
+    value = round(celsius, 2)
     return _act(
-        lambda: web_context().actions.set_fever_threshold(round(celsius, 2)), "Fever threshold"
+        lambda who: web_context().actions.set_fever_threshold(value, who),
+        "dash.done.fever_threshold",
     )

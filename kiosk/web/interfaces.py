@@ -7,6 +7,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
+from kiosk.texts import LANGUAGES, Language
+
 
 class StatusSource(Protocol):
     """Read-only view of a running kiosk; every method is called from web server threads."""
@@ -46,21 +48,22 @@ class StatusSource(Protocol):
 
 
 class WebActions(Protocol):
-    """Operator actions; each returns a confirmation to show and is logged by the kiosk."""
+    """Operator actions; each returns a confirmation and is logged by the kiosk with the
+    ``operator`` (the login name) who asked for it."""
 
-    def test_relay(self) -> str:
+    def test_relay(self, operator: str) -> str:
         """Pulse the relay once."""
         ...
 
-    def emergency_open(self, on: bool) -> str:
+    def emergency_open(self, on: bool, operator: str) -> str:
         """Hold the gate released, or end that."""
         ...
 
-    def set_lockdown(self, on: bool) -> str:
+    def set_lockdown(self, on: bool, operator: str) -> str:
         """Refuse everyone, or end that."""
         ...
 
-    def set_fever_threshold(self, celsius: float) -> str:
+    def set_fever_threshold(self, celsius: float, operator: str) -> str:
         """Change the fever threshold (already checked against the settings' bounds)."""
         ...
 
@@ -83,6 +86,11 @@ class WebSettings:
     :param password_file: where ``kiosk web set-password`` saves the hash; read at every
         check, so a new password takes effect (and ends every session) at once.
     :param session_idle_s: an operator session not used for this long has ended.
+    :param language: the dashboard's language until an operator switches (``vi`` or ``en``).
+    :param mode: the kiosk's mode (gate, screen, checkin): what the idle display asks for.
+    :param direction: entry, exit or toggle: an exit kiosk's idle display asks to scan out.
+    :param meeting: checkin mode: the meeting's name, shown on the idle display.
+    :param thermometer: whether people stand at a thermometer (the idle display says so).
     """
 
     password_hash: str
@@ -96,6 +104,11 @@ class WebSettings:
     secure_cookie: bool = False
     password_file: Path | None = None
     session_idle_s: float = 900.0
+    language: Language = "vi"
+    mode: str = "gate"
+    direction: str = "entry"
+    meeting: str = ""
+    thermometer: bool = True
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < 16:
@@ -108,3 +121,5 @@ class WebSettings:
             raise ValueError("web display_clear_s must be positive")
         if self.session_idle_s <= 0:
             raise ValueError("web session_idle_s must be positive")
+        if self.language not in LANGUAGES:
+            raise ValueError(f"web language must be one of {', '.join(LANGUAGES)}")

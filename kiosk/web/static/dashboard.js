@@ -1,10 +1,15 @@
-// Live dashboard: every 2 s refresh the health figures and add new events (no libraries).
+// Live dashboard: every 2 s refresh the health figures, the last decision and add new events
+// (no libraries). Words come from the page (data-* attributes filled from the catalogue).
 "use strict";
 (function () {
   const main = document.getElementById("dashboard");
   const events = document.getElementById("events");
   const chart = document.getElementById("chart");
   const stale = document.getElementById("stale");
+  const lastCard = document.getElementById("last-decision");
+  const language = document.documentElement.lang === "en" ? "en" : "vi";
+  const reasons = JSON.parse(main.dataset.reasons);
+  const outcomes = JSON.parse(main.dataset.outcomes);
   let after = Number(main.dataset.after);
   const pageSize = Number(main.dataset.page);
 
@@ -14,7 +19,7 @@
 
   function fmt(value) {  // same rules as the server's "fmt" filter
     if (value === null || value === undefined) return "—";
-    if (typeof value === "boolean") return value ? "yes" : "no";
+    if (typeof value === "boolean") return value ? main.dataset.yes : main.dataset.no;
     return String(value);
   }
 
@@ -42,7 +47,9 @@
     const temperature = (decision && data.temperature) || {};
     const cells = [
       event.seq, null, event.type,
-      decision ? data.outcome : "", decision ? data.reason : "", decision ? (data.subject || "") : "",
+      decision ? (outcomes[data.outcome] || data.outcome) : "",
+      decision ? (reasons[data.reason] || data.reason) : "",
+      decision ? (data.subject || "") : "",
       temperature.celsius == null ? "" : temperature.celsius,
       decision ? "" : JSON.stringify(data),
     ];
@@ -50,6 +57,7 @@
     tr.className = decision ? data.outcome : "";
     cells.forEach((text, i) => {
       const td = document.createElement("td");
+      if (i === 4 && decision) td.title = data.reason;
       if (i === 1) {
         const time = document.createElement("time");
         time.dataset.ts = event.ts_ms;
@@ -70,9 +78,23 @@
     return response.json();
   }
 
+  function kind(decision) {  // same rules as the server's decision_class filter
+    return decision.reason === "fever" ? "fever" : decision.outcome;
+  }
+
+  function showLast(decision) {
+    if (!decision || String(decision.seq) === lastCard.dataset.seq) return;
+    lastCard.dataset.seq = decision.seq;
+    lastCard.className = "decision " + kind(decision);
+    lastCard.querySelector(".words").textContent = decision["message_" + language] || "";
+    lastCard.querySelector(".celsius").textContent =
+      decision.temperature_c == null ? "" : decision.temperature_c.toFixed(1) + " °C";
+  }
+
   async function poll() {
     try {
       showState(await fetchJson("/api/v1/status"));
+      showLast((await fetchJson("/display/last.json")).decision);
       if (main.dataset.live) {
         const query = new URLSearchParams({ after: after, limit: pageSize });
         if (main.dataset.type) query.set("type", main.dataset.type);
