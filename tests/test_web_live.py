@@ -351,6 +351,7 @@ def test_a_browser_sees_a_decision_on_the_dashboard_and_the_display(tmp_path: Pa
                 kiosk.next_decision(timeout=20)
                 wait_for(driver, lambda d: "Fever" in d.find_element(By.TAG_NAME, "body").text)
                 assert fever_look(driver) == ("fever", "blink", True)
+                driver.execute_script("document.body.style.animation = 'none'")  # bright phase
                 driver.save_screenshot(str(screenshots / "display-fever.png"))
                 wait_for(dashboard, lambda d: card_class(d) == "decision fever")
                 confirmed_lockdown(dashboard)

@@ -62,6 +62,16 @@ def test_the_display_stylesheet_gives_each_kind_its_colour(client: FlaskClient) 
     assert backgrounds["fever"] == backgrounds["deny"] and "animation: blink" in rules["fever"]
 
 
+def test_every_referral_says_whom_to_see() -> None:
+    """A referral is amber with no line of its own: its words send the person on. decide()
+    refers for a thermometer fault, an unsigned code (policy "refer") and an unwritable log."""
+    for reason in (Reason.SENSOR_FAULT, Reason.LOG_UNAVAILABLE, Reason.UNSIGNED_CREDENTIAL):
+        vi, en = MESSAGES[reason]
+        assert ("gặp bảo vệ" in vi and "see the guard" in en) or (
+            "lễ tân" in vi and "reception" in en
+        ), reason
+
+
 # --- 2: the display follows the kiosk's mode and direction -----------------------------
 
 

@@ -3,10 +3,10 @@
 Idle, it asks for what this kiosk needs: a scan and the thermometer at an entrance, a scan out
 at an exit kiosk (``direction = "exit"``), a scan to check in with the meeting's name in
 checkin mode, only the thermometer in screen mode. A decision shows green (grant), red (deny),
-amber with "please see the guard" (refer), or red, blinking, with the temperature large (fever).
-The page polls ``/display/last.json`` every 0.5 s (static/display.js) and shows a decision whose
-seq it has not seen, for ``display_clear_s``. It shows only the outcome, the message and the
-temperature: never who it was. Served without login, but only to this machine unless
+amber (refer: its words say whom to see), or red and blinking with the temperature large
+(fever). The page polls ``/display/last.json`` every 0.5 s (static/display.js) and shows a
+decision whose seq it has not seen, for ``display_clear_s``. It shows only the outcome, the
+message and the temperature: never who it was. Served without login, but only to this machine unless
 ``display_public`` (a logged-in operator may preview it from anywhere).
 """
 
@@ -17,7 +17,6 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 
-from kiosk.texts import pair
 from kiosk.web.auth import logged_in
 from kiosk.web.context import web_context
 
@@ -64,7 +63,6 @@ def page() -> str:
         last_seq=0 if last is None else last["seq"],
         clear_ms=round(settings.display_clear_s * 1000),
         settings=settings,
-        see_guard=pair("display.see_guard"),
     )
 
 

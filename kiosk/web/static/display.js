@@ -1,12 +1,11 @@
 // Gate display: poll the last decision every 0.5 s; show a new one full screen, then idle.
-// Colours: grant green, deny red, refer amber (with "please see the guard"), fever red and
-// blinking with the temperature large; the words come from the server's catalogue.
+// Colours: grant green, deny red, refer amber, fever red and blinking with the temperature
+// large; the words come from the server's catalogue.
 "use strict";
 (function () {
   const body = document.body;
   const clearMs = Number(body.dataset.clearMs);
   const offlineAfter = 6;  // failed polls (3 s) before the screen says "out of service"
-  const seeGuard = body.dataset.seeGuardEn.toLowerCase();
   let lastSeq = Number(body.dataset.lastSeq);
   let clearTimer = null;
   let failures = 0;
@@ -27,11 +26,8 @@
 
   function show(decision) {
     body.className = kind(decision);
-    const english = decision.message_en || "";
     document.getElementById("message-vi").textContent = decision.message_vi || "";
-    document.getElementById("message-en").textContent = english;
-    document.getElementById("see-guard").hidden =
-      decision.outcome !== "refer" || english.toLowerCase().includes(seeGuard);
+    document.getElementById("message-en").textContent = decision.message_en || "";
     document.getElementById("temperature").textContent =
       decision.temperature_c == null ? "" : decision.temperature_c.toFixed(1) + " °C";
     screen("result");
