@@ -145,9 +145,7 @@ class KioskActions:
         self._kiosk = kiosk
 
     def _log(self, command: str, args: dict[str, Any], operator: str) -> None:
-        self._kiosk.record_operator_action(
-            f"web-{uuid.uuid4()}", command, args, operator=operator
-        )
+        self._kiosk.record_operator_action(f"web-{uuid.uuid4()}", command, args, operator=operator)
 
     def test_relay(self, operator: str) -> str:
         """Release the turnstile once, as for a person."""
