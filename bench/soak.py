@@ -70,8 +70,13 @@ class Heaps:
     def __init__(self) -> None:
         self._sqlite = ctypes.CDLL(ctypes.util.find_library("sqlite3") or "libsqlite3.so.0")
         self._sqlite.sqlite3_memory_used.restype = ctypes.c_int64
+        self._sqlite.sqlite3_memory_highwater.restype = ctypes.c_int64
         self._libc = ctypes.CDLL(None)
         self._libc.mallinfo2.restype = _MallInfo2
+
+    def sqlite_peak_mb(self) -> float:
+        """The most SQLite's heap has held at once since the process started, MB."""
+        return float(self._sqlite.sqlite3_memory_highwater(0)) / 2**20
 
     def sample(self) -> dict[str, float]:
         """SQLite's heap, malloc's bytes in use and malloc's free bytes, in MB."""
@@ -209,6 +214,7 @@ def soak(kiosk: Kiosk, scene: Scene, args: argparse.Namespace) -> dict[str, Any]
         "rss_growth_mb": round(last["rss"] - first["rss"], 2),
         "rss_max_mb": round(max(sample["rss"] for sample in measured), 1),
         "sqlite_heap_mb": round(last["sqlite"], 2),
+        "sqlite_heap_peak_mb": round(heaps.sqlite_peak_mb(), 2),
         "rss_slope_mb_per_1000": round(slope * 1000, 3),
         "of_which_mb": {  # growth by where it sits
             key: round(last[key] - first[key], 2)
