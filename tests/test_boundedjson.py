@@ -25,6 +25,8 @@ def test_plain_json_parses() -> None:
         (b'{"\\udfff": 1}', "lone surrogate"),
         (b'{"t": 1e400}', "too large for a float"),
         (b"[-1.5e309]", "too large for a float"),
+        (b"[" + b"1" * 400 + b".5]", "too large for a float"),
+        (b'{"e": "1e5 in a string", "seq": 9223372036854775808}', "outside the 64-bit range"),
         (b'{"seq": 9223372036854775808}', "outside the 64-bit range"),
         (b'{"seq": -9223372036854775809}', "outside the 64-bit range"),
         (b"\xff\xfe{}", "not UTF-8"),
@@ -39,6 +41,14 @@ def test_hostile_payloads_are_refused_with_a_reason(raw: bytes, reason: str) -> 
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     raw = b'{"note": "' + b"[" * 1_000 + b'\\"]"}'
     assert boundedjson.loads(raw, max_bytes=10_000)["note"].startswith("[[[")
+
+
+@pytest.mark.parametrize("quote", [b"", b'\\"'], ids=["plain strings", "an escaped quote"])
+def test_nesting_is_counted_outside_strings_whatever_the_strings_hold(quote: bytes) -> None:
+    brackets_in_a_string = b'{"note": "' + b"[{" * 100 + quote + b'", "n": '
+    assert boundedjson.loads(brackets_in_a_string + b"[[1]]}", max_bytes=10_000)["n"] == [[1]]
+    with pytest.raises(JSONLimitError, match="nested deeper than 32"):
+        boundedjson.loads(brackets_in_a_string + b"[" * 40 + b"]" * 40 + b"}", max_bytes=10_000)
 
 
 def test_size_is_checked_before_parsing() -> None:
