@@ -31,8 +31,9 @@ _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 # Only an escape can put a surrogate into strictly decoded UTF-8 text.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-# Outside strings, only these numbers can leave 64 bits or overflow a float.
-_LARGE_NUMBER = re.compile(rb"\d{19}|[eE]")
+# Outside strings, only these numbers can leave 64 bits or overflow a float (an exponent
+# follows a digit; the e of true and false does not).
+_LARGE_NUMBER = re.compile(rb"\d{19}|\d[eE]")
 
 
 class JSONLimitError(ValueError):

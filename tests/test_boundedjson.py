@@ -27,6 +27,7 @@ def test_plain_json_parses() -> None:
         (b"[-1.5e309]", "too large for a float"),
         (b"[" + b"1" * 400 + b".5]", "too large for a float"),
         (b'{"e": "1e5 in a string", "seq": 9223372036854775808}', "outside the 64-bit range"),
+        (b"[true, false, 2E400]", "too large for a float"),
         (b'{"seq": 9223372036854775808}', "outside the 64-bit range"),
         (b'{"seq": -9223372036854775809}', "outside the 64-bit range"),
         (b"\xff\xfe{}", "not UTF-8"),
