@@ -22,7 +22,9 @@ the 64-bit integers a message may carry.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
@@ -31,6 +33,9 @@ from kiosk.rules import EntranceFacts
 
 OUTSIDE_MARKS = 10_000  # subjects who left the area, newest kept (late duplicates of theirs)
 TS_MS_RANGE = range(0, 4_102_444_800_000)  # a passage's time: from 1970 to before 2100 (UTC)
+# A passage dated further ahead of this kiosk's clock is ignored: one from a neighbour whose
+# clock runs fast (or a forged one) would otherwise wipe the day or pin a person till midnight.
+MAX_AHEAD_S = 300
 
 
 @dataclass(frozen=True)
@@ -96,8 +101,9 @@ def _local(ts_ms: int) -> datetime:
 class AreaState:
     """Occupancy of one area and the site's visitors today; thread-safe and idempotent."""
 
-    def __init__(self, area: str, today: date) -> None:
+    def __init__(self, area: str, today: date, clock: Callable[[], float] = time.time) -> None:
         self.area = area
+        self.clock = clock  # the wall clock (epoch seconds) a passage may not be ahead of
         self._lock = threading.Lock()
         self._day = today
         self._inside: dict[str, _Mark] = {}  # subject -> their entry
@@ -105,7 +111,10 @@ class AreaState:
         self._visitors: set[str] = set()
 
     def record(self, passage: Passage) -> None:
-        """Apply a passage (from any kiosk of the site); a repeated or older event is ignored."""
+        """Apply a passage (from any kiosk of the site); a repeated or older event is ignored,
+        and so is one dated more than :data:`MAX_AHEAD_S` ahead of this kiosk's clock."""
+        if passage.at.timestamp() > self.clock() + MAX_AHEAD_S:
+            return
         with self._lock:
             day = passage.at.date()
             if day != self._day:

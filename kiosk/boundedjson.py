@@ -28,7 +28,9 @@ _OPEN = frozenset(b"[{")
 _CLOSE = frozenset(b"]}")
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 # A JSON string: a quote, runs of plain bytes or escapes, a quote (the unrolled-loop form).
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# An unterminated one runs to the end, so the engine never retries from each later quote
+# (that retry made a 256 KiB run of escaped quotes take minutes).
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
 # Only an escape can put a surrogate into strictly decoded UTF-8 text.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # Outside strings, only these numbers can leave 64 bits or overflow a float (an exponent
@@ -80,6 +82,8 @@ def _finite(text: str) -> float:
 
 
 def _int64(text: str) -> int:
+    if len(text.lstrip("-")) > len(str(INT64_MAX)):  # also spares int() its 4,300-digit limit
+        raise JSONLimitError(f"integer {text[:24]}… is outside the 64-bit range")
     value = int(text)
     if not INT64_MIN <= value <= INT64_MAX:
         raise JSONLimitError(f"integer {text[:24]}… is outside the 64-bit range")

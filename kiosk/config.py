@@ -39,7 +39,7 @@ SITE_SALT_FIX = (
     " writes it; see docs/deploy.md)"
 )
 MIN_TOKEN_CHARS = 20  # API tokens and command keys: about 120 bits when random
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 RESERVED_IDS = ("central", "operator", "homeassistant", "site")  # broker users and topics
 BCM_PINS = range(2, 28)  # GPIO2..GPIO27 on the 40-pin header; 0 and 1 are the HAT EEPROM bus
 

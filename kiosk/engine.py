@@ -125,6 +125,7 @@ class Kiosk:
         self.hardware = hardware
         self.event_log = event_log
         self.entrance = entrance
+        entrance.area.clock = lambda: wall_clock().timestamp()  # "ahead" of this kiosk's clock
         self._clock = clock
         self._wall_clock = wall_clock
         self._clock_synced = clock_synced

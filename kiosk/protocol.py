@@ -51,7 +51,7 @@ MAX_MESSAGE_BYTES = 256 * 1024  # the largest events batch or command the peers 
 DEFAULT_MESSAGE_BYTES = 240 * 1024  # mqtt.max_message_bytes: room left for topic and properties
 MAX_RECEIPT_SEQS = 1_000_000  # a receipt confirming more than this is refused
 MAX_DEPTH = 32  # the deepest nesting of any message (events carry data objects of depth ≤ 4)
-SEGMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}$")
+SEGMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 
 
 class Leaf(StrEnum):
@@ -234,8 +234,8 @@ MAX_SEQ = 2**63 - 1
 MAX_PASSAGES = 1000  # per message: one events message carries at most 500 events
 PASSAGES_DEPTH = 5  # message > passages list > passage > data > credential
 MAX_MEETING_CHARS = 200
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+SUBJECT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 PASSAGE_TYPES = ("decision", "grant_unused")  # kiosk.events.EventType values
 
 

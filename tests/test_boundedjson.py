@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from kiosk import boundedjson, protocol
@@ -28,6 +30,7 @@ def test_plain_json_parses() -> None:
         (b"[" + b"1" * 400 + b".5]", "too large for a float"),
         (b'{"e": "1e5 in a string", "seq": 9223372036854775808}', "outside the 64-bit range"),
         (b"[true, false, 2E400]", "too large for a float"),
+        (b"[" + b"1" * 5_000 + b"]", "outside the 64-bit range"),
         (b'{"seq": 9223372036854775808}', "outside the 64-bit range"),
         (b'{"seq": -9223372036854775809}', "outside the 64-bit range"),
         (b"\xff\xfe{}", "not UTF-8"),
@@ -50,6 +53,16 @@ def test_nesting_is_counted_outside_strings_whatever_the_strings_hold(quote: byt
     assert boundedjson.loads(brackets_in_a_string + b"[[1]]}", max_bytes=10_000)["n"] == [[1]]
     with pytest.raises(JSONLimitError, match="nested deeper than 32"):
         boundedjson.loads(brackets_in_a_string + b"[" * 40 + b"]" * 40 + b"}", max_bytes=10_000)
+
+
+def test_an_unterminated_string_of_escaped_quotes_is_refused_in_linear_time() -> None:
+    """A neighbour's 256 KiB of escaped quotes took minutes, holding the GIL (the kiosk's
+    watchdog would kill it); the bound is hundreds of times what it takes now."""
+    raw = b'"' + b'\\"' * 131_000
+    started = time.monotonic()
+    with pytest.raises(JSONLimitError, match="not JSON"):
+        boundedjson.loads(raw, max_bytes=1 << 20)
+    assert time.monotonic() - started < 20
 
 
 def test_size_is_checked_before_parsing() -> None:

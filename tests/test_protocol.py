@@ -86,3 +86,22 @@ def test_events_with_missing_or_mistyped_fields_are_refused() -> None:
         broken["events"][0][field] = value
         with pytest.raises(ProtocolError, match=field):
             decode_events(json.dumps(broken).encode())
+
+
+def test_identifiers_with_a_trailing_newline_are_refused() -> None:
+    """``$`` would let ``"…\\n"`` through: a phantom subject, event id or topic segment."""
+    from kiosk.central.validation import BOOT_ID, TYPE
+    from kiosk.central.validation import UUID as CENTRAL_UUID
+    from kiosk.protocol import SEGMENT, SUBJECT, UUID
+
+    good = {
+        SEGMENT: "k1",
+        SUBJECT: "s-00ff",
+        UUID: "0f8fad5b-d9cb-469f-a165-70867728950e",
+        CENTRAL_UUID: "0f8fad5b-d9cb-469f-a165-70867728950e",
+        BOOT_ID: "boot-1",
+        TYPE: "decision",
+    }
+    for pattern, value in good.items():
+        assert pattern.match(value)
+        assert not pattern.match(value + "\n"), pattern.pattern

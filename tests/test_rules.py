@@ -149,6 +149,21 @@ def test_area_starts_afresh_each_day() -> None:
     assert area.facts("s-9", tomorrow).occupancy == 0
 
 
+def test_a_passage_dated_ahead_of_the_clock_neither_wipes_the_day_nor_pins_a_person() -> None:
+    """A neighbour whose clock runs fast, or a forged passage: tomorrow's would reset the day,
+    one at 23:59 would outrank every real passage of that person until midnight."""
+    area = AreaState("main", NOW.date(), clock=NOW.timestamp)
+    area.record(passage("e1", "s-1", "entry"))
+    area.record(passage("e2", "s-2", "entry"))
+    area.record(passage("f1", "s-3", "entry", at=NOW + timedelta(days=1)))
+    area.record(passage("f2", "s-1", "entry", at=NOW.replace(hour=23, minute=59)))
+    assert area.facts(None, NOW).occupancy == 2
+    area.record(passage("e3", "s-1", "exit", at=NOW + timedelta(seconds=1)))
+    assert area.facts("s-1", NOW + timedelta(seconds=1)).occupancy == 1
+    area.record(passage("e4", "s-4", "entry", at=NOW + timedelta(minutes=4)))  # small skew
+    assert area.is_inside("s-4")
+
+
 def test_passage_from_a_logged_decision() -> None:
     data = {
         "outcome": "grant",

@@ -19,11 +19,11 @@ from typing import Any
 from kiosk.boundedjson import INT64_MAX
 from kiosk.protocol import SCHEMA_VERSION
 
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 # boot_id is a UUID from the kiosk; test and bench kiosks name their runs, so any short token.
-BOOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
+BOOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 TS_MS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant a date can name
-TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # kiosk.events.EventType's, and future ones
+TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")  # kiosk.events.EventType's, and future ones
 _BOOLEANS = ("clock_synced", "historical")
 FIELDS = frozenset(
     ("event_id", "seq", "boot_id", "ts_ms", "clock_synced", "type", "historical", "schema", "data")
