@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -82,3 +85,23 @@ def running(
             stop.set()
             thread.join(timeout=10)
             assert not thread.is_alive(), "the kiosk did not stop"
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def kill_9_when(child_module: str, directory: Path, ready: Callable[[], bool]) -> None:
+    """Run ``python -m child_module directory``, SIGKILL it once ``ready()`` holds; fail the
+    test with the child's stderr if it exits first."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", child_module, str(directory)], cwd=REPO, stderr=subprocess.PIPE
+    )
+    try:
+        wait_until(lambda: ready() or child.poll() is not None, timeout=60)
+        if child.poll() is not None:
+            pytest.fail(f"the kiosk exited early: {child.stderr.read().decode()[-2000:]}")
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+        child.stderr.close()
+    assert child.returncode == -signal.SIGKILL

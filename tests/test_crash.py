@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from kiosk.store import EventLog
-from tests.support import wait_until
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support import kill_9_when
 
 
 def pulses(directory: Path) -> list[int]:
@@ -26,20 +21,7 @@ def pulses(directory: Path) -> list[int]:
 def run_until_killed(directory: Path, at_least: int) -> None:
     """Start the kiosk, let ``at_least`` more relay pulses happen, then SIGKILL it."""
     target = len(pulses(directory)) + at_least
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash_child", str(directory)],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_until(lambda: len(pulses(directory)) >= target or child.poll() is not None, timeout=60)
-        if child.poll() is not None:
-            pytest.fail(f"the kiosk exited early: {child.stderr.read().decode()[-2000:]}")
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    kill_9_when("tests.crash_child", directory, lambda: len(pulses(directory)) >= target)
 
 
 def check_log(directory: Path) -> list[tuple[int, str, str, str]]:

@@ -4,9 +4,6 @@ action returns and restored before the first decision; an unusable file fails se
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +26,8 @@ from kiosk.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.simulation import Person, Scene
 from kiosk.store import EventLog
-from tests.support import SALT, make_config, running, wait_until
+from tests.support import SALT, kill_9_when, make_config, running
 
-REPO = Path(__file__).resolve().parents[1]
 RELAY = 17  # active-low: driven low = energised
 
 
@@ -41,20 +37,7 @@ def relay_energised_ever(factory: MockFactory) -> bool:
 
 @pytest.mark.slow
 def test_lockdown_survives_kill_9_and_nobody_is_granted_after(tmp_path: Path) -> None:
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.lockdown_child", str(tmp_path)],
-        cwd=REPO,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        wait_until(lambda: (tmp_path / "locked").exists() or child.poll() is not None, 60)
-        if child.poll() is not None:
-            pytest.fail(f"the kiosk exited early: {child.stderr.read().decode()[-2000:]}")
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait(timeout=10)
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
+    kill_9_when("tests.lockdown_child", tmp_path, (tmp_path / "locked").exists)
 
     config = make_config(tmp_path, thermometer={"enabled": False})
     factory = MockFactory()
