@@ -88,6 +88,15 @@ def test_store_reports_gaps_per_kiosk(store: Store) -> None:
     assert [(k.kiosk, k.missing) for k in store.fleet()] == [("k1", 6), ("k2", 0)]
 
 
+def test_a_quarantined_seq_is_not_a_gap_to_ask_for_again(store: Store) -> None:
+    """Asking the kiosk to resend it would only quarantine it again, every grace period."""
+    store.insert_batch(rows(SITE, "k1", [1, 2, 4]))
+    topic = f"kiosk/v1/{SITE}/k1/events"
+    store.quarantine([refusal(topic, b"{}", "ts_ms out of range", 1_000, seq=3)])
+    assert store.gaps(SITE, "k1") == []
+    assert store.gaps(SITE, "k2") == []
+
+
 def test_store_keeps_status_state_and_resend_per_kiosk(store: Store) -> None:
     store.set_availability(SITE, "k1", "online", 1_000)
     store.set_state(SITE, "k1", {"backlog": 12}, None)

@@ -320,16 +320,18 @@ class Store:
 
     def gaps(self, site: str, kiosk: str, after: int = 0) -> list[list[int]]:
         """Missing seqs as ``[first, last]`` ranges, above ``after`` and above the kiosk's
-        pruned seqs (both taken as all present)."""
+        pruned seqs (both taken as all present). A quarantined seq is not missing: asking for
+        it again would only quarantine it again."""
         pruned = self._read(
             "SELECT pruned_seq FROM kiosks WHERE site = ? AND kiosk = ?", (site, kiosk)
         )
         after = max(after, int(pruned[0][0]) if pruned else 0)
         rows = self._read(
             "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq, 1, ?) OVER (ORDER BY seq) AS prev"
-            " FROM events WHERE site = ? AND kiosk = ? AND seq > ?) AS s"
-            " WHERE seq > prev + 1 ORDER BY seq",
-            (after, site, kiosk, after),
+            " FROM (SELECT seq FROM events WHERE site = ? AND kiosk = ? AND seq > ?"
+            " UNION SELECT seq FROM quarantine WHERE site = ? AND kiosk = ? AND seq > ?) AS q"
+            ") AS s WHERE seq > prev + 1 ORDER BY seq",
+            (after, site, kiosk, after, site, kiosk, after),
         )
         return [[int(first), int(last)] for first, last in rows]
 
