@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +56,9 @@ class _Mark(NamedTuple):
     """A subject's newest known passage, small: one is kept per person."""
 
     at_ms: int
-    tiebreak: int  # hash of the event id: orders two passages in one millisecond, same run
+    tiebreak: (
+        int  # CRC-32 of the event id: orders two passages in one millisecond, alike at every kiosk
+    )
     granted: bool
 
     def newer_than(self, other: _Mark | None) -> bool:
@@ -128,7 +131,7 @@ class AreaState:
                 return
             subject = passage.subject
             at_ms = round(passage.at.timestamp() * 1000)
-            mark = _Mark(at_ms, hash(passage.event_id), passage.granted)
+            mark = _Mark(at_ms, zlib.crc32(passage.event_id.encode()), passage.granted)
             if not mark.newer_than(self._inside.get(subject) or self._outside.get(subject)):
                 return
             if entry:
