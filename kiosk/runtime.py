@@ -66,22 +66,24 @@ class CommandActions:
 
     def __init__(self, kiosk: Kiosk, sync: Sync, *, seen_ids_loaded: bool = True) -> None:
         self._kiosk, self._sync = kiosk, sync
-        self._seen_ids_loaded = seen_ids_loaded
+        # ids logged before this start, when the replay check could not read them at start
+        self._used_before: frozenset[str] | None = frozenset() if seen_ids_loaded else None
 
     def record_command(self, command: Command) -> None:
         """Log the accepted command before acting (raises LogWriteError).
 
         When the log could not be read at start, the ids already used were not known to the
-        replay check: they are read now, and a command id found there is refused.
+        replay check: they are read at the first command, kept, and every command whose id is
+        among them is refused.
         """
-        if not self._seen_ids_loaded:
+        if self._used_before is None:
             try:
                 used = self._kiosk.event_log.recent(10_000, type="command")
             except EventLogError as exc:
                 raise LogWriteError(str(exc)) from None
-            self._seen_ids_loaded = True
-            if any(event.data.get("id") == command.id for event in used):
-                raise LogWriteError(f"command id {command.id} was already used (replayed)")
+            self._used_before = frozenset(str(event.data.get("id")) for event in used)
+        if command.id in self._used_before:
+            raise LogWriteError(f"command id {command.id} was already used (replayed)")
         self._kiosk.record_command(command)
 
     def set_lockdown(self, on: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -378,3 +379,26 @@ def test_a_refusal_result_names_the_command_and_the_code(kiosk: RecordingKiosk) 
         "data": {},
     }
     assert "37" in result["message"] and "39" in result["message"]
+
+
+def test_ids_used_before_a_start_with_the_log_down_stay_refused_after_the_first_command(
+    tmp_path: Path,
+) -> None:
+    """The ids could only be read at the first command; a replay of an older signed command
+    must be refused at the second and every later one too."""
+    from kiosk.runtime import CommandActions
+    from tests.support import make_config, running
+
+    with running(make_config(tmp_path)) as door:
+        for old_id in ("old-1", "old-2"):
+            door.kiosk.record_command(Command(old_id, "lockdown", {"on": False}, NOW, NOW))
+        actions = CommandActions(door.kiosk, sync=None, seen_ids_loaded=False)  # type: ignore[arg-type]
+        proc = CommandProcessor(
+            actions, kiosk_id="k1", key=None, allow_emergency_open=True, now_ms=lambda: NOW
+        )
+        assert send(proc, command("lockdown", {"on": True}, id="new-1")).ok
+        replayed = [
+            send(proc, command("lockdown", {"on": False}, id=i)) for i in ("old-1", "old-2")
+        ]
+    assert [outcome.ok for outcome in replayed] == [False, False]
+    assert door.kiosk.state()["gate"]["lockdown"] is True
