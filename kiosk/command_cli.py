@@ -36,7 +36,9 @@ from kiosk.protocol import (
     CommandName,
     KioskTopics,
     Leaf,
+    ProtocolError,
     command_signature,
+    decode_result,
     encode_command,
 )
 
@@ -233,9 +235,9 @@ def _exchange(
     while True:
         message = expect("message")
         try:
-            result: dict[str, Any] = json.loads(message.payload)
-        except ValueError:
-            continue
+            result = decode_result(message.payload)
+        except ProtocolError:
+            continue  # not a result this command can use: wait for its own
         if result.get("id") == command.id:
             return result
 

@@ -505,6 +505,11 @@ def decode_command(payload: bytes) -> Command:
     )
 
 
+def decode_result(payload: bytes) -> dict[str, Any]:
+    """A kiosk's command result (bounded, strict); ProtocolError says what is wrong."""
+    return _loads(payload, "command result")
+
+
 def encode_result(
     kiosk: str,
     command_id: str | None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,30 @@ def test_no_result_in_time_names_the_kiosks_status_and_the_commands_expiry(
         "the broker keeps the command for it, and it is carried out only if the kiosk gets it "
         "before "
     )
+
+
+def test_results_that_are_not_results_are_passed_over_without_a_traceback(
+    broker: Broker,
+) -> None:
+    """What arrives on the result topic comes from a kiosk's credentials: no trusting it."""
+    from kiosk.protocol import KioskTopics
+
+    k2 = Collector(mqtt_client(broker, "k2", client_id="k2-garbage"))
+    publisher = mqtt_client(broker, "k2", client_id="k2-answer")
+    k2.subscribe(KioskTopics("s1", "k2").topic(Leaf.CMD))
+    topic = KioskTopics("s1", "k2").topic(Leaf.RESULT)
+
+    def answer_with_junk() -> None:  # once the command is out, as a kiosk would answer
+        k2.get(timeout=30)
+        for junk in (b"[]", b"1", b"[" * 5_000):
+            publisher.publish_acked(topic, junk)
+
+    answering = threading.Thread(target=answer_with_junk)
+    answering.start()
+    result = send(broker, "--site", "s1", "--kiosk", "k2", "--timeout-s", "5", "lockdown", "on")
+    answering.join(timeout=30)
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.exit_code == 75, result.output
 
 
 def test_the_broker_refusing_the_operator_is_exit_69_in_words(broker: Broker) -> None:
