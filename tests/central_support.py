@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,16 +22,6 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SITE = "s1"
 KEY = b"site-command-key"
 EVENTS_TOPIC = f"kiosk/v1/{SITE}/k1/events"
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``condition`` until it holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s")
-        pause.wait(0.02)
 
 
 def events(seqs: range | list[int]) -> list[WireEvent]:

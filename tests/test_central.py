@@ -44,8 +44,8 @@ from tests.central_support import (
     execute,
     rows,
     stored_seqs,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytest_plugins = ("tests.central_fixtures",)
 

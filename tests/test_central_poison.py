@@ -34,8 +34,8 @@ from tests.central_support import (
     execute,
     fresh_database,
     stored_seqs,
-    wait_until,
 )
+from tests.support import wait_until
 
 pytest_plugins = ("tests.central_fixtures",)
 
