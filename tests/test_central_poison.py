@@ -344,6 +344,7 @@ def test_central_killed_with_poison_in_flight_starts_again_and_goes_on(
         for seq, poison in enumerate(POISON_EVENTS.values(), start=2):
             assert receipts.client.publish_acked(EVENTS_TOPIC, message(poison)) == 0
             publish(receipts, seq)
+        wait_until(lambda: store.quarantined_count() >= 1, timeout=30)  # busy with the poison
         process.kill()  # mid-stream: what it had not acked, the broker still holds
         process.wait(10)
         process = start_central_process(broker, db_path)
