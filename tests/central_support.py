@@ -3,7 +3,6 @@ consumers on the test broker, and a kiosk client that records its receipts."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import uuid
@@ -17,6 +16,7 @@ import pytest
 from kiosk.central import EventRow, Ingest, IngestSettings, Store
 from kiosk.protocol import WireEvent, decode_receipt
 from tests.broker import Broker, Collector, mqtt_client
+from tests.support import in_ci
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SITE = "s1"
@@ -69,7 +69,7 @@ def fresh_database(kind: str, tmp_path: Path) -> Iterator[str]:
     try:
         admin = psycopg.connect(PG_URL, autocommit=True)
     except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):  # CI's machine runs PostgreSQL: it must be tested there
+        if in_ci():  # CI's machine runs PostgreSQL: it must be tested there
             raise
         pytest.skip(f"PostgreSQL not reachable on this machine: {exc}")
     schema = f"central_{uuid.uuid4().hex[:12]}"

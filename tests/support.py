@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import queue
 import signal
 import subprocess
@@ -105,3 +106,9 @@ def kill_9_when(child_module: str, directory: Path, ready: Callable[[], bool]) -
         child.wait(timeout=10)
         child.stderr.close()
     assert child.returncode == -signal.SIGKILL
+
+
+def in_ci() -> bool:
+    """Whether CI runs the suite: there, a part the machine is meant to have (PostgreSQL, a
+    tmpfs) failing is a failure, never a skip."""
+    return bool(os.environ.get("CI"))

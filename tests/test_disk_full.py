@@ -5,7 +5,6 @@ skipped without it, except under CI=true where they must run)."""
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import signal
 import subprocess
@@ -27,7 +26,7 @@ from kiosk.store import (
     Retention,
     read_events,
 )
-from tests.support import make_config, running, wait_until
+from tests.support import in_ci, make_config, running, wait_until
 
 PAD = {"pad": "x" * 300}
 KIOSK = [sys.executable, "-c", "from kiosk.cli import main; main()"]
@@ -45,7 +44,7 @@ def small_partition(tmp_path: Path) -> Iterator[Path]:
         check=False,
     )
     if done.returncode != 0:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(f"cannot mount a tmpfs under CI: {done.stderr}")
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     try:
