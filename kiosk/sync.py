@@ -294,6 +294,10 @@ class Sync:
             if not self._send(wire[start:end], items[start:end], now):
                 break
             start = end
+        else:
+            if too_large:  # everything around them went: never read them again each round
+                with self._lock:
+                    self._cursor = max(self._cursor, *too_large)
 
     def _send(self, wire: list[tuple[WireEvent, str]], items: list[bytes], now: float) -> bool:
         topics = self.uplink.topics

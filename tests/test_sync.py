@@ -394,6 +394,38 @@ def test_an_event_over_the_limit_goes_alone_and_one_too_large_for_any_message_bl
     assert all(huge.seq not in seqs for _, *seqs in messages)
 
 
+class ReadCountingLog(EventLog):
+    """The real event log, counting how often the outbox hands out each seq."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads: dict[int, int] = {}
+
+    def pending_json(self, limit: int, after_seq: int = 0) -> list[Any]:
+        found = super().pending_json(limit, after_seq)
+        for event in found:
+            self.reads[event.seq] = self.reads.get(event.seq, 0) + 1
+        return found
+
+
+def test_an_unsendable_last_event_is_not_read_again_every_round(
+    broker: Broker, central_store: Store, tmp_path: Path
+) -> None:
+    """It stays in the log, unconfirmed; reading its 256 KiB from SQLite 50 times a second
+    (under the lock appends take) would only slow the gate."""
+    with ReadCountingLog(tmp_path / "events.db", boot_id="b1") as log:
+        fill(log, 5)
+        huge = log.append("decision", {"note": "x" * MAX_MESSAGE_BYTES})
+        with central(broker, central_store), syncing(log, mqtt_settings(broker.port)) as sync:
+            wait_until(lambda: log.stats().unconfirmed == 1, timeout=60)
+            rounds = sync.stats.published_events
+            log.append("decision", {"n": 1})  # one more event: the sync reads the outbox again
+            wait_until(
+                lambda: log.stats().unconfirmed == 1 and sync.stats.published_events > rounds
+            )
+    assert log.reads[huge.seq] == 1
+
+
 class CrashingOutbox:
     """An outbox whose read fails with a bug (not an EventLogError): the sync loop crashes."""
 
