@@ -13,7 +13,8 @@ import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from kiosk.credentials import issuing, register
-from kiosk.credentials.documents import pass_id_bytes, write_whole
+from kiosk.credentials.documents import pass_id_bytes
+from kiosk.durable import write_whole
 
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
 EX_DATAERR = 65  # sysexits.h: the input data was incorrect

@@ -10,16 +10,15 @@ lockdown and says why (see docs/operator-state.md).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from kiosk import boundedjson
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
+from kiosk.durable import write_whole
 
 log = logging.getLogger(__name__)
 
@@ -115,21 +114,9 @@ class OperatorStateStore:
         """Replace the file atomically and durably; OperatorStateError if that failed (the
         old file is then still whole)."""
         data = json.dumps(state.as_dict(), separators=(",", ":")).encode()
-        tmp = self.path.with_name(f".{FILE_NAME}.tmp")
         try:
-            with tmp.open("wb") as file:
-                file.write(data)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(tmp, self.path)
-            directory = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            write_whole(self.path, data)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise OperatorStateError(
                 f"{self.path}: cannot save the operator state: {exc.strerror or exc}"
             ) from None

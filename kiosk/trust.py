@@ -25,9 +25,9 @@ from kiosk.credentials.documents import (
     TrustList,
     load_document,
     same_content,
-    write_whole,
 )
 from kiosk.credentials.passes import PassVerifier
+from kiosk.durable import write_whole
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,9 @@ a refused document never replaces the one in use, not even in part.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal, TypeGuard, overload
 
@@ -100,16 +98,6 @@ def pass_id_bytes(text: str) -> bytes:
             f"{text!r} is not a pass id ({low}-{high} hex digits, as `kiosk pass inspect` shows)"
         )
     return raw
-
-
-def write_whole(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` whole: a temporary file, fsync'd, then renamed; OSError."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
 
 
 def same_content(first: Document, second: Document) -> bool:

@@ -1,0 +1,25 @@
+"""Durable whole-file replacement: the old file or the new, never a half, never a leftover."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kiosk.durable import write_whole
+
+
+def test_a_file_is_replaced_whole_and_nothing_is_left_beside_it(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    write_whole(target, b"old")
+    write_whole(target, b"new")
+    assert target.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
+
+
+def test_a_failed_replace_leaves_no_temporary_file(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    target.mkdir()  # a directory cannot be replaced by a file
+    with pytest.raises(OSError):
+        write_whole(target, b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]
