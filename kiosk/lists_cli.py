@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kiosk import boundedjson
 from kiosk.credentials import issuing, register
 from kiosk.credentials.documents import pass_id_bytes
 from kiosk.durable import write_whole
@@ -19,6 +20,7 @@ from kiosk.durable import write_whole
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
 EX_DATAERR = 65  # sysexits.h: the input data was incorrect
 EX_CANTCREAT = 73  # sysexits.h: an output file cannot be created
+STATE_MAX_BYTES = 16 * 1024 * 1024  # a revocation state file: ids of revoked passes
 
 
 def fail(message: str, code: int = EX_DATAERR) -> NoReturn:
@@ -236,14 +238,14 @@ def _read_state(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"version": 0, "revoked": []}
     try:
-        known = json.loads(path.read_text(encoding="utf-8"))
+        known = boundedjson.loads(path.read_bytes(), max_bytes=STATE_MAX_BYTES)
         for pass_id in known["revoked"]:
             pass_id_bytes(pass_id)
         if not isinstance(known["version"], int) or known["version"] < 0:
             raise ValueError("version")
         if not isinstance(known.get("kid", ""), str):
             raise ValueError("kid")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a revocation state file ({exc})") from None
     return dict(known)
 

@@ -380,3 +380,24 @@ def test_issue_and_batch_read_sites_and_valid_from_the_same_way(
         assert datetime.fromisoformat(valid_from) >= before  # empty or absent: now
     help_text = kiosk("pass", "batch", "--help").stdout
     assert "health_declared_at" in help_text and "meeting" in help_text
+
+
+def test_damaged_register_and_state_files_are_refused_in_words_not_tracebacks(
+    tmp_path: Path,
+) -> None:
+    """`revoke` turns these ValueErrors into one line and exit 65."""
+    from kiosk.credentials import register
+    from kiosk.lists_cli import _read_state
+
+    huge_field = tmp_path / "huge.csv"
+    huge_field.write_text(",".join(register.COLUMNS) + '\n"' + "x" * 200_000 + '"\n')
+    nested = tmp_path / "state.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    for read, path in (
+        (register.read, huge_field),
+        (register.read, tmp_path),  # a directory
+        (_read_state, nested),
+        (_read_state, tmp_path),
+    ):
+        with pytest.raises(ValueError, match=str(path)):
+            read(path)

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from kiosk.credentials.office import ALL_SITES
 from kiosk.credentials.passes import PassClaims
@@ -82,7 +83,15 @@ def read(path: Path) -> list[Issued]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ValueError(f"{path}: no register of issued passes here (see --register)") from None
-    reader = csv.reader(io.StringIO(text))
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read the register: {exc.strerror or exc}") from None
+    try:
+        return _parse(path, csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise ValueError(f"{path}: damaged register: {exc}") from None
+
+
+def _parse(path: Path, reader: Any) -> list[Issued]:  # a csv.reader (no public type)
     if next(reader, None) != list(COLUMNS):
         raise ValueError(f"{path}:1: not a register of issued passes (header)")
     issued = []
