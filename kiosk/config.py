@@ -7,7 +7,7 @@ file ``deploy/kiosk.example.toml`` is generated from them (``kiosk config exampl
 
 A wrong type, an unknown key or an impossible value raises :class:`ConfigError`
 naming the file, the key and what is allowed; the CLI turns it into exit code 78.
-What the file points at (directories, salt, TLS files) is checked by :mod:`kiosk.preflight`.
+What the file points at (directories, salt, TLS files) is checked by :mod:`kiosk.cli.preflight`.
 
 Longer than most modules on purpose: it is the schema, one declaration per key with its
 description and bounds, and the validation that reads it; splitting it would spread one key
@@ -32,7 +32,7 @@ from kiosk.gate import RelayMode
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/kiosk.toml")
 EX_CONFIG = 78  # sysexits.h: configuration error
 MAX_CONFIG_BYTES = 1024 * 1024  # a kiosk.toml is a few KiB; more is a mistake or an attack
-MIN_SALT_CHARS = 16  # the subject salt is an HMAC key (kiosk.privacy.Pseudonymizer)
+MIN_SALT_CHARS = 16  # the subject salt is an HMAC key (kiosk.decide.privacy.Pseudonymizer)
 SITE_SALT_FIX = (
     "give every kiosk of the site the same salt: credentials.subject_salt_file ="
     ' "/etc/kiosk/site-salt" (deploy/install.sh --site-salt FILE, or the Ansible play,'

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from kiosk.config import KioskConfig
-    from kiosk.decision import Decision
-    from kiosk.entrance import Assessment
+    from kiosk.decide.decision import Decision
+    from kiosk.decide.entrance import Assessment
     from kiosk.sensors.measurement import Measurement
 
 

@@ -2,7 +2,7 @@
 
 This is the only place that knows the difference. On a Pi: picamera2 (or an
 OpenCV source), the MLX90614 on /dev/i2c-N, gpiozero's default pin factory. In
-simulation: frames rendered from a :class:`~kiosk.simulation.Scene`, the real
+simulation: frames rendered from a :class:`~kiosk.sensors.simulation.Scene`, the real
 Adafruit driver over a simulated I2C bus, gpiozero's own MockFactory (whose pins keep a
 short history).
 """
@@ -24,7 +24,7 @@ from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.frames import FrameSource, GeneratedFrameSource, open_frame_source
 from kiosk.sensors.mlx90614 import MLX90614Thermometer, Reading, SensorError, open_i2c_bus
 from kiosk.sensors.qr import QRDecoder, make_decoder
-from kiosk.simulation import Scene
+from kiosk.sensors.simulation import Scene
 
 log = logging.getLogger(__name__)
 

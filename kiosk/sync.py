@@ -10,11 +10,11 @@ sync loop feeds paho from the outbox through a bounded window, in sequence order
   everything when the broker has lost the kiosk's session;
 - a backlog is packed into messages of up to ``batch_max`` events and ``max_message_bytes``
   bytes, flagged ``historical``; an event over that size goes alone, and one over the size
-  central accepts (:data:`~kiosk.protocol.MAX_MESSAGE_BYTES`) is reported and left in the log
+  central accepts (:data:`~kiosk.mqtt.protocol.MAX_MESSAGE_BYTES`) is reported and left in the log
   rather than sent, so it never holds up the events behind it;
 - with each events message goes a ``passages`` message for the site's other kiosks: the
   grants and withdrawn grants in it, cut down to what a neighbour needs
-  (:func:`~kiosk.protocol.passage_of`).
+  (:func:`~kiosk.mqtt.protocol.passage_of`).
 
 Everything runs in one thread reading :attr:`Uplink.inbox`; a watchdog restarts a paho client
 whose network thread died. No message received can stop the loop: whatever handling one
@@ -36,8 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kiosk.commands import CommandError
-from kiosk.protocol import (
+from kiosk.mqtt.protocol import (
     DEFAULT_MESSAGE_BYTES,
     MAX_MESSAGE_BYTES,
     Availability,
@@ -54,8 +53,7 @@ from kiosk.protocol import (
     events_message,
     passage_of,
 )
-from kiosk.store import EventLogError, OutboxEvent
-from kiosk.uplink import (
+from kiosk.mqtt.uplink import (
     Connected,
     ConnectFailed,
     Disconnected,
@@ -64,6 +62,8 @@ from kiosk.uplink import (
     Uplink,
     UplinkEvent,
 )
+from kiosk.operator.commands import CommandError
+from kiosk.store.eventlog import EventLogError, OutboxEvent
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ IGNORED_LOG_LINES = 20  # lines about ignored messages per minute; the rest are 
 
 
 class Outbox(Protocol):
-    """What the sync needs from the event log (:class:`kiosk.store.EventLog` is one)."""
+    """What the sync needs from the event log (:class:`kiosk.store.eventlog.EventLog` is one)."""
 
     def pending_json(self, limit: int, after_seq: int = 0) -> list[OutboxEvent]:
         """Unconfirmed events after ``after_seq``, oldest first, data as stored JSON."""

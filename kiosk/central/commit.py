@@ -16,7 +16,7 @@ from typing import NamedTuple
 from kiosk.central.messages import Update
 from kiosk.central.quarantine import Quarantined, is_data_error, refusal
 from kiosk.central.store import EventRow, Store, Stored
-from kiosk.protocol import KioskTopics, Leaf
+from kiosk.mqtt.protocol import KioskTopics, Leaf
 
 log = logging.getLogger(__name__)
 

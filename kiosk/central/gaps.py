@@ -11,7 +11,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from kiosk.protocol import seq_ranges
+from kiosk.mqtt.protocol import seq_ranges
 
 Key = tuple[str, str]  # (site, kiosk)
 

@@ -32,7 +32,7 @@ from kiosk.central.gaps import GapTracker, Key
 from kiosk.central.messages import decode_update, read_events, resend_command
 from kiosk.central.quarantine import refusal
 from kiosk.central.store import Store
-from kiosk.protocol import (
+from kiosk.mqtt.protocol import (
     KioskTopics,
     Leaf,
     ProtocolError,

@@ -7,11 +7,11 @@ import json
 import uuid
 from typing import Any, NamedTuple
 
-from kiosk import boundedjson
-from kiosk.boundedjson import INT64_MAX
 from kiosk.central.store import EventRow
 from kiosk.central.validation import event_problem, nul_free
-from kiosk.protocol import (
+from kiosk.mqtt import boundedjson
+from kiosk.mqtt.boundedjson import INT64_MAX
+from kiosk.mqtt.protocol import (
     MAX_DEPTH,
     MAX_MESSAGE_BYTES,
     SCHEMA_VERSION,

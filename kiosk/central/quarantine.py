@@ -12,7 +12,7 @@ import hashlib
 import sqlite3
 from typing import NamedTuple
 
-from kiosk.protocol import ProtocolError, parse_topic
+from kiosk.mqtt.protocol import ProtocolError, parse_topic
 
 
 class Quarantined(NamedTuple):

@@ -2,7 +2,7 @@
 
 ``docs/schemas/events.json`` is the contract; these checks are its envelope, written out so
 central needs no schema library at run time (tests check both refuse the same messages). The
-payload has already been parsed by :func:`kiosk.boundedjson.loads`, which refused NaN,
+payload has already been parsed by :func:`kiosk.mqtt.boundedjson.loads`, which refused NaN,
 Infinity, lone surrogates, integers outside 64 bits, deep nesting and oversized messages.
 What is left to refuse here is what a store cannot hold or a reader cannot trust: NUL in any
 string, a seq outside 1..2^63-1, a timestamp past the year 9999, a missing field or one of the
@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kiosk.boundedjson import INT64_MAX
-from kiosk.protocol import SCHEMA_VERSION
+from kiosk.mqtt.boundedjson import INT64_MAX
+from kiosk.mqtt.protocol import SCHEMA_VERSION
 
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 # boot_id is a UUID from the kiosk; test and bench kiosks name their runs, so any short token.

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from kiosk.decision import Outcome
+from kiosk.decide.decision import Outcome
 from kiosk.events import EventType
 from kiosk.web.auth import api_auth_required
 from kiosk.web.context import web_context

@@ -1,6 +1,6 @@
 """The pages' words: the dashboard in the operator's language, the display in both.
 
-Every word comes from :mod:`kiosk.texts`. The dashboard speaks ``WebSettings.language`` until
+Every word comes from :mod:`kiosk.decide.texts`. The dashboard speaks ``WebSettings.language`` until
 the operator follows the switch (``/language/<vi|en>``), which this browser's session remembers.
 """
 
@@ -12,7 +12,7 @@ from flask import Blueprint, redirect, request, session, url_for
 from markupsafe import Markup, escape
 from werkzeug.wrappers import Response
 
-from kiosk.texts import LANGUAGES, TEXTS, Language, pair, text
+from kiosk.decide.texts import LANGUAGES, TEXTS, Language, pair, text
 from kiosk.web.auth import safe_next
 from kiosk.web.context import web_context
 

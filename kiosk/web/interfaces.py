@@ -7,14 +7,14 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Protocol
 
-from kiosk.texts import LANGUAGES, Language
+from kiosk.decide.texts import LANGUAGES, Language
 
 
 class StatusSource(Protocol):
     """Read-only view of a running kiosk; every method is called from web server threads."""
 
     def state(self) -> dict[str, Any]:
-        """The retained state document (``kiosk.health.state_document``, maybe with ``mqtt``)."""
+        """The retained state document (``kiosk.run.health.state_document``, maybe ``mqtt``)."""
         ...
 
     def events(

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple
 
-from kiosk.rules import EntranceFacts
+from kiosk.decide.rules import EntranceFacts
 
 OUTSIDE_MARKS = 10_000  # subjects who left the area, newest kept (late duplicates of theirs)
 TS_MS_RANGE = range(0, 4_102_444_800_000)  # a passage's time: from 1970 to before 2100 (UTC)

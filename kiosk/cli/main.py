@@ -23,7 +23,8 @@ import click
 from gpiozero import GPIOZeroError, PinFactoryFallback
 
 from kiosk import __version__
-from kiosk.command_cli import Broker, broker_options, command_group
+from kiosk.cli.command import Broker, broker_options, command_group
+from kiosk.cli.issuer import pass_group, site_qr
 from kiosk.config import (
     DEFAULT_CONFIG_PATH,
     EX_CONFIG,
@@ -34,7 +35,6 @@ from kiosk.config import (
 )
 from kiosk.credentials import AllowlistError
 from kiosk.events import EventType
-from kiosk.issuer_cli import pass_group, site_qr
 
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
 EX_SOFTWARE = 70  # sysexits.h: an internal error
@@ -87,11 +87,11 @@ config_option = click.option(
 def run(config_path: Path, simulate: bool, verbose: bool) -> None:
     """Run the kiosk until SIGTERM or Ctrl-C (relay released, log closed, exit 0; a stop that
     hangs is cut short: relay released, exit 70)."""
-    from kiosk.logs import setup_logging
-    from kiosk.preflight import check_setup, policy_warnings
-    from kiosk.runtime import open_kiosk
+    from kiosk.cli.preflight import check_setup, policy_warnings
+    from kiosk.run.logs import setup_logging
+    from kiosk.run.runtime import open_kiosk
+    from kiosk.run.systemd import STOP_DEADLINE_S
     from kiosk.sensors.frames import CameraError
-    from kiosk.systemd import STOP_DEADLINE_S
 
     config = load_config(config_path)
     check_setup(config)  # every problem the configuration causes: exit 78, not 70 in a loop
@@ -118,9 +118,9 @@ def run(config_path: Path, simulate: bool, verbose: bool) -> None:
 )
 def demo(as_json: bool, state_dir: Path | None) -> None:
     """Run a scripted queue of people through a kiosk on simulated hardware."""
-    from kiosk.demo import PersonResult, run_demo
-    from kiosk.logs import setup_logging
-    from kiosk.simulation import DEMO_ALLOWLIST, demo_queue
+    from kiosk.run.demo import PersonResult, run_demo
+    from kiosk.run.logs import setup_logging
+    from kiosk.sensors.simulation import DEMO_ALLOWLIST, demo_queue
 
     setup_logging("demo-1", level=logging.WARNING)
 
@@ -219,7 +219,7 @@ def events(
 ) -> None:
     """List (or follow) the local event log, newest last: the file --db names, else the one
     the configuration names."""
-    from kiosk.store import LogOpenError, read_events
+    from kiosk.store.eventlog import LogOpenError, read_events
 
     path = event_log_path(config_path, db)
     try:
@@ -272,7 +272,7 @@ def config_check(file: Path, machine: bool, strict: bool) -> None:
     on this machine too; missing there is a warning, or an error with --machine or --strict.
     A file with which nobody can ever be granted is a warning (an error with --strict).
     """
-    from kiosk.preflight import policy_warnings, setup_problems
+    from kiosk.cli.preflight import policy_warnings, setup_problems
 
     config = load_config(file)
     problems = setup_problems(config)
@@ -300,8 +300,8 @@ def config_check(file: Path, machine: bool, strict: bool) -> None:
 
 def _credentials_summary(config: KioskConfig) -> str:
     """The legacy badges and signed-pass documents a working setup would load."""
-    from kiosk.runtime import load_allowlist
-    from kiosk.trust import TrustStore
+    from kiosk.credentials.trust import TrustStore
+    from kiosk.run.runtime import load_allowlist
 
     allowlist = load_allowlist(config)
     badges = "no legacy badges" if allowlist is None else f"{len(allowlist)} legacy badges"
@@ -405,7 +405,7 @@ def central_run(
     """
     from kiosk.central.cli import run_central
     from kiosk.central.ingest import IngestSettings
-    from kiosk.logs import setup_logging
+    from kiosk.run.logs import setup_logging
 
     setup_logging(client_id)
     stop = threading.Event()
@@ -448,8 +448,8 @@ def checkin() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per attendee.")
 def checkin_report(meeting: str, config_path: Path, db: Path | None, as_json: bool) -> None:
     """List who checked in to MEETING: one line per pass, in order of arrival."""
-    from kiosk.reports import attendance
-    from kiosk.store import LogOpenError, read_events
+    from kiosk.store.eventlog import LogOpenError, read_events
+    from kiosk.store.reports import attendance
 
     path = event_log_path(config_path, db)
     try:
@@ -489,8 +489,8 @@ def web_set_password(config_path: Path) -> None:
     """Set the dashboard password (stored hashed, 0600, in the state directory)."""
     import os
 
+    from kiosk.run.statuspage import PASSWORD_FILE
     from kiosk.web import hash_password
-    from kiosk.web_runtime import PASSWORD_FILE
 
     config = load_config(config_path)
     password = click.prompt("New dashboard password", hide_input=True, confirmation_prompt=True)
@@ -561,7 +561,7 @@ def relay_safe(config_path: Path, pin: int | None, active_high: bool | None) -> 
 @click.option("--simulate", is_flag=True, help="Check the simulated hardware (on a PC).")
 def doctor(config_path: Path, simulate: bool) -> None:
     """Check the kiosk's setup, one line per part with a fix; exit 1 if anything blocks."""
-    from kiosk.doctor import exit_code, format_report, run_checks
+    from kiosk.cli.doctor import exit_code, format_report, run_checks
 
     checks = run_checks(config_path, simulate=simulate)
     click.echo(format_report(checks))

@@ -20,7 +20,7 @@ import ssl
 from pathlib import Path
 
 from kiosk.config import ConfigError, KioskConfig
-from kiosk.privacy import SALT_FILE, SecretFileError, check_secret_file, read_salt_file
+from kiosk.decide.privacy import SALT_FILE, SecretFileError, check_secret_file, read_salt_file
 
 WEB_SECRET_FILE = "web-secret"  # the status page's session key, generated in state_dir
 
@@ -153,7 +153,7 @@ def _check_mqtt_files(config: KioskConfig) -> None:
                     config, "mqtt.cert_file", f"cannot load it with mqtt.key_file: {exc}"
                 ) from None
     if mqtt.password_file:
-        from kiosk.uplink import UplinkError, read_password
+        from kiosk.mqtt.uplink import UplinkError, read_password
 
         try:
             password = read_password(mqtt)
@@ -171,8 +171,8 @@ def _check_camera(config: KioskConfig) -> None:
 
 def _check_credentials(config: KioskConfig) -> None:
     from kiosk.credentials import AllowlistError
-    from kiosk.runtime import load_allowlist
-    from kiosk.trust import TrustStore
+    from kiosk.credentials.trust import TrustStore
+    from kiosk.run.runtime import load_allowlist
 
     try:
         load_allowlist(config)

@@ -10,10 +10,10 @@ latency's p95 from 4 ms to 41 ms, because the page and the decision loop share o
 - the child forwards operator actions to the kiosk and waits for the confirmation; the kiosk
   logs each as an event and acts (the same path as everywhere else);
 - the child is moved off the core the kiosk keeps for its decisions as soon as it is
-  started, and niced once it serves (kiosk/cpus.py);
+  started, and niced once it serves (kiosk/run/cpus.py);
 - the kiosk asks the child's /healthz every 30 s, once it has answered a first time, and
   kills a child that then misses three times in a row, or never answers within two minutes
-  of its start; a child that has exited is started again (kiosk/web_runtime.py);
+  of its start; a child that has exited is started again (kiosk/run/statuspage.py);
 - waitress closes idle connections and bounds them per client (kiosk/web/server.py).
 
 Every interval is a field of :class:`WebTiming`, handed down from ``attach_web``.
@@ -38,7 +38,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from kiosk.config import KioskConfig
-from kiosk.cpus import keep_first_cpu_for_the_gate, move_off_the_gate_core
+from kiosk.run.cpus import keep_first_cpu_for_the_gate, move_off_the_gate_core
 from kiosk.web.server import ConnectionLimits
 
 log = logging.getLogger(__name__)
@@ -110,16 +110,16 @@ def run_web_process(
     limits: ConnectionLimits,
 ) -> None:
     """The child: serve the app with waitress until the kiosk closes the pipe."""
-    from kiosk.logs import setup_logging
+    from kiosk.run.logs import setup_logging
 
     setup_logging(config.kiosk.id, level=log_level)
     # waitress warns "Task queue depth is N" for every request that waits for a thread: under
     # a burst of requests that would flood the journal, one line per request.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
+    from kiosk.run.statuspage import KioskStatus, web_settings
     from kiosk.web import create_app
     from kiosk.web.server import create_page_server
-    from kiosk.web_runtime import KioskStatus, web_settings
 
     mirror = Mirror(conn, timing)
     status = KioskStatus(mirror, config.log_path)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiosk.config import KioskConfig
-from kiosk.engine import DecisionRecord, Kiosk
 from kiosk.gate import Signal
-from kiosk.runtime import open_kiosk
-from kiosk.simulation import Person, Scene
+from kiosk.run.engine import DecisionRecord, Kiosk
+from kiosk.run.runtime import open_kiosk
+from kiosk.sensors.simulation import Person, Scene
 
 DECISION_TIMEOUT_S = 15.0
 _LIGHTS = {

@@ -6,7 +6,7 @@ Checks run in a fixed order and the first failure wins:
 2. the credential (gate and checkin modes): too large, malformed, unknown, bad signature,
    not yet valid, expired, wrong site, revoked; an unsigned national-app code is granted,
    referred to reception or denied as configured;
-3. the entry rules (:mod:`kiosk.rules`, entries only): health declaration, visitor hours and
+3. the entry rules (:mod:`kiosk.decide.rules`, entries only): health declaration, visitor hours and
    cap, anti-passback, occupancy;
 4. the temperature (entries in gate mode with a thermometer, and screen mode):
    sensor fault → refer to the guard; nobody at the sensor → deny, try again;
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from kiosk.credentials import CredentialCheck, CredentialStatus
-from kiosk.rules import RuleRefusal
+from kiosk.decide.rules import RuleRefusal
+from kiosk.decide.texts import pair
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
-from kiosk.texts import pair
 
 
 class Outcome(StrEnum):
@@ -66,7 +66,7 @@ class Reason(StrEnum):
     LOG_UNAVAILABLE = "log_unavailable"
 
 
-#: What the display says for each reason, (Vietnamese, English), from :mod:`kiosk.texts`.
+#: What the display says for each reason, (Vietnamese, English), from :mod:`kiosk.decide.texts`.
 MESSAGES: dict[Reason, tuple[str, str]] = {
     reason: pair(f"reason.{reason.value}") for reason in Reason
 }

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from kiosk.store import Event
+from kiosk.store.eventlog import Event
 
 
 @dataclass(frozen=True)

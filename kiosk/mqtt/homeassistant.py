@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kiosk.protocol import Availability, KioskTopics, Leaf
+from kiosk.mqtt.protocol import Availability, KioskTopics, Leaf
 
 MODEL = "Entrance kiosk"
 EVENT_TYPES = ("grant", "deny", "refer")

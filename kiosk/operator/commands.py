@@ -2,7 +2,7 @@
 
 Checks run in a fixed order and the first failure wins; each has a stable :class:`CommandError`:
 
-1. ``malformed``: not a command (:func:`kiosk.protocol.decode_command`), or an id that is empty
+1. ``malformed``: not a command (:func:`kiosk.mqtt.protocol.decode_command`), or an id that is empty
    or longer than :data:`MAX_ID_CHARS`;
 2. ``unsigned`` / ``bad_signature``: only when a command key is configured (HMAC-SHA256);
 3. ``expired`` / ``not_yet_valid`` / ``too_long_lived``: the validity window, against ``now_ms``
@@ -27,8 +27,7 @@ from typing import Any, Protocol
 
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
 from kiosk.credentials import AllowlistError
-from kiosk.operator_state import OperatorStateError
-from kiosk.protocol import (
+from kiosk.mqtt.protocol import (
     Command,
     CommandName,
     ProtocolError,
@@ -36,7 +35,8 @@ from kiosk.protocol import (
     decode_command,
     encode_result,
 )
-from kiosk.store import EventLogError, LogWriteError
+from kiosk.operator.state import OperatorStateError
+from kiosk.store.eventlog import EventLogError, LogWriteError
 
 log = logging.getLogger(__name__)
 

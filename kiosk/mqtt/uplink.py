@@ -25,7 +25,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from kiosk.config import MqttSection
-from kiosk.protocol import Availability, KioskTopics, Leaf
+from kiosk.mqtt.protocol import Availability, KioskTopics, Leaf
 
 log = logging.getLogger(__name__)
 

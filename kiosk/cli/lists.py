@@ -12,10 +12,10 @@ from typing import Any, NoReturn
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from kiosk import boundedjson
 from kiosk.credentials import issuing, register
 from kiosk.credentials.documents import pass_id_bytes
-from kiosk.durable import write_whole
+from kiosk.mqtt import boundedjson
+from kiosk.store.durable import write_whole
 
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
 EX_DATAERR = 65  # sysexits.h: the input data was incorrect

@@ -27,7 +27,7 @@ from kiosk.credentials.documents import (
     same_content,
 )
 from kiosk.credentials.passes import PassVerifier
-from kiosk.durable import write_whole
+from kiosk.store.durable import write_whole
 
 log = logging.getLogger(__name__)
 

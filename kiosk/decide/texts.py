@@ -1,7 +1,7 @@
 """Every text a person reads on the kiosk, in Vietnamese and English, in one catalogue.
 
 Keys are dotted names: ``reason.<code>`` (what the display says for each decision; see
-:class:`kiosk.decision.Reason`), ``exit.ok`` (a granted exit), ``display.*`` (the entrance
+:class:`kiosk.decide.decision.Reason`), ``exit.ok`` (a granted exit), ``display.*`` (the entrance
 screen), ``dash.*`` (the operator's dashboard and its login), ``poster.*`` (the site's check-in
 poster). Templates and views take their words from here and nowhere else (a test holds that),
 so a translator reads one file: each pair is a Vietnamese text and the English it means.

@@ -1,7 +1,7 @@
 """The status page and display in the kiosk process: adapters from the kiosk to the web app,
 and a waitress server run as one of the kiosk's background loops.
 
-The page runs in a child process (kiosk/web_process.py) so that it cannot slow the gate; it
+The page runs in a child process (kiosk/web/process.py) so that it cannot slow the gate; it
 reads the event log through its own read-only SQLite connections, and its actions come back
 to the kiosk, which logs each one before it acts.
 """
@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
-from kiosk.decision import messages
-from kiosk.privacy import load_or_create_secret
-from kiosk.store import query_events
+from kiosk.decide.decision import messages
+from kiosk.decide.privacy import load_or_create_secret
+from kiosk.store.eventlog import query_events
 from kiosk.web import WebSettings
 from kiosk.web.server import ConnectionLimits
 
 if TYPE_CHECKING:  # the web process imports this module: it must not import the whole kiosk
-    from kiosk.engine import DecisionRecord, Kiosk
+    from kiosk.run.engine import DecisionRecord, Kiosk
     from kiosk.sync import Sync
-    from kiosk.web_process import WebTiming
+    from kiosk.web.process import WebTiming
 
 log = logging.getLogger(__name__)
 
@@ -216,8 +216,8 @@ def attach_web(
     :param timing: how the page is fed and watched (defaults: ``WebTiming()``).
     :param limits: the page's connection bounds (defaults: ``ConnectionLimits()``).
     """
-    from kiosk.cpus import give_the_gate_the_first_cpu
-    from kiosk.web_process import WebTiming, feed_web_process, start_web_process
+    from kiosk.run.cpus import give_the_gate_the_first_cpu
+    from kiosk.web.process import WebTiming, feed_web_process, start_web_process
 
     timing = timing or WebTiming()
     limits = limits or ConnectionLimits()

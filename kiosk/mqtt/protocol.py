@@ -11,7 +11,7 @@ leaf            publisher   reader     QoS  retain  payload
 ``alerts``      kiosk       anyone     1    no      one alert JSON per event that needs a human
 ``activity``    kiosk       HA         0    no      each live decision (:func:`encode_activity`)
 ``passages``    kiosk       kiosks     1    no      :func:`encode_passages`: grants, withdrawn
-``cmd``         operators   kiosk      1    no      a command JSON (see ``kiosk.commands``)
+``cmd``         operators   kiosk      1    no      a command JSON (see ``kiosk.operator.commands``)
 ``result``      kiosk       operators  1    no      a command result JSON
 ``receipts``    central     kiosk      1    no      :func:`encode_receipt`: seqs stored
 ``trust``       issuer      kiosks     1    yes     signed trust list, under ``<site>/site/``
@@ -21,7 +21,7 @@ leaf            publisher   reader     QoS  retain  payload
 ``cmd`` also comes from central (``resend`` when it sees a gap). Kiosks of one site share
 occupancy, anti-passback and attendance through ``passages``: with each events message, the
 granted entries and exits in it and the grants withdrawn unused, cut down to what
-:meth:`kiosk.entrance.Entrance.learn_event` reads, so that no kiosk needs another's
+:meth:`kiosk.decide.entrance.Entrance.learn_event` reads, so that no kiosk needs another's
 ``events`` (which the broker's ACL does not let it read). ``docs/mqtt.md`` documents each
 topic; ``docs/asyncapi.yaml`` and ``docs/schemas/`` describe them formally, and the tests
 check real messages against those schemas.
@@ -41,8 +41,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeGuard
 
-from kiosk import boundedjson
-from kiosk.area import TS_MS_RANGE
+from kiosk.decide.area import TS_MS_RANGE
+from kiosk.mqtt import boundedjson
 
 PREFIX = "kiosk/v1"
 SITE_DOCUMENTS = "site"  # the reserved kiosk id under which a site's signed lists live
@@ -66,7 +66,7 @@ class Leaf(StrEnum):
     RECEIPTS = "receipts"
     TRUST = "trust"  # under the site's reserved kiosk id "site": the signed trust list
     REVOCATION = "revocation"  # likewise: the signed revocation list
-    ACTIVITY = "activity"  # live decisions for Home Assistant (kiosk.homeassistant)
+    ACTIVITY = "activity"  # live decisions for Home Assistant (kiosk.mqtt.homeassistant)
     PASSAGES = "passages"  # what the site's other kiosks learn from this one's events
 
 

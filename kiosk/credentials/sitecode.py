@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 
 import segno
 
-from kiosk.texts import pair
+from kiosk.decide.texts import pair
 
 SITE_ID: Final = re.compile(r"[a-z0-9-]{1,64}")
 ERROR_CORRECTION: Final = "m"
@@ -89,7 +89,7 @@ def poster_html(
     lines_en: Sequence[str] = LINES_EN,
 ) -> str:
     """A printable A4 poster: the site's name, the QR code as inline SVG, and the instructions
-    in Vietnamese then English (from :mod:`kiosk.texts`: "Quét mã để điểm danh" / "Scan to
+    in Vietnamese then English (from :mod:`kiosk.decide.texts`: "Quét mã để điểm danh" / "Scan to
     check in"). The URL is printed under the code for anyone who cannot scan it. All text is
     HTML-escaped.
     """

@@ -23,8 +23,8 @@ from kiosk import __version__
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
 from kiosk.credentials import Allowlist, AllowlistError, CredentialCheck
 from kiosk.credentials.passes import PassVerifier
-from kiosk.decision import Decision, Outcome, Reason, decide, when_log_unavailable
-from kiosk.entrance import Assessment, Entrance
+from kiosk.decide.decision import Decision, Outcome, Reason, decide, when_log_unavailable
+from kiosk.decide.entrance import Assessment, Entrance
 from kiosk.events import (
     EventType,
     decision_event_data,
@@ -33,15 +33,16 @@ from kiosk.events import (
 )
 from kiosk.gate import Gate, GatePassage, PassageCause, Signal
 from kiosk.hardware import Hardware
-from kiosk.health import DailyCounts, FrameCounter, Health, Parts, PartState, state_document
-from kiosk.metrics import KioskMetrics
-from kiosk.operator_state import (
+from kiosk.mqtt.protocol import Command
+from kiosk.operator.state import (
     OperatorState,
     OperatorStateError,
     OperatorStateStore,
     restore,
 )
-from kiosk.protocol import Command
+from kiosk.run.health import DailyCounts, FrameCounter, Health, Parts, PartState, state_document
+from kiosk.run.metrics import KioskMetrics
+from kiosk.run.systemd import StopDeadline, notify, watchdog_interval_s, watchdog_loop, where
 from kiosk.sensors.frames import CameraError
 from kiosk.sensors.measurement import (
     Measurement,
@@ -52,8 +53,14 @@ from kiosk.sensors.measurement import (
 )
 from kiosk.sensors.mlx90614 import Reading, SensorError
 from kiosk.sensors.qr import Scan, ScanFilter
-from kiosk.store import REOPEN_AFTER_S, Event, EventLog, EventLogError, LogStats, LogWriteError
-from kiosk.systemd import StopDeadline, notify, watchdog_interval_s, watchdog_loop, where
+from kiosk.store.eventlog import (
+    REOPEN_AFTER_S,
+    Event,
+    EventLog,
+    EventLogError,
+    LogStats,
+    LogWriteError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +110,7 @@ _SIGNALS = {
 
 
 class Kiosk:
-    """Runs one entrance. Build it with :func:`kiosk.runtime.open_kiosk`."""
+    """Runs one entrance. Build it with :func:`kiosk.run.runtime.open_kiosk`."""
 
     def __init__(
         self,
@@ -185,7 +192,7 @@ class Kiosk:
         Stopping joins the threads started here within ``JOIN_S`` in all (half the deadline if
         that is shorter); one still running is named in the log and left behind. With
         ``stop_deadline_s`` (``kiosk run``) the process must be gone that long after ``stop``
-        is set, or :class:`~kiosk.systemd.StopDeadline` releases the relay, logs which part
+        is set, or :class:`~kiosk.run.systemd.StopDeadline` releases the relay, logs which part
         still runs and exits with status 70. Without it (a kiosk inside another program, such
         as the tests) nothing ends the process.
         """

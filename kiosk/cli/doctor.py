@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from kiosk.clock import clock_is_synchronised
 from kiosk.config import (
     DEFAULT_CONFIG_PATH,
     SITE_SALT_FIX,
@@ -35,7 +34,8 @@ from kiosk.config import (
     KioskConfig,
     load_config,
 )
-from kiosk.cpus import online_cpus
+from kiosk.run.clock import clock_is_synchronised
+from kiosk.run.cpus import online_cpus
 from kiosk.sensors.frames import CameraError, FrameSource
 
 Status = Literal["ok", "warn", "fail"]
@@ -174,7 +174,7 @@ def check_config(path: str | Path | None) -> tuple[Check, KioskConfig | None]:
 def check_setup_of(config: KioskConfig) -> Check:
     """What the config points at (directories, salt, TLS and secret files) is usable; a salt
     made per kiosk is a warning when events leave the kiosk (central cannot follow a person)."""
-    from kiosk.preflight import check_setup
+    from kiosk.cli.preflight import check_setup
 
     try:
         check_setup(config)
@@ -463,7 +463,7 @@ def check_clock(clock_synced: Callable[[], bool]) -> Check:
 
 
 def check_gate_core(manager_cpus: Callable[[], set[int]], cpus: Sequence[int]) -> Check:
-    """Other processes run off the core the kiosk keeps for its decisions (kiosk/cpus.py)."""
+    """Other processes run off the core the kiosk keeps for its decisions (kiosk/run/cpus.py)."""
     if len(cpus) < 2:
         return _ok("cpu", "one core, shared by the kiosk and everything else")
     gate, allowed = cpus[0], manager_cpus()
@@ -481,7 +481,7 @@ def check_gate_core(manager_cpus: Callable[[], set[int]], cpus: Sequence[int]) -
 
 def check_broker(config: KioskConfig, timeout_s: float = BROKER_TIMEOUT_S) -> Check:
     """TCP, TLS and an MQTT CONNECT with the configured credentials, when MQTT is enabled."""
-    from kiosk.uplink import UplinkError, read_password, tls_context
+    from kiosk.mqtt.uplink import UplinkError, read_password, tls_context
 
     settings = config.mqtt
     if not settings.enabled:
@@ -590,7 +590,7 @@ def _mqtt_connect(
 
 def check_trust(config: KioskConfig, now: Callable[[], float] = time.time) -> Check:
     """Issuer keys and a fresh revocation list are in force when signed passes are configured."""
-    from kiosk.trust import TrustStore
+    from kiosk.credentials.trust import TrustStore
 
     credentials = config.credentials
     if not credentials.trust_anchor:

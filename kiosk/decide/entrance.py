@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kiosk.area import AreaState, passage_from_event, passage_from_unused
 from kiosk.config import KioskConfig
 from kiosk.credentials import CredentialCheck, CredentialStatus
 from kiosk.credentials.checker import Credentials
-from kiosk.events import EventType
-from kiosk.privacy import Pseudonymizer
-from kiosk.rules import (
+from kiosk.decide.area import AreaState, passage_from_event, passage_from_unused
+from kiosk.decide.privacy import Pseudonymizer
+from kiosk.decide.rules import (
     EntryPolicy,
     Holder,
     RuleRefusal,
@@ -23,6 +22,7 @@ from kiosk.rules import (
     is_repeat_read,
     parse_hours,
 )
+from kiosk.events import EventType
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from kiosk import __version__
 from kiosk.config import KioskConfig
 from kiosk.gate import GateState
 from kiosk.sensors.mlx90614 import Reading
-from kiosk.store import Event, LogStats
+from kiosk.store.eventlog import Event, LogStats
 
 PARTS = ("camera", "thermometer", "log", "log_capacity", "operator_state")
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kiosk import boundedjson
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
-from kiosk.durable import write_whole
+from kiosk.mqtt import boundedjson
+from kiosk.store.durable import write_whole
 
 log = logging.getLogger(__name__)
 

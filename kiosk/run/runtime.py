@@ -1,4 +1,4 @@
-"""Wiring: config → event log, credentials, hardware → a ready :class:`~kiosk.engine.Kiosk`."""
+"""Wiring: config → event log, credentials, hardware → a ready :class:`~kiosk.run.engine.Kiosk`."""
 
 from __future__ import annotations
 
@@ -12,18 +12,16 @@ from pathlib import Path
 from typing import Any
 
 from kiosk import __version__
-from kiosk.clock import clock_is_synchronised
-from kiosk.commands import CommandProcessor
 from kiosk.config import KioskConfig
 from kiosk.credentials import Allowlist, AllowlistError, parse_allowlist
 from kiosk.credentials.checker import Credentials
-from kiosk.engine import DecisionRecord, Kiosk
-from kiosk.entrance import Entrance
+from kiosk.credentials.trust import TrustStore
+from kiosk.decide.entrance import Entrance
+from kiosk.decide.privacy import Pseudonymizer, load_or_create_salt
 from kiosk.events import EventType
 from kiosk.hardware import build_hardware
-from kiosk.homeassistant import discovery_messages
-from kiosk.privacy import Pseudonymizer, load_or_create_salt
-from kiosk.protocol import (
+from kiosk.mqtt.homeassistant import discovery_messages
+from kiosk.mqtt.protocol import (
     SITE_DOCUMENTS,
     Command,
     KioskTopics,
@@ -34,11 +32,19 @@ from kiosk.protocol import (
     parse_topic,
     subscription,
 )
-from kiosk.simulation import Scene
-from kiosk.store import LOG_RESERVE_BYTES, EventLog, EventLogError, LogWriteError, Retention
+from kiosk.mqtt.uplink import Received, Uplink, client_id
+from kiosk.operator.commands import CommandProcessor
+from kiosk.run.clock import clock_is_synchronised
+from kiosk.run.engine import DecisionRecord, Kiosk
+from kiosk.sensors.simulation import Scene
+from kiosk.store.eventlog import (
+    LOG_RESERVE_BYTES,
+    EventLog,
+    EventLogError,
+    LogWriteError,
+    Retention,
+)
 from kiosk.sync import Sync
-from kiosk.trust import TrustStore
-from kiosk.uplink import Received, Uplink, client_id
 
 log = logging.getLogger(__name__)
 
@@ -294,7 +300,7 @@ def open_kiosk(
         kiosk.metrics.watch_backlog(lambda: _backlog(event_log))
         sync = attach_sync(kiosk, config, trust) if config.mqtt.enabled else None
         if config.web.enabled:
-            from kiosk.web_runtime import attach_web
+            from kiosk.run.statuspage import attach_web
 
             attach_web(kiosk, config, sync)
         yield kiosk

@@ -13,10 +13,7 @@ from pathlib import Path
 
 import click
 
-from kiosk.credentials import issuing, office, register
-from kiosk.credentials.documents import DocumentError, load_document
-from kiosk.credentials.passes import PassClaims, PassVerifier, decode_pass
-from kiosk.lists_cli import (
+from kiosk.cli.lists import (
     EX_CANTCREAT,
     EX_DATAERR,
     EX_USAGE,
@@ -29,6 +26,9 @@ from kiosk.lists_cli import (
     revoke,
     trust,
 )
+from kiosk.credentials import issuing, office, register
+from kiosk.credentials.documents import DocumentError, load_document
+from kiosk.credentials.passes import PassClaims, PassVerifier, decode_pass
 
 NOT_VALID = 1  # ``pass inspect``: the pass is not valid (its status says why)
 
@@ -277,7 +277,7 @@ def inspect_pass(
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
 def site_qr(base_url: str, site: str, kiosk: str | None, site_name: str, out: Path) -> None:
     """Write the site's own check-in QR code and a poster to put up at the entrance (R2)."""
-    from kiosk import sitecode
+    from kiosk.credentials import sitecode
 
     try:
         payload = sitecode.site_checkin_payload(base_url, site, kiosk)

@@ -1,7 +1,7 @@
 """``kiosk command send``: an operator's command to one kiosk, signed and answered.
 
 The command is built, signed and published as central signs its ``resend`` commands
-(:func:`kiosk.protocol.command_signature` with the site's ``mqtt.command_key``, taken from
+(:func:`kiosk.mqtt.protocol.command_signature` with the site's ``mqtt.command_key``, taken from
 ``KIOSK_CENTRAL_COMMAND_KEY``), over a connection made from the same options and environment
 as ``kiosk central run``. It then waits for the kiosk's result, matched by the command's id:
 exit 0 when the kiosk carried it out, 1 with the kiosk's error code when it refused, 69 when
@@ -30,8 +30,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk.central.cli import COMMAND_KEY_ENV, PASSWORD_ENV
-from kiosk.commands import HANDLERS, MAX_LIFETIME_MS, ArgumentError
-from kiosk.protocol import (
+from kiosk.mqtt.protocol import (
     Command,
     CommandName,
     KioskTopics,
@@ -41,6 +40,7 @@ from kiosk.protocol import (
     decode_result,
     encode_command,
 )
+from kiosk.operator.commands import HANDLERS, MAX_LIFETIME_MS, ArgumentError
 
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
 EX_UNAVAILABLE = 69  # sysexits.h: the broker cannot be reached or refuses us

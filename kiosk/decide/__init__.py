@@ -1,0 +1,1 @@
+"""Where a decision is made: rules, the entrance's assessment of a scan, and the pure decision."""

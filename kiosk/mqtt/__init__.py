@@ -1,0 +1,1 @@
+"""Where an event leaves the box: the MQTT protocol, the kiosk's client and bounded parsing."""

@@ -1,0 +1,1 @@
+"""What operators do to a running kiosk: commands, actions and the state they set."""

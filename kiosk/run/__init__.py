@@ -1,0 +1,1 @@
+"""Running one kiosk: the wiring, the loops, health, metrics and life under systemd."""
