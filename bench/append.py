@@ -19,7 +19,7 @@ from typing import Any
 
 from benchlib import machine_info
 
-from kiosk.store import EventLog
+from kiosk.store.eventlog import EventLog
 
 WARMUP = 20
 

@@ -18,10 +18,10 @@ from typing import Any
 from gpiozero import DigitalInputDevice
 
 from kiosk.config import KioskConfig, parse_config
-from kiosk.engine import DecisionRecord, Kiosk
 from kiosk.hardware import ShortHistoryConnectedPin, simulated_pin_factory
-from kiosk.runtime import open_kiosk
-from kiosk.simulation import Person, Scene
+from kiosk.run.engine import DecisionRecord, Kiosk
+from kiosk.run.runtime import open_kiosk
+from kiosk.sensors.simulation import Person, Scene
 
 FEEDBACK_PIN = 6  # a free pin wired (in the mock) to the relay output
 

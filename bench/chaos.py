@@ -96,7 +96,7 @@ def relay_recorder(config: Any, directory: Path, in_front: list[str]) -> Any:
     from gpiozero import DigitalInputDevice
     from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
-    from kiosk.store import read_events
+    from kiosk.store.eventlog import read_events
 
     factory = MockFactory()
     relay = config.gate.relay_pin
@@ -122,11 +122,11 @@ def relay_recorder(config: Any, directory: Path, in_front: list[str]) -> Any:
 def kiosk_child(config_path: str, side: str, seed: str) -> None:
     """A kiosk on simulated hardware with people passing until killed (or paused)."""
     from kiosk.config import load_config
-    from kiosk.engine import DecisionRecord
-    from kiosk.logs import setup_logging
-    from kiosk.runtime import open_kiosk
+    from kiosk.run.engine import DecisionRecord
+    from kiosk.run.logs import setup_logging
+    from kiosk.run.runtime import open_kiosk
     from kiosk.sensors import simulated_mlx90614 as sim
-    from kiosk.simulation import Person, Scene
+    from kiosk.sensors.simulation import Person, Scene
 
     config = load_config(Path(config_path))
     setup_logging(config.kiosk.id)
@@ -340,7 +340,7 @@ ACCEPTED = ("Success", "No matching subscribers")
 
 def command(name: str, args: dict[str, Any], key: bytes) -> tuple[str, bytes]:
     """A signed command's id and payload."""
-    from kiosk.protocol import Command, command_signature, encode_command
+    from kiosk.mqtt.protocol import Command, command_signature, encode_command
 
     now = time.time_ns() // 1_000_000
     cmd = Command(str(uuid.uuid4()), name, args, now, now + 60_000)
@@ -364,7 +364,7 @@ def receipt_covering(seq: int) -> Callable[[bytes], bool]:
     """Matches a receipt that covers ``seq``."""
 
     def match(payload: bytes) -> bool:
-        from kiosk.protocol import ProtocolError, decode_receipt
+        from kiosk.mqtt.protocol import ProtocolError, decode_receipt
 
         with contextlib.suppress(ProtocolError):
             return seq in decode_receipt(payload)
@@ -555,7 +555,7 @@ def start_round(r: Round, stack: contextlib.ExitStack) -> None:
         "KIOSK_CENTRAL_MQTT_PASSWORD": passwords["central"],
         "KIOSK_CENTRAL_COMMAND_KEY": r.key.decode(),
     }
-    central = [sys.executable, "-c", "from kiosk.cli import main; main()", "central", "run"]
+    central = [sys.executable, "-c", "from kiosk.cli.main import main; main()", "central", "run"]
     central += ["--db", r.url, "--host", "127.0.0.1", "--port", str(r.broker.tls_port)]
     central += ["--ca-file", r.broker.ca_file, "--client-id", CENTRAL_ID, "--gap-grace-s", "5"]
     r.central = Child(central, r.work / "central.log", env)

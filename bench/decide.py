@@ -13,7 +13,7 @@ import json
 from benchlib import badge, machine_info, percentiles, timed_kiosk
 
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person
+from kiosk.sensors.simulation import Person
 
 
 def main() -> None:

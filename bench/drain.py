@@ -76,7 +76,7 @@ def build_backlog(path: Path, n: int) -> int:
     a plain sqlite3 connection on the same file: seqs continue from ``seq_counter.last_seq``
     and the counter is advanced to the last seq in the same transaction, as ``append`` does.
     """
-    from kiosk.store import EventLog
+    from kiosk.store.eventlog import EventLog
 
     EventLog(path, boot_id="bench-boot").close()
     conn = sqlite3.connect(path, isolation_level=None)
@@ -119,10 +119,10 @@ def _vm_mb(field: str) -> float:
 def kiosk_child(db: str, port: int, window: int, batch_max: int) -> None:
     """Drain ``db`` with the real Sync + Uplink; print one JSON line with the result."""
     from kiosk.config import parse_config
-    from kiosk.protocol import KioskTopics
-    from kiosk.store import EventLog
+    from kiosk.mqtt.protocol import KioskTopics
+    from kiosk.mqtt.uplink import Uplink, client_id
+    from kiosk.store.eventlog import EventLog
     from kiosk.sync import Sync
-    from kiosk.uplink import Uplink, client_id
 
     topics = KioskTopics(SITE, KIOSK)
     mqtt = {"enabled": True, "host": "127.0.0.1", "port": port, "tls": False}

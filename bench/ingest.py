@@ -28,7 +28,7 @@ from benchlib import machine_info
 from paho.mqtt.enums import CallbackAPIVersion
 
 from kiosk.central import Ingest, IngestSettings, open_store
-from kiosk.protocol import WireEvent, decode_receipt, encode_events
+from kiosk.mqtt.protocol import WireEvent, decode_receipt, encode_events
 
 SITE = "bench"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -12,7 +12,7 @@ from benchlib import machine_info
 
 def main() -> None:
     subprocess.run(
-        [sys.executable, "-c", "from kiosk.cli import main; main()", "demo"],
+        [sys.executable, "-c", "from kiosk.cli.main import main; main()", "demo"],
         check=True,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

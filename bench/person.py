@@ -16,7 +16,7 @@ import time
 from benchlib import badge, machine_info, percentiles, timed_kiosk
 
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person
+from kiosk.sensors.simulation import Person
 
 
 def main() -> None:

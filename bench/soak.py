@@ -48,9 +48,9 @@ from typing import Any
 
 from benchlib import badge, bench_config, machine_info, running_kiosk
 
-from kiosk.engine import DecisionRecord, Kiosk
+from kiosk.run.engine import DecisionRecord, Kiosk
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person, Scene
+from kiosk.sensors.simulation import Person, Scene
 
 REPO = Path(__file__).resolve().parents[1]
 GOAL_GROWTH_MB = 2.0
@@ -140,7 +140,13 @@ def site(directory: Path) -> Iterator[dict[str, dict[str, Any]]]:
 
     passwords = {user: secrets.token_hex(16) for user in DEFAULT_USERS}
     with Broker(directory / "broker", passwords=passwords) as broker:
-        command = [sys.executable, "-c", "from kiosk.cli import main; main()", "central", "run"]
+        command = [
+            sys.executable,
+            "-c",
+            "from kiosk.cli.main import main; main()",
+            "central",
+            "run",
+        ]
         command += ["--db", str(directory / "central.db"), "--host", broker.host]
         command += ["--port", str(broker.port), "--client-id", "central-soak"]
         env = os.environ | {"KIOSK_CENTRAL_MQTT_PASSWORD": passwords["central"]}

@@ -26,9 +26,9 @@ from typing import Any
 
 from benchlib import TimedKiosk, badge, machine_info, percentiles, timed_kiosk
 
-from kiosk.cpus import keep_first_cpu_for_the_gate, online_cpus
+from kiosk.run.cpus import keep_first_cpu_for_the_gate, online_cpus
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person
+from kiosk.sensors.simulation import Person
 from kiosk.web import hash_password
 
 TOKEN = "bench-token-0123456789"

@@ -10,7 +10,7 @@ from pathlib import Path
 from benchlib import badge, machine_info, timed_kiosk
 
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person
+from kiosk.sensors.simulation import Person
 
 
 def written_bytes() -> int:

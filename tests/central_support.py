@@ -14,7 +14,7 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from kiosk.central import EventRow, Ingest, IngestSettings, Store
-from kiosk.protocol import WireEvent, decode_receipt
+from kiosk.mqtt.protocol import WireEvent, decode_receipt
 from tests.broker import Broker, Collector, mqtt_client
 from tests.support import in_ci
 

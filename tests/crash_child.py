@@ -17,11 +17,11 @@ from pathlib import Path
 from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
-from kiosk.engine import DecisionRecord
-from kiosk.runtime import open_kiosk
+from kiosk.run.engine import DecisionRecord
+from kiosk.run.runtime import open_kiosk
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person, Scene
-from kiosk.store import read_events
+from kiosk.sensors.simulation import Person, Scene
+from kiosk.store.eventlog import read_events
 from tests.support import make_config
 
 PEOPLE = 100_000

@@ -10,8 +10,8 @@ import sys
 import threading
 from pathlib import Path
 
-from kiosk.runtime import open_kiosk
-from kiosk.simulation import Scene
+from kiosk.run.runtime import open_kiosk
+from kiosk.sensors.simulation import Scene
 from tests.support import make_config
 
 

@@ -22,12 +22,12 @@ from pathlib import Path
 from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
-from kiosk.engine import DecisionRecord
-from kiosk.logs import setup_logging
-from kiosk.runtime import open_kiosk
+from kiosk.run.engine import DecisionRecord
+from kiosk.run.logs import setup_logging
+from kiosk.run.runtime import open_kiosk
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.mlx90614 import Reading
-from kiosk.simulation import Person, Scene
+from kiosk.sensors.simulation import Person, Scene
 from tests.support import make_config
 
 FEEDBACK_PIN = 6

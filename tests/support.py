@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from kiosk.config import KioskConfig, parse_config
-from kiosk.engine import DecisionRecord, Kiosk
-from kiosk.runtime import open_kiosk
-from kiosk.simulation import DEMO_ALLOWLIST, Scene
+from kiosk.run.engine import DecisionRecord, Kiosk
+from kiosk.run.runtime import open_kiosk
+from kiosk.sensors.simulation import DEMO_ALLOWLIST, Scene
 
 SALT = "test-salt-0123456789abcdef"
 

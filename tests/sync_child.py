@@ -10,10 +10,10 @@ import sys
 import threading
 from pathlib import Path
 
-from kiosk.protocol import KioskTopics
-from kiosk.store import EventLog
+from kiosk.mqtt.protocol import KioskTopics
+from kiosk.mqtt.uplink import Uplink, client_id
+from kiosk.store.eventlog import EventLog
 from kiosk.sync import Sync
-from kiosk.uplink import Uplink, client_id
 from tests.test_sync import mqtt_settings
 
 

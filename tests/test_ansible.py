@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from kiosk.config import SECTIONS
-from kiosk.privacy import read_salt_file
+from kiosk.decide.privacy import read_salt_file
 
 REPO = Path(__file__).resolve().parents[1]
 ANSIBLE = REPO / "deploy" / "ansible"

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from kiosk import boundedjson, protocol
-from kiosk.boundedjson import JSONLimitError
+from kiosk.mqtt import boundedjson, protocol
+from kiosk.mqtt.boundedjson import JSONLimitError
 
 
 def test_plain_json_parses() -> None:

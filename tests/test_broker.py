@@ -10,7 +10,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 
-from kiosk.protocol import MAX_MESSAGE_BYTES, WireEvent, encode_events
+from kiosk.mqtt.protocol import MAX_MESSAGE_BYTES, WireEvent, encode_events
 from tests.broker import DEPLOY, REWRITTEN, Broker, Collector, mqtt_client, render_config
 
 NOT_AUTHORIZED = 0x87

@@ -26,8 +26,8 @@ from kiosk.central import (
 )
 from kiosk.central.cli import PASSWORD_ENV
 from kiosk.central.quarantine import refusal
-from kiosk.cli import cli
-from kiosk.protocol import (
+from kiosk.cli.main import cli
+from kiosk.mqtt.protocol import (
     command_signature,
     decode_command,
     encode_events,

@@ -24,7 +24,7 @@ from kiosk.central import Ingest, Store, open_store, print_status
 from kiosk.central.cli import PASSWORD_ENV
 from kiosk.central.messages import read_events
 from kiosk.central.validation import event_problem
-from kiosk.protocol import ProtocolError
+from kiosk.mqtt.protocol import ProtocolError
 from tests.broker import Broker, mqtt_client
 from tests.central_support import (
     EVENTS_TOPIC,
@@ -281,7 +281,7 @@ def test_a_kiosk_reusing_a_seq_for_another_event_is_quarantined_not_confirmed(
     assert (row.seq, row.reason) == (1, "seq already stored for another event")
 
 
-# Not JSON, or not storable JSON: refused by kiosk.boundedjson before any schema is consulted.
+# Not JSON, or not storable JSON: refused by kiosk.mqtt.boundedjson before any schema is consulted.
 NOT_STORABLE_JSON = {
     "NaN in data",
     "Infinity in data",
@@ -318,7 +318,7 @@ def test_a_10_mb_or_deeply_nested_message_is_refused_quickly_with_a_reason() -> 
     assert time.monotonic() - started < 5  # bounded before parsing: no recursion, no 10 MB parse
 
 
-KIOSK = [sys.executable, "-c", "from kiosk.cli import main; main()"]
+KIOSK = [sys.executable, "-c", "from kiosk.cli.main import main; main()"]
 
 
 def start_central_process(broker: Broker, db_path: Path) -> subprocess.Popen[bytes]:

@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kiosk.decision import Reason
-from kiosk.privacy import Pseudonymizer
+from kiosk.decide.decision import Reason
+from kiosk.decide.privacy import Pseudonymizer
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person
+from kiosk.sensors.simulation import Person
 from tests.support import SALT, make_config, running, wait_until
 
 
@@ -32,7 +32,7 @@ def test_each_pass_checks_in_once_and_the_report_lists_it_once(tmp_path: Path) -
         [
             sys.executable,
             "-c",
-            "from kiosk.cli import main; main()",
+            "from kiosk.cli.main import main; main()",
             "checkin",
             "report",
             "all-hands",

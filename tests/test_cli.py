@@ -16,13 +16,13 @@ from click.testing import CliRunner
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
-from kiosk.cli import cli
+from kiosk.cli.main import cli
 from kiosk.events import EventType
 from kiosk.sensors.synthetic import render_qr_frame
-from kiosk.store import Event, EventLog, LogOpenError, read_events
+from kiosk.store.eventlog import Event, EventLog, LogOpenError, read_events
 from tests.support import make_config, wait_until
 
-KIOSK = [sys.executable, "-c", "from kiosk.cli import main; main()"]
+KIOSK = [sys.executable, "-c", "from kiosk.cli.main import main; main()"]
 
 
 def kiosk(*args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:

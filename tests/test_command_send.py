@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from kiosk.cli import cli
-from kiosk.protocol import CommandName, Leaf, command_signature, decode_command
+from kiosk.cli.main import cli
+from kiosk.mqtt.protocol import CommandName, Leaf, command_signature, decode_command
 from tests.broker import Broker, Collector, free_port, mqtt_client
 from tests.support import running
 from tests.test_remote import KEY, TOPICS, kiosk_config
@@ -92,7 +92,7 @@ def test_results_that_are_not_results_are_passed_over_without_a_traceback(
     broker: Broker,
 ) -> None:
     """What arrives on the result topic comes from a kiosk's credentials: no trusting it."""
-    from kiosk.protocol import KioskTopics
+    from kiosk.mqtt.protocol import KioskTopics
 
     k2 = Collector(mqtt_client(broker, "k2", client_id="k2-garbage"))
     publisher = mqtt_client(broker, "k2", client_id="k2-answer")

@@ -9,16 +9,16 @@ from typing import Any
 
 import pytest
 
-from kiosk.commands import (
+from kiosk.credentials import parse_allowlist
+from kiosk.mqtt.protocol import Command, command_signature, encode_command
+from kiosk.operator.commands import (
     CLOCK_SKEW_MS,
     MAX_LIFETIME_MS,
     CommandError,
     CommandOutcome,
     CommandProcessor,
 )
-from kiosk.credentials import parse_allowlist
-from kiosk.protocol import Command, command_signature, encode_command
-from kiosk.store import LogWriteError
+from kiosk.store.eventlog import LogWriteError
 
 NOW = 1_700_000_000_000
 KEY = b"site-command-key"
@@ -386,7 +386,7 @@ def test_ids_used_before_a_start_with_the_log_down_stay_refused_after_the_first_
 ) -> None:
     """The ids could only be read at the first command; a replay of an older signed command
     must be refused at the second and every later one too."""
-    from kiosk.runtime import CommandActions
+    from kiosk.run.runtime import CommandActions
     from tests.support import make_config, running
 
     with running(make_config(tmp_path)) as door:

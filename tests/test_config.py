@@ -124,7 +124,7 @@ def test_shipped_example_is_current_and_loads(tmp_path: Path) -> None:
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from kiosk.cli import main; main()", *args],
+        [sys.executable, "-c", "from kiosk.cli.main import main; main()", *args],
         capture_output=True,
         text=True,
         timeout=60,

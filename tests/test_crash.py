@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.store import EventLog
+from kiosk.store.eventlog import EventLog
 from tests.support import kill_9_when
 
 

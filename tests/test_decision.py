@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from kiosk.credentials import CredentialCheck, CredentialStatus
-from kiosk.decision import (
+from kiosk.decide.decision import (
     MESSAGES,
     Decision,
     Outcome,
@@ -15,7 +15,7 @@ from kiosk.decision import (
     decide,
     when_log_unavailable,
 )
-from kiosk.rules import RuleRefusal
+from kiosk.decide.rules import RuleRefusal
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
 
 CREDENTIALS = {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.health import state_document
+from kiosk.run.health import state_document
 from kiosk.web.api import problems
 from tests.support import make_config, running, wait_until
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.decision import Outcome, Reason
+from kiosk.decide.decision import Outcome, Reason
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person
-from kiosk.store import (
+from kiosk.sensors.simulation import Person
+from kiosk.store.eventlog import (
     LOG_RESERVE_BYTES,
     EventLog,
     LogOpenError,
@@ -29,7 +29,7 @@ from kiosk.store import (
 from tests.support import in_ci, make_config, running, wait_until
 
 PAD = {"pad": "x" * 300}
-KIOSK = [sys.executable, "-c", "from kiosk.cli import main; main()"]
+KIOSK = [sys.executable, "-c", "from kiosk.cli.main import main; main()"]
 
 
 @pytest.fixture

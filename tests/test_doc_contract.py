@@ -20,15 +20,15 @@ import cv2
 import yaml
 
 from kiosk.credentials.passes import PassVerifier, key_id
-from kiosk.homeassistant import discovery_messages
-from kiosk.privacy import Pseudonymizer
-from kiosk.protocol import KioskTopics, Leaf
-from kiosk.runtime import build_entrance
+from kiosk.decide.privacy import Pseudonymizer
+from kiosk.mqtt.homeassistant import discovery_messages
+from kiosk.mqtt.protocol import KioskTopics, Leaf
+from kiosk.mqtt.uplink import Connected
+from kiosk.run.runtime import build_entrance
+from kiosk.sensors.simulation import DEMO_ALLOWLIST
 from kiosk.sensors.synthetic import render_qr_frame
-from kiosk.simulation import DEMO_ALLOWLIST
-from kiosk.store import EventLog, read_events
+from kiosk.store.eventlog import EventLog, read_events
 from kiosk.sync import Sync
-from kiosk.uplink import Connected
 from tests.support import SALT, make_config
 from tests.test_cli import logged, run_until_stopped
 from tests.test_mqtt_contract import (

@@ -12,11 +12,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from kiosk.cli.doctor import Check, check_gpio, exit_code, format_report, run_checks
 from kiosk.config import KioskConfig, load_config
 from kiosk.credentials.issuing import revocation_document, trust_document
-from kiosk.doctor import Check, check_gpio, exit_code, format_report, run_checks
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.store import EventLog, Retention
+from kiosk.store.eventlog import EventLog, Retention
 
 GB = 1024**3
 MB = 1024**2

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.durable import write_whole
+from kiosk.store.durable import write_whole
 
 
 def test_a_file_is_replaced_whole_and_nothing_is_left_beside_it(tmp_path: Path) -> None:

@@ -10,19 +10,19 @@ import pytest
 from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
-from kiosk.decision import Outcome, Reason
-from kiosk.engine import Kiosk, measurement_settings
+from kiosk.decide.decision import Outcome, Reason
+from kiosk.decide.privacy import Pseudonymizer
 from kiosk.events import EventType
 from kiosk.gate import Signal
 from kiosk.hardware import build_hardware
-from kiosk.privacy import Pseudonymizer
-from kiosk.runtime import build_entrance
+from kiosk.run.engine import Kiosk, measurement_settings
+from kiosk.run.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.frames import CameraError
 from kiosk.sensors.measurement import is_present
 from kiosk.sensors.qr import Scan
-from kiosk.simulation import Person, Scene
-from kiosk.store import EventLog, LogWriteError, read_events
+from kiosk.sensors.simulation import Person, Scene
+from kiosk.store.eventlog import EventLog, LogWriteError, read_events
 from tests.support import SALT, make_config, running, wait_until
 
 RELAY, FEEDBACK = 17, 6
@@ -280,7 +280,7 @@ def test_decisions_say_whether_the_clock_was_synchronised(tmp_path: Path, synced
 def test_a_crashed_background_loop_is_restarted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("kiosk.engine.BACKGROUND_RESTART_S", 0.05)
+    monkeypatch.setattr("kiosk.run.engine.BACKGROUND_RESTART_S", 0.05)
     runs: list[int] = []
 
     def flaky_sync(stop: threading.Event) -> None:

@@ -8,12 +8,12 @@ from typing import Any
 
 from jinja2 import Environment
 
-from kiosk.commands import CommandProcessor
 from kiosk.config import KioskConfig
 from kiosk.gate import GateState
-from kiosk.health import Health, Parts, state_document
-from kiosk.homeassistant import discovery_messages
-from kiosk.protocol import Command, KioskTopics, Leaf
+from kiosk.mqtt.homeassistant import discovery_messages
+from kiosk.mqtt.protocol import Command, KioskTopics, Leaf
+from kiosk.operator.commands import CommandProcessor
+from kiosk.run.health import Health, Parts, state_document
 
 TOPICS = KioskTopics("lab", "door-2")
 NODE = "door-2"  # the discovery node id: the kiosk id, its MQTT user name
@@ -37,7 +37,7 @@ def configs(
 
 
 def state_with(*, inside: int | None, lockdown: bool) -> dict[str, Any]:
-    """The state document a gate kiosk publishes (kiosk.health), for templates to read."""
+    """The state document a gate kiosk publishes (kiosk.run.health), for templates to read."""
     health = Health(
         parts=Parts().snapshot(),
         frames_read=10,

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
+from kiosk.cli.doctor import check_trust
 from kiosk.config import parse_config
-from kiosk.doctor import check_trust
 
-KIOSK = [sys.executable, "-c", "from kiosk.cli import main; main()"]
+KIOSK = [sys.executable, "-c", "from kiosk.cli.main import main; main()"]
 
 
 def kiosk(*args: str | Path, tz: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -386,8 +386,8 @@ def test_damaged_register_and_state_files_are_refused_in_words_not_tracebacks(
     tmp_path: Path,
 ) -> None:
     """`revoke` turns these ValueErrors into one line and exit 65."""
+    from kiosk.cli.lists import _read_state
     from kiosk.credentials import register
-    from kiosk.lists_cli import _read_state
 
     huge_field = tmp_path / "huge.csv"
     huge_field.write_text(",".join(register.COLUMNS) + '\n"' + "x" * 200_000 + '"\n')

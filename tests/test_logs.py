@@ -8,7 +8,7 @@ import logging
 import os
 import time
 
-from kiosk.logs import BackgroundHandler, JournalFormatter
+from kiosk.run.logs import BackgroundHandler, JournalFormatter
 
 
 def test_a_stderr_nobody_reads_drops_lines_instead_of_blocking_and_says_so() -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kiosk.hardware import PIN_HISTORY, build_hardware
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Scene
+from kiosk.sensors.simulation import Scene
 from tests.support import make_config
 
 

@@ -25,16 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jsonschema import Draft202012Validator
 
-from kiosk import protocol, trust
-from kiosk.area import TS_MS_RANGE
-from kiosk.commands import (
-    FEVER_MAX_C,
-    FEVER_MIN_C,
-    CommandError,
-    CommandProcessor,
-    KioskActions,
-)
-from kiosk.credentials import KINDS, AllowlistError, CredentialStatus
+from kiosk.credentials import KINDS, AllowlistError, CredentialStatus, trust
 from kiosk.credentials.documents import (
     RevocationList,
     TrustList,
@@ -48,9 +39,12 @@ from kiosk.credentials.passes import (
     key_id,
     sign_pass,
 )
-from kiosk.decision import Reason, decide
+from kiosk.credentials.trust import TrustStore
+from kiosk.decide.area import TS_MS_RANGE
+from kiosk.decide.decision import Reason, decide
 from kiosk.events import EventType, decision_event_data
-from kiosk.protocol import (
+from kiosk.mqtt import protocol
+from kiosk.mqtt.protocol import (
     Availability,
     Command,
     CommandName,
@@ -69,14 +63,20 @@ from kiosk.protocol import (
     encode_result,
     encode_state,
 )
-from kiosk.runtime import build_entrance
+from kiosk.mqtt.uplink import Connected, Published, Received
+from kiosk.operator.commands import (
+    FEVER_MAX_C,
+    FEVER_MIN_C,
+    CommandError,
+    CommandProcessor,
+    KioskActions,
+)
+from kiosk.run.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
-from kiosk.simulation import Person
-from kiosk.store import EventLog, LogWriteError, read_events
+from kiosk.sensors.simulation import Person
+from kiosk.store.eventlog import EventLog, LogWriteError, read_events
 from kiosk.sync import BACKLOG_FOR_BATCHING, Sync
-from kiosk.trust import TrustStore
-from kiosk.uplink import Connected, Published, Received
 from tests.support import SALT, make_config, running
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -107,7 +107,7 @@ LEAF_SCHEMA = {
     "revocation": "document",
 }
 # Signed documents: binary COSE_Sign1, published by the issuer under the reserved kiosk id
-# "site" (kiosk.runtime.attach_sync), not JSON.
+# "site" (kiosk.run.runtime.attach_sync), not JSON.
 DOCUMENT_LEAVES = {Leaf.TRUST.value, Leaf.REVOCATION.value}
 SITE_KIOSK_ID = "site"
 CREDENTIAL_TYPES = {"badge", "pass", "national"}
@@ -1293,14 +1293,14 @@ def test_asyncapi_has_one_channel_per_leaf() -> None:
 
 def test_asyncapi_operations_are_from_the_kiosks_point_of_view() -> None:
     # a kiosk reads its commands and receipts, the site's signed documents and its
-    # neighbours' passages, never their events (kiosk.runtime.attach_sync)
+    # neighbours' passages, never their events (kiosk.run.runtime.attach_sync)
     assert set(_receive_bindings()) == {"cmd", "receipts", "passages"} | DOCUMENT_LEAVES
     kiosk_sends = {leaf.value for leaf in Leaf} - {"cmd", "receipts"} - DOCUMENT_LEAVES
     assert set(_send_bindings()) - {"homeassistantDiscovery"} == kiosk_sends
 
 
 class _Kiosk:
-    """What kiosk.runtime.attach_sync needs from a kiosk."""
+    """What kiosk.run.runtime.attach_sync needs from a kiosk."""
 
     def __init__(self, outbox: EventLog) -> None:
         self.event_log = outbox
@@ -1313,7 +1313,7 @@ def test_kiosks_subscribe_to_the_documented_topics(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The site's documents under the reserved kiosk id, and the neighbours' passages."""
-    from kiosk import runtime
+    from kiosk.run import runtime
 
     created: list[dict[str, Any]] = []
 

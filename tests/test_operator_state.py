@@ -10,22 +10,22 @@ from typing import Any
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from kiosk.commands import CommandError, CommandProcessor
-from kiosk.decision import Reason
-from kiosk.engine import Kiosk
+from kiosk.decide.decision import Reason
 from kiosk.hardware import build_hardware
-from kiosk.operator_state import (
+from kiosk.mqtt.protocol import Command, encode_command
+from kiosk.operator.commands import CommandError, CommandProcessor
+from kiosk.operator.state import (
     FILE_NAME,
     OperatorState,
     OperatorStateError,
     OperatorStateStore,
     parse,
 )
-from kiosk.protocol import Command, encode_command
-from kiosk.runtime import build_entrance
+from kiosk.run.engine import Kiosk
+from kiosk.run.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person, Scene
-from kiosk.store import EventLog
+from kiosk.sensors.simulation import Person, Scene
+from kiosk.store.eventlog import EventLog
 from tests.support import SALT, kill_9_when, make_config, running
 
 RELAY = 17  # active-low: driven low = energised

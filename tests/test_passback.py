@@ -15,15 +15,15 @@ from gpiozero.pins.mock import MockFactory
 
 from kiosk import gate as gate_module
 from kiosk.config import KioskConfig
-from kiosk.decision import Outcome, Reason
-from kiosk.engine import DecisionRecord, Kiosk
+from kiosk.decide.decision import Outcome, Reason
 from kiosk.hardware import build_hardware
-from kiosk.protocol import WireEvent
-from kiosk.runtime import build_entrance
+from kiosk.mqtt.protocol import WireEvent
+from kiosk.run.engine import DecisionRecord, Kiosk
+from kiosk.run.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.qr import Scan
-from kiosk.simulation import Person, Scene
-from kiosk.store import EventLog
+from kiosk.sensors.simulation import Person, Scene
+from kiosk.store.eventlog import EventLog
 from kiosk.sync import alert_for
 from tests.support import SALT, make_config, running, wait_until
 

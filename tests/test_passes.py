@@ -49,10 +49,10 @@ from kiosk.credentials.passes import (
     encode_sign1,
     key_id,
 )
-from kiosk.protocol import WireEvent
+from kiosk.credentials.trust import TrustStore
+from kiosk.mqtt.protocol import WireEvent
 from kiosk.sensors.qr import make_decoder
 from kiosk.sync import alert_for
-from kiosk.trust import TrustStore
 
 NOW = datetime(2026, 6, 30, 8, 0, tzinfo=UTC)
 HANOI = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kiosk.config import ConfigError, MqttSection, parse_config
-from kiosk.protocol import (
+from kiosk.mqtt.protocol import (
     DEFAULT_MESSAGE_BYTES,
     MAX_MESSAGE_BYTES,
     MAX_RECEIPT_SEQS,
@@ -92,7 +92,7 @@ def test_identifiers_with_a_trailing_newline_are_refused() -> None:
     """``$`` would let ``"…\\n"`` through: a phantom subject, event id or topic segment."""
     from kiosk.central.validation import BOOT_ID, TYPE
     from kiosk.central.validation import UUID as CENTRAL_UUID
-    from kiosk.protocol import SEGMENT, SUBJECT, UUID
+    from kiosk.mqtt.protocol import SEGMENT, SUBJECT, UUID
 
     good = {
         SEGMENT: "k1",

@@ -18,10 +18,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk.central.store import open_store
-from kiosk.decision import Reason
-from kiosk.protocol import Command, KioskTopics, Leaf, command_signature, encode_command
+from kiosk.decide.decision import Reason
+from kiosk.mqtt.protocol import Command, KioskTopics, Leaf, command_signature, encode_command
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person
+from kiosk.sensors.simulation import Person
 from tests.broker import Broker, BrokerClient, Collector, mqtt_client
 from tests.support import make_config, running, wait_until
 from tests.test_broker import shipped_setting

@@ -6,9 +6,9 @@ from datetime import datetime, time, timedelta
 
 import pytest
 
-from kiosk import area as area_module
-from kiosk.area import AreaState, Passage, passage_from_event, passage_from_unused
-from kiosk.rules import (
+from kiosk.decide import area as area_module
+from kiosk.decide.area import AreaState, Passage, passage_from_event, passage_from_unused
+from kiosk.decide.rules import (
     EntranceFacts,
     EntryPolicy,
     Holder,

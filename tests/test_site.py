@@ -16,11 +16,11 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from kiosk.credentials.documents import RevocationList, TrustList, encode_document
 from kiosk.credentials.passes import PassClaims, key_id, sign_pass
-from kiosk.decision import Outcome, Reason
-from kiosk.privacy import Pseudonymizer
-from kiosk.protocol import KioskTopics, Leaf
+from kiosk.decide.decision import Outcome, Reason
+from kiosk.decide.privacy import Pseudonymizer
+from kiosk.mqtt.protocol import KioskTopics, Leaf
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person
+from kiosk.sensors.simulation import Person
 from tests.broker import Broker, Collector, mqtt_client
 from tests.support import SALT, RunningKiosk, make_config, running, wait_until
 

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
+from kiosk.credentials.sitecode import poster_html, render_site_qr, site_checkin_payload
 from kiosk.sensors.qr import make_decoder
-from kiosk.sitecode import poster_html, render_site_qr, site_checkin_payload
 
 BASE = "https://checkin.example"
 

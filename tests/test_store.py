@@ -1,4 +1,4 @@
-"""Tests for the durable event log (kiosk.store), on real SQLite files."""
+"""Tests for the durable event log (kiosk.store.eventlog), on real SQLite files."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from kiosk.runtime import open_kiosk
-from kiosk.store import (
+from kiosk.run.runtime import open_kiosk
+from kiosk.store.eventlog import (
     SCHEMA_VERSION,
     Event,
     EventLog,

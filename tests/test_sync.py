@@ -18,10 +18,10 @@ import pytest
 from kiosk.central.ingest import Ingest, IngestSettings
 from kiosk.central.store import Store, open_store
 from kiosk.config import MqttSection, parse_config
-from kiosk.protocol import MAX_MESSAGE_BYTES, KioskTopics, Leaf
-from kiosk.store import EventLog, read_events
+from kiosk.mqtt.protocol import MAX_MESSAGE_BYTES, KioskTopics, Leaf
+from kiosk.mqtt.uplink import Uplink, UplinkError, client_id, read_password
+from kiosk.store.eventlog import EventLog, read_events
 from kiosk.sync import Sync, pack
-from kiosk.uplink import Uplink, UplinkError, client_id, read_password
 from tests.broker import Broker, Collector, mqtt_client
 from tests.support import wait_until
 

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from kiosk.engine import Kiosk
 from kiosk.hardware import build_hardware
-from kiosk.runtime import build_entrance
+from kiosk.run.engine import Kiosk
+from kiosk.run.runtime import build_entrance
+from kiosk.run.systemd import BACKSTOP_S, STOP_DEADLINE_S
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person, Scene
-from kiosk.store import EventLog
-from kiosk.systemd import BACKSTOP_S, STOP_DEADLINE_S
+from kiosk.sensors.simulation import Person, Scene
+from kiosk.store.eventlog import EventLog
 from tests.support import SALT, make_config, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_ready_watchdog_and_stopping_from_kiosk_run(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-c",
-                "from kiosk.cli import main; main()",
+                "from kiosk.cli.main import main; main()",
                 "run",
                 "--simulate",
                 "--config",
@@ -149,7 +149,7 @@ def test_relay_safe_command_leaves_the_relay_de_energised(tmp_path: Path) -> Non
     config_file.write_text("[gate]\nrelay_pin = 17\nrelay_active_high = false\n", encoding="utf-8")
     code = (
         "import sys; from gpiozero import Device; from gpiozero.pins.mock import MockFactory;"
-        "Device.pin_factory = MockFactory(); from kiosk.cli import main;"
+        "Device.pin_factory = MockFactory(); from kiosk.cli.main import main;"
         "pin = Device.pin_factory.pin(17); pin.output_with_state(False);"
         "sys.argv = ['kiosk', 'relay-safe', '--config', sys.argv[1]];"
         "\ntry: main()\nexcept SystemExit: pass\n"

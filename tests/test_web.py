@@ -12,9 +12,9 @@ import pytest
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Counter
 
-from kiosk import texts
+from kiosk.decide import texts
 from kiosk.web import WebSettings, check_password, hash_password
-from kiosk.web_process import Mirror, WebTiming
+from kiosk.web.process import Mirror, WebTiming
 from tests.support import wait_until
 from tests.web_fakes import (
     ACTIONS,

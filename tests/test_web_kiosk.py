@@ -7,7 +7,7 @@ from pathlib import Path
 
 from gpiozero.pins.mock import MockFactory
 
-from kiosk.web_runtime import KioskActions, LastDecision
+from kiosk.run.statuspage import KioskActions, LastDecision
 from tests.test_passback import Clock, config_for, kiosk_on, scan
 
 

@@ -32,12 +32,12 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.security import generate_password_hash
 
-from kiosk.cpus import WEB_NICENESS, online_cpus
+from kiosk.run.cpus import WEB_NICENESS, online_cpus
+from kiosk.run.statuspage import PASSWORD_FILE, attach_web
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.simulation import Person
-from kiosk.store import query_events
-from kiosk.web_process import WebTiming
-from kiosk.web_runtime import PASSWORD_FILE, attach_web
+from kiosk.sensors.simulation import Person
+from kiosk.store.eventlog import query_events
+from kiosk.web.process import WebTiming
 from tests.broker import free_port
 from tests.support import RunningKiosk, make_config, running, wait_until
 from tests.test_web_server import ANSWER_WITHIN_S, FLOOD, sockets
@@ -244,7 +244,7 @@ def test_the_page_runs_niced_off_the_gate_core_and_comes_back_after_a_crash(
 def test_a_page_that_stops_answering_is_restarted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="kiosk.web_process")
+    caplog.set_level(logging.INFO, logger="kiosk.web.process")
     timing = WebTiming(probe_every_s=0.2, probe_timeout_s=0.5, restart_after_s=0.1)
     with serving(tmp_path, timing=timing) as (_, base):
         hung = web_child_pid()

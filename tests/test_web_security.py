@@ -13,10 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from kiosk.store import EventLog
+from kiosk.run.statuspage import KioskStatus
+from kiosk.store.eventlog import EventLog
 from kiosk.web import WebSettings, create_app
 from kiosk.web.sessions import MAX_SESSIONS, SESSION_LIFETIME_S, Sessions
-from kiosk.web_runtime import KioskStatus
 from tests.web_fakes import (
     BEARER,
     OPERATOR,

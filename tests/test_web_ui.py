@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from kiosk.decision import MESSAGES, Reason, messages
-from kiosk.texts import TEXTS, text
+from kiosk.decide.decision import MESSAGES, Reason, messages
+from kiosk.decide.texts import TEXTS, text
 from tests.web_fakes import OPERATOR, PASSWORD, FakeActions, FakeStatus, csrf, login
 
 TEMPLATES = Path(__file__).parent.parent / "kiosk" / "web" / "templates"
