@@ -12,7 +12,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from kiosk.cli.doctor import Check, check_gpio, exit_code, format_report, run_checks
+from kiosk.cli.doctor import exit_code, format_report, run_checks
+from kiosk.cli.doctor_check import Check
+from kiosk.cli.doctor_devices import check_gpio
 from kiosk.config import KioskConfig, load_config
 from kiosk.credentials.issuing import revocation_document, trust_document
 from kiosk.sensors import simulated_mlx90614 as sim

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from kiosk.cli.doctor import check_trust
+from kiosk.cli.doctor_host import check_trust
 from kiosk.config import parse_config
 
 KIOSK = [sys.executable, "-c", "from kiosk.cli.main import main; main()"]
