@@ -11,7 +11,6 @@ import os
 import queue
 import sys
 import threading
-import time
 from pathlib import Path
 
 from gpiozero import DigitalInputDevice
@@ -22,7 +21,7 @@ from kiosk.run.runtime import open_kiosk
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.simulation import Person, Scene
 from kiosk.store.eventlog import read_events
-from tests.support import make_config
+from tests.support import make_config, wait_until
 
 PEOPLE = 100_000
 
@@ -59,8 +58,7 @@ def main(directory: Path) -> None:
             code = f"P-{(start + n) % PEOPLE:06d}".encode()
             scene.step_up(Person("staff", code, sim.nobody(), "grant"))
             decisions.get(timeout=10)
-            while kiosk.gate.state().relay_energised:  # the person walks through
-                time.sleep(0.005)
+            wait_until(lambda: not kiosk.gate.state().relay_energised)  # they walk through
 
 
 if __name__ == "__main__":

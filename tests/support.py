@@ -1,8 +1,10 @@
-"""Shared test helpers: a kiosk config in tmp_path and a kiosk running on simulated hardware."""
+"""Shared test helpers: a kiosk config in tmp_path (parsed or as a file), polling with a
+deadline, and a kiosk running on simulated hardware."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -22,10 +24,12 @@ from kiosk.run.runtime import open_kiosk
 from kiosk.sensors.simulation import DEMO_ALLOWLIST, Scene
 
 SALT = "test-salt-0123456789abcdef"
+POLL_S = 0.005  # between two looks at a condition
 
 
-def make_config(directory: Path, **sections: dict[str, Any]) -> KioskConfig:
-    """A valid config whose files live in ``directory``; ``sections`` override keys."""
+def _sections(directory: Path, **sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The raw sections of a valid test config whose files live in ``directory`` (the demo
+    allowlist is written there); ``sections`` override keys."""
     allowlist = directory / "allowlist.csv"
     allowlist.write_text(DEMO_ALLOWLIST, encoding="utf-8")
     raw: dict[str, dict[str, Any]] = {
@@ -35,7 +39,31 @@ def make_config(directory: Path, **sections: dict[str, Any]) -> KioskConfig:
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
-    return parse_config(raw, source="<test>")
+    return raw
+
+
+def make_config(directory: Path, **sections: dict[str, Any]) -> KioskConfig:
+    """A valid config whose files live in ``directory``; ``sections`` override keys."""
+    return parse_config(_sections(directory, **sections), source="<test>")
+
+
+def write_config(directory: Path, **sections: dict[str, Any]) -> Path:
+    """``directory/kiosk.toml`` holding the config ``make_config`` would give; its path."""
+    path = directory / "kiosk.toml"
+    path.write_text(toml_text(_sections(directory, **sections)), encoding="utf-8")
+    return path
+
+
+def toml_text(sections: dict[str, dict[str, Any]]) -> str:
+    """TOML for flat sections of strings, numbers, booleans and lists of them (JSON's
+    spelling of these is valid TOML)."""
+    return "".join(
+        f"[{name}]\n"
+        + "".join(
+            f"{key} = {json.dumps(value, ensure_ascii=False)}\n" for key, value in keys.items()
+        )
+        for name, keys in sections.items()
+    )
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -47,7 +75,18 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     while not predicate():
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s")
-        time.sleep(0.005)
+        time.sleep(POLL_S)
+
+
+def holds_for(predicate: Callable[[], bool], seconds: float) -> bool:
+    """Whether ``predicate`` stays true, polled for ``seconds``: for a state that must last
+    (a relay held open past its pulse), where waiting out the time is the point."""
+    deadline = time.monotonic() + seconds
+    while predicate():
+        if time.monotonic() > deadline:
+            return True
+        time.sleep(POLL_S)
+    return False
 
 
 class RunningKiosk:
@@ -97,6 +136,7 @@ def kill_9_when(child_module: str, directory: Path, ready: Callable[[], bool]) -
     child = subprocess.Popen(
         [sys.executable, "-m", child_module, str(directory)], cwd=REPO, stderr=subprocess.PIPE
     )
+    assert child.stderr is not None  # stderr=PIPE
     try:
         wait_until(lambda: ready() or child.poll() is not None, timeout=60)
         if child.poll() is not None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
@@ -22,6 +21,7 @@ from kiosk.gate import (
     Signal,
     force_relay_safe,
 )
+from tests.support import holds_for, wait_until
 
 RELAY, GREEN, WARNING, BUZZER, PASSAGE, FIRE = 17, 27, 22, 23, 5, 6
 
@@ -64,15 +64,6 @@ class PanelDrivenPin(MockPin):
         self._pull = value
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 2.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.005)
-    return True
-
-
 def states(pin: MockPin) -> list[bool]:
     return [s.state for s in pin.states]
 
@@ -95,7 +86,7 @@ def test_pulse_energises_relay_for_pulse_s(factory: MockFactory) -> None:
         relay.clear_states()
         assert gate.open_for_person()
         assert gate.state().relay_energised
-        assert wait_until(lambda: len(relay.states) == 3)
+        wait_until(lambda: len(relay.states) == 3)
         assert states(relay) == [OFF, ON, OFF]
         assert relay.states[2].timestamp == pytest.approx(0.2, abs=0.05)
         assert not gate.state().relay_energised
@@ -119,7 +110,7 @@ def test_hold_times_out_without_passage(factory: MockFactory) -> None:
         relay = factory.pin(RELAY)
         relay.clear_states()
         assert gate.open_for_person()
-        assert wait_until(lambda: len(relay.states) == 3)
+        wait_until(lambda: len(relay.states) == 3)
         assert states(relay) == [OFF, ON, OFF]
         assert relay.states[2].timestamp == pytest.approx(0.2, abs=0.05)
 
@@ -195,7 +186,7 @@ def test_emergency_open_holds_until_turned_off(factory: MockFactory) -> None:
         relay.clear_states()
         gate.emergency_open(True)
         assert gate.open_for_person()
-        assert wait_until(lambda: not gate.state().relay_energised, timeout=0.4) is False
+        assert holds_for(lambda: gate.state().relay_energised, 0.4)  # past the 0.2 s pulse
         assert gate.state() == GateState(True, False, True, False, 0)
         gate.emergency_open(False)
         assert states(relay) == [OFF, ON, OFF]
@@ -225,9 +216,7 @@ def test_signal_patterns(
         relay = factory.pin(RELAY)
         relay.clear_states()
         gate.show(signal)
-        assert wait_until(
-            lambda: all(len(pins[k].states) >= len(v) for k, v in expected.items()), timeout=4.0
-        )
+        wait_until(lambda: all(len(pins[k].states) >= len(v) for k, v in expected.items()))
         assert {k: states(p) for k, p in pins.items()} == expected
         assert states(relay) == [OFF]
         if signal is Signal.FEVER:
@@ -419,7 +408,7 @@ def test_hold_reports_a_grant_that_expired_unused(factory: MockFactory) -> None:
     with Gate(PINS, replace(HOLD, hold_timeout_s=0.2), pin_factory=factory) as gate:
         seen = Watcher(gate)
         assert gate.open_for_person("a")
-        assert wait_until(lambda: seen.unused == ["a"])
+        wait_until(lambda: seen.unused == ["a"])
         assert not gate.state().relay_energised
         assert gate.open_for_person("b")
         gate.set_lockdown(True)  # locked before b went through: b's grant is unused too
