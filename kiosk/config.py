@@ -27,8 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kiosk.gate import RelayMode
-
 DEFAULT_CONFIG_PATH = Path("/etc/kiosk/kiosk.toml")
 EX_CONFIG = 78  # sysexits.h: configuration error
 MAX_CONFIG_BYTES = 1024 * 1024  # a kiosk.toml is a few KiB; more is a mistake or an attack
@@ -50,6 +48,8 @@ Direction = Literal["entry", "exit", "toggle"]
 NationalQrPolicy = Literal["grant", "refer", "deny"]
 ConfirmMode = Literal["receipt", "puback"]
 Language = Literal["vi", "en"]
+# kiosk.gate drives the relay; the mode is declared here so that loading a config needs no gpiozero
+RelayMode = Literal["pulse", "hold"]
 
 
 class ConfigError(ValueError):

@@ -30,14 +30,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from time import monotonic
 from types import MappingProxyType, TracebackType
-from typing import Final, Literal, Self, TypeVar
+from typing import Final, Literal, Self, TypeVar, get_args
 
 from gpiozero import LED, Buzzer, DigitalInputDevice, GPIODeviceClosed, OutputDevice
 from gpiozero.pins import Factory
 
+from kiosk.config import RelayMode
+
 logger = logging.getLogger(__name__)
 
-RelayMode = Literal["pulse", "hold"]
 _D = TypeVar("_D", LED, Buzzer)
 
 
@@ -67,7 +68,7 @@ class GateTiming:
     passage_debounce_s: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.relay_mode not in ("pulse", "hold"):
+        if self.relay_mode not in get_args(RelayMode):
             raise ValueError(f"relay_mode must be 'pulse' or 'hold', not {self.relay_mode!r}")
         for name in ("pulse_s", "hold_timeout_s", "signal_s"):
             if not getattr(self, name) > 0:

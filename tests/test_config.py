@@ -407,3 +407,21 @@ def test_an_oversized_config_file_is_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "# " + "x" * (1024 * 1024) + "\n")
     with pytest.raises(ConfigError, match="larger than 1024 KiB"):
         load_config(path)
+
+
+def test_loading_a_config_imports_no_gpiozero(tmp_path: Path) -> None:
+    """The status page's child process loads the config and must stay light."""
+    path = write(tmp_path, '[gate]\nrelay_mode = "hold"\n')
+    script = (
+        "import sys; from kiosk.config import load_config; load_config(sys.argv[1]);"
+        " heavy = sorted({'gpiozero', 'numpy', 'paho'} & sys.modules.keys()); print(heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        cwd=REPO,
+    )
+    assert result.stdout.strip() == "[]"
