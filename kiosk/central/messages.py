@@ -9,12 +9,8 @@ from typing import Any, NamedTuple
 
 from kiosk.central.store import EventRow
 from kiosk.central.validation import event_problem, nul_free
-from kiosk.mqtt import boundedjson
-from kiosk.mqtt.boundedjson import INT64_MAX
 from kiosk.mqtt.protocol import (
-    MAX_DEPTH,
-    MAX_MESSAGE_BYTES,
-    SCHEMA_VERSION,
+    MAX_SEQ,
     Availability,
     Command,
     CommandName,
@@ -23,6 +19,7 @@ from kiosk.mqtt.protocol import (
     command_signature,
     decode_state,
 )
+from kiosk.mqtt.wire import is_integer, load_message
 
 Update = tuple[str, str, Leaf, Any, int | None]  # site, kiosk, status/state, value, seen_ms
 
@@ -43,12 +40,7 @@ def read_events(
     refused one by one (:func:`kiosk.central.validation.event_problem`). ProtocolError when
     the message as a whole is refused: not bounded JSON, another version, or a body that
     names another site or kiosk than its topic."""
-    try:
-        message = boundedjson.loads(payload, max_bytes=MAX_MESSAGE_BYTES, max_depth=MAX_DEPTH)
-    except boundedjson.JSONLimitError as exc:
-        raise ProtocolError(f"events message refused: {exc}") from None
-    if not isinstance(message, dict) or message.get("v") != SCHEMA_VERSION:
-        raise ProtocolError(f"events message is not a version {SCHEMA_VERSION} object")
+    message = load_message(payload, "events message")
     if (message.get("site"), message.get("kiosk")) != (site, kiosk):
         raise ProtocolError("site/kiosk in the payload differ from the topic")
     events = message.get("events")
@@ -62,7 +54,9 @@ def read_events(
         if problem is not None:
             seq = e.get("seq") if isinstance(e, dict) else None
             text = json.dumps(e, ensure_ascii=True).encode("ascii")
-            refused.append(EventRefusal(seq if _is_seq(seq) else None, text, problem))
+            refused.append(
+                EventRefusal(seq if is_integer(seq, 1, MAX_SEQ) else None, text, problem)
+            )
             continue
         rows.append(
             EventRow(
@@ -81,10 +75,6 @@ def read_events(
             )
         )
     return rows, refused
-
-
-def _is_seq(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= INT64_MAX
 
 
 def decode_update(

@@ -16,22 +16,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from kiosk.mqtt.boundedjson import INT64_MAX
-from kiosk.mqtt.protocol import SCHEMA_VERSION
+from kiosk.mqtt.protocol import EVENT_FIELDS, MAX_SEQ, SCHEMA_VERSION, TOKEN, UUID
+from kiosk.mqtt.wire import is_integer
 
-UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-# boot_id is a UUID from the kiosk; test and bench kiosks name their runs, so any short token.
-BOOT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 TS_MS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant a date can name
 TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}\Z")  # kiosk.events.EventType's, and future ones
 _BOOLEANS = ("clock_synced", "historical")
-FIELDS = frozenset(
-    ("event_id", "seq", "boot_id", "ts_ms", "clock_synced", "type", "historical", "schema", "data")
-)
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+FIELDS = frozenset(EVENT_FIELDS)
 
 
 def nul_free(value: Any) -> bool:
@@ -62,18 +53,18 @@ def event_problem(event: object, *, nul_possible: bool = True) -> str | None:
         return f"event lacks {', '.join(missing)}"
     if not isinstance(event["event_id"], str) or not UUID.match(event["event_id"]):
         return "event_id is not a lowercase UUID"
-    if not _is_int(event["seq"]) or not 1 <= event["seq"] <= INT64_MAX:
+    if not is_integer(event["seq"], 1, MAX_SEQ):
         return "seq is not an integer in 1..2^63-1"
-    if not isinstance(event["boot_id"], str) or not BOOT_ID.match(event["boot_id"]):
+    if not isinstance(event["boot_id"], str) or not TOKEN.match(event["boot_id"]):
         return "boot_id is not a token of 1 to 64 letters, digits or ._:-"
-    if not _is_int(event["ts_ms"]) or not 0 <= event["ts_ms"] <= TS_MS_MAX:
+    if not is_integer(event["ts_ms"], 0, TS_MS_MAX):
         return "ts_ms is not an integer between 1970 and the year 9999"
     for name in _BOOLEANS:
         if not isinstance(event[name], bool):
             return f"{name} is not a boolean"
     if not isinstance(event["type"], str) or not TYPE.match(event["type"]):
         return "type is not a name of 1 to 32 lower-case letters, digits or _"
-    if not _is_int(event["schema"]) or event["schema"] != SCHEMA_VERSION:
+    if not is_integer(event["schema"], SCHEMA_VERSION, SCHEMA_VERSION):
         return f"schema is not {SCHEMA_VERSION}"
     if not isinstance(event["data"], dict):
         return "data is not an object"
