@@ -20,7 +20,7 @@ from kiosk.cli.main import cli
 from kiosk.events import EventType
 from kiosk.sensors.synthetic import render_qr_frame
 from kiosk.store.eventlog import Event, EventLog, LogOpenError, read_events
-from tests.support import make_config, wait_until
+from tests.support import wait_until, write_config
 
 KIOSK = [sys.executable, "-c", "from kiosk.cli.main import main; main()"]
 
@@ -92,14 +92,7 @@ def run_until_stopped(
 
 @pytest.mark.slow
 def test_run_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
-    config_file = tmp_path / "kiosk.toml"
-    config_file.write_text(
-        f'[kiosk]\nid = "k-1"\nstate_dir = "{tmp_path}"\n'
-        f'[credentials]\nallowlist = "{config.credentials.allowlist}"\n'
-        'subject_salt = "a-long-enough-salt-for-tests"\n',
-        encoding="utf-8",
-    )
+    config_file = write_config(tmp_path, web={"enabled": True})  # the page's child stops too
     stderr = run_until_stopped(
         ["run", "--simulate", "--config", str(config_file)],
         lambda: bool(logged(tmp_path / "events.db")),
@@ -121,8 +114,7 @@ def test_events_reads_the_log_the_config_names_and_says_how_when_there_is_none(
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
-    config = tmp_path / "kiosk.toml"
-    config.write_text(f'[kiosk]\nstate_dir = "{state}"\n', encoding="utf-8")
+    config = write_config(tmp_path, kiosk={"state_dir": str(state)})
 
     missing = kiosk("events", "--config", str(config))
     assert missing.returncode == 69
@@ -145,6 +137,22 @@ def test_events_reads_the_log_the_config_names_and_says_how_when_there_is_none(
     nothing = kiosk("events", "--config", str(tmp_path / "absent.toml"))
     assert nothing.returncode == 78
     assert "give --config FILE (the kiosk's kiosk.toml) or --db FILE" in nothing.stderr
+
+
+def test_help_loads_none_of_the_heavy_libraries() -> None:
+    """The help of the command and of its subcommands starts fast: no numpy, OpenCV or Flask."""
+    probe = (
+        "import sys\n"
+        "from kiosk.cli.main import cli\n"
+        "for args in (['--help'], ['demo', '--help'], ['run', '--help'], ['doctor', '--help']):\n"
+        "    cli(args, standalone_mode=False)\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'numpy', 'cv2', 'flask'}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "Usage:" in result.stdout
+    assert result.stdout.splitlines()[-1] == "[]"
 
 
 def test_events_refuses_an_unknown_type_and_lists_the_known_ones(tmp_path: Path) -> None:
@@ -186,13 +194,7 @@ def test_decode_with_an_unknown_backend_says_which_exist(tmp_path: Path) -> None
 
 
 def test_run_without_gpio_says_so_without_a_traceback(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
-    config_file = tmp_path / "kiosk.toml"
-    config_file.write_text(
-        f'[kiosk]\nstate_dir = "{tmp_path}"\n[camera]\nsource = "folder:{tmp_path}"\n'
-        f'[credentials]\nallowlist = "{config.credentials.allowlist}"\n[web]\nenabled = false\n',
-        encoding="utf-8",
-    )
+    config_file = write_config(tmp_path, camera={"source": f"folder:{tmp_path}"})
     (tmp_path / "frame.png").write_bytes(b"")  # the folder source needs one image file
     result = kiosk("run", "--config", str(config_file), timeout=60)
     assert result.returncode == 69, result.stderr

@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -26,7 +27,7 @@ from kiosk.store.eventlog import (
     Retention,
     read_events,
 )
-from tests.support import in_ci, make_config, running, wait_until
+from tests.support import in_ci, make_config, running, wait_until, write_config
 
 PAD = {"pad": "x" * 300}
 KIOSK = [sys.executable, "-c", "from kiosk.cli.main import main; main()"]
@@ -182,14 +183,7 @@ def test_a_kiosk_started_on_a_full_disk_refers_everyone_then_recovers(
 def test_kiosk_run_on_a_full_disk_keeps_running_instead_of_exiting(
     tmp_path: Path, small_partition: Path
 ) -> None:
-    config = make_config(tmp_path)
-    config_file = tmp_path / "kiosk.toml"
-    config_file.write_text(
-        f'[kiosk]\nid = "k-1"\nstate_dir = "{small_partition}"\n'
-        f'[credentials]\nallowlist = "{config.credentials.allowlist}"\n'
-        'subject_salt = "a-long-enough-salt-for-tests"\n[web]\nenabled = false\n',
-        encoding="utf-8",
-    )
+    config_file = write_config(tmp_path, kiosk={"state_dir": str(small_partition)})
     fill(small_partition)
     child = subprocess.Popen(
         [*KIOSK, "run", "--simulate", "--config", str(config_file)],
@@ -197,8 +191,12 @@ def test_kiosk_run_on_a_full_disk_keeps_running_instead_of_exiting(
         text=True,
     )
     lines: queue.Queue[str] = queue.Queue()
-    assert child.stderr is not None
-    threading.Thread(target=lambda: [lines.put(line) for line in child.stderr], daemon=True).start()
+
+    def forward(stream: IO[str]) -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=forward, args=(child.stderr,), daemon=True).start()
     seen: list[str] = []
 
     def said(words: str) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,11 +25,10 @@ from kiosk.mqtt.homeassistant import discovery_messages
 from kiosk.mqtt.protocol import KioskTopics, Leaf
 from kiosk.mqtt.uplink import Connected
 from kiosk.run.runtime import build_entrance
-from kiosk.sensors.simulation import DEMO_ALLOWLIST
 from kiosk.sensors.synthetic import render_qr_frame
 from kiosk.store.eventlog import EventLog, read_events
 from kiosk.sync import Sync
-from tests.support import SALT, make_config
+from tests.support import SALT, make_config, write_config
 from tests.test_cli import logged, run_until_stopped
 from tests.test_mqtt_contract import (
     BOOT,
@@ -60,9 +59,11 @@ def _asyncapi() -> dict[str, Any]:
 
 def _discovery() -> list[tuple[str, bytes]]:
     """Every discovery message the kiosk can publish: with the button, and its removal."""
-    common = {"prefix": "homeassistant", "version": "1.0", "signed_commands": False}
-    offered = discovery_messages(TOPICS, allow_emergency_open=True, **common)
-    withdrawn = discovery_messages(TOPICS, allow_emergency_open=False, **common)
+    messages = partial(
+        discovery_messages, TOPICS, prefix="homeassistant", version="1.0", signed_commands=False
+    )
+    offered = messages(allow_emergency_open=True)
+    withdrawn = messages(allow_emergency_open=False)
     return offered + [m for m in withdrawn if m not in offered]
 
 
@@ -236,14 +237,8 @@ def test_image_folders_run_on_a_pc_as_docs_hardware_md_says(tmp_path: Path) -> N
     images = tmp_path / "images"
     images.mkdir()
     cv2.imwrite(str(images / "badge.png"), render_qr_frame(b"S-0001"))
-    allowlist = tmp_path / "allowlist.csv"
-    allowlist.write_text(DEMO_ALLOWLIST, encoding="utf-8")
-    config = tmp_path / "kiosk.toml"
-    config.write_text(
-        f'[kiosk]\nstate_dir = "{tmp_path}"\n[camera]\nsource = "folder:{images}"\n'
-        f'[thermometer]\nenabled = false\n[credentials]\nallowlist = "{allowlist}"\n'
-        "[web]\nenabled = false\n",
-        encoding="utf-8",
+    config = write_config(
+        tmp_path, camera={"source": f"folder:{images}"}, thermometer={"enabled": False}
     )
     environment = {**os.environ, "GPIOZERO_PIN_FACTORY": "mock"}
 

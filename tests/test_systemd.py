@@ -20,7 +20,7 @@ from kiosk.run.systemd import BACKSTOP_S, STOP_DEADLINE_S
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.simulation import Person, Scene
 from kiosk.store.eventlog import EventLog
-from tests.support import SALT, make_config, wait_until
+from tests.support import SALT, make_config, wait_until, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -44,13 +44,7 @@ def messages(sock: socket.socket, until: str, timeout: float = 20) -> list[str]:
 
 @pytest.mark.slow
 def test_ready_watchdog_and_stopping_from_kiosk_run(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
-    config_file = tmp_path / "kiosk.toml"
-    config_file.write_text(
-        f'[kiosk]\nstate_dir = "{tmp_path}"\n[credentials]\nallowlist = '
-        f'"{config.credentials.allowlist}"\nsubject_salt = "{SALT}"\n[web]\nenabled = false\n',
-        encoding="utf-8",
-    )
+    config_file = write_config(tmp_path)
     with notify_socket(tmp_path) as sock:
         env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "400000"}
         child = subprocess.Popen(
@@ -145,8 +139,7 @@ def test_unit_file_verifies_and_is_well_sandboxed(tmp_path: Path) -> None:
 
 
 def test_relay_safe_command_leaves_the_relay_de_energised(tmp_path: Path) -> None:
-    config_file = tmp_path / "kiosk.toml"
-    config_file.write_text("[gate]\nrelay_pin = 17\nrelay_active_high = false\n", encoding="utf-8")
+    config_file = write_config(tmp_path, gate={"relay_pin": 17, "relay_active_high": False})
     code = (
         "import sys; from gpiozero import Device; from gpiozero.pins.mock import MockFactory;"
         "Device.pin_factory = MockFactory(); from kiosk.cli.main import main;"
