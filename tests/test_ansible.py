@@ -23,11 +23,21 @@ PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 LINT = Path(sys.executable).with_name("ansible-lint")
 
 
-def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, timeout=300)
+def _run(argv: list[str], home: Path) -> subprocess.CompletedProcess[str]:
+    """Run an Ansible tool from the checkout with ``home`` as its ANSIBLE_HOME (caches,
+    temporary files), so that it writes nothing into the checkout or the user's home."""
+    return subprocess.run(
+        argv,
+        cwd=REPO,
+        env={**os.environ, "ANSIBLE_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
-def test_playbook_passes_syntax_check() -> None:
+def test_playbook_passes_syntax_check(tmp_path: Path) -> None:
     result = _run(
         [
             str(PLAYBOOK),
@@ -35,14 +45,17 @@ def test_playbook_passes_syntax_check() -> None:
             "-i",
             str(ANSIBLE / "inventory.example.yml"),
             str(ANSIBLE / "site.yml"),
-        ]
+        ],
+        tmp_path,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_ansible_lint_passes() -> None:
-    result = _run([str(LINT), "--nocolor", str(ANSIBLE)])
+def test_ansible_lint_passes_and_leaves_nothing_in_the_checkout(tmp_path: Path) -> None:
+    result = _run([str(LINT), "--nocolor", str(ANSIBLE)], tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
+    for project in (REPO, ANSIBLE):  # where ansible-lint puts its cache unless told otherwise
+        assert not (project / ".ansible").exists(), f"ansible-lint left {project}/.ansible"
 
 
 def _template_keys() -> list[tuple[str, str]]:
@@ -124,7 +137,7 @@ def test_the_play_gives_every_kiosk_of_a_site_the_same_salt_and_each_site_its_ow
     )
 
     def salts() -> dict[str, str]:
-        result = _run([str(PLAYBOOK), "-i", str(inventory), str(play)])
+        result = _run([str(PLAYBOOK), "-i", str(inventory), str(play)], tmp_path / "ansible")
         assert result.returncode == 0, result.stdout + result.stderr
         assert "subject-salt" not in result.stdout or "censored" in result.stdout
         return {host: (tmp_path / host / "site-salt").read_text(encoding="utf-8") for host in hosts}
