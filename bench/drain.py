@@ -13,7 +13,8 @@ also reported) is useless here, because Linux carries the parent's RSS at fork a
 
 The 50 ms RTT runs put a user-space TCP delay proxy (its own process, asyncio, 25 ms each
 way, no bandwidth limit) between the kiosk and the broker; central connects directly.
-Prints a table, then one JSON object as the last line.
+Prints a table, then one JSON object as the last line. The backlog and the kiosk child are in
+``drain_kiosk.py``, the delay proxy in ``delayproxy.py``.
 """
 
 from __future__ import annotations
@@ -23,272 +24,20 @@ import contextlib
 import json
 import os
 import shutil
-import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from delayproxy import DELAY_S, delay_proxy, publish_rtt_ms
+from drain_kiosk import build_backlog, run_kiosk
+
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-SITE, KIOSK = "bench", "k1"
-DELAY_S = 0.025  # each way
-POLL_S = 0.02
-RUN_TIMEOUT_S = 120.0  # a kiosk child gives up after this long
 GOAL_LOOPBACK = 20_000
 GOAL_RTT50 = 5_000
-
-
-# --- the backlog ---------------------------------------------------------------------------
-
-
-def decision_data(n: int) -> dict[str, Any]:
-    """A realistic decision event's data (about 300 bytes of JSON), like Kiosk._decision_data."""
-    return {
-        "mode": "entrance",
-        "outcome": "grant",
-        "reason": "ok",
-        "subject": f"s-{n * 2654435761 % 2**80:020x}",
-        "credential": {"status": "valid", "kind": "staff"},
-        "temperature": {
-            "status": "normal",
-            "celsius": round(36.1 + (n % 9) / 10, 2),
-            "ambient_c": 21.4,
-            "stable": True,
-            "retested": False,
-            "samples": 12,
-        },
-        "decision_ms": round(180 + n % 97 + 0.4, 1),
-    }
-
-
-def build_backlog(path: Path, n: int) -> int:
-    """Create a kiosk log with ``n`` unconfirmed events in one transaction; returns data bytes.
-
-    The schema comes from ``EventLog`` itself (opened once, then closed). The rows go in through
-    a plain sqlite3 connection on the same file: seqs continue from ``seq_counter.last_seq``
-    and the counter is advanced to the last seq in the same transaction, as ``append`` does.
-    """
-    from kiosk.store.eventlog import EventLog
-
-    EventLog(path, boot_id="bench-boot").close()
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        (last,) = conn.execute("SELECT last_seq FROM seq_counter").fetchone()
-        t0_ms = time.time_ns() // 1_000_000 - 3_600_000  # an hour-old backlog: historical
-        rows = []
-        size = 0
-        for i in range(n):
-            data = json.dumps(decision_data(i), ensure_ascii=False, allow_nan=False)
-            size += len(data)
-            seq = last + 1 + i
-            rows.append((seq, str(uuid.uuid4()), "bench-boot", t0_ms + i * 30, 1, "decision", data))
-        conn.executemany(
-            "INSERT INTO events (seq, event_id, boot_id, ts_ms, clock_synced, type, data)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        conn.execute("UPDATE seq_counter SET last_seq = ?", (last + n,))
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        conn.close()
-    return size // n
-
-
-# --- the kiosk child ------------------------------------------------------------------------
-
-
-def _vm_mb(field: str) -> float:
-    """``VmRSS`` or ``VmHWM`` (peak RSS of this address space, reset at exec) in MB."""
-    with open("/proc/self/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def kiosk_child(db: str, port: int, window: int, batch_max: int) -> None:
-    """Drain ``db`` with the real Sync + Uplink; print one JSON line with the result."""
-    from kiosk.config import parse_config
-    from kiosk.mqtt.protocol import KioskTopics
-    from kiosk.mqtt.uplink import Uplink, client_id
-    from kiosk.store.eventlog import EventLog
-    from kiosk.sync import Sync
-
-    topics = KioskTopics(SITE, KIOSK)
-    mqtt = {"enabled": True, "host": "127.0.0.1", "port": port, "tls": False}
-    settings = parse_config({"mqtt": mqtt | {"window": window, "batch_max": batch_max}}).mqtt
-    with EventLog(db, boot_id="bench-child") as log:
-        backlog = log.stats().unconfirmed
-        sync = Sync(
-            Uplink(settings, topics, client_id(topics)),
-            log,
-            confirm=settings.confirm,
-            window=settings.window,
-            batch_max=settings.batch_max,
-            resend_after_s=settings.resend_after_s,
-            state_interval_s=settings.state_interval_s,
-        )
-        rss_before = _vm_mb("VmRSS")
-        stop = threading.Event()
-        thread = threading.Thread(target=sync.run, args=(stop,), daemon=True)
-        start = time.monotonic()
-        thread.start()
-        deadline = start + RUN_TIMEOUT_S
-        left = backlog
-        while left and time.monotonic() < deadline:
-            time.sleep(POLL_S)
-            left = log.stats().unconfirmed
-        elapsed = time.monotonic() - start
-        stop.set()
-        thread.join(timeout=10)
-    print(
-        json.dumps(
-            {
-                "backlog": backlog,
-                "unconfirmed": left,
-                "seconds": elapsed,
-                "rss_before_sync_mb": round(rss_before, 1),
-                "peak_rss_mb": round(_vm_mb("VmHWM"), 1),
-                "published_events": sync.stats.published_events,
-                "resent_events": sync.stats.resent_events,
-            }
-        ),
-        flush=True,
-    )
-
-
-def run_kiosk(db: Path, port: int, window: int, batch_max: int) -> dict[str, Any]:
-    """Start the kiosk child, wait for it (bounded), return its result and its own peak RSS."""
-    command = [sys.executable, str(Path(__file__).resolve()), "--kiosk-child", str(db)]
-    command += [str(port), str(window), str(batch_max)]
-    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
-    killer = threading.Timer(RUN_TIMEOUT_S + 30, proc.kill)
-    killer.start()
-    try:
-        assert proc.stdout is not None
-        out = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    finally:
-        killer.cancel()
-    if proc.returncode != 0:
-        raise RuntimeError(f"kiosk child failed ({proc.returncode}): {out[-500:]}")
-    result = json.loads(out.strip().splitlines()[-1])
-    # On Linux a child's ru_maxrss keeps the parent's RSS at fork (it survives exec), so the
-    # peak that counts is the child's own VmHWM; ru_maxrss is kept only for reference.
-    result["ru_maxrss_mb"] = round(usage.ru_maxrss / 1024, 1)
-    result["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)
-    return result
-
-
-# --- the delay proxy ------------------------------------------------------------------------
-
-
-def proxy_main(listen_port: int, target_port: int, delay_s: float) -> None:
-    """Forward 127.0.0.1:listen_port → target_port, delaying every chunk by ``delay_s``.
-
-    Each direction is a reader that stamps chunks and a writer that sends each one when it
-    is due, so the delay is added per direction without limiting throughput.
-    """
-    import asyncio
-    import socket
-
-    async def pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        loop = asyncio.get_running_loop()
-        chunks: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
-
-        async def send() -> None:
-            while True:
-                due, chunk = await chunks.get()
-                if not chunk:
-                    break
-                wait = due - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                writer.write(chunk)
-                await writer.drain()
-            with contextlib.suppress(OSError):
-                writer.close()
-
-        sender = asyncio.create_task(send())
-        try:
-            while chunk := await reader.read(65536):
-                chunks.put_nowait((loop.time() + delay_s, chunk))
-        except OSError:
-            pass
-        chunks.put_nowait((0.0, b""))
-        with contextlib.suppress(OSError):
-            await sender
-
-    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        server_r, server_w = await asyncio.open_connection("127.0.0.1", target_port)
-        for w in (client_w, server_w):
-            w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await asyncio.gather(pump(client_r, server_w), pump(server_r, client_w))
-
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
-        print("ready", flush=True)
-        async with server:
-            await server.serve_forever()
-
-    asyncio.run(serve())
-
-
-@contextlib.contextmanager
-def delay_proxy(target_port: int) -> Iterator[int]:
-    from ingest import free_port
-
-    port = free_port()
-    command = [sys.executable, str(Path(__file__).resolve()), "--proxy", str(port)]
-    command += [str(target_port), str(DELAY_S)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        if proc.stdout.readline().strip() != "ready":
-            raise RuntimeError("delay proxy did not start")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
-def publish_rtt_ms(port: int, samples: int = 7) -> float:
-    """Median time from publish (QoS 1, MQTT 5, TCP_NODELAY) to its PUBACK through ``port``."""
-    import socket
-
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    acked = threading.Event()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, "rtt-probe", protocol=mqtt.MQTTv5)
-    client.on_socket_open = lambda c, u, s: s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    client.on_publish = lambda *args: acked.set()
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    times = []
-    try:
-        for _ in range(samples):
-            acked.clear()
-            start = time.monotonic()
-            client.publish("bench/rtt", b"x" * 300, qos=1)
-            if not acked.wait(5):
-                raise RuntimeError("no PUBACK through the delay proxy")
-            times.append((time.monotonic() - start) * 1000)
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return statistics.median(times)
 
 
 # --- central and one run --------------------------------------------------------------------
@@ -501,9 +250,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--kiosk-child":
-        kiosk_child(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
-    elif len(sys.argv) > 1 and sys.argv[1] == "--proxy":
-        proxy_main(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
-    else:
-        main()
+    main()
