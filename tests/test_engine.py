@@ -280,7 +280,7 @@ def test_decisions_say_whether_the_clock_was_synchronised(tmp_path: Path, synced
 def test_a_crashed_background_loop_is_restarted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("kiosk.run.engine.BACKGROUND_RESTART_S", 0.05)
+    monkeypatch.setattr("kiosk.run.loops.BACKGROUND_RESTART_S", 0.05)
     runs: list[int] = []
 
     def flaky_sync(stop: threading.Event) -> None:

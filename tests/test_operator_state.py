@@ -146,16 +146,8 @@ def test_a_lockdown_that_cannot_be_saved_is_in_force_and_reported(tmp_path: Path
 def test_a_command_whose_state_cannot_be_saved_is_reported_failed(tmp_path: Path) -> None:
     config = make_config(tmp_path, thermometer={"enabled": False})
     kiosk = open_kiosk_on(config, OperatorStateStore(tmp_path / "missing"))
-
-    class Actions:
-        def record_command(self, command: Command) -> None:
-            kiosk.record_command(command)
-
-        def set_lockdown(self, on: bool) -> None:
-            kiosk.set_lockdown(on)
-
     processor = CommandProcessor(
-        Actions(),  # type: ignore[arg-type]
+        kiosk,
         kiosk_id="test-1",
         key=None,
         allow_emergency_open=False,

@@ -88,7 +88,7 @@ def test_watchdog_pings_stop_when_the_decision_loop_hangs(
             hung.set()
             release.wait(10)
 
-        monkeypatch.setattr(kiosk, "handle_scan", hang)
+        monkeypatch.setattr(kiosk.pipeline, "handle_scan", hang)
         stop = threading.Event()
         thread = threading.Thread(target=kiosk.run, args=(stop,), daemon=True)
         thread.start()

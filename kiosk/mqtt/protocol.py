@@ -35,8 +35,6 @@ family beside it: :mod:`~kiosk.mqtt.wire` (version, bounds, ids, ``ProtocolError
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from kiosk.mqtt.commands import (
     Command,
     canonical_json,
@@ -94,6 +92,7 @@ from kiosk.mqtt.wire import (
     UUID,
     ProtocolError,
 )
+from kiosk.operator.actions import Action
 
 __all__ = [
     "DEFAULT_MESSAGE_BYTES",
@@ -145,11 +144,6 @@ __all__ = [
 ]
 
 
-class CommandName(StrEnum):
-    """Commands a kiosk accepts on its ``cmd`` topic."""
-
-    EMERGENCY_OPEN = "emergency_open"  # args: {"on": bool}
-    LOCKDOWN = "lockdown"  # args: {"on": bool}
-    RELOAD_ALLOWLIST = "reload_allowlist"  # args: {}
-    SET_FEVER_THRESHOLD = "set_fever_threshold"  # args: {"celsius": float}
-    RESEND = "resend"  # args: {"from_seq": int}: send every event from this seq again
+CommandName = Action
+"""Commands a kiosk accepts on its ``cmd`` topic: the operator actions, one vocabulary with the
+status page's buttons (:class:`kiosk.operator.actions.Action`)."""

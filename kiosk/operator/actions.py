@@ -35,6 +35,14 @@ class Source(StrEnum):
     WEB = "web"
 
 
+class ActionError(StrEnum):
+    """Why a request was not carried out (the same codes as the ``result`` topic's)."""
+
+    LOG_UNAVAILABLE = "log_unavailable"  # the request could not be logged, so nothing was done
+    NOT_ALLOWED = "not_allowed"  # refused as things are (e.g. the relay test in lockdown)
+    FAILED = "failed"  # the action raised an error (a bad allowlist file, a device)
+
+
 class ArgumentError(ValueError):
     """An action's arguments are missing, extra, of the wrong type or out of bounds."""
 
@@ -52,7 +60,8 @@ class ActionRequest:
 
 @dataclass(frozen=True)
 class ActionOutcome:
-    """What became of a request: ``error`` is None when it was carried out."""
+    """What became of a request: ``error`` (an :class:`ActionError` value) is None when it
+    was carried out."""
 
     message: str
     error: str | None = None
@@ -83,7 +92,13 @@ def request(
     """A request with its arguments checked; raises :class:`ArgumentError` (or ValueError
     for an unknown action name) with a sentence an operator can act on."""
     name = Action(action)
-    return ActionRequest(name, _ARGUMENTS[name](args), operator, source, request_id)
+    return ActionRequest(name, check_arguments(name, args), operator, source, request_id)
+
+
+def check_arguments(action: Action, args: Mapping[str, Any]) -> dict[str, Any]:
+    """``action``'s arguments, checked and normalised (a whole-number threshold becomes a
+    float); raises :class:`ArgumentError`."""
+    return _ARGUMENTS[action](args)
 
 
 def _expect(args: Mapping[str, Any], *names: str) -> None:

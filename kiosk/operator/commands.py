@@ -1,4 +1,5 @@
-"""Operator commands: validate a message from the ``cmd`` topic, log it, then carry it out.
+"""Operator commands: check a message from the ``cmd`` topic, then hand it to the kiosk's
+:class:`~kiosk.operator.actions.Operator`, which logs it and only then carries it out.
 
 Checks run in a fixed order and the first failure wins; each has a stable :class:`CommandError`:
 
@@ -9,9 +10,12 @@ Checks run in a fixed order and the first failure wins; each has a stable :class
    with :data:`CLOCK_SKEW_MS` allowance and at most :data:`MAX_LIFETIME_MS`;
 4. ``replayed``: the id was seen before (also before a restart, via ``seen_ids``);
 5. ``unknown_command``, then ``bad_arguments`` (exact argument names, types and bounds);
-6. ``not_allowed``: ``emergency_open`` while ``[mqtt] allow_emergency_open`` is false;
-7. ``log_unavailable``: the command could not be logged, so it is not carried out;
-8. ``failed``: the action raised an error (e.g. a bad allowlist file; the old one stays).
+6. ``not_allowed``: ``emergency_open`` or ``test_relay`` (both release the gate) while
+   ``[mqtt] allow_emergency_open`` is false;
+7. the operator's own refusals (:class:`~kiosk.operator.actions.ActionError`, the same codes):
+   ``log_unavailable`` (the command could not be logged, so it is not carried out),
+   ``not_allowed`` (the relay test in lockdown), ``failed`` (e.g. a bad allowlist file; the old
+   one stays).
 
 A command's id is used up once it is logged; refused commands leave it free for a fixed retry.
 """
@@ -20,23 +24,28 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
-from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
-from kiosk.credentials import AllowlistError
 from kiosk.mqtt.protocol import (
     Command,
-    CommandName,
     ProtocolError,
     command_signature,
     decode_command,
     encode_result,
 )
-from kiosk.operator.state import OperatorStateError
-from kiosk.store.eventlog import EventLogError, LogWriteError
+from kiosk.operator.actions import (
+    Action,
+    ActionError,
+    ActionRequest,
+    ArgumentError,
+    Operator,
+    Source,
+    request,
+)
+from kiosk.store.eventlog import EventLogError
 
 log = logging.getLogger(__name__)
 
@@ -62,34 +71,6 @@ class CommandError(StrEnum):
     FAILED = "failed"
 
 
-class KioskActions(Protocol):
-    """What commands can do to the kiosk."""
-
-    def record_command(self, command: Command) -> None:
-        """Log the accepted command as an event; raise LogWriteError if it is not durable."""
-        ...
-
-    def set_lockdown(self, on: bool) -> None:
-        """Refuse everyone (on) or return to normal (off)."""
-        ...
-
-    def emergency_open(self, on: bool) -> None:
-        """Hold the gate released (on) or return to normal (off)."""
-        ...
-
-    def reload_allowlist(self) -> int:
-        """Read the allowlist file again; the badge count, or AllowlistError (old list kept)."""
-        ...
-
-    def set_fever_threshold(self, celsius: float) -> None:
-        """Use this fever threshold from now on."""
-        ...
-
-    def resend_from(self, seq: int) -> None:
-        """Send every logged event from ``seq`` on again."""
-        ...
-
-
 @dataclass(frozen=True)
 class CommandOutcome:
     """What became of one command message: ``error`` is None when it was carried out."""
@@ -105,98 +86,6 @@ class CommandOutcome:
         return self.error is None
 
 
-class ArgumentError(ValueError):
-    """A command's arguments are missing, extra, of the wrong type or out of bounds."""
-
-
-Action = Callable[[KioskActions], tuple[str, dict[str, Any]]]
-"""A validated command, ready to run: returns the operator message and the result data."""
-
-Handler = Callable[[Mapping[str, Any]], Action]
-"""Validates a command's arguments (raising ArgumentError) and returns its action."""
-
-
-def _expect(args: Mapping[str, Any], *names: str) -> None:
-    if set(args) != set(names):
-        wanted = ", ".join(names) or "none"
-        raise ArgumentError(f"arguments must be exactly: {wanted} (got {sorted(args) or 'none'})")
-
-
-def _flag(args: Mapping[str, Any]) -> bool:
-    _expect(args, "on")
-    if not isinstance(args["on"], bool):
-        raise ArgumentError("'on' must be true or false")
-    return args["on"]
-
-
-def _lockdown(args: Mapping[str, Any]) -> Action:
-    on = _flag(args)
-
-    def act(kiosk: KioskActions) -> tuple[str, dict[str, Any]]:
-        kiosk.set_lockdown(on)
-        return f"lockdown {'on' if on else 'off'}", {"lockdown": on}
-
-    return act
-
-
-def _emergency_open(args: Mapping[str, Any]) -> Action:
-    on = _flag(args)
-
-    def act(kiosk: KioskActions) -> tuple[str, dict[str, Any]]:
-        kiosk.emergency_open(on)
-        return f"emergency open {'on' if on else 'off'}", {"emergency_open": on}
-
-    return act
-
-
-def _reload_allowlist(args: Mapping[str, Any]) -> Action:
-    _expect(args)
-
-    def act(kiosk: KioskActions) -> tuple[str, dict[str, Any]]:
-        count = kiosk.reload_allowlist()
-        return f"allowlist reloaded: {count} badges", {"badges": count}
-
-    return act
-
-
-def _set_fever_threshold(args: Mapping[str, Any]) -> Action:
-    _expect(args, "celsius")
-    value = args["celsius"]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ArgumentError("'celsius' must be a number")
-    if not FEVER_MIN_C <= value <= FEVER_MAX_C:  # also refuses NaN and infinities
-        raise ArgumentError(f"'celsius' must be from {FEVER_MIN_C:.1f} to {FEVER_MAX_C:.1f} °C")
-    celsius = float(value)
-
-    def act(kiosk: KioskActions) -> tuple[str, dict[str, Any]]:
-        kiosk.set_fever_threshold(celsius)
-        return f"fever threshold set to {celsius:g} °C", {"fever_threshold_c": celsius}
-
-    return act
-
-
-def _resend(args: Mapping[str, Any]) -> Action:
-    _expect(args, "from_seq")
-    seq = args["from_seq"]
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-        raise ArgumentError("'from_seq' must be a whole number of at least 1")
-
-    def act(kiosk: KioskActions) -> tuple[str, dict[str, Any]]:
-        kiosk.resend_from(seq)
-        return f"sending events again from seq {seq}", {"from_seq": seq}
-
-    return act
-
-
-HANDLERS: Mapping[CommandName, Handler] = {
-    CommandName.LOCKDOWN: _lockdown,
-    CommandName.EMERGENCY_OPEN: _emergency_open,
-    CommandName.RELOAD_ALLOWLIST: _reload_allowlist,
-    CommandName.SET_FEVER_THRESHOLD: _set_fever_threshold,
-    CommandName.RESEND: _resend,
-}
-
-
 class _RefusedError(Exception):
     """Internal: a check failed; carries the outcome to return."""
 
@@ -206,7 +95,8 @@ class _RefusedError(Exception):
 
 
 class CommandProcessor:
-    """Checks, logs and carries out commands, and remembers their ids against replays.
+    """Checks commands, hands each to the kiosk's operator (which logs it, then acts), and
+    remembers their ids against replays.
 
     Not thread-safe: call :meth:`handle` from one thread (the sync loop).
 
@@ -217,33 +107,38 @@ class CommandProcessor:
         outcome = processor.handle(message.payload)
         uplink.publish(Leaf.RESULT, processor.encode(outcome))
 
-    :param actions: the kiosk the commands act on.
+    :param operator: carries the commands out (the kiosk).
     :param kiosk_id: this kiosk's id, for the result payload.
     :param key: HMAC key; when set (not empty), unsigned or wrongly signed commands are refused.
-    :param allow_emergency_open: accept ``emergency_open``.
+    :param allow_emergency_open: accept ``emergency_open`` and ``test_relay``.
     :param now_ms: wall clock in milliseconds since the epoch.
     :param seen_ids: ids of commands logged before a restart, oldest first.
+    :param load_seen_ids: instead of ``seen_ids`` when the log could not be read at start:
+        reads them at the first command (raising EventLogError while the log is still down,
+        which refuses the command as ``log_unavailable``).
     :param remember: how many recent ids to keep; older ids are forgotten.
     """
 
     def __init__(
         self,
-        actions: KioskActions,
+        operator: Operator,
         *,
         kiosk_id: str,
         key: bytes | None,
         allow_emergency_open: bool,
         now_ms: Callable[[], int],
         seen_ids: Iterable[str] = (),
+        load_seen_ids: Callable[[], Iterable[str]] | None = None,
         remember: int = 10_000,
     ) -> None:
         if remember < 1:
             raise ValueError("remember must be at least 1")
-        self._actions = actions
+        self._operator = operator
         self._kiosk_id = kiosk_id
         self._key = key or None
         self._allow_emergency_open = allow_emergency_open
         self._now_ms = now_ms
+        self._load_seen_ids = load_seen_ids
         self._remember = remember
         self._seen: dict[str, None] = {}  # insertion-ordered: the oldest id comes first
         for command_id in seen_ids:
@@ -254,8 +149,7 @@ class CommandProcessor:
         command: Command | None = None
         try:
             command = self._decode(payload)
-            action = self._check(command)
-            outcome = self._run(command, action)
+            outcome = self._run(command, self._check(command))
         except _RefusedError as refusal:
             outcome = CommandOutcome(command, refusal.error, refusal.message)
         if outcome.ok:
@@ -282,7 +176,7 @@ class CommandProcessor:
             )
         return command
 
-    def _check(self, command: Command) -> Action:
+    def _check(self, command: Command) -> ActionRequest:
         if self._key is not None:
             if command.sig is None:
                 raise _RefusedError(
@@ -298,44 +192,56 @@ class CommandProcessor:
             raise _RefusedError(CommandError.NOT_YET_VALID, "the command is issued in the future")
         if command.expires_at_ms - command.issued_at_ms > MAX_LIFETIME_MS:
             raise _RefusedError(CommandError.TOO_LONG_LIVED, "a command may live 24 hours at most")
+        self._load_pending_ids()
         if command.id in self._seen:
             raise _RefusedError(
                 CommandError.REPLAYED, "a command with this id was already received"
             )
         try:
-            name = CommandName(command.command)
+            name = Action(command.command)
         except ValueError:
-            known = ", ".join(CommandName)
+            known = ", ".join(Action)
             raise _RefusedError(
                 CommandError.UNKNOWN_COMMAND, f"unknown command; known: {known}"
             ) from None
         try:
-            action = HANDLERS[name](command.args)
+            checked = request(
+                name,
+                command.args,
+                operator=Source.MQTT.value,
+                source=Source.MQTT,
+                request_id=command.id,
+            )
         except ArgumentError as exc:
             raise _RefusedError(CommandError.BAD_ARGUMENTS, f"{name}: {exc}") from None
-        if name is CommandName.EMERGENCY_OPEN and not self._allow_emergency_open:
+        if name in (Action.EMERGENCY_OPEN, Action.TEST_RELAY) and not self._allow_emergency_open:
             raise _RefusedError(
                 CommandError.NOT_ALLOWED,
-                "emergency_open is disabled on this kiosk ([mqtt] allow_emergency_open)",
+                f"{name} is disabled on this kiosk ([mqtt] allow_emergency_open)",
             )
-        return action
+        return checked
 
-    def _run(self, command: Command, action: Action) -> CommandOutcome:
+    def _load_pending_ids(self) -> None:
+        """The ids used before this start, once the log can be read (see ``load_seen_ids``)."""
+        if self._load_seen_ids is None:
+            return
         try:
-            self._actions.record_command(command)
-        except LogWriteError as exc:
+            used = list(self._load_seen_ids())
+        except EventLogError as exc:
             raise _RefusedError(
-                CommandError.LOG_UNAVAILABLE, f"not carried out: cannot log the command: {exc}"
+                CommandError.LOG_UNAVAILABLE,
+                f"not carried out: the ids already used cannot be read: {exc}",
             ) from None
-        self._remember_id(command.id)
-        try:
-            message, data = action(self._actions)
-        except (AllowlistError, EventLogError, OperatorStateError) as exc:
-            raise _RefusedError(CommandError.FAILED, f"{command.command} failed: {exc}") from None
-        except Exception as exc:  # a device or a bug: answered as a failure, never a crash
-            error = type(exc).__name__
-            raise _RefusedError(CommandError.FAILED, f"{command.command} failed: {error}") from None
-        return CommandOutcome(command, None, message, data)
+        self._load_seen_ids = None
+        for command_id in used:
+            self._remember_id(command_id)
+
+    def _run(self, command: Command, checked: ActionRequest) -> CommandOutcome:
+        outcome = self._operator.perform(checked)
+        if outcome.error != ActionError.LOG_UNAVAILABLE:  # logged: the id is used up
+            self._remember_id(command.id)
+        error = None if outcome.error is None else CommandError(outcome.error)
+        return CommandOutcome(command, error, outcome.message, outcome.data)
 
     def _remember_id(self, command_id: str) -> None:
         self._seen.pop(command_id, None)

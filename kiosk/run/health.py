@@ -8,6 +8,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,15 @@ from kiosk.gate import GateState
 from kiosk.sensors.mlx90614 import Reading
 from kiosk.store.eventlog import Event, LogStats
 
-PARTS = ("camera", "thermometer", "log", "log_capacity", "operator_state")
+
+class Part(StrEnum):
+    """The parts whose working or failed state the kiosk reports (``health`` events, state)."""
+
+    CAMERA = "camera"
+    THERMOMETER = "thermometer"
+    LOG = "log"
+    LOG_CAPACITY = "log_capacity"
+    OPERATOR_STATE = "operator_state"
 
 
 @dataclass(frozen=True)
@@ -58,9 +67,9 @@ class Parts:
 
     def __init__(self, **initial: PartState) -> None:
         self._lock = threading.Lock()
-        self._parts = {name: initial.get(name, PartState()) for name in PARTS}
+        self._parts: dict[str, PartState] = {name: initial.get(name, PartState()) for name in Part}
 
-    def set(self, name: str, ok: bool, detail: str) -> bool:
+    def set(self, name: Part, ok: bool, detail: str) -> bool:
         """Record a part's state; True if working/failed changed."""
         with self._lock:
             changed = self._parts[name].ok != ok
@@ -156,13 +165,13 @@ def state_document(config: KioskConfig, health: Health, now_ms: int) -> dict[str
         "version": __version__,
         "mode": config.kiosk.mode,
         "camera": {
-            "ok": parts["camera"].ok,
-            "detail": parts["camera"].detail,
+            "ok": parts[Part.CAMERA].ok,
+            "detail": parts[Part.CAMERA].detail,
             "fps": health.frames_per_s,
         },
         "thermometer": {
-            "ok": parts["thermometer"].ok,
-            "detail": parts["thermometer"].detail,
+            "ok": parts[Part.THERMOMETER].ok,
+            "detail": parts[Part.THERMOMETER].detail,
             "ambient_c": None if reading is None else round(reading.ambient_c, 2),
             "object_c": None if reading is None else round(reading.object_c, 2),
         },
@@ -173,7 +182,7 @@ def state_document(config: KioskConfig, health: Health, now_ms: int) -> dict[str
             "fire_alarm": gate.fire_alarm,
         },
         "log": {
-            "ok": parts["log"].ok and stats is not None,
+            "ok": parts[Part.LOG].ok and stats is not None,
             "rows": 0 if stats is None else stats.rows,
             "unconfirmed": 0 if stats is None else stats.unconfirmed,
             "oldest_unconfirmed_age_s": oldest,
@@ -181,8 +190,8 @@ def state_document(config: KioskConfig, health: Health, now_ms: int) -> dict[str
             "disk_free_mb": _free_mb(config.log_path.parent),
         },
         "operator_state": {
-            "ok": parts["operator_state"].ok,
-            "detail": parts["operator_state"].detail,
+            "ok": parts[Part.OPERATOR_STATE].ok,
+            "detail": parts[Part.OPERATOR_STATE].detail,
         },
         "clock_synced": health.clock_synced,
         "today": health.today,

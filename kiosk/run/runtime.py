@@ -6,7 +6,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,6 @@ from kiosk.hardware import build_hardware
 from kiosk.mqtt.homeassistant import discovery_messages
 from kiosk.mqtt.protocol import (
     SITE_DOCUMENTS,
-    Command,
     KioskTopics,
     Leaf,
     ProtocolError,
@@ -67,52 +66,6 @@ class GateEventRecorder:
             log.error("could not log %s: %s", event_type.value, exc)
 
 
-class CommandActions:
-    """What remote commands may do: the kiosk's operator actions plus the sync's resend."""
-
-    def __init__(self, kiosk: Kiosk, sync: Sync, *, seen_ids_loaded: bool = True) -> None:
-        self._kiosk, self._sync = kiosk, sync
-        # ids logged before this start, when the replay check could not read them at start
-        self._used_before: frozenset[str] | None = frozenset() if seen_ids_loaded else None
-
-    def record_command(self, command: Command) -> None:
-        """Log the accepted command before acting (raises LogWriteError).
-
-        When the log could not be read at start, the ids already used were not known to the
-        replay check: they are read at the first command, kept, and every command whose id is
-        among them is refused.
-        """
-        if self._used_before is None:
-            try:
-                used = self._kiosk.event_log.recent(10_000, type="command")
-            except EventLogError as exc:
-                raise LogWriteError(str(exc)) from None
-            self._used_before = frozenset(str(event.data.get("id")) for event in used)
-        if command.id in self._used_before:
-            raise LogWriteError(f"command id {command.id} was already used (replayed)")
-        self._kiosk.record_command(command)
-
-    def set_lockdown(self, on: bool) -> None:
-        """Close or reopen the entrance."""
-        self._kiosk.set_lockdown(on)
-
-    def emergency_open(self, on: bool) -> None:
-        """Hold the gate released, or end that."""
-        self._kiosk.emergency_open(on)
-
-    def reload_allowlist(self) -> int:
-        """Read the allowlist file again."""
-        return self._kiosk.reload_allowlist()
-
-    def set_fever_threshold(self, celsius: float) -> None:
-        """Change the fever threshold."""
-        self._kiosk.set_fever_threshold(celsius)
-
-    def resend_from(self, seq: int) -> None:
-        """Send unconfirmed events from ``seq`` on again."""
-        self._sync.resend_from(seq)
-
-
 def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
     """Sync the kiosk's events over MQTT and take commands, in a thread of :meth:`Kiosk.run`."""
     topics = KioskTopics(config.kiosk.site, config.kiosk.id)
@@ -144,20 +97,27 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
         announce=announce,
         listen=listen,
     )
+    kiosk.operator.resender = sync.resend_from
+
+    def used_ids() -> list[str]:
+        used = kiosk.event_log.recent(10_000, type=EventType.COMMAND.value)
+        return [str(event.data.get("id")) for event in used]
+
     seen: list[str] = []
-    loaded = True
+    later: Callable[[], list[str]] | None = None
     try:
-        seen = [event.data["id"] for event in kiosk.event_log.recent(10_000, type="command")]
-    except EventLogError as exc:  # down at start: CommandActions reads them once it opens
+        seen = used_ids()
+    except EventLogError as exc:  # down at start: the processor reads them once it opens
         log.warning("command ids already used could not be read yet: %s", exc)
-        loaded = False
+        later = used_ids
     processor = CommandProcessor(
-        CommandActions(kiosk, sync, seen_ids_loaded=loaded),
+        kiosk,
         kiosk_id=config.kiosk.id,
         key=mqtt.command_key.encode() if mqtt.command_key else None,
         allow_emergency_open=mqtt.allow_emergency_open,
         now_ms=lambda: int(time.time() * 1000),
         seen_ids=seen,
+        load_seen_ids=later,
     )
 
     def on_command(request: Received) -> None:
