@@ -18,6 +18,7 @@ from typing import Any
 from benchlib import machine_info, percentiles
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kiosk.credentials.cose import key_id
 from kiosk.credentials.issuing import issue_pass, qr_info
 from kiosk.credentials.passes import (
     PREFIX,
@@ -25,7 +26,6 @@ from kiosk.credentials.passes import (
     PassVerifier,
     b45decode,
     decode_pass,
-    key_id,
 )
 
 NOW = datetime(2026, 6, 30, 8, 0, tzinfo=UTC)

@@ -19,7 +19,8 @@ from typing import Any, cast
 import cv2
 import yaml
 
-from kiosk.credentials.passes import PassVerifier, key_id
+from kiosk.credentials.cose import key_id
+from kiosk.credentials.passes import PassVerifier
 from kiosk.decide.privacy import Pseudonymizer
 from kiosk.mqtt.homeassistant import discovery_messages
 from kiosk.mqtt.protocol import KioskTopics, Leaf

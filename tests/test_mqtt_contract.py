@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jsonschema import Draft202012Validator
 
 from kiosk.credentials import KINDS, AllowlistError, CredentialStatus, trust
+from kiosk.credentials.cose import key_id
 from kiosk.credentials.documents import (
     RevocationList,
     TrustList,
@@ -36,7 +37,6 @@ from kiosk.credentials.passes import (
     PassClaims,
     PassVerifier,
     decode_sign1,
-    key_id,
     sign_pass,
 )
 from kiosk.credentials.trust import TrustStore
@@ -76,7 +76,8 @@ from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
 from kiosk.sensors.simulation import Person
 from kiosk.store.eventlog import EventLog, LogWriteError, read_events
-from kiosk.sync import BACKLOG_FOR_BATCHING, Sync
+from kiosk.sync import Sync
+from kiosk.sync_send import BACKLOG_FOR_BATCHING
 from tests.support import SALT, make_config, running
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"

@@ -16,16 +16,9 @@ from typing import Any
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kiosk.credentials.cose import b45decode, b45encode, encode_sign1, key_id
 from kiosk.credentials.issuing import issue_pass
-from kiosk.credentials.passes import (
-    PREFIX,
-    PassStatus,
-    PassVerifier,
-    b45decode,
-    b45encode,
-    encode_sign1,
-    key_id,
-)
+from kiosk.credentials.passes import PREFIX, PassStatus, PassVerifier
 
 SEED = 20260630
 NOW = datetime(2026, 6, 30, 8, 0, tzinfo=UTC)

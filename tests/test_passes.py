@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from kiosk.config import parse_config
 from kiosk.credentials import register
+from kiosk.credentials.cose import b45decode, b45encode, encode_sign1, key_id
 from kiosk.credentials.documents import (
     DocumentError,
     RevocationList,
@@ -43,16 +44,12 @@ from kiosk.credentials.passes import (
     PREFIX,
     PassStatus,
     PassVerifier,
-    b45decode,
-    b45encode,
     decode_pass,
-    encode_sign1,
-    key_id,
 )
 from kiosk.credentials.trust import TrustStore
+from kiosk.events import alert_for
 from kiosk.mqtt.protocol import WireEvent
 from kiosk.sensors.qr import make_decoder
-from kiosk.sync import alert_for
 
 NOW = datetime(2026, 6, 30, 8, 0, tzinfo=UTC)
 HANOI = ZoneInfo("Asia/Ho_Chi_Minh")

@@ -14,8 +14,9 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from kiosk.credentials.cose import key_id
 from kiosk.credentials.documents import RevocationList, TrustList, encode_document
-from kiosk.credentials.passes import PassClaims, key_id, sign_pass
+from kiosk.credentials.passes import PassClaims, sign_pass
 from kiosk.decide.decision import Outcome, Reason
 from kiosk.decide.privacy import Pseudonymizer
 from kiosk.mqtt.protocol import KioskTopics, Leaf

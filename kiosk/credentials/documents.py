@@ -23,18 +23,11 @@ import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from kiosk.credentials.passes import (
-    EDDSA,
-    IDENTIFIER,
-    PASS_ID_BYTES,
-    decode_sign1,
-    encode_sign1,
-    key_id,
-)
+from kiosk.credentials.cose import CBOR_ERRORS, EDDSA, decode_sign1, encode_sign1, key_id
+from kiosk.credentials.passes import IDENTIFIER, PASS_ID_BYTES
 
 MAX_DOCUMENT_BYTES = 1 << 20  # about 55,000 revoked 16-byte pass ids
 DocumentType = Literal["trust", "revocation"]
-_CBOR_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError)
 
 
 class DocumentError(ValueError):
@@ -153,7 +146,7 @@ def load_document(
         raise DocumentError("bad signature")
     try:
         payload = cbor2.loads(message.payload)
-    except _CBOR_ERRORS:
+    except CBOR_ERRORS:
         raise DocumentError("malformed document: the payload is not CBOR") from None
     if not isinstance(payload, Mapping):
         raise DocumentError("malformed document: the payload is not a map")

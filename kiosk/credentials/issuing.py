@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from kiosk.credentials.allowlist import KINDS
+from kiosk.credentials.cose import decode_sign1, key_id
 from kiosk.credentials.documents import RevocationList, TrustList, encode_document
 from kiosk.credentials.passes import (
     IDENTIFIER,
@@ -36,8 +37,6 @@ from kiosk.credentials.passes import (
     PassFormatError,
     PassVerifier,
     decode_pass,
-    decode_sign1,
-    key_id,
     sign_pass,
 )
 

@@ -7,50 +7,47 @@ of RFC 8392 (1 iss, 4 exp, 5 nbf, 6 iat, 7 cti) plus short private text keys: ``
 (pseudonymous subject id, never a name), ``knd``, ``sit`` (site ids; absent = every site),
 ``hdt`` (last health declaration) and ``mtg`` (meeting id).
 
+The COSE_Sign1 and Base45 encoding, shared with the signed lists, is in
+:mod:`kiosk.credentials.cose`; this module holds the claims and the ``KP1:`` text.
 ``PassVerifier.verify`` is pure (time is passed in, no I/O) and never raises: it returns one
 stable ``PassStatus``. Only ``valid`` lets a person in.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
-import struct
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeGuard
+from typing import Any
 
 import cbor2
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from kiosk.credentials.allowlist import KINDS
+from kiosk.credentials.cose import (
+    CBOR_ERRORS,
+    EDDSA,
+    Sign1,
+    b45decode,
+    b45encode,
+    decode_sign1,
+    encode_sign1,
+    is_int,
+)
 
 PREFIX = "KP1:"
 MAX_TEXT_CHARS = 1024  # the whole QR payload, prefix included
 MAX_COSE_BYTES = 2048  # after decompression
-EDDSA = -8  # COSE algorithm id (RFC 9053)
-KID_BYTES = 8
 PASS_ID_BYTES = range(8, 17)
 IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # iss, sub, site, meeting (fullmatch)
 MAX_SITES = 32
 
-_COSE_SIGN1_TAG = 18
-_ALG, _KID = 1, 4
 _ISS, _EXP, _NBF, _IAT, _CTI = 1, 4, 5, 6, 7
 _LATEST_TIME = 253402300799  # 9999-12-31T23:59:59Z, so every NumericDate fits a datetime
 _PREFIX_BYTES = PREFIX.encode("ascii")
-_B45_ALPHABET = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
-_B45_INVALID = 0xFF
-_B45_VALUES = bytes(
-    _B45_ALPHABET.index(byte) if byte in _B45_ALPHABET else _B45_INVALID for byte in range(256)
-)
-_B45_CHARS = _B45_ALPHABET + bytes(256 - len(_B45_ALPHABET))  # digit → character
-_CBOR_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError)
 
 
 class PassStatus(StrEnum):
@@ -109,25 +106,6 @@ class PassFormatError(ValueError):
 
 
 @dataclass(frozen=True)
-class Sign1:
-    """A decoded COSE_Sign1 message, not yet verified."""
-
-    protected: bytes
-    payload: bytes
-    signature: bytes
-    alg: int | str
-    kid: bytes
-
-    def verify(self, key: Ed25519PublicKey) -> bool:
-        """Whether ``signature`` is ``key``'s Ed25519 signature over the Sig_structure."""
-        try:
-            key.verify(self.signature, _sig_structure(self.protected, self.payload))
-        except InvalidSignature:
-            return False
-        return True
-
-
-@dataclass(frozen=True)
 class DecodedPass:
     """A pass decoded without checking trust: for the verifier and for ``kiosk pass inspect``."""
 
@@ -135,80 +113,6 @@ class DecodedPass:
     claims: PassClaims
     text_chars: int
     cose_bytes: int
-
-
-def key_id(public_key: Ed25519PublicKey) -> bytes:
-    """The COSE kid of a public key: the first 8 bytes of SHA-256 of its raw 32 bytes."""
-    raw = public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
-    return hashlib.sha256(raw).digest()[:KID_BYTES]
-
-
-def b45encode(data: bytes) -> str:
-    """Base45 (RFC 9285): every 2 bytes become 3 characters, a last single byte 2."""
-    digits = bytearray()
-    for number in struct.unpack(f">{len(data) // 2}H", data[: len(data) & ~1]):
-        rest, c = divmod(number, 45)
-        e, d = divmod(rest, 45)
-        digits += bytes((c, d, e))
-    if len(data) % 2:
-        d, c = divmod(data[-1], 45)
-        digits += bytes((c, d))
-    return digits.translate(_B45_CHARS).decode("ascii")
-
-
-def b45decode(text: str | bytes) -> bytes:
-    """Decode Base45 (RFC 9285); ValueError on a character or chunk that is not canonical."""
-    raw = text.encode("ascii") if isinstance(text, str) else text
-    values = raw.translate(_B45_VALUES)
-    if len(values) % 3 == 1 or _B45_INVALID in values:
-        raise ValueError("not Base45")
-    full = len(values) - len(values) % 3
-    numbers = [
-        values[start] + values[start + 1] * 45 + values[start + 2] * 2025
-        for start in range(0, full, 3)
-    ]
-    tail = [values[-2] + values[-1] * 45] if full < len(values) else []
-    if (numbers and max(numbers) > 0xFFFF) or (tail and tail[0] > 0xFF):
-        raise ValueError("Base45 chunk out of range")
-    return struct.pack(f">{len(numbers)}H{len(tail)}B", *numbers, *tail)
-
-
-def encode_sign1(private_key: Ed25519PrivateKey, payload: bytes) -> bytes:
-    """A COSE_Sign1 message (tagged CBOR) signing ``payload`` with an Ed25519 key."""
-    protected = cbor2.dumps({_ALG: EDDSA, _KID: key_id(private_key.public_key())})
-    signature = private_key.sign(_sig_structure(protected, payload))
-    return cbor2.dumps(cbor2.CBORTag(_COSE_SIGN1_TAG, [protected, {}, payload, signature]))
-
-
-def decode_sign1(data: bytes) -> Sign1:
-    """Parse a COSE_Sign1 message; ValueError unless it is exactly in the form we produce."""
-    try:
-        message = cbor2.loads(data)
-    except _CBOR_ERRORS:
-        raise ValueError("not CBOR") from None
-    if not isinstance(message, cbor2.CBORTag) or message.tag != _COSE_SIGN1_TAG:
-        raise ValueError("not a COSE_Sign1 message")
-    parts = message.value
-    if not isinstance(parts, list | tuple) or len(parts) != 4:
-        raise ValueError("COSE_Sign1 must have 4 parts")
-    protected, unprotected, payload, signature = parts
-    if not all(isinstance(part, bytes) for part in (protected, payload, signature)):
-        raise ValueError("COSE_Sign1 parts have the wrong types")
-    if not isinstance(unprotected, Mapping) or unprotected:
-        raise ValueError("the unprotected header must be empty")
-    # Only one encoding is accepted, so no unsigned byte can change in a message that verifies.
-    if cbor2.dumps(cbor2.CBORTag(_COSE_SIGN1_TAG, [protected, {}, payload, signature])) != data:
-        raise ValueError("COSE_Sign1 is not in its canonical encoding")
-    try:
-        header = cbor2.loads(protected)
-    except _CBOR_ERRORS:
-        raise ValueError("protected header is not CBOR") from None
-    if not isinstance(header, Mapping) or not set(header) <= {_ALG, _KID}:
-        raise ValueError("protected header must be a map of alg and kid")
-    alg, kid = header.get(_ALG), header.get(_KID)
-    if not (isinstance(alg, str) or _is_int(alg)) or not isinstance(kid, bytes):
-        raise ValueError("protected header alg or kid has the wrong type")
-    return Sign1(protected, payload, signature, alg, kid)
 
 
 def encode_claims(claims: PassClaims) -> bytes:
@@ -280,7 +184,7 @@ def decode_pass(text: str | bytes) -> DecodedPass:
 class PassVerifier:
     """Verifies passes at one site, offline, against the currently trusted signing keys.
 
-    Several kids may be trusted at once (key rotation)::
+    Several kids may be trusted at once (key rotation; ``key_id`` is in :mod:`.cose`)::
 
         verifier = PassVerifier({key_id(public): public}, site="hq")
         check = verifier.verify(scanned_bytes, now=datetime.now(UTC))
@@ -336,18 +240,10 @@ class PassVerifier:
         return PassStatus.VALID
 
 
-def _sig_structure(protected: bytes, payload: bytes) -> bytes:
-    return cbor2.dumps(["Signature1", protected, b"", payload])
-
-
-def _is_int(value: object) -> TypeGuard[int]:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _parse_claims(payload: bytes) -> PassClaims:
     try:
         cwt = cbor2.loads(payload)
-    except _CBOR_ERRORS:
+    except CBOR_ERRORS:
         raise ValueError("claims are not CBOR") from None
     if not isinstance(cwt, Mapping):
         raise ValueError("claims must be a map")
@@ -391,6 +287,6 @@ def _identifier(cwt: Mapping[Any, Any], key: int | str) -> str:
 
 def _time(cwt: Mapping[Any, Any], key: int | str) -> datetime:
     value = cwt.get(key)
-    if not _is_int(value) or not 0 <= value <= _LATEST_TIME:
+    if not is_int(value) or not 0 <= value <= _LATEST_TIME:
         raise ValueError(f"claim {key} must be a NumericDate (whole seconds)")
     return datetime.fromtimestamp(value, UTC)
