@@ -1,12 +1,14 @@
-"""Event types written to the log and the shape of a decision event, defined once.
+"""Event types written to the log, the shape of their data, and the alerts they raise, defined once.
 
-Central servers rely on these names (docs/events.md, docs/schemas/events.json).
+Central servers rely on these names (docs/events.md, docs/schemas/events.json); the alerts go
+out on the kiosk's ``alerts`` topic (docs/mqtt.md).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from kiosk.config import KioskConfig
@@ -27,6 +29,75 @@ class EventType(StrEnum):
     DOCUMENT = "document"  # a signed trust/revocation list: data: kind, accepted, version, reason
     HEALTH = "health"  # a part failed or recovered; data: {"part": str, "ok": bool, "detail": str}
     GRANT_UNUSED = "grant_unused"  # hold mode: nobody passed on a grant; data: see below
+
+
+class LoggedEvent(Protocol):
+    """What the alert rules read of an event (a log row or an event received over MQTT)."""
+
+    @property
+    def type(self) -> str:
+        """The event's :class:`EventType` value."""
+        ...
+
+    @property
+    def data(self) -> Mapping[str, Any]:
+        """The event's data, parsed."""
+        ...
+
+
+Alert = tuple[str, str]  # (name, detail): the ``alert`` and ``detail`` of an alerts message
+
+
+def _fever(data: Mapping[str, Any]) -> Alert | None:
+    return ("fever", "fever confirmed on retest") if data.get("reason") == "fever" else None
+
+
+def _part_failed(data: Mapping[str, Any]) -> Alert | None:
+    if data.get("ok") is not False:
+        return None
+    part = data.get("part")
+    name = "log_near_capacity" if part == "log_capacity" else "sensor_fault"
+    return name, f"{part}: {data.get('detail', '')}"
+
+
+def _tailgating(data: Mapping[str, Any]) -> Alert | None:
+    if data.get("by") != "none":
+        return None
+    return "tailgating", "a passage nobody was granted: tailgating or a forced turnstile"
+
+
+def _fire_alarm(data: Mapping[str, Any]) -> Alert | None:
+    return ("fire_alarm", "fire alarm active: gate released") if data.get("active") else None
+
+
+def _document_refused(data: Mapping[str, Any]) -> Alert | None:
+    if data.get("accepted") is not False:
+        return None
+    return "document_refused", f"{data.get('kind')} list refused: {data.get('reason')}"
+
+
+# The event types that can raise an alert, keyed by EventType: a word their data's JSON text must
+# contain to raise one (a cheap test before parsing it), and the rule reading the parsed data.
+_ALERT_RULES: dict[str, tuple[str, Callable[[Mapping[str, Any]], Alert | None]]] = {
+    EventType.DECISION: ("fever", _fever),
+    EventType.HEALTH: ("false", _part_failed),
+    EventType.FIRE_ALARM: ("true", _fire_alarm),
+    EventType.DOCUMENT: ("false", _document_refused),
+    EventType.PASSAGE: ('"none"', _tailgating),
+}
+
+
+def may_alert(type: str, data_json: str) -> bool:
+    """Whether an event of this type with this data (as JSON text) may raise an alert: a cheap
+    test on the text; when it is False, :func:`alert_for` returns None for the event."""
+    rule = _ALERT_RULES.get(type)
+    return rule is not None and rule[0] in data_json
+
+
+def alert_for(event: LoggedEvent) -> Alert | None:
+    """The alert (name, detail) an event raises, or None."""
+    rule = _ALERT_RULES.get(event.type)
+    return None if rule is None else rule[1](event.data)
 
 
 def passage_event_data(by: str, grant: str | None) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from gpiozero.pins.mock import MockFactory
 from kiosk import gate as gate_module
 from kiosk.config import KioskConfig
 from kiosk.decide.decision import Outcome, Reason
+from kiosk.events import alert_for
 from kiosk.hardware import build_hardware
 from kiosk.mqtt.protocol import WireEvent
 from kiosk.run.engine import DecisionRecord, Kiosk
@@ -24,7 +25,6 @@ from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.qr import Scan
 from kiosk.sensors.simulation import Person, Scene
 from kiosk.store.eventlog import EventLog
-from kiosk.sync import alert_for
 from tests.support import SALT, make_config, running, wait_until
 
 RELAY, PASSAGE = 17, 24  # the config's default pins; the relay is active-low

@@ -423,7 +423,7 @@ def test_impossible_settings_are_rejected(db: Path, capacity: int, warn_ratio: f
 
 
 def test_event_log_is_the_outbox_the_sync_drains(db: Path) -> None:
-    from kiosk.sync import Outbox
+    from kiosk.sync_send import Outbox
 
     log = EventLog(db, boot_id="b")
     for n in range(3):

@@ -21,7 +21,8 @@ from kiosk.config import MqttSection, parse_config
 from kiosk.mqtt.protocol import MAX_MESSAGE_BYTES, KioskTopics, Leaf
 from kiosk.mqtt.uplink import Uplink, UplinkError, client_id, read_password
 from kiosk.store.eventlog import EventLog, read_events
-from kiosk.sync import Sync, pack
+from kiosk.sync import Sync
+from kiosk.sync_send import pack
 from tests.broker import Broker, Collector, mqtt_client
 from tests.support import wait_until
 

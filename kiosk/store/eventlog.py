@@ -26,6 +26,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from kiosk.events import EventType
 from kiosk.store.errors import EventLogError, LogOpenError, LogWriteError, sqlite_error
 from kiosk.store.outbox import OutboxMarks
 from kiosk.store.queries import query_events, read_events, select_recent
@@ -174,7 +175,7 @@ class EventLog(OutboxMarks, Pruning):
                 self._check_reserve()
                 with self._write("append", durable=True) as conn:
                     if self._missed:
-                        self._insert(conn, "health", self._recovery_json())
+                        self._insert(conn, EventType.HEALTH, self._recovery_json())
                     seq, event_id, ts_ms, synced = self._insert(conn, type, payload)
             except LogWriteError as exc:
                 if exc.errno is not None or self._conn is None:  # the disk, not the data

@@ -6,7 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from kiosk.store.eventlog import Event
+from kiosk.events import EventType
+from kiosk.store.records import Event
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ def attendance(events: Iterable[Event], meeting: str) -> list[Attendee]:
     for event in events:
         data = event.data
         if (
-            event.type != "decision"
+            event.type != EventType.DECISION
             or data.get("mode") != "checkin"
             or data.get("meeting") != meeting
             or data.get("outcome") != "grant"

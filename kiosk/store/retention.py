@@ -14,6 +14,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 
+from kiosk.events import EventType
 from kiosk.store.connection import LogConnection
 from kiosk.store.errors import LogWriteError
 
@@ -128,7 +129,7 @@ class Pruning(LogConnection):
             alert = json.dumps({"part": "log_capacity", "ok": False, "detail": detail})
             with self._write("prune", durable=False) as conn:
                 conn.execute("UPDATE retention SET dropped_unconfirmed = ?", (total,))
-                self._insert(conn, "health", alert)
+                self._insert(conn, EventType.HEALTH, alert)
             self._rows += 1
             self._dropped, self._unreported = total, 0
             log.error("event log: %s", detail)
