@@ -76,8 +76,7 @@ from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
 from kiosk.sensors.simulation import Person
 from kiosk.store.eventlog import EventLog, LogWriteError, read_events
-from kiosk.sync import Sync
-from kiosk.sync_send import BACKLOG_FOR_BATCHING
+from kiosk.sync import BACKLOG_FOR_BATCHING, Sync
 from tests.support import SALT, make_config, running
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
