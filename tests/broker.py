@@ -493,7 +493,9 @@ class Collector:
         """Subscribe and return the SUBACK's reason code (granted QoS, or a refusal)."""
         if self._client is None:
             raise RuntimeError("collector not attached to a client")
-        _, mid = self._client.subscribe(topic, qos)
+        code, mid = self._client.subscribe(topic, qos)
+        if mid is None:
+            raise RuntimeError(f"subscribe to {topic}: {mqtt.error_string(code)}")
         return self._client.wait_ack(mid, timeout)[0]
 
     def get(self, timeout: float = 5.0) -> mqtt.MQTTMessage:

@@ -16,7 +16,7 @@ import pytest
 from kiosk.central import EventRow, Ingest, IngestSettings, Store
 from kiosk.mqtt.protocol import WireEvent, decode_receipt
 from tests.broker import Broker, Collector, mqtt_client
-from tests.support import in_ci
+from tests.support import in_ci, wait_until
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SITE = "s1"
@@ -118,13 +118,17 @@ class Receipts:
         self.client.on_message = self._on_message
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        seqs = decode_receipt(message.payload)
+        seqs = decode_receipt(bytes(message.payload))
         stored = {e.seq for e in self.db.events_between(0, 2**62)}
         self.stored_on_arrival.append(set(seqs) <= stored)
         self.seqs.append(seqs)
 
     def covered(self) -> set[int]:
         return {seq for receipt in list(self.seqs) for seq in receipt}
+
+    def wait_for(self, count: int) -> None:
+        """Return once ``count`` receipts have arrived in all; fail the test if they do not."""
+        wait_until(lambda: len(self.seqs) == count)
 
 
 def stored_seqs(store: Store) -> list[int]:

@@ -139,7 +139,7 @@ def test_a_batch_sent_twice_is_stored_once_and_receipted_twice(
     payload = encode_events(SITE, "k1", events(range(1, 6)))
     for sent in (1, 2):  # e.g. the kiosk missed the first receipt and sent the batch again
         assert receipts.client.publish_acked(EVENTS_TOPIC, payload) == 0
-        wait_until(lambda sent=sent: len(receipts.seqs) == sent)
+        receipts.wait_for(sent)
     assert receipts.seqs == [[1, 2, 3, 4, 5]] * 2
     assert stored_seqs(store) == [1, 2, 3, 4, 5]
     assert ingest.wait_idle(5)
@@ -151,6 +151,7 @@ def test_messages_committed_but_not_acked_are_redelivered_and_deduplicated(
 ) -> None:
     store = connect(sqlite_url)
     crashed = central(store, cls=CrashesAfterCommit, batch_max=5)
+    assert isinstance(crashed, CrashesAfterCommit)
     receipts = Receipts(broker, "k1", connect(sqlite_url))
     for first in range(1, 101, 5):
         payload = encode_events(SITE, "k1", events(range(first, first + 5)))
@@ -205,7 +206,7 @@ def test_a_gap_that_lasts_the_grace_period_gets_one_signed_resend(
     k1 = mqtt_client(broker, "k1")
     sent_at = time.monotonic()
     assert k1.publish_acked(EVENTS_TOPIC, encode_events(SITE, "k1", events([1, 2, 5]))) == 0
-    command = decode_command(commands.get(timeout=5).payload)
+    command = decode_command(bytes(commands.get(timeout=5).payload))
     asked_at = time.monotonic()
     assert asked_at - sent_at >= 0.5
     assert (command.command, command.args) == ("resend", {"from_seq": 3})
@@ -213,7 +214,7 @@ def test_a_gap_that_lasts_the_grace_period_gets_one_signed_resend(
     assert command.expires_at_ms > command.issued_at_ms
     assert store.fleet()[0].resend_from_seq == 3
     # Still missing: asked again, but not before another grace period.
-    again = decode_command(commands.get(timeout=5).payload)
+    again = decode_command(bytes(commands.get(timeout=5).payload))
     assert time.monotonic() - asked_at >= 0.45
     assert again.args == {"from_seq": 3} and again.id != command.id
     # The kiosk sends 3 and 4: the gap closes and no further request follows.

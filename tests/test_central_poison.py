@@ -220,6 +220,7 @@ def test_a_restart_after_a_poison_message_does_not_block_again(
     store = connect(db_url)
     receipts = Receipts(broker, "k1", connect(db_url))
     crashed = central(store, cls=CrashesAfterCommit, batch_wait_s=0.5)
+    assert isinstance(crashed, CrashesAfterCommit)
     poison = POISON_MESSAGES["NUL in data"]
     assert receipts.client.publish_acked(EVENTS_TOPIC, poison) == 0
     assert receipts.client.publish_acked(EVENTS_TOPIC, message(event_json(1))) == 0
@@ -271,9 +272,9 @@ def test_a_kiosk_reusing_a_seq_for_another_event_is_quarantined_not_confirmed(
     first = message(event_json(1))
     for sent in (1, 2):  # the second time it is a duplicate: confirmed again
         assert k1.client.publish_acked(EVENTS_TOPIC, first) == 0
-        wait_until(lambda sent=sent: len(k1.seqs) == sent)
+        k1.wait_for(sent)
     assert k1.client.publish_acked(EVENTS_TOPIC, message(event_json(1), event_json(2))) == 0
-    wait_until(lambda: len(k1.seqs) == 3)
+    k1.wait_for(3)
     assert k1.seqs == [[1], [1], [2]]  # the other event that claims seq 1 is not confirmed
     assert ingest.wait_idle(5)
     assert ingest.stats()["duplicates"] == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 from kiosk.decide.decision import Reason
@@ -20,9 +21,12 @@ def test_each_pass_checks_in_once_and_the_report_lists_it_once(tmp_path: Path) -
     )
     reasons = []
     with running(config) as kiosk:
+
+        def frames_read_past(count: int) -> bool:
+            return kiosk.kiosk.health().frames_read > count
+
         for code in ("S-0001", "S-0002", "S-0001"):
-            frames = kiosk.kiosk.health().frames_read
-            wait_until(lambda f=frames: kiosk.kiosk.health().frames_read > f + 10)
+            wait_until(partial(frames_read_past, kiosk.kiosk.health().frames_read + 10))
             kiosk.scene.step_up(Person(code, code.encode(), sim.nobody(), "grant"))
             reasons.append(kiosk.next_decision().decision.reason)
             kiosk.scene.leave()

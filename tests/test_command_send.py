@@ -40,8 +40,9 @@ def test_commands_are_signed_as_central_signs_them_and_the_result_is_printed(
         assert (on.exit_code, on.stdout) == (0, "s1/k1: lockdown on\n"), on.output
         assert kiosk.kiosk.gate.state().lockdown
         message = watch.get()
-        assert 0 < message.properties.MessageExpiryInterval <= 60
-        sent = decode_command(message.payload)
+        assert message.properties is not None
+        assert 0 < message.properties.json()["MessageExpiryInterval"] <= 60
+        sent = decode_command(bytes(message.payload))
         assert sent.sig == command_signature(KEY.encode(), sent)  # central's format and key
         assert sent.expires_at_ms - sent.issued_at_ms == 60_000
 

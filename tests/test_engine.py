@@ -113,6 +113,7 @@ def test_log_failure_refers_to_guard_and_keeps_gate_shut(tmp_path: Path) -> None
     with running(config) as kiosk:
         event_log = kiosk.kiosk.event_log
         conn = event_log._conn  # SQLite's own page limit: the real "disk full" path
+        assert conn is not None  # the running kiosk's log is open
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count = {pages}")
         with pytest.raises(LogWriteError):
@@ -155,7 +156,12 @@ def test_screen_mode_measures_whoever_steps_up(tmp_path: Path) -> None:
         first = kiosk.next_decision()
         kiosk.scene.leave()
         settings = measurement_settings(config)
-        wait_until(lambda: not is_present(kiosk.kiosk.health().last_reading, settings))
+
+        def nobody_in_view() -> bool:
+            reading = kiosk.kiosk.health().last_reading
+            return reading is not None and not is_present(reading, settings)
+
+        wait_until(nobody_in_view)
         kiosk.scene.step_up(Person("anyone", None, sim.person(38.6), "deny"))
         second = kiosk.next_decision()
     assert (first.decision.outcome, first.credential) == (Outcome.GRANT, None)

@@ -79,7 +79,8 @@ def send(operator: BrokerClient, results: Collector, payload: bytes) -> dict[str
     properties.CorrelationData = correlation
     operator.publish(TOPICS.topic(Leaf.CMD), payload, qos=1, properties=properties)
     message = results.get(timeout=10)
-    assert message.properties.CorrelationData == correlation
+    assert message.properties is not None
+    assert message.properties.json()["CorrelationData"] == correlation.hex()
     result: dict[str, Any] = json.loads(message.payload)
     return result
 
