@@ -1,16 +1,15 @@
-"""Operator commands: every refusal code, every command's effect, and the result payload."""
+"""Operator commands: every refusal code, what reaches the operator, and the result payload."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from kiosk.credentials import parse_allowlist
 from kiosk.mqtt.protocol import Command, command_signature, encode_command
+from kiosk.operator.actions import ActionError, ActionOutcome, ActionRequest, Source
 from kiosk.operator.commands import (
     CLOCK_SKEW_MS,
     MAX_LIFETIME_MS,
@@ -18,44 +17,26 @@ from kiosk.operator.commands import (
     CommandOutcome,
     CommandProcessor,
 )
-from kiosk.store.eventlog import LogWriteError
+from kiosk.store.eventlog import EventLogError
 
 NOW = 1_700_000_000_000
 KEY = b"site-command-key"
-GOOD_LIST = "id,kind,valid_until\nA1,staff,\nB2,visitor,\n"
-BAD_LIST = "id,kind,valid_until\nA1,staff,\nB2,alien,\n"
 
 
-class RecordingKiosk:
-    """Stands for the kiosk: records every call in order, with a log and allowlist that can fail."""
+class RecordingOperator:
+    """Stands for the kiosk's operator: keeps each request it is handed, gives ``answer``."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self.log_works = True
-        self.allowlist_file = GOOD_LIST
-        self.allowlist = parse_allowlist(GOOD_LIST)
+        self.requests: list[ActionRequest] = []
+        self.answer = ActionOutcome("done", data={"done": True})
 
-    def record_command(self, command: Command) -> None:
-        if not self.log_works:
-            raise LogWriteError("events.db: append: disk full")
-        self.calls.append(("record", command.id))
+    def perform(self, request: ActionRequest) -> ActionOutcome:
+        self.requests.append(request)
+        return self.answer
 
-    def set_lockdown(self, on: bool) -> None:
-        self.calls.append(("lockdown", on))
-
-    def emergency_open(self, on: bool) -> None:
-        self.calls.append(("emergency_open", on))
-
-    def reload_allowlist(self) -> int:
-        self.allowlist = parse_allowlist(self.allowlist_file, "allowlist.csv")
-        self.calls.append(("reload_allowlist", len(self.allowlist)))
-        return len(self.allowlist)
-
-    def set_fever_threshold(self, celsius: float) -> None:
-        self.calls.append(("fever_threshold", celsius))
-
-    def resend_from(self, seq: int) -> None:
-        self.calls.append(("resend", seq))
+    @property
+    def calls(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(r.action.value, dict(r.args)) for r in self.requests]
 
 
 def command(
@@ -74,7 +55,7 @@ def signed(cmd: Command, key: bytes = KEY) -> Command:
 
 
 def processor(
-    kiosk: RecordingKiosk,
+    operator: RecordingOperator,
     *,
     key: bytes | None = None,
     allow_emergency_open: bool = True,
@@ -82,7 +63,7 @@ def processor(
     remember: int = 10_000,
 ) -> CommandProcessor:
     return CommandProcessor(
-        kiosk,
+        operator,
         kiosk_id="k1",
         key=key,
         allow_emergency_open=allow_emergency_open,
@@ -97,8 +78,8 @@ def send(proc: CommandProcessor, cmd: Command) -> CommandOutcome:
 
 
 @pytest.fixture
-def kiosk() -> RecordingKiosk:
-    return RecordingKiosk()
+def operator() -> RecordingOperator:
+    return RecordingOperator()
 
 
 # --- refusals -----------------------------------------------------------------------------
@@ -121,18 +102,18 @@ def kiosk() -> RecordingKiosk:
     ids=["not-json", "not-object", "version", "missing", "args-type", "extra", "empty-id", "long"],
 )
 def test_malformed_messages_are_refused_without_acting(
-    kiosk: RecordingKiosk, payload: bytes
+    operator: RecordingOperator, payload: bytes
 ) -> None:
-    proc = processor(kiosk)
+    proc = processor(operator)
     outcome = proc.handle(payload)
-    assert (outcome.error, outcome.command, kiosk.calls) == (CommandError.MALFORMED, None, [])
+    assert (outcome.error, outcome.command, operator.calls) == (CommandError.MALFORMED, None, [])
     result = json.loads(proc.encode(outcome))
     assert (result["id"], result["ok"], result["error"]) == (None, False, "malformed")
 
 
-def test_unsigned_command_is_refused_when_a_key_is_configured(kiosk: RecordingKiosk) -> None:
-    outcome = send(processor(kiosk, key=KEY), command())
-    assert (outcome.error, kiosk.calls) == (CommandError.UNSIGNED, [])
+def test_unsigned_command_is_refused_when_a_key_is_configured(operator: RecordingOperator) -> None:
+    outcome = send(processor(operator, key=KEY), command())
+    assert (outcome.error, operator.calls) == (CommandError.UNSIGNED, [])
 
 
 @pytest.mark.parametrize(
@@ -145,15 +126,15 @@ def test_unsigned_command_is_refused_when_a_key_is_configured(kiosk: RecordingKi
     ],
     ids=["wrong-key", "tampered-args", "tampered-expiry", "non-ascii"],
 )
-def test_bad_signature_is_refused(kiosk: RecordingKiosk, cmd: Command) -> None:
-    outcome = send(processor(kiosk, key=KEY), cmd)
-    assert (outcome.error, kiosk.calls) == (CommandError.BAD_SIGNATURE, [])
+def test_bad_signature_is_refused(operator: RecordingOperator, cmd: Command) -> None:
+    outcome = send(processor(operator, key=KEY), cmd)
+    assert (outcome.error, operator.calls) == (CommandError.BAD_SIGNATURE, [])
 
 
-def test_signed_command_is_carried_out(kiosk: RecordingKiosk) -> None:
-    outcome = send(processor(kiosk, key=KEY), signed(command()))
+def test_signed_command_is_carried_out(operator: RecordingOperator) -> None:
+    outcome = send(processor(operator, key=KEY), signed(command()))
     assert outcome.ok
-    assert kiosk.calls == [("record", "cmd-1"), ("lockdown", True)]
+    assert operator.calls == [("lockdown", {"on": True})]
 
 
 @pytest.mark.parametrize(
@@ -167,48 +148,48 @@ def test_signed_command_is_carried_out(kiosk: RecordingKiosk) -> None:
     ids=["expires-now", "expired", "future", "too-long"],
 )
 def test_commands_outside_their_validity_window_are_refused(
-    kiosk: RecordingKiosk, issued: int, expires: int, error: CommandError
+    operator: RecordingOperator, issued: int, expires: int, error: CommandError
 ) -> None:
-    outcome = send(processor(kiosk), command(issued=issued, expires=expires))
-    assert (outcome.error, kiosk.calls) == (error, [])
+    outcome = send(processor(operator), command(issued=issued, expires=expires))
+    assert (outcome.error, operator.calls) == (error, [])
 
 
-def test_clock_skew_and_full_lifetime_are_tolerated(kiosk: RecordingKiosk) -> None:
-    proc = processor(kiosk)
+def test_clock_skew_and_full_lifetime_are_tolerated(operator: RecordingOperator) -> None:
+    proc = processor(operator)
     skewed = command(id="a", issued=NOW + CLOCK_SKEW_MS, expires=NOW + CLOCK_SKEW_MS + 1000)
     assert send(proc, skewed).ok
     assert send(proc, command(id="b", issued=NOW - 1, expires=NOW - 1 + MAX_LIFETIME_MS)).ok
 
 
-def test_a_replayed_command_is_refused_and_not_repeated(kiosk: RecordingKiosk) -> None:
-    proc = processor(kiosk)
+def test_a_replayed_command_is_refused_and_not_repeated(operator: RecordingOperator) -> None:
+    proc = processor(operator)
     assert send(proc, command()).ok
     outcome = send(proc, command())
     assert outcome.error is CommandError.REPLAYED
-    assert kiosk.calls == [("record", "cmd-1"), ("lockdown", True)]
+    assert operator.calls == [("lockdown", {"on": True})]
 
 
-def test_ids_logged_before_a_restart_are_still_refused(kiosk: RecordingKiosk) -> None:
-    outcome = send(processor(kiosk, seen_ids=("cmd-0", "cmd-1")), command())
-    assert (outcome.error, kiosk.calls) == (CommandError.REPLAYED, [])
+def test_ids_logged_before_a_restart_are_still_refused(operator: RecordingOperator) -> None:
+    outcome = send(processor(operator, seen_ids=("cmd-0", "cmd-1")), command())
+    assert (outcome.error, operator.calls) == (CommandError.REPLAYED, [])
 
 
-def test_a_refused_command_does_not_use_up_its_id(kiosk: RecordingKiosk) -> None:
-    proc = processor(kiosk)
+def test_a_refused_command_does_not_use_up_its_id(operator: RecordingOperator) -> None:
+    proc = processor(operator)
     assert send(proc, command(args={"on": "yes"})).error is CommandError.BAD_ARGUMENTS
     assert send(proc, command(args={"on": True})).ok
 
 
-def test_only_the_most_recent_ids_are_remembered(kiosk: RecordingKiosk) -> None:
-    proc = processor(kiosk, seen_ids=("a", "b"), remember=2)
+def test_only_the_most_recent_ids_are_remembered(operator: RecordingOperator) -> None:
+    proc = processor(operator, seen_ids=("a", "b"), remember=2)
     assert send(proc, command(id="c")).ok  # forgets "a"
     assert send(proc, command(id="a")).ok
     assert send(proc, command(id="c")).error is CommandError.REPLAYED
 
 
-def test_unknown_command_is_refused(kiosk: RecordingKiosk) -> None:
-    outcome = send(processor(kiosk), command("open_sesame", {}))
-    assert (outcome.error, kiosk.calls) == (CommandError.UNKNOWN_COMMAND, [])
+def test_unknown_command_is_refused(operator: RecordingOperator) -> None:
+    outcome = send(processor(operator), command("open_sesame", {}))
+    assert (outcome.error, operator.calls) == (CommandError.UNKNOWN_COMMAND, [])
     assert "lockdown" in outcome.message  # names the known commands
 
 
@@ -233,67 +214,60 @@ def test_unknown_command_is_refused(kiosk: RecordingKiosk) -> None:
     ],
 )
 def test_bad_arguments_are_refused_without_logging(
-    kiosk: RecordingKiosk, name: str, args: dict[str, Any]
+    operator: RecordingOperator, name: str, args: dict[str, Any]
 ) -> None:
-    outcome = send(processor(kiosk), command(name, args))
-    assert (outcome.error, kiosk.calls) == (CommandError.BAD_ARGUMENTS, [])
+    outcome = send(processor(operator), command(name, args))
+    assert (outcome.error, operator.calls) == (CommandError.BAD_ARGUMENTS, [])
     assert name in outcome.message
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
-def test_a_non_json_number_is_refused_as_malformed(kiosk: RecordingKiosk, value: float) -> None:
-    outcome = send(processor(kiosk), command("set_fever_threshold", {"celsius": value}))
-    assert (outcome.error, kiosk.calls) == (CommandError.MALFORMED, [])
+def test_a_non_json_number_is_refused_as_malformed(
+    operator: RecordingOperator, value: float
+) -> None:
+    outcome = send(processor(operator), command("set_fever_threshold", {"celsius": value}))
+    assert (outcome.error, operator.calls) == (CommandError.MALFORMED, [])
     assert "not a JSON number" in outcome.message
 
 
-@pytest.mark.parametrize("on", [True, False])
-def test_emergency_open_is_refused_unless_allowed(kiosk: RecordingKiosk, on: bool) -> None:
-    outcome = send(
-        processor(kiosk, allow_emergency_open=False), command("emergency_open", {"on": on})
-    )
-    assert (outcome.error, kiosk.calls) == (CommandError.NOT_ALLOWED, [])
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [("emergency_open", {"on": True}), ("emergency_open", {"on": False}), ("test_relay", {})],
+)
+def test_releasing_the_gate_is_refused_unless_allowed(
+    operator: RecordingOperator, name: str, args: dict[str, Any]
+) -> None:
+    outcome = send(processor(operator, allow_emergency_open=False), command(name, args))
+    assert (outcome.error, operator.calls) == (CommandError.NOT_ALLOWED, [])
 
 
-def test_a_command_that_cannot_be_logged_is_not_carried_out(kiosk: RecordingKiosk) -> None:
-    kiosk.log_works = False
-    proc = processor(kiosk)
-    outcome = send(proc, command())
-    assert (outcome.error, kiosk.calls) == (CommandError.LOG_UNAVAILABLE, [])
-    kiosk.log_works = True  # the operator may send the same command again once the disk is fixed
-    assert send(proc, command()).ok
-    assert kiosk.calls == [("record", "cmd-1"), ("lockdown", True)]
-
-
-def test_a_bad_allowlist_file_fails_and_keeps_the_old_list(kiosk: RecordingKiosk) -> None:
-    kiosk.allowlist_file = BAD_LIST
-    proc = processor(kiosk)
-    outcome = send(proc, command("reload_allowlist", {}))
-    assert outcome.error is CommandError.FAILED
-    assert "allowlist.csv:3" in outcome.message
-    assert len(kiosk.allowlist) == 2 and kiosk.allowlist.get("A1") is not None
-    assert kiosk.calls == [("record", "cmd-1")]  # logged, so the id is used up
-    assert send(proc, command("reload_allowlist", {})).error is CommandError.REPLAYED
-
-
-def test_an_action_that_raises_unexpectedly_is_answered_as_failed(kiosk: RecordingKiosk) -> None:
-    def broken(on: bool) -> None:
-        raise RuntimeError("GPIO busy")
-
-    kiosk.set_lockdown = broken  # type: ignore[method-assign]
-    proc = processor(kiosk)
+def test_a_command_that_cannot_be_logged_leaves_its_id_free(operator: RecordingOperator) -> None:
+    operator.answer = ActionOutcome("not carried out: disk full", ActionError.LOG_UNAVAILABLE)
+    proc = processor(operator)
     outcome = send(proc, command())
     assert (outcome.error, outcome.message) == (
-        CommandError.FAILED,
-        "lockdown failed: RuntimeError",
+        CommandError.LOG_UNAVAILABLE,
+        "not carried out: disk full",
     )
+    operator.answer = ActionOutcome("lockdown on")
+    assert send(proc, command()).ok  # the same command again once the disk is fixed
+
+
+@pytest.mark.parametrize("error", [ActionError.FAILED, ActionError.NOT_ALLOWED])
+def test_a_logged_refusal_is_answered_with_its_code_and_uses_up_the_id(
+    operator: RecordingOperator, error: ActionError
+) -> None:
+    operator.answer = ActionOutcome("relay not released: lockdown is on", error)
+    proc = processor(operator)
+    outcome = send(proc, command("test_relay", {}))
     result = json.loads(proc.encode(outcome))
-    assert (result["id"], result["ok"], result["error"]) == ("cmd-1", False, "failed")
-    assert kiosk.calls == [("record", "cmd-1")]
+    assert (result["id"], result["ok"], result["error"]) == ("cmd-1", False, error.value)
+    assert result["message"] == "relay not released: lockdown is on"
+    assert send(proc, command("test_relay", {})).error is CommandError.REPLAYED
 
 
-def test_the_first_failed_check_wins(kiosk: RecordingKiosk) -> None:
-    proc = processor(kiosk, key=KEY, allow_emergency_open=False, seen_ids=("cmd-1",))
+def test_the_first_failed_check_wins(operator: RecordingOperator) -> None:
+    proc = processor(operator, key=KEY, allow_emergency_open=False, seen_ids=("cmd-1",))
     stale_unsigned = command("emergency_open", {"on": "x"}, expires=NOW)
     assert send(proc, stale_unsigned).error is CommandError.UNSIGNED
     assert send(proc, signed(stale_unsigned)).error is CommandError.EXPIRED
@@ -303,70 +277,45 @@ def test_the_first_failed_check_wins(kiosk: RecordingKiosk) -> None:
     assert send(proc, fresh_id).error is CommandError.BAD_ARGUMENTS
 
 
-# --- carried out --------------------------------------------------------------------------
+# --- handed to the operator ---------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("name", "args", "call", "data"),
+    ("name", "args", "checked"),
     [
-        ("lockdown", {"on": True}, ("lockdown", True), {"lockdown": True}),
-        ("lockdown", {"on": False}, ("lockdown", False), {"lockdown": False}),
-        ("emergency_open", {"on": True}, ("emergency_open", True), {"emergency_open": True}),
-        ("emergency_open", {"on": False}, ("emergency_open", False), {"emergency_open": False}),
-        ("reload_allowlist", {}, ("reload_allowlist", 2), {"badges": 2}),
-        (
-            "set_fever_threshold",
-            {"celsius": 37.8},
-            ("fever_threshold", 37.8),
-            {"fever_threshold_c": 37.8},
-        ),
-        (
-            "set_fever_threshold",
-            {"celsius": 38},
-            ("fever_threshold", 38.0),
-            {"fever_threshold_c": 38.0},
-        ),
-        (
-            "set_fever_threshold",
-            {"celsius": 37.0},
-            ("fever_threshold", 37.0),
-            {"fever_threshold_c": 37.0},
-        ),
-        (
-            "set_fever_threshold",
-            {"celsius": 39.0},
-            ("fever_threshold", 39.0),
-            {"fever_threshold_c": 39.0},
-        ),
-        ("resend", {"from_seq": 1}, ("resend", 1), {"from_seq": 1}),
-        ("resend", {"from_seq": 4711}, ("resend", 4711), {"from_seq": 4711}),
+        ("lockdown", {"on": True}, {"on": True}),
+        ("emergency_open", {"on": False}, {"on": False}),
+        ("reload_allowlist", {}, {}),
+        ("set_fever_threshold", {"celsius": 37.8}, {"celsius": 37.8}),
+        ("set_fever_threshold", {"celsius": 38}, {"celsius": 38.0}),
+        ("set_fever_threshold", {"celsius": 37.0}, {"celsius": 37.0}),
+        ("set_fever_threshold", {"celsius": 39.0}, {"celsius": 39.0}),
+        ("resend", {"from_seq": 4711}, {"from_seq": 4711}),
+        ("test_relay", {}, {}),
     ],
 )
-def test_each_command_is_logged_then_carried_out(
-    kiosk: RecordingKiosk,
-    name: str,
-    args: dict[str, Any],
-    call: tuple[str, Any],
-    data: dict[str, Any],
+def test_each_command_is_handed_to_the_operator_once_checked(
+    operator: RecordingOperator, name: str, args: dict[str, Any], checked: dict[str, Any]
 ) -> None:
-    proc = processor(kiosk)
+    proc = processor(operator)
     outcome = send(proc, command(name, args))
-    assert kiosk.calls == [("record", "cmd-1"), call]
-    assert type(kiosk.calls[1][1]) is type(call[1])  # an int threshold arrives as a float
+    [handed] = operator.requests
+    assert (handed.action, dict(handed.args), handed.request_id) == (name, checked, "cmd-1")
+    assert [type(v) for v in handed.args.values()] == [type(v) for v in checked.values()]
+    assert handed.source is Source.MQTT
     assert json.loads(proc.encode(outcome)) == {
         "v": 1,
         "kiosk": "k1",
         "id": "cmd-1",
         "ok": True,
         "error": None,
-        "message": outcome.message,
-        "data": data,
+        "message": "done",
+        "data": {"done": True},
     }
-    assert outcome.message
 
 
-def test_a_refusal_result_names_the_command_and_the_code(kiosk: RecordingKiosk) -> None:
-    proc = processor(kiosk)
+def test_a_refusal_result_names_the_command_and_the_code(operator: RecordingOperator) -> None:
+    proc = processor(operator)
     outcome = send(proc, command("set_fever_threshold", {"celsius": 45.0}))
     result = json.loads(proc.encode(outcome))
     assert result == {
@@ -381,24 +330,29 @@ def test_a_refusal_result_names_the_command_and_the_code(kiosk: RecordingKiosk) 
     assert "37" in result["message"] and "39" in result["message"]
 
 
-def test_ids_used_before_a_start_with_the_log_down_stay_refused_after_the_first_command(
-    tmp_path: Path,
+def test_ids_used_before_a_start_with_the_log_down_are_read_at_a_later_command(
+    operator: RecordingOperator,
 ) -> None:
-    """The ids could only be read at the first command; a replay of an older signed command
-    must be refused at the second and every later one too."""
-    from kiosk.run.runtime import CommandActions
-    from tests.support import make_config, running
+    """The ids could not be read at start: a command waits for them (log_unavailable), and
+    once they are read a replay of an older signed command is refused, then and later."""
+    log_open = False
 
-    with running(make_config(tmp_path)) as door:
-        for old_id in ("old-1", "old-2"):
-            door.kiosk.record_command(Command(old_id, "lockdown", {"on": False}, NOW, NOW))
-        actions = CommandActions(door.kiosk, sync=None, seen_ids_loaded=False)  # type: ignore[arg-type]
-        proc = CommandProcessor(
-            actions, kiosk_id="k1", key=None, allow_emergency_open=True, now_ms=lambda: NOW
-        )
-        assert send(proc, command("lockdown", {"on": True}, id="new-1")).ok
-        replayed = [
-            send(proc, command("lockdown", {"on": False}, id=i)) for i in ("old-1", "old-2")
-        ]
-    assert [outcome.ok for outcome in replayed] == [False, False]
-    assert door.kiosk.state()["gate"]["lockdown"] is True
+    def used_ids() -> list[str]:
+        if not log_open:
+            raise EventLogError("events.db: cannot open: disk full")
+        return ["old-1", "old-2"]
+
+    proc = CommandProcessor(
+        operator,
+        kiosk_id="k1",
+        key=None,
+        allow_emergency_open=True,
+        now_ms=lambda: NOW,
+        load_seen_ids=used_ids,
+    )
+    assert send(proc, command(id="old-1")).error is CommandError.LOG_UNAVAILABLE
+    log_open = True
+    assert send(proc, command(id="new-1")).ok
+    replayed = [send(proc, command(id=i)).error for i in ("old-1", "old-2")]
+    assert replayed == [CommandError.REPLAYED, CommandError.REPLAYED]
+    assert [r.request_id for r in operator.requests] == ["new-1"]
