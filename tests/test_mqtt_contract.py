@@ -25,7 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jsonschema import Draft202012Validator
 
-from kiosk.credentials import KINDS, AllowlistError, CredentialStatus, trust
+from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
+from kiosk.credentials import KINDS, CredentialStatus, trust
 from kiosk.credentials.cose import key_id
 from kiosk.credentials.documents import (
     RevocationList,
@@ -64,19 +65,15 @@ from kiosk.mqtt.protocol import (
     encode_state,
 )
 from kiosk.mqtt.uplink import Connected, Published, Received
-from kiosk.operator.commands import (
-    FEVER_MAX_C,
-    FEVER_MIN_C,
-    CommandError,
-    CommandProcessor,
-    KioskActions,
-)
+from kiosk.operator.actions import Action, ActionError, ActionOutcome, ActionRequest
+from kiosk.operator.commands import CommandError, CommandProcessor
 from kiosk.run.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
 from kiosk.sensors.simulation import Person
-from kiosk.store.eventlog import EventLog, LogWriteError, read_events
-from kiosk.sync import BACKLOG_FOR_BATCHING, Sync
+from kiosk.store.eventlog import EventLog, read_events
+from kiosk.sync import Sync
+from kiosk.sync_send import BACKLOG_FOR_BATCHING
 from tests.support import SALT, make_config, running
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
@@ -743,9 +740,8 @@ def test_events_from_a_simulated_kiosk_and_its_commands(tmp_path: Path) -> None:
     with running(config) as kiosk:
         kiosk.scene.step_up(Person("staff", b"S-0001", sim.person(36.6), "grant"))
         kiosk.next_decision()
-        actions = cast(KioskActions, kiosk.kiosk)  # only lockdown here; resend_from is the sync's
         processor = CommandProcessor(
-            actions, kiosk_id=KIOSK, key=KEY, allow_emergency_open=False, now_ms=lambda: now_ms
+            kiosk.kiosk, kiosk_id=KIOSK, key=KEY, allow_emergency_open=False, now_ms=lambda: now_ms
         )
         for on in (True, False):
             outcome = processor.handle(_command("lockdown", {"on": on}, now_ms, key=KEY))
@@ -946,32 +942,19 @@ def test_receipts() -> None:
 # --- commands and results ------------------------------------------------------------
 
 
-class FakeActions:
-    """A kiosk for the command processor; ``fail`` makes one action raise."""
+class FakeOperator:
+    """The kiosk's operator for the command processor; ``fail`` makes one request fail."""
 
     def __init__(self, fail: str = "") -> None:
         self.fail = fail
 
-    def record_command(self, command: Command) -> None:
+    def perform(self, request: ActionRequest) -> ActionOutcome:
         if self.fail == "log":
-            raise LogWriteError("disk full")
-
-    def set_lockdown(self, on: bool) -> None:
-        pass
-
-    def emergency_open(self, on: bool) -> None:
-        pass
-
-    def reload_allowlist(self) -> int:
-        if self.fail == "allowlist":
-            raise AllowlistError("allowlist.csv:3: expected 3 columns id,kind,valid_until")
-        return 42
-
-    def set_fever_threshold(self, celsius: float) -> None:
-        pass
-
-    def resend_from(self, seq: int) -> None:
-        pass
+            return ActionOutcome("not carried out: disk full", ActionError.LOG_UNAVAILABLE)
+        if self.fail == "allowlist" and request.action is Action.RELOAD_ALLOWLIST:
+            message = "reload_allowlist failed: allowlist.csv:3: expected 3 columns"
+            return ActionOutcome(message, ActionError.FAILED)
+        return ActionOutcome(f"{request.action} done", data={"done": True})
 
 
 NOW_MS = 1767262100000
@@ -981,6 +964,7 @@ VALID_ARGS: dict[str, dict[str, Any]] = {
     "reload_allowlist": {},
     "set_fever_threshold": {"celsius": 38.0},
     "resend": {"from_seq": 1042},
+    "test_relay": {},
 }
 BAD_ARGS: list[tuple[str, dict[str, Any]]] = [
     ("lockdown", {}),
@@ -991,6 +975,7 @@ BAD_ARGS: list[tuple[str, dict[str, Any]]] = [
     ("set_fever_threshold", {"celsius": "38"}),
     ("resend", {"from_seq": 0}),
     ("resend", {"from_seq": 1.5}),
+    ("test_relay", {"times": 2}),
 ]
 
 
@@ -1011,7 +996,7 @@ def _command(
 
 def _processor(key: bytes | None = KEY, fail: str = "") -> CommandProcessor:
     return CommandProcessor(
-        FakeActions(fail),
+        FakeOperator(fail),
         kiosk_id=KIOSK,
         key=key,
         allow_emergency_open=True,
@@ -1083,7 +1068,7 @@ def _refusals() -> Iterator[tuple[CommandError, CommandProcessor, bytes]]:
     yield CommandError.UNKNOWN_COMMAND, _processor(), _command("open_gate", {}, key=KEY)
     yield CommandError.BAD_ARGUMENTS, _processor(), _command("lockdown", {}, key=KEY)
     strict = CommandProcessor(
-        FakeActions(),
+        FakeOperator(),
         kiosk_id=KIOSK,
         key=None,
         allow_emergency_open=False,
