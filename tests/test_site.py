@@ -56,7 +56,7 @@ def online(config: Any, broker: Broker) -> Iterator[RunningKiosk]:
     watcher = mqtt_client(broker, "central")
     statuses: list[bytes] = []
     topic = KioskTopics("s1", config.kiosk.id).topic(Leaf.STATUS)
-    watcher.on_message = lambda _c, _u, message: statuses.append(message.payload)
+    watcher.on_message = lambda _c, _u, message: statuses.append(bytes(message.payload))
     watcher.subscribe(topic, 1)
     with running(config) as kiosk:
         wait_until(lambda: b"online" in statuses, timeout=15)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -193,8 +194,12 @@ def test_broker_killed_again_and_again_while_people_pass(
     ):
         writer = threading.Thread(target=fill, args=(log, total))
         writer.start()
+
+        def stored_at_least(count: int) -> bool:
+            return central_store.count() >= count
+
         for stored in (1000, 2500, 4000):
-            wait_until(lambda s=stored: central_store.count() >= s, timeout=60)
+            wait_until(partial(stored_at_least, stored), timeout=60)
             broker.kill()
             broker.start()
         writer.join(timeout=60)
