@@ -7,6 +7,7 @@ out on the kiosk's ``alerts`` topic (docs/mqtt.md).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -29,6 +30,21 @@ class EventType(StrEnum):
     DOCUMENT = "document"  # a signed trust/revocation list: data: kind, accepted, version, reason
     HEALTH = "health"  # a part failed or recovered; data: {"part": str, "ok": bool, "detail": str}
     GRANT_UNUSED = "grant_unused"  # hold mode: nobody passed on a grant; data: see below
+
+
+@dataclass(frozen=True)
+class EventHeader:
+    """What every event carries besides its data, in the log and on the wire: its id, its
+    ``seq`` (per kiosk, gapless, never reused), the run of the kiosk that logged it, when
+    (UTC epoch ms, and whether the clock was synchronised), and its :class:`EventType` value.
+    """
+
+    event_id: str
+    seq: int
+    boot_id: str
+    ts_ms: int
+    clock_synced: bool
+    type: str
 
 
 class LoggedEvent(Protocol):

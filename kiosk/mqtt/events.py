@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kiosk.events import EventHeader
 from kiosk.mqtt.wire import (
     MAX_SEQ,
     SCHEMA_VERSION,
@@ -25,15 +26,9 @@ MAX_RECEIPT_SEQS = 1_000_000  # a receipt confirming more than this is refused
 
 
 @dataclass(frozen=True)
-class WireEvent:
+class WireEvent(EventHeader):
     """One event as it travels: the log row plus who sent it and whether it is from a backlog."""
 
-    event_id: str
-    seq: int
-    boot_id: str
-    ts_ms: int
-    clock_synced: bool
-    type: str
     data: dict[str, Any]
     historical: bool = False
     schema: int = SCHEMA_VERSION

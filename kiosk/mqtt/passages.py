@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiosk.decide.area import TS_MS_RANGE
+from kiosk.events import EventType
 from kiosk.mqtt.wire import (
     MAX_SEQ,
     TOKEN,
@@ -26,7 +27,7 @@ from kiosk.mqtt.wire import (
 MAX_PASSAGES = 1000  # per message: one events message carries at most 500 events
 PASSAGES_DEPTH = 5  # message > passages list > passage > data > credential
 MAX_MEETING_CHARS = 200
-PASSAGE_TYPES = ("decision", "grant_unused")  # kiosk.events.EventType values
+PASSAGE_TYPES = (EventType.DECISION.value, EventType.GRANT_UNUSED.value)
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """What the event log hands out: events, as read for people or as sent, and its statistics.
 
-An event's envelope (:class:`EventHeader`) is defined once. :class:`Event` adds the data,
-parsed, and the row's outbox marks: what reports, the status page and ``kiosk events`` read.
-:class:`OutboxEvent` adds the data as the stored JSON text instead: the sync splices that text
-into its messages unparsed, which halves its cost per event (docs/performance.md).
+Both event records extend :class:`kiosk.events.EventHeader`, which the MQTT ``WireEvent`` extends
+too. :class:`Event` adds the data, parsed, and the row's outbox marks: what reports, the status
+page and ``kiosk events`` read. :class:`OutboxEvent` adds the data as the stored JSON text
+instead: the sync splices that text into its messages unparsed, which halves its cost per event
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -11,17 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class EventHeader:
-    """What identifies a logged event. ``seq`` is per kiosk, gapless and never reused."""
-
-    event_id: str
-    seq: int
-    boot_id: str
-    ts_ms: int
-    clock_synced: bool
-    type: str
+from kiosk.events import EventHeader
 
 
 @dataclass(frozen=True)
