@@ -40,7 +40,8 @@ from kiosk.mqtt.protocol import (
     decode_result,
     encode_command,
 )
-from kiosk.operator.commands import HANDLERS, MAX_LIFETIME_MS, ArgumentError
+from kiosk.operator.actions import ArgumentError, check_arguments
+from kiosk.operator.commands import MAX_LIFETIME_MS
 
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
 EX_UNAVAILABLE = 69  # sysexits.h: the broker cannot be reached or refuses us
@@ -53,6 +54,7 @@ USAGE = {
     CommandName.SET_FEVER_THRESHOLD: "CELSIUS",
     CommandName.RESEND: "FROM_SEQ",
     CommandName.RELOAD_ALLOWLIST: "",
+    CommandName.TEST_RELAY: "",
 }
 
 
@@ -135,7 +137,7 @@ def parse_arguments(name: CommandName, words: tuple[str, ...]) -> dict[str, Any]
         if not words[0].isdigit():
             raise ArgumentError(f"'from_seq' must be a whole number, not {words[0]!r}")
         args = {"from_seq": int(words[0])}
-    HANDLERS[name](args)  # the kiosk's own checks (bounds), before anything is sent
+    check_arguments(name, args)  # the kiosk's own checks (bounds), before anything is sent
     return args
 
 
