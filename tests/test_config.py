@@ -7,12 +7,21 @@ import subprocess
 import sys
 import typing
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from kiosk.config import ConfigError, Decoder, example_toml, load_config, parse_config
+from kiosk.config import (
+    SECTIONS,
+    ConfigError,
+    Decoder,
+    example_toml,
+    load_config,
+    parse_config,
+)
+from kiosk.config.keys import convert, members, type_problem
 from kiosk.sensors.qr import DECODER_NAMES
 from tests.test_cli import logged, run_until_stopped
 
@@ -65,7 +74,9 @@ def test_values_from_file_are_typed(tmp_path: Path) -> None:
         ("[gate]\nrelay_active_high = 1\n", "gate.relay_active_high", "must be true or false", 2),
         ("[gate]\nrelay_pin = 40\n", "gate.relay_pin", "BCM GPIO number from 2 to 27", 2),
         ("[gate]\nrelay_pin = true\n", "gate.relay_pin", "must be a whole number", 2),
-        ("[gate]\nbuzzer_pin = true\n", "gate.buzzer_pin", "must be a pin number or false", 2),
+        ("[gate]\nbuzzer_pin = true\n", "gate.buzzer_pin", "must be a whole number or false", 2),
+        ("[gate]\nbuzzer_pin = 2.5\n", "gate.buzzer_pin", "must be a whole number or false", 2),
+        ("[gate]\nbuzzer_pin = 1\n", "gate.buzzer_pin", "number from 2 to 27, or false", 2),
         ('[kiosk]\nmode = "turbo"\n', "kiosk.mode", "choose one of: gate, screen, checkin", 2),
         ('[kiosk]\nid = "Gate 1"\n', "kiosk.id", "a-z, 0-9 and '-'", 2),
         ('[kiosk]\nid = "central"\n', "kiosk.id", "reserved for the broker's central", 2),
@@ -425,3 +436,77 @@ def test_loading_a_config_imports_no_gpiozero(tmp_path: Path) -> None:
         cwd=REPO,
     )
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "line"),
+    [
+        ('[thermometer]\nenabled = true\n[mqtt]\nhost = "b"\nenabled = "yes"\n', "mqtt.enabled", 5),
+        ('thermometer.enabled = true\nmqtt.enabled = "yes"\n', "mqtt.enabled", 2),
+        ('web = { enabled = true }\nmqtt = { enabled = "yes" }\n', "mqtt.enabled", 2),
+        ('[web]\nenabled = true\n[ "mqtt" ]\n\'enabled\' = "yes"\n', "mqtt.enabled", 4),
+        (
+            '[web]\nenabled = true\n[mqtt]\nhost = """\nenabled = true\n"""\nenabled = "yes"\n',
+            "mqtt.enabled",
+            7,
+        ),
+        ("[gate]\nrelay_pin = 17\n[web]\nport = 80\n[gate.extra]\nx = 1\n", "gate.extra", 5),
+        (
+            '[mqtt]\nenabled = false\n[kiosk]\nmode = "screen"\n[thermometer]\nenabled = false\n',
+            "thermometer.enabled",
+            6,
+        ),
+    ],
+)
+def test_an_error_is_reported_at_the_line_of_the_key_in_its_own_section(
+    tmp_path: Path, text: str, key: str, line: int
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(path)
+    assert (excinfo.value.key, excinfo.value.line) == (key, line)
+    assert str(excinfo.value).startswith(f"{path}:{line}: {key}: ")
+
+
+@pytest.mark.parametrize(
+    ("hint", "value", "expected"),
+    [
+        (int | Literal[False], 5, 5),
+        (int | Literal[False], False, False),
+        (float | Literal["auto"], 3, 3.0),
+        (float | Literal["auto"], "auto", "auto"),
+        (str | bool, True, True),
+        (str | bool, "x", "x"),
+    ],
+)
+def test_each_member_of_a_union_takes_and_converts_its_own_values(
+    hint: Any, value: object, expected: object
+) -> None:
+    assert type_problem(value, hint) is None
+    converted = convert(value, hint)
+    assert (converted, type(converted)) == (expected, type(expected))
+
+
+@pytest.mark.parametrize(
+    ("hint", "value", "problem"),
+    [
+        (int | Literal[False], True, "must be a whole number or false"),
+        (int | Literal[False], 0.5, "must be a whole number or false"),
+        (int | Literal[False], 0, None),
+        (float | Literal["auto"], "fast", 'must be a number or "auto"'),
+        (str | bool, 3, "must be a string or true or false"),
+    ],
+)
+def test_a_value_no_member_of_a_union_takes_is_refused_naming_every_member(
+    hint: Any, value: object, problem: str | None
+) -> None:
+    assert type_problem(value, hint) == problem
+
+
+def test_every_key_has_a_type_a_toml_value_converts_to() -> None:
+    for section in SECTIONS.values():
+        for hint in typing.get_type_hints(section).values():
+            assert members(hint)
+    for unsupported in (int | None, list[int]):
+        with pytest.raises(TypeError, match="no TOML value converts to"):
+            members(unsupported)

@@ -1,0 +1,64 @@
+"""Checks for the kinds of string and number a key may hold: ids, opening hours, secrets, GPIO
+pins and frame sources. Each returns what is wrong with a value, or None."""
+
+from __future__ import annotations
+
+import re
+
+from kiosk.config.keys import Check
+
+MIN_SALT_CHARS = 16  # the subject salt is an HMAC key (kiosk.decide.privacy.Pseudonymizer)
+MIN_TOKEN_CHARS = 20  # API tokens and command keys: about 120 bits when random
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
+RESERVED_IDS = ("central", "operator", "homeassistant", "site")  # broker users and topics
+BCM_PINS = range(2, 28)  # GPIO2..GPIO27 on the 40-pin header; 0 and 1 are the HAT EEPROM bus
+
+
+def id_check(value: str) -> str | None:
+    """A kiosk, site or area id: short, lower case, usable in MQTT topics."""
+    if ID_PATTERN.match(value):
+        return None
+    return "must be 1-32 characters of a-z, 0-9 and '-', starting with a letter or digit"
+
+
+def kiosk_id_check(value: str) -> str | None:
+    """An id that is not one of the broker's own users."""
+    if value in RESERVED_IDS:
+        return f"is reserved for the broker's {value} user; choose another kiosk id"
+    return id_check(value)
+
+
+def hours_check(value: str) -> str | None:
+    """``HH:MM-HH:MM`` in local time, or empty."""
+    if not value:
+        return None
+    match = re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", value)
+    return None if match else "must be HH:MM-HH:MM (local time), or empty"
+
+
+def secret_check(minimum: int) -> Check:
+    """A secret of at least ``minimum`` characters, or empty."""
+
+    def check(value: str) -> str | None:
+        if not value or len(value) >= minimum:
+            return None
+        return (
+            f"is too short ({len(value)} characters): use at least {minimum} random characters,"
+            " e.g. `openssl rand -base64 32`"
+        )
+
+    return check
+
+
+def pin_check(value: int | bool) -> str | None:
+    """A BCM GPIO number on the header, or false (not fitted)."""
+    if value is False or value in BCM_PINS:
+        return None
+    return f"must be a BCM GPIO number from {BCM_PINS.start} to {BCM_PINS.stop - 1}, or false"
+
+
+def source_check(value: str) -> str | None:
+    """A frame source the camera code can open."""
+    if value == "picamera2" or (value.split(":", 1)[0] in ("opencv", "folder") and ":" in value):
+        return None
+    return "must be 'picamera2', 'opencv:<index, /dev/videoN or file>' or 'folder:<path>'"
