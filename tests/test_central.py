@@ -252,14 +252,14 @@ def test_fleet_status_follows_retained_status_state_and_the_will(
     kiosk.will_set(status_topic, b"offline", qos=1, retain=True)
     kiosk.connect(broker.host, broker.port)
     kiosk.loop_start()
-    state = encode_state({"backlog": 7, "oldest_unconfirmed_age_s": 125})
+    state = encode_state({"log": {"unconfirmed": 7, "oldest_unconfirmed_age_s": 125}})
     for topic, payload in ((status_topic, b"online"), (f"kiosk/v1/{SITE}/k1/state", state)):
         kiosk.publish(topic, payload, qos=1, retain=True).wait_for_publish(5)
     # Central starts later and learns everything from the retained messages.
     store = connect(sqlite_url)
     central(store)
     wait_until(lambda: bool(store.fleet()) and store.fleet()[0].availability == "online")
-    wait_until(lambda: store.fleet()[0].state.get("backlog") == 7)
+    wait_until(lambda: store.fleet()[0].state.get("log", {}).get("unconfirmed") == 7)
     out = io.StringIO()
     print_status(sqlite_url, out)
     line = out.getvalue().splitlines()[1].split()

@@ -28,9 +28,12 @@ def _number(value: object) -> float | None:
 
 
 def fleet_row(status: KioskStatus, now_ms: int) -> tuple[str, ...]:
-    """One kiosk's cells; backlog figures come from its retained state, if it reports them."""
+    """One kiosk's cells; the backlog (events not yet confirmed by central) and the age of its
+    oldest come from the ``log`` part of the kiosk's retained state, as of its publication."""
     seen = None if status.last_seen_ms is None else (now_ms - status.last_seen_ms) / 1000
-    backlog = _number(status.state.get("backlog"))
+    log_state = status.state.get("log")
+    log_state = log_state if isinstance(log_state, dict) else {}
+    backlog = _number(log_state.get("unconfirmed"))
     gaps = f"{status.missing} missing" if status.missing else "none"
     if status.missing and status.resend_from_seq is not None:
         gaps += f" (resend from {status.resend_from_seq} asked)"
@@ -40,7 +43,7 @@ def fleet_row(status: KioskStatus, now_ms: int) -> tuple[str, ...]:
         status.availability or "unknown",
         format_age(seen) + (" ago" if seen is not None else ""),
         "-" if backlog is None else str(int(backlog)),
-        format_age(_number(status.state.get("oldest_unconfirmed_age_s"))),
+        format_age(_number(log_state.get("oldest_unconfirmed_age_s"))),
         str(status.count),
         gaps,
     )

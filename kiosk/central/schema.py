@@ -1,18 +1,24 @@
 """Central's tables in SQLite or PostgreSQL, and the migration of older stores.
 
-Version 2 (this one): an event is identified by (site, kiosk, seq), and its event_id is unique
-only within its kiosk, so no kiosk can take another's event id; rows that cannot be stored
-go to ``quarantine``. Version 1 keyed events on event_id alone: opening such a store copies
-its events into the new table (the first stored wins when a kiosk reused a seq; the others
-are moved to the quarantine) in one transaction, so a crash leaves the old store as it was.
+A store is upgraded by :data:`STEPS`, in order, each from the version before it, all in one
+transaction, so a crash leaves the old store as it was. To change the schema, append a step
+and raise :data:`VERSION`; never edit a released step.
+
+- Version 2: an event is identified by (site, kiosk, seq), and its event_id is unique only
+  within its kiosk, so no kiosk can take another's event id; rows that cannot be stored go to
+  ``quarantine``. Version 1 keyed events on event_id alone: its events are copied into the new
+  table (the first stored wins when a kiosk reused a seq; the others go to the quarantine).
+- Version 3: ``roster``, who holds which subject at a site (name, unit, kind, phone), imported
+  at central (:mod:`kiosk.central.roster`); kiosks and MQTT never see it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-VERSION = 2
+VERSION = 3
 _PG_LOCK = 0x6B696F736B  # pg_advisory_xact_lock key: one migration at a time
 
 
@@ -79,6 +85,37 @@ def _exists(cur: Any, d: Dialect, table: str) -> bool:
     return bool(cur.fetchone()[0])
 
 
+def _to_version_2(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
+    """The event, kiosk and quarantine tables; a version-1 store's events are copied over."""
+    old_events = _exists(cur, d, "events")
+    for sql in _tables(d):
+        cur.execute(sql)
+    cur.execute("ALTER TABLE kiosks ADD COLUMN pruned_seq BIGINT NOT NULL DEFAULT 0")
+    if old_events:
+        return _from_version_1(cur, d)
+    for sql in _events(d):
+        cur.execute(sql)
+    return []
+
+
+def _to_version_3(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
+    """The roster: one person per (site, subject)."""
+    cur.execute(
+        """CREATE TABLE roster (
+            site TEXT NOT NULL, subject TEXT NOT NULL, name TEXT NOT NULL,
+            unit TEXT NOT NULL, kind TEXT NOT NULL, phone TEXT,
+            source TEXT NOT NULL CHECK (source IN ('import', 'register')),
+            imported_by TEXT NOT NULL, imported_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (site, subject))"""
+    )
+    return []
+
+
+Step = Callable[[Any, Dialect], list[tuple[Any, ...]]]
+# (version, step): the step upgrades a store of the version before to this one.
+STEPS: list[tuple[int, Step]] = [(2, _to_version_2), (3, _to_version_3)]
+
+
 def migrate(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
     """Create or upgrade the tables in the cursor's open transaction (the caller commits).
 
@@ -90,18 +127,13 @@ def migrate(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_LOCK,))
     cur.execute("CREATE TABLE IF NOT EXISTS central_schema (version INTEGER NOT NULL)")
     cur.execute("SELECT max(version) FROM central_schema")
-    version = cur.fetchone()[0]
-    if version is not None and version >= VERSION:
-        return []
-    old_events = _exists(cur, d, "events")
-    for sql in _tables(d):
-        cur.execute(sql)
-    cur.execute("ALTER TABLE kiosks ADD COLUMN pruned_seq BIGINT NOT NULL DEFAULT 0")
-    leftovers = _from_version_1(cur, d) if old_events else []
-    if not old_events:
-        for sql in _events(d):
-            cur.execute(sql)
-    cur.execute(f"INSERT INTO central_schema (version) VALUES ({VERSION})")
+    version = cur.fetchone()[0] or 1  # no row: new, or version 1 (before this table)
+    leftovers: list[tuple[Any, ...]] = []
+    for target, step in STEPS:
+        if version < target:
+            leftovers += step(cur, d)
+    if version < VERSION:
+        cur.execute(f"INSERT INTO central_schema (version) VALUES ({VERSION})")
     return leftovers
 
 
