@@ -19,9 +19,11 @@ from kiosk.config import KioskConfig, load_config
 from kiosk.credentials.issuing import revocation_document, trust_document
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.store.eventlog import EventLog, Retention
+from tests import support
 
 GB = 1024**3
 MB = 1024**2
+LOCAL_MQTT = {"enabled": True, "host": "127.0.0.1", "port": 1, "tls": False}  # nobody listens
 NAMES = [
     "config",
     "camera",
@@ -36,9 +38,10 @@ NAMES = [
 ]
 
 
-def write_config(directory: Path, extra: str = "", *, signed: bool = True) -> Path:
-    """A kiosk.toml in ``directory``; with ``signed``, a trust anchor and fresh documents."""
-    credentials = ""
+def write_config(directory: Path, *, signed: bool = True, **sections: dict[str, Any]) -> Path:
+    """A kiosk.toml in ``directory`` with no allowlist and no subject salt; with ``signed``, a
+    trust anchor and fresh documents."""
+    credentials = {"allowlist": "", "subject_salt": ""}
     if signed:
         org = Ed25519PrivateKey.generate()
         issuer = Ed25519PrivateKey.generate()
@@ -54,14 +57,8 @@ def write_config(directory: Path, extra: str = "", *, signed: bool = True) -> Pa
         (directory / "revocation.cose").write_bytes(
             revocation_document(org, org="acme", version=7, pass_ids=["0011223344556677"])
         )
-        credentials = f'trust_anchor = "{anchor}"\ntrust_list = "{trust}"\n'
-    path = directory / "kiosk.toml"
-    path.write_text(
-        f'[kiosk]\nid = "doc-1"\nsite = "lab"\nstate_dir = "{directory}"\n'
-        f'[web]\nenabled = false\n[credentials]\nallowlist = ""\n{credentials}{extra}',
-        encoding="utf-8",
-    )
-    return path
+        credentials |= {"trust_anchor": str(anchor), "trust_list": str(trust)}
+    return support.write_config(directory, credentials=credentials, **sections)
 
 
 def doctor(config: Path | KioskConfig, **kwargs: Any) -> list[Check]:
@@ -136,7 +133,7 @@ def test_an_implausible_ambient_reading_fails(tmp_path: Path) -> None:
 
 
 def test_a_bad_config_file_is_the_only_check(tmp_path: Path) -> None:
-    path = write_config(tmp_path, "[gate]\nrelay_pin = 99\n", signed=False)
+    path = write_config(tmp_path, signed=False, gate={"relay_pin": 99})
     checks = doctor(path)
 
     assert len(checks) == 1
@@ -195,10 +192,9 @@ def test_a_broker_that_is_down_fails_in_words(tmp_path: Path) -> None:
     with socket.socket() as probe:  # a port nobody listens on once it is closed
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    extra = f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {port}\ntls = false\n'
 
     started = time.monotonic()
-    checks = doctor(write_config(tmp_path, extra))
+    checks = doctor(write_config(tmp_path, mqtt=LOCAL_MQTT | {"port": port}))
 
     assert time.monotonic() - started < 10
     assert_problem(
@@ -247,8 +243,7 @@ def test_the_report_puts_a_fix_under_each_problem() -> None:
 
 
 def test_a_log_near_capacity_is_a_warning_when_central_must_confirm(tmp_path: Path) -> None:
-    mqtt = '[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = 1\ntls = false\n'
-    path = write_config(tmp_path, "[log]\ncapacity = 1000\n" + mqtt)
+    path = write_config(tmp_path, log={"capacity": 1000}, mqtt=LOCAL_MQTT)
     with EventLog(tmp_path / "events.db", boot_id="b1", capacity=1000) as log:
         for n in range(900):
             log.append("decision", {"n": n})
@@ -260,7 +255,7 @@ def test_a_log_near_capacity_is_a_warning_when_central_must_confirm(tmp_path: Pa
 
 
 def test_a_full_log_with_sync_off_is_normal(tmp_path: Path) -> None:
-    path = write_config(tmp_path, "[log]\ncapacity = 1000\n")
+    path = write_config(tmp_path, log={"capacity": 1000})
     with EventLog(tmp_path / "events.db", boot_id="b1", capacity=1000) as log:
         for n in range(1000):
             log.append("decision", {"n": n})
@@ -276,10 +271,11 @@ def test_a_problem_with_what_the_config_points_at_fails_and_the_rest_still_runs(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "state").write_text("a file, not a directory", encoding="utf-8")
-    path = write_config(tmp_path, f'[log]\npath = "{tmp_path}/events.db"\n', signed=False)
-    path.write_text(
-        path.read_text(encoding="utf-8").replace(f'"{tmp_path}"', f'"{tmp_path}/state"', 1),
-        encoding="utf-8",
+    path = write_config(
+        tmp_path,
+        signed=False,
+        kiosk={"state_dir": f"{tmp_path}/state"},
+        log={"path": f"{tmp_path}/events.db"},
     )
     checks = doctor(path)
     assert [check.name for check in checks] == NAMES
@@ -299,19 +295,16 @@ def test_the_broker_check_speaks_tls_and_mqtt(
     tmp_path: Path, broker: Any, password: str, wrong_ca: bool, status: str, words: tuple[str]
 ) -> None:
     ca_file = broker.wrong_ca_file if wrong_ca else broker.ca_file
-    extra = (
-        f'[mqtt]\nenabled = true\nhost = "{broker.host}"\nport = {broker.tls_port}\n'
-        f'ca_file = "{ca_file}"\nusername = "k1"\npassword = "{password}"\n'
-    )
-    check = by_name(doctor(write_config(tmp_path, extra, signed=False)))["broker"]
+    mqtt = {"enabled": True, "host": broker.host, "port": broker.tls_port, "ca_file": ca_file}
+    mqtt |= {"username": "k1", "password": password}
+    check = by_name(doctor(write_config(tmp_path, signed=False, mqtt=mqtt)))["broker"]
     assert check.status == status, check
     for word in words:
         assert word in check.detail + " " + check.fix, check
 
 
 def test_events_dropped_before_central_confirmed_them_are_a_warning(tmp_path: Path) -> None:
-    mqtt = '[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = 1\ntls = false\n'
-    path = write_config(tmp_path, "[log]\ncapacity = 1000\n" + mqtt)
+    path = write_config(tmp_path, log={"capacity": 1000}, mqtt=LOCAL_MQTT)
     now = [1_700_000_000_000]
     with EventLog(
         tmp_path / "events.db",
