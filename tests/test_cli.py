@@ -267,8 +267,7 @@ def test_relay_safe_releases_the_relay_without_a_usable_config(
 def test_relay_safe_says_when_the_config_overrides_its_options(
     tmp_path: Path, mock_pins: MockFactory
 ) -> None:
-    config = tmp_path / "kiosk.toml"
-    config.write_text("[gate]\nrelay_pin = 6\n", encoding="utf-8")
+    config = write_config(tmp_path, gate={"relay_pin": 6})
     energised(mock_pins, 6, False)
     result = CliRunner().invoke(cli, ["relay-safe", "--config", str(config), "--pin", "5"])
     assert result.exit_code == 0
