@@ -11,8 +11,10 @@ import click
 from kiosk.config import DEFAULT_CONFIG_PATH, EX_CONFIG, load_config
 
 EX_USAGE = 64  # sysexits.h: the command was used incorrectly
-EX_SOFTWARE = 70  # sysexits.h: an internal error
+EX_DATAERR = 65  # sysexits.h: the input data was incorrect
 EX_UNAVAILABLE = 69  # sysexits.h: a required device or service is unavailable
+EX_SOFTWARE = 70  # sysexits.h: an internal error
+EX_CANTCREAT = 73  # sysexits.h: an output file cannot be created
 
 config_option = click.option(
     "--config",

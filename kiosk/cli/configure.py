@@ -93,8 +93,8 @@ def web() -> None:
 @config_option
 def web_set_password(config_path: Path) -> None:
     """Set the dashboard password (stored hashed, 0600, in the state directory)."""
-    from kiosk.web.child import PASSWORD_FILE
     from kiosk.web import hash_password
+    from kiosk.web.child import PASSWORD_FILE
 
     config = load_config(config_path)
     password = click.prompt("New dashboard password", hide_input=True, confirmation_prompt=True)

@@ -13,10 +13,8 @@ from pathlib import Path
 
 import click
 
+from kiosk.cli.common import EX_CANTCREAT, EX_DATAERR, EX_USAGE
 from kiosk.cli.lists import (
-    EX_CANTCREAT,
-    EX_DATAERR,
-    EX_USAGE,
     anchor_option,
     fail,
     key_option,

@@ -12,14 +12,12 @@ from typing import Any, NoReturn
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kiosk.cli.common import EX_CANTCREAT, EX_DATAERR, EX_USAGE
 from kiosk.credentials import issuing, register
 from kiosk.credentials.documents import pass_id_bytes
 from kiosk.mqtt import boundedjson
 from kiosk.store.durable import write_whole
 
-EX_USAGE = 64  # sysexits.h: the command was used incorrectly
-EX_DATAERR = 65  # sysexits.h: the input data was incorrect
-EX_CANTCREAT = 73  # sysexits.h: an output file cannot be created
 STATE_MAX_BYTES = 16 * 1024 * 1024  # a revocation state file: ids of revoked passes
 
 
