@@ -15,7 +15,8 @@ from typing import NamedTuple
 
 from kiosk.central.messages import Update
 from kiosk.central.quarantine import Quarantined, is_data_error, refusal
-from kiosk.central.store import EventRow, Store, Stored
+from kiosk.central.rows import EventRow, Stored
+from kiosk.central.store import Store
 from kiosk.mqtt.protocol import KioskTopics, Leaf
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from kiosk.central.quarantine import Quarantined
-from kiosk.central.store import KioskStatus
+from kiosk.central.rows import KioskStatus
 
 _HEADERS = ("SITE", "KIOSK", "STATUS", "LAST SEEN", "BACKLOG", "OLDEST UNCONF.", "EVENTS", "GAPS")
 

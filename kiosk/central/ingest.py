@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import socket
 import threading
 import time
 from collections import Counter
@@ -22,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -32,6 +30,7 @@ from kiosk.central.gaps import GapTracker, Key
 from kiosk.central.messages import decode_update, read_events, resend_command
 from kiosk.central.quarantine import refusal
 from kiosk.central.store import Store
+from kiosk.mqtt.client import new_client, tls_context
 from kiosk.mqtt.protocol import (
     KioskTopics,
     Leaf,
@@ -105,23 +104,14 @@ class Ingest:
 
     def _make_client(self) -> mqtt.Client:
         s = self.settings
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
+        tls = tls_context(s.ca_file, s.cert_file, s.key_file) if s.ca_file or s.cert_file else None
+        client = new_client(
+            s.client_id, username=s.username, password=s.password, tls=tls, manual_ack=True
         )
-        if s.ca_file or s.cert_file:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file)
-        if s.username:
-            client.username_pw_set(s.username, s.password)
-        client.reconnect_delay_set(1, 60)
-        client.max_inflight_messages_set(100)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.on_socket_open = self._on_socket_open
         return client
 
     def start(self) -> None:
@@ -171,12 +161,6 @@ class Ingest:
         self._client.loop_stop()
 
     # --- paho callbacks (network thread): hand over, never raise ---
-
-    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except Exception:
-            log.exception("could not set TCP_NODELAY")
 
     def _on_connect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any

@@ -7,7 +7,7 @@ import json
 import uuid
 from typing import Any, NamedTuple
 
-from kiosk.central.store import EventRow
+from kiosk.central.rows import EventRow
 from kiosk.central.validation import event_problem, nul_free
 from kiosk.mqtt.protocol import (
     MAX_SEQ,

@@ -9,9 +9,11 @@ holds up the ones behind it. ``kiosk central status`` shows the count and the la
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from typing import NamedTuple
 
+from kiosk.central.rows import EventRow
 from kiosk.mqtt.protocol import ProtocolError, parse_topic
 
 
@@ -76,4 +78,38 @@ def refusal(
         site = kiosk = None
     return Quarantined(
         received_ms, topic, site, kiosk, seq, len(payload), payload[:QUARANTINE_BYTES], reason
+    )
+
+
+def stored_row(q: Quarantined) -> tuple[object, ...]:
+    """The values of ``q``'s quarantine row, as the store's INSERT takes them (received_ms,
+    last_ms, topic, site, kiosk, seq, size, payload, reason, digest), made storable."""
+    return (
+        q.received_ms,
+        q.received_ms,
+        clean_text(q.topic),
+        None if q.site is None else clean_text(q.site, 64),
+        None if q.kiosk is None else clean_text(q.kiosk, 64),
+        q.seq,
+        q.size,
+        q.payload[:QUARANTINE_BYTES],
+        clean_text(q.reason),
+        digest(q),
+    )
+
+
+def leftover(event: EventRow) -> Quarantined:
+    """An event an older store kept under a seq its kiosk had used for another event."""
+    payload = json.dumps(event._asdict(), ensure_ascii=True).encode("ascii")
+    topic = f"kiosk/v1/{event.site}/{event.kiosk}/events"
+    reason = "migration: seq already stored for another event"
+    return Quarantined(
+        event.received_at_ms,
+        topic,
+        event.site,
+        event.kiosk,
+        event.seq,
+        len(payload),
+        payload,
+        reason,
     )

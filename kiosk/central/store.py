@@ -2,7 +2,8 @@
 status, a quarantine for what can never be stored, and age-based pruning.
 
 Every method runs under one lock, so a store can be shared by the ingest worker and readers.
-Over 350 lines because every query of both dialects lives in the one class that runs it.
+Every query of both dialects lives in the one class that runs it; what it stores and returns
+is :mod:`kiosk.central.rows`, the tables :mod:`kiosk.central.schema`.
 """
 
 from __future__ import annotations
@@ -12,62 +13,17 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
-from kiosk.central.quarantine import QUARANTINE_BYTES, Quarantined, clean_text, digest
+from kiosk.central.quarantine import Quarantined, leftover, stored_row
+from kiosk.central.rows import EventRow, KioskStatus, Stored, event_of, state_of
 from kiosk.central.schema import POSTGRES, SQLITE, Dialect, migrate
 
 log = logging.getLogger(__name__)
 
 _BUSY_TIMEOUT_MS = 10_000
-
-
-class EventRow(NamedTuple):
-    """One stored event; ``data`` is the event's JSON text."""
-
-    event_id: str
-    site: str
-    kiosk: str
-    seq: int
-    boot_id: str
-    ts_ms: int
-    clock_synced: bool
-    type: str
-    historical: bool
-    schema: int
-    data: str
-    received_at_ms: int
-
-
-@dataclass(frozen=True)
-class KioskStatus:
-    """What central knows about one kiosk."""
-
-    site: str
-    kiosk: str
-    availability: str | None  # online / offline / stopped, None before any status message
-    last_seen_ms: int | None
-    state: dict[str, Any]  # the kiosk's last retained state
-    highest_seq: int
-    count: int  # events stored (pruning does not lower it)
-    resend_from_seq: int | None  # the last resend asked of this kiosk
-    resend_at_ms: int | None
-
-    @property
-    def missing(self) -> int:
-        """Sequence numbers between 1 and the highest seen that were never stored."""
-        return max(0, self.highest_seq - self.count)
-
-
-class Stored(NamedTuple):
-    """What :meth:`Store.insert_batch` did: how many rows were new, and the rows refused
-    because their kiosk already has that seq or event id for another event."""
-
-    new: int
-    conflicts: list[tuple[EventRow, str]]
 
 
 def _upsert_kiosk(d: Dialect, columns: str, updates: str) -> str:
@@ -129,7 +85,7 @@ class Store:
             log.warning("%d events of an older store reused a seq: quarantined", moved)
 
     def _migrate(self, cur: Any) -> int:
-        leftovers = [self._quarantine_row(_leftover(row)) for row in migrate(cur, self._d)]
+        leftovers = [stored_row(leftover(event_of(row))) for row in migrate(cur, self._d)]
         if leftovers:
             cur.executemany(self._quarantine_sql, leftovers)
         return len(leftovers)
@@ -155,6 +111,16 @@ class Store:
                 raise
             finally:
                 cur.close()
+
+    @property
+    def dialect(self) -> Dialect:
+        """The database this store is in."""
+        return self._d
+
+    def transaction(self, work: Callable[[Any], object]) -> Any:
+        """Run ``work(cursor)`` in one transaction under the store's lock, commit, and return
+        what it returned; for modules that keep their own tables' queries (the roster)."""
+        return self._write(work)
 
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         def query(cur: Any) -> list[Any]:
@@ -220,24 +186,9 @@ class Store:
     def quarantine(self, items: Iterable[Quarantined]) -> None:
         """Keep what can never be stored; the same bytes refused again for the same reason
         count as a repeat of the first row, not a new one."""
-        params = [self._quarantine_row(q) for q in items]
+        params = [stored_row(q) for q in items]
         if params:
             self._write(lambda cur: cur.executemany(self._quarantine_sql, params))
-
-    @staticmethod
-    def _quarantine_row(q: Quarantined) -> tuple[object, ...]:
-        return (
-            q.received_ms,
-            q.received_ms,
-            clean_text(q.topic),
-            None if q.site is None else clean_text(q.site, 64),
-            None if q.kiosk is None else clean_text(q.kiosk, 64),
-            q.seq,
-            q.size,
-            q.payload[:QUARANTINE_BYTES],
-            clean_text(q.reason),
-            digest(q),
-        )
 
     def quarantined_count(self) -> int:
         """How many messages or events are in the quarantine (repeats not counted)."""
@@ -342,7 +293,9 @@ class Store:
             " resend_from_seq, resend_at_ms FROM kiosks ORDER BY site, kiosk"
         )
         return [
-            KioskStatus(site, kiosk, avail, seen, _json(state), int(high), int(count), rfrom, rat)
+            KioskStatus(
+                site, kiosk, avail, seen, state_of(state), int(high), int(count), rfrom, rat
+            )
             for site, kiosk, avail, seen, state, high, count, rfrom, rat in rows
         ]
 
@@ -352,7 +305,7 @@ class Store:
             "SELECT * FROM events WHERE ts_ms >= ? AND ts_ms < ? ORDER BY ts_ms, site, kiosk, seq",
             (t0_ms, t1_ms),
         )
-        return [_event(row) for row in rows]
+        return [event_of(row) for row in rows]
 
     def count(self) -> int:
         """How many events are stored."""
@@ -362,49 +315,6 @@ class Store:
         """Close the connection."""
         with self._lock:
             self._conn.close()
-
-
-def _leftover(row: Sequence[Any]) -> Quarantined:
-    event = _event(row)
-    payload = json.dumps(event._asdict(), ensure_ascii=True).encode("ascii")
-    topic = f"kiosk/v1/{event.site}/{event.kiosk}/events"
-    reason = "migration: seq already stored for another event"
-    return Quarantined(
-        event.received_at_ms,
-        topic,
-        event.site,
-        event.kiosk,
-        event.seq,
-        len(payload),
-        payload,
-        reason,
-    )
-
-
-def _json(value: object) -> dict[str, Any]:
-    if value is None:
-        return {}
-    loaded = json.loads(value) if isinstance(value, str) else value
-    return loaded if isinstance(loaded, dict) else {}
-
-
-def _event(row: Sequence[Any]) -> EventRow:
-    event_id, site, kiosk, seq, boot_id, ts_ms, synced, kind, hist, schema, data, received = row
-    text = data if isinstance(data, str) else json.dumps(data)
-    return EventRow(
-        event_id,
-        site,
-        kiosk,
-        seq,
-        boot_id,
-        ts_ms,
-        bool(synced),
-        kind,
-        bool(hist),
-        schema,
-        text,
-        received,
-    )
 
 
 def _connect_sqlite(path: str) -> sqlite3.Connection:

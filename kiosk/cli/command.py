@@ -25,11 +25,11 @@ from typing import Any
 
 import click
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk.central.cli import COMMAND_KEY_ENV, PASSWORD_ENV
+from kiosk.mqtt.client import new_client, tls_context
 from kiosk.mqtt.protocol import (
     Command,
     CommandName,
@@ -152,24 +152,23 @@ def build_command(
 def send(broker: Broker, topics: KioskTopics, command: Command, timeout_s: float) -> dict[str, Any]:
     """Publish ``command`` to the kiosk and return its result; SendError on any failure."""
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"command-{uuid.uuid4().hex[:12]}",
-        protocol=mqtt.MQTTv5,
+    tls = None
+    if broker.ca_file or broker.cert_file:
+        try:
+            tls = tls_context(broker.ca_file, broker.cert_file, broker.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise SendError(f"TLS files: {exc}") from None
+    client = new_client(
+        f"command-{uuid.uuid4().hex[:12]}",
+        username=broker.username,
+        password=broker.password,
+        tls=tls,
     )
     client.on_connect = lambda _c, _u, _f, code, _p: events.put(("connack", code))
     client.on_subscribe = lambda _c, _u, _m, codes, _p: events.put(("suback", codes))
     client.on_publish = lambda _c, _u, _m, code, _p: events.put(("puback", code))
     client.on_message = lambda _c, _u, message: events.put(("message", message))
     client.on_disconnect = lambda _c, _u, _f, code, _p: events.put(("disconnect", code))
-    if broker.ca_file or broker.cert_file:
-        try:
-            client.tls_set(
-                ca_certs=broker.ca_file, certfile=broker.cert_file, keyfile=broker.key_file
-            )
-        except (OSError, ssl.SSLError) as exc:
-            raise SendError(f"TLS files: {exc}") from None
-    client.username_pw_set(broker.username, broker.password)
     deadline = time.monotonic() + timeout_s
     try:
         client.connect(broker.host, broker.port, keepalive=30)
@@ -294,6 +293,7 @@ def command_send(
       set_fever_threshold CELSIUS  e.g. 38.0
       reload_allowlist             read the allowlist file again
       resend FROM_SEQ              send every event from this seq again
+      test_relay                   release the turnstile once (if the kiosk allows it)
 
     Signed with the key in KIOSK_CENTRAL_COMMAND_KEY (the kiosks' mqtt.command_key, as
     `kiosk central run` uses it). Exit 0: carried out; 1: refused (the error code is

@@ -2,12 +2,12 @@
 
 Every paho callback only puts a small value on :attr:`Uplink.inbox` and never raises (an
 exception in a callback kills paho's network thread). The sync loop reads the values and
-decides what to do. This is the only kiosk module that imports paho.
+decides what to do. The client comes from :func:`kiosk.mqtt.client.new_client`; these two are
+the only kiosk modules that import paho.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import socket
@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from kiosk.config import MqttSection
+from kiosk.mqtt import client as mqtt_client
 from kiosk.mqtt.protocol import Availability, KioskTopics, Leaf
 
 log = logging.getLogger(__name__)
@@ -101,13 +102,9 @@ def read_password(settings: MqttSection) -> str | None:
 def tls_context(settings: MqttSection) -> ssl.SSLContext:
     """A client TLS context that verifies the broker against the configured CA."""
     try:
-        context = ssl.create_default_context(cafile=settings.ca_file or None)
-        if settings.cert_file:
-            context.load_cert_chain(settings.cert_file, settings.key_file)
+        return mqtt_client.tls_context(settings.ca_file, settings.cert_file, settings.key_file)
     except (OSError, ssl.SSLError) as exc:
         raise UplinkError(f"TLS files: {exc}") from None
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 class Uplink:
@@ -129,16 +126,14 @@ class Uplink:
         return self.settings.protocol == "5"
 
     def _new_client(self) -> paho.Client:
-        protocol = paho.MQTTv5 if self.is_v5 else paho.MQTTv311
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self._client_id,
-            protocol=protocol,
-            clean_session=None if self.is_v5 else False,
+        client = mqtt_client.new_client(
+            self._client_id,
+            v5=self.is_v5,
+            username=self.settings.username or self.topics.kiosk,
+            password=self._password,
+            tls=self._tls,
+            keep_session=True,
         )
-        client.username_pw_set(self.settings.username or self.topics.kiosk, self._password)
-        if self._tls is not None:
-            client.tls_set_context(self._tls)
         will_properties = None
         if self.is_v5:
             will_properties = Properties(PacketTypes.WILLMESSAGE)
@@ -150,15 +145,12 @@ class Uplink:
             retain=True,
             properties=will_properties,
         )
-        client.reconnect_delay_set(1, 60)
-        client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)  # the sync loop's window bounds what is queued
         client.on_connect = self._on_connect
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        client.on_socket_open = self._on_socket_open
         return client
 
     def start(self) -> None:
@@ -294,11 +286,6 @@ class Uplink:
             )
         except Exception:
             log.exception("in on_message")
-
-    @staticmethod
-    def _on_socket_open(client: Any, userdata: Any, sock: Any) -> None:
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def diagnose(self) -> str:
         """Why the broker cannot be reached, in words: DNS, refused, TLS verification …"""
