@@ -248,19 +248,19 @@ def _mqtt_connect(
 ) -> str | None:
     """Connect and disconnect once; None on success, else why not (in words)."""
     import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+    from paho.mqtt.enums import MQTTErrorCode
+
+    from kiosk.mqtt.client import new_client
 
     settings = config.mqtt
-    v5 = settings.protocol == "5"
     # Not the kiosk's own client id: connecting with it would take over the running kiosk's session.
-    client = paho.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"kiosk-doctor-{config.kiosk.site}-{config.kiosk.id}",
-        protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+    client = new_client(
+        f"kiosk-doctor-{config.kiosk.site}-{config.kiosk.id}",
+        v5=settings.protocol == "5",
+        username=username,
+        password=password,
+        tls=context,
     )
-    client.username_pw_set(username, password)
-    if context is not None:
-        client.tls_set_context(context)
     client.connect_timeout = timeout_s
     outcome: list[str | None] = []
 
