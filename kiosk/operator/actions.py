@@ -20,8 +20,8 @@ from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
 class Action(StrEnum):
     """Everything an operator can do to a running kiosk (the names on the ``cmd`` topic)."""
 
-    LOCKDOWN = "lockdown"  # args: {"on": bool}
     EMERGENCY_OPEN = "emergency_open"  # args: {"on": bool}
+    LOCKDOWN = "lockdown"  # args: {"on": bool}
     RELOAD_ALLOWLIST = "reload_allowlist"  # args: {}
     SET_FEVER_THRESHOLD = "set_fever_threshold"  # args: {"celsius": float}
     RESEND = "resend"  # args: {"from_seq": int}: send every event from this seq again
