@@ -14,8 +14,10 @@ unauthorised (tailgating, or a forced turnstile) unless the fire alarm or an ope
 the gate released. In hold mode the relay stays released while credits are left, and a credit
 that expires unused is reported, so the person is not counted as inside.
 
-One module on purpose, longer than most: the relay, the admissions and the passages share one
-lock, and the precedence above is only checkable when all of it is read together.
+The lights and buzzer, the admissions' credits and the gate's plain data (pins, timing, state)
+live in :mod:`kiosk.gate_parts`; import them from here. The rest stays in one module on purpose,
+longer than most: the relay, the admissions and the passages share one lock, and the precedence
+above is only checkable when all of it is read together.
 """
 
 from __future__ import annotations
@@ -23,120 +25,33 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import ExitStack, suppress
-from dataclasses import dataclass
-from enum import StrEnum
 from time import monotonic
-from types import MappingProxyType, TracebackType
-from typing import Final, Literal, Self, TypeVar, get_args
+from types import TracebackType
+from typing import Self
 
-from gpiozero import LED, Buzzer, DigitalInputDevice, GPIODeviceClosed, OutputDevice
+from gpiozero import DigitalInputDevice, GPIODeviceClosed, OutputDevice
 from gpiozero.pins import Factory
 
 from kiosk.config import RelayMode
+from kiosk.gate_parts.admissions import Credit, Credits, GatePassage, PassageCause
+from kiosk.gate_parts.data import GatePins, GateState, GateTiming
+from kiosk.gate_parts.signals import Signal, SignalDevices
+
+__all__ = [
+    "Gate",
+    "GatePassage",
+    "GatePins",
+    "GateState",
+    "GateTiming",
+    "PassageCause",
+    "RelayMode",
+    "Signal",
+    "force_relay_safe",
+]
 
 logger = logging.getLogger(__name__)
-
-_D = TypeVar("_D", LED, Buzzer)
-
-
-@dataclass(frozen=True)
-class GatePins:
-    """BCM GPIO numbers and polarities; ``None`` means the part is not fitted."""
-
-    relay: int
-    relay_active_high: bool
-    green_light: int | None
-    warning_light: int | None
-    buzzer: int | None
-    passage_sensor: int | None
-    passage_active_low: bool  # True: input pulled up, a broken beam pulls it low
-    fire_alarm: int | None
-    fire_alarm_active_low: bool
-
-
-@dataclass(frozen=True)
-class GateTiming:
-    """How long the relay stays energised and how long a signal is shown, in seconds."""
-
-    relay_mode: RelayMode
-    pulse_s: float = 0.5
-    hold_timeout_s: float = 8.0
-    signal_s: float = 3.0
-    passage_debounce_s: float = 0.3
-
-    def __post_init__(self) -> None:
-        if self.relay_mode not in get_args(RelayMode):
-            raise ValueError(f"relay_mode must be 'pulse' or 'hold', not {self.relay_mode!r}")
-        for name in ("pulse_s", "hold_timeout_s", "signal_s"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive")
-        if self.passage_debounce_s < 0:
-            raise ValueError("passage_debounce_s must not be negative")
-
-
-class Signal(StrEnum):
-    """What the lights and buzzer tell the person at the gate."""
-
-    GRANTED = "granted"
-    DENIED = "denied"
-    REFER = "refer"  # refer to the guard, e.g. a sensor fault
-    FEVER = "fever"
-
-
-@dataclass(frozen=True)
-class _Pattern:
-    beeps: int
-    beep_on_s: float
-    beep_off_s: float
-    light: Literal["green", "warning"]
-    blink_s: float | None  # light on/off half-period; None = steady for signal_s
-
-
-_PATTERNS: Final[Mapping[Signal, _Pattern]] = MappingProxyType(
-    {
-        Signal.GRANTED: _Pattern(1, 0.1, 0.1, "green", None),
-        Signal.DENIED: _Pattern(2, 0.2, 0.1, "warning", None),
-        Signal.REFER: _Pattern(3, 0.1, 0.1, "warning", None),
-        Signal.FEVER: _Pattern(3, 0.5, 0.25, "warning", 0.25),
-    }
-)
-
-
-class PassageCause(StrEnum):
-    """What let a person through, as the gate saw it."""
-
-    GRANT = "grant"  # a decision's grant, used by this passage
-    OPERATOR = "operator"  # an operator released the gate (emergency open, relay test)
-    FIRE_ALARM = "fire_alarm"
-    NONE = "none"  # nothing: tailgating, or the turnstile forced
-
-
-@dataclass(frozen=True)
-class GatePassage:
-    """One debounced passage and what allowed it; ``grant`` is the tag of the grant used."""
-
-    cause: PassageCause
-    grant: object | None = None
-
-
-@dataclass(frozen=True)
-class _Credit:
-    grant: object | None  # the tag given to open_for_person
-    expires_at: float  # monotonic
-
-
-@dataclass(frozen=True)
-class GateState:
-    """A snapshot for health and status pages."""
-
-    relay_energised: bool
-    lockdown: bool
-    emergency_open: bool
-    fire_alarm: bool
-    passages: int
 
 
 class Gate:
@@ -181,7 +96,7 @@ class Gate:
         self._admitted = False
         self._admission = 0
         self._timer: threading.Timer | None = None
-        self._credits: deque[_Credit] = deque()
+        self._credits = Credits()
         self._watch_passage: Callable[[GatePassage], None] | None = None
         self._watch_unused: Callable[[object], None] | None = None
         self._passages = 0
@@ -196,9 +111,14 @@ class Gate:
                     pin_factory=pin_factory,
                 )
             )
-            self._green = _optional(stack, LED, pins.green_light, pin_factory)
-            self._warning = _optional(stack, LED, pins.warning_light, pin_factory)
-            self._buzzer = _optional(stack, Buzzer, pins.buzzer, pin_factory)
+            self._signals = SignalDevices(
+                stack,
+                green_light=pins.green_light,
+                warning_light=pins.warning_light,
+                buzzer=pins.buzzer,
+                signal_s=timing.signal_s,
+                pin_factory=pin_factory,
+            )
             self._passage: DigitalInputDevice | None = None
             if pins.passage_sensor is not None:
                 self._passage = stack.enter_context(
@@ -242,7 +162,7 @@ class Gate:
             now = monotonic()
             unused = self._drop_expired(now)
             if self._passage is not None:
-                self._credits.append(_Credit(grant, now + self._timing.hold_timeout_s))
+                self._credits.add(grant, now + self._timing.hold_timeout_s)
             self._admitted = True
             if self._timing.relay_mode == "hold":
                 self._arm_hold_timer(now)
@@ -251,7 +171,7 @@ class Gate:
                 self._admission += 1
                 self._start_timer(self._timing.pulse_s, self._admission_expired, self._admission)
             self._apply_relay()
-            self._show(Signal.GRANTED)
+            self._signals.show(Signal.GRANTED)
         self._report_unused(unused)
         return True
 
@@ -268,7 +188,7 @@ class Gate:
         """Show ``signal`` on the lights and buzzer; never touches the relay."""
         with self._lock:
             self._check_open()
-            self._show(signal)
+            self._signals.show(signal)
 
     def emergency_open(self, on: bool) -> None:
         """Hold the relay energised until turned off (operator action; lockdown still wins)."""
@@ -283,13 +203,13 @@ class Gate:
 
         In hold mode the pending admissions end unused: the relay is locked before they pass.
         """
-        unused: list[_Credit] = []
+        unused: list[Credit] = []
         with self._lock:
             self._check_open()
             self._lockdown = on
             if on:
                 if self._timing.relay_mode == "hold":
-                    unused, self._credits = list(self._credits), deque()
+                    unused = self._credits.take_all()
                 self._end_admission()
             self._apply_relay()
         logger.warning("lockdown %s", "on" if on else "off")
@@ -319,7 +239,7 @@ class Gate:
                 return
             self._closed = True
             self._cancel_timer()
-            self._credits.clear()
+            self._credits.take_all()
             self._relay.off()
             self._relay_on = False
         # Outside the lock: closing an input may wait for its callback thread.
@@ -379,18 +299,17 @@ class Gate:
     def _arm_hold_timer(self, now: float) -> None:
         """Hold mode: release while credits are left; wake when the oldest expires."""
         self._cancel_timer()
-        self._admitted = bool(self._credits)
-        if self._credits:
-            self._start_timer(self._credits[0].expires_at - now, self._credits_expired)
+        expiry = self._credits.next_expiry()
+        self._admitted = expiry is not None
+        if expiry is not None:
+            self._start_timer(expiry - now, self._credits_expired)
 
-    def _drop_expired(self, now: float) -> list[_Credit]:
+    def _drop_expired(self, now: float) -> list[Credit]:
         """Remove expired credits; the ones to report unused (hold mode only)."""
-        expired = []
-        while self._credits and self._credits[0].expires_at <= now:
-            expired.append(self._credits.popleft())
+        expired = self._credits.drop_expired(now)
         return expired if self._timing.relay_mode == "hold" else []
 
-    def _report_unused(self, credits: list[_Credit]) -> None:
+    def _report_unused(self, credits: list[Credit]) -> None:
         """Outside the lock: tell the watcher which tagged grants were not used."""
         watcher = self._watch_unused
         for credit in credits:
@@ -417,23 +336,6 @@ class Gate:
             self._arm_hold_timer(now)
             self._apply_relay()
         self._report_unused(unused)
-
-    def _show(self, signal: Signal) -> None:
-        pattern = _PATTERNS[signal]
-        for light in (self._green, self._warning):
-            if light is not None:
-                light.off()
-        light = self._green if pattern.light == "green" else self._warning
-        if light is not None:
-            if pattern.blink_s is None:
-                light.blink(on_time=self._timing.signal_s, off_time=0, n=1)
-            else:
-                n = max(1, round(self._timing.signal_s / (2 * pattern.blink_s)))
-                light.blink(on_time=pattern.blink_s, off_time=pattern.blink_s, n=n)
-        if self._buzzer is not None:
-            self._buzzer.beep(
-                on_time=pattern.beep_on_s, off_time=pattern.beep_off_s, n=pattern.beeps
-            )
 
     def _admission_expired(self, admission: int) -> None:
         with self._lock:
@@ -463,10 +365,10 @@ class Gate:
 
     def _cause_of_passage(self) -> GatePassage:
         """Use the oldest credit, or say what else let the person through."""
-        if self._credits:
-            grant = self._credits.popleft().grant
-            cause = PassageCause.OPERATOR if grant is None else PassageCause.GRANT
-            return GatePassage(cause, grant)
+        credit = self._credits.use_oldest()
+        if credit is not None:
+            cause = PassageCause.OPERATOR if credit.grant is None else PassageCause.GRANT
+            return GatePassage(cause, credit.grant)
         if self._fire_alarm:
             return GatePassage(PassageCause.FIRE_ALARM)
         if self._emergency_open and not self._lockdown:
@@ -494,12 +396,6 @@ def force_relay_safe(pins: GatePins, *, pin_factory: Factory | None = None) -> N
     OutputDevice(
         pins.relay, active_high=pins.relay_active_high, initial_value=False, pin_factory=pin_factory
     ).close()
-
-
-def _optional(
-    stack: ExitStack, cls: type[_D], pin: int | None, pin_factory: Factory | None
-) -> _D | None:
-    return None if pin is None else stack.enter_context(cls(pin, pin_factory=pin_factory))
 
 
 def _call_safely(callback: Callable[[], None]) -> None:

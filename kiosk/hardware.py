@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from gpiozero.pins.mock import MockConnectedPin, MockFactory, MockPin
 
-from kiosk.config import KioskConfig
+from kiosk.config import KioskConfig, Pin
 from kiosk.gate import Gate, GatePins, GateTiming
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.frames import FrameSource, GeneratedFrameSource, open_frame_source
@@ -83,7 +83,7 @@ def gate_pins(config: KioskConfig) -> GatePins:
     """The gate's wiring from config (false → not fitted)."""
     g = config.gate
 
-    def pin(value: int | bool) -> int | None:
+    def pin(value: Pin) -> int | None:
         return None if value is False else int(value)
 
     return GatePins(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -415,3 +417,15 @@ def test_hold_reports_a_grant_that_expired_unused(factory: MockFactory) -> None:
         assert seen.unused == ["a", "b"]
         factory.pin(PASSAGE).drive_low()  # forced in lockdown
     assert seen.passages == [GatePassage(PassageCause.NONE)]
+
+
+def test_the_gates_plain_data_loads_without_gpiozero() -> None:
+    """Health and status code may use the gate's state and wiring without the GPIO library."""
+    script = (
+        "import sys, kiosk.gate_parts.data, kiosk.gate_parts.admissions;"
+        " print('gpiozero' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"
