@@ -13,8 +13,10 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, Counter
 
 from kiosk.decide import texts
+from kiosk.operator.actions import Source
 from kiosk.web import WebSettings, check_password, hash_password
-from kiosk.web.process import Mirror, WebTiming
+from kiosk.web.child import Mirror
+from kiosk.web.pipe import StatePush, WebTiming, encode
 from tests.support import wait_until
 from tests.web_fakes import (
     ACTIONS,
@@ -23,7 +25,7 @@ from tests.web_fakes import (
     PASSWORD,
     REMOTE,
     Clock,
-    FakeActions,
+    FakeOperator,
     FakeStatus,
     body,
     csrf,
@@ -52,7 +54,7 @@ def test_api_refuses_strangers_with_401(client: FlaskClient, path: str) -> None:
 @pytest.mark.parametrize(("path", "form", "call", "message"), ACTIONS)
 def test_actions_refuse_strangers(
     client: FlaskClient,
-    actions: FakeActions,
+    actions: FakeOperator,
     path: str,
     form: dict[str, str],
     call: Any,
@@ -179,7 +181,7 @@ def test_hourly_chart_is_an_svg_with_bars(operator: FlaskClient, status: FakeSta
 @pytest.mark.parametrize(("path", "form", "call", "message"), ACTIONS)
 def test_each_action_calls_the_kiosk_and_confirms(
     operator: FlaskClient,
-    actions: FakeActions,
+    actions: FakeOperator,
     path: str,
     form: dict[str, str],
     call: Any,
@@ -189,6 +191,8 @@ def test_each_action_calls_the_kiosk_and_confirms(
     assert response.location == "/"
     assert actions.calls == [call]
     assert actions.operators == [OPERATOR]
+    [asked] = actions.requests
+    assert asked.source is Source.WEB and asked.request_id.startswith("web-")
     assert texts.text(message, "en") in operator.get("/").text
 
 
@@ -196,7 +200,7 @@ def test_each_action_calls_the_kiosk_and_confirms(
 @pytest.mark.parametrize(("path", "form", "call", "message"), ACTIONS)
 def test_actions_without_the_csrf_token_do_nothing(
     operator: FlaskClient,
-    actions: FakeActions,
+    actions: FakeOperator,
     token: str | None,
     path: str,
     form: dict[str, str],
@@ -212,7 +216,7 @@ def test_actions_without_the_csrf_token_do_nothing(
 
 @pytest.mark.parametrize("celsius", ["36.9", "39.1", "abc", "nan", ""])
 def test_fever_threshold_out_of_bounds_is_refused(
-    operator: FlaskClient, actions: FakeActions, celsius: str
+    operator: FlaskClient, actions: FakeOperator, celsius: str
 ) -> None:
     response = operator.post(
         "/actions/fever-threshold", data={"celsius": celsius, "csrf_token": csrf(operator)}
@@ -223,14 +227,14 @@ def test_fever_threshold_out_of_bounds_is_refused(
     assert actions.calls == []
 
 
-def test_a_failing_action_is_reported(operator: FlaskClient, actions: FakeActions) -> None:
+def test_a_failing_action_is_reported(operator: FlaskClient, actions: FakeOperator) -> None:
     actions.fail = True
     form = {"on": "1", "confirm": "1", "csrf_token": csrf(operator)}
     operator.post("/actions/lockdown", data=form)
     assert "Failed: event log is full" in operator.get("/").text
 
 
-def test_on_off_must_be_explicit(operator: FlaskClient, actions: FakeActions) -> None:
+def test_on_off_must_be_explicit(operator: FlaskClient, actions: FakeOperator) -> None:
     response = operator.post("/actions/lockdown", data={"csrf_token": csrf(operator)})
     assert response.status_code == 400
     assert actions.calls == []
@@ -414,10 +418,10 @@ def test_the_web_process_marks_a_state_the_kiosk_has_stopped_renewing() -> None:
     ours, theirs = multiprocessing.Pipe()
     now = [100.0]
     timing = WebTiming(state_every_s=2.0)
-    mirror = Mirror(theirs, timing, clock=lambda: now[0])
+    mirror = Mirror(theirs, timing, fever_threshold_c=37.5, clock=lambda: now[0])
     follower = threading.Thread(target=mirror.follow, daemon=True)
     follower.start()
-    ours.send(("state", {"camera": {"ok": True}}))
+    ours.send_bytes(encode(StatePush({"camera": {"ok": True}})))
     wait_until(lambda: mirror.state() != {})
     now[0] += timing.state_stale_s
     assert mirror.state() == {"camera": {"ok": True}}

@@ -1,13 +1,27 @@
 """What the page's adapters take from a real kiosk (engine, SQLite log, gpiozero's MockFactory):
-the goodbye at an exit, people inside in the state and /metrics, the operator in the log."""
+the goodbye at an exit, people inside in the state and /metrics, and the page's actions carried
+out by the kiosk over a real pipe (the page's end, its Mirror, runs in this process)."""
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import subprocess
+import threading
+from collections.abc import Iterator
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import cast
 
+import pytest
 from gpiozero.pins.mock import MockFactory
 
-from kiosk.run.statuspage import KioskActions, LastDecision
+from kiosk.operator.actions import Action, ActionError, ActionOutcome, Source, request
+from kiosk.run.engine import Kiosk
+from kiosk.run.statuspage import LastDecision, WebChild, feed_web_process
+from kiosk.web.child import Mirror
+from kiosk.web.pipe import WebTiming
+from tests.support import wait_until
 from tests.test_passback import Clock, config_for, kiosk_on, scan
 
 
@@ -60,11 +74,100 @@ def test_a_checkin_kiosk_counts_nobody_inside(tmp_path: Path) -> None:
         )
 
 
-def test_a_dashboard_action_is_logged_with_the_operators_login(tmp_path: Path) -> None:
-    with kiosk_on(config_for(tmp_path), MockFactory()) as kiosk:
-        KioskActions(kiosk).set_lockdown(True, "guard-anh")
+class Page:
+    """Stands for the page's process (its Mirror runs in this one): running until killed."""
+
+    pid = 0
+    returncode = None
+
+    def __init__(self) -> None:
+        self.ended = threading.Event()
+
+    def poll(self) -> int | None:
+        return -9 if self.ended.is_set() else None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self.ended.wait(timeout):
+            raise subprocess.TimeoutExpired("page", timeout or 0)
+        return -9
+
+    def kill(self) -> None:
+        self.ended.set()
+
+
+@contextlib.contextmanager
+def page_of(kiosk: Kiosk) -> Iterator[tuple[Mirror, Connection]]:
+    """The kiosk feeding a page's mirror, as ``attach_web`` does; the page's end of the pipe."""
+    ours, theirs = multiprocessing.Pipe()
+    page, stop = Page(), threading.Event()
+    timing = WebTiming(state_every_s=60, metrics_every_s=60, probe_every_s=60)
+    feeder = threading.Thread(
+        target=feed_web_process,
+        args=(WebChild(cast("subprocess.Popen[bytes]", page), ours), stop),
+        kwargs={
+            "state": kiosk.state,
+            "last": lambda: None,
+            "registry": kiosk.metrics.registry,
+            "operator": kiosk,
+            "health_url": "http://127.0.0.1:9/healthz",  # nothing answers: never armed
+            "timing": timing,
+        },
+    )
+    mirror = Mirror(theirs, timing, fever_threshold_c=37.5)
+    follower = threading.Thread(target=mirror.follow)
+    feeder.start()
+    follower.start()
+    try:
+        yield mirror, theirs
+    finally:
+        page.kill()
+        feeder.join(timeout=10)
+        follower.join(timeout=10)
+    assert not feeder.is_alive() and not follower.is_alive()
+
+
+def ask(mirror: Mirror, action: Action, **args: object) -> ActionOutcome:
+    """What the dashboard does for a button: a request from the operator's login."""
+    asked = request(action, args, operator="guard-anh", source=Source.WEB, request_id="web-1")
+    return mirror.perform(asked)
+
+
+def test_the_pages_relay_test_is_logged_then_releases_the_relay(tmp_path: Path) -> None:
+    factory, config = MockFactory(), config_for(tmp_path)
+    with kiosk_on(config, factory) as kiosk, page_of(kiosk) as (mirror, _):
+        relay = factory.pin(config.gate.relay_pin)
+        before = len(relay.states)
+        assert ask(mirror, Action.TEST_RELAY) == ActionOutcome("relay released once")
+        wait_until(lambda: not kiosk.gate.state().relay_energised)
+        released_and_back = len(relay.states) - before
         [command] = kiosk.event_log.recent(5, type="command")
-        assert kiosk.state()["gate"]["lockdown"] is True
-    assert command.data["operator"] == "guard-anh"
-    assert command.data["command"] == "lockdown" and command.data["args"] == {"on": True}
-    assert command.data["id"].startswith("web-")
+    assert released_and_back == 2
+    assert command.data == {
+        "id": "web-1",
+        "command": "test_relay",
+        "args": {},
+        "operator": "guard-anh",
+    }
+
+
+def test_after_an_action_the_page_already_has_the_kiosks_new_state(tmp_path: Path) -> None:
+    with kiosk_on(config_for(tmp_path), MockFactory()) as kiosk, page_of(kiosk) as (mirror, _):
+        assert ask(mirror, Action.LOCKDOWN, on=True).ok
+        assert mirror.state()["gate"]["lockdown"] is True  # pushed before the outcome
+        refused = ask(mirror, Action.TEST_RELAY)
+    assert refused.error == ActionError.NOT_ALLOWED
+    assert refused.message == "relay not released: lockdown is on"
+
+
+def test_the_kiosk_skips_what_the_page_sends_that_is_no_request(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with kiosk_on(config_for(tmp_path), MockFactory()) as kiosk, page_of(kiosk) as (mirror, pipe):
+        pipe.send_bytes(b'{"type": "action", "action": "lockdown", "operator": "guard-anh"}')
+        pipe.send_bytes(b'{"type": "metrics", "text": ""}')
+        assert ask(mirror, Action.EMERGENCY_OPEN, on=False).ok  # the kiosk still answers
+        commands = kiosk.event_log.recent(5, type="command")
+    assert [c.data["command"] for c in commands] == ["emergency_open"]
+    assert "skipped a message from the status page: not a message of the pipe" in caplog.text
+    assert "skipped a MetricsPush from the status page" in caplog.text
+    assert "guard-anh" not in caplog.text

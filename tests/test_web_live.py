@@ -11,7 +11,6 @@ import contextlib
 import http.client
 import json
 import logging
-import multiprocessing
 import os
 import re
 import shutil
@@ -33,11 +32,12 @@ from selenium.webdriver.support.ui import WebDriverWait
 from werkzeug.security import generate_password_hash
 
 from kiosk.run.cpus import WEB_NICENESS, online_cpus
-from kiosk.run.statuspage import PASSWORD_FILE, attach_web
+from kiosk.run.statuspage import attach_web
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.simulation import Person
 from kiosk.store.eventlog import query_events
-from kiosk.web.process import WebTiming
+from kiosk.web.child import PASSWORD_FILE
+from kiosk.web.pipe import WebTiming
 from tests.broker import free_port
 from tests.support import RunningKiosk, make_config, running, wait_until
 from tests.test_web_server import ANSWER_WITHIN_S, FLOOD, sockets
@@ -103,6 +103,9 @@ def test_the_running_kiosk_serves_probes_api_and_display(tmp_path: Path) -> None
         shown = shown_on_display()
         assert shown["outcome"] == "grant" and shown["temperature_c"] == pytest.approx(36.6, 0.2)
         assert "subject" not in json.dumps(shown) and "S-0001" not in json.dumps(shown)
+        page = web_child_pid()
+        assert page is not None and "cryptography" in libraries(os.getpid())  # the kiosk's
+        assert not {"numpy", "cryptography", "cbor2"} & libraries(page)  # a lean page
 
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
         login_page = opener.open(f"{base}/login", timeout=5).read().decode()
@@ -205,9 +208,25 @@ def test_the_live_page_answers_with_150_idle_connections_open(tmp_path: Path) ->
 
 
 def web_child_pid() -> int | None:
-    children = [p.pid for p in multiprocessing.active_children() if p.name == "kiosk-web"]
+    """The page's process: a child of this one started as ``python -m kiosk.web.child``
+    (a killed one that is not reaped yet has no command line any more)."""
+    children = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            parent = int(Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()[1])
+            command = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if parent == os.getpid() and b"\0-m\0kiosk.web.child\0" in command:
+                children.append(int(entry))
     assert len(children) <= 1
     return children[0] if children else None
+
+
+def libraries(pid: int) -> set[str]:
+    """The packages of the virtual environment whose compiled parts ``pid`` has loaded."""
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    return {
+        line.split("site-packages/")[1].split("/")[0] for line in maps if "site-packages/" in line
+    }
 
 
 def placement(pid: int) -> set[tuple[frozenset[int], int]]:
@@ -244,7 +263,7 @@ def test_the_page_runs_niced_off_the_gate_core_and_comes_back_after_a_crash(
 def test_a_page_that_stops_answering_is_restarted(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="kiosk.web.process")
+    caplog.set_level(logging.INFO, logger="kiosk.run.statuspage")
     timing = WebTiming(probe_every_s=0.2, probe_timeout_s=0.5, restart_after_s=0.1)
     with serving(tmp_path, timing=timing) as (_, base):
         hung = web_child_pid()

@@ -13,10 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from kiosk.run.statuspage import KioskStatus
 from kiosk.store.eventlog import EventLog
 from kiosk.web import WebSettings, create_app
 from kiosk.web.sessions import MAX_SESSIONS, SESSION_LIFETIME_S, Sessions
+from kiosk.web.status import KioskStatus
 from tests.web_fakes import (
     BEARER,
     OPERATOR,
@@ -26,7 +26,7 @@ from tests.web_fakes import (
     SECRET,
     TOKEN,
     Clock,
-    FakeActions,
+    FakeOperator,
     csrf,
     healthy_state,
     login,
@@ -49,7 +49,7 @@ def stolen(client: FlaskClient) -> str:
     return found.value
 
 
-def assert_locked_out(app: Flask, cookie: str, token: str, actions: FakeActions) -> None:
+def assert_locked_out(app: Flask, cookie: str, token: str, actions: FakeOperator) -> None:
     """The copied cookie reads nothing and releases no relay, even with its CSRF token."""
     thief = replay(app, cookie)
     assert thief.get("/api/v1/status").status_code == 401
@@ -63,7 +63,7 @@ def assert_locked_out(app: Flask, cookie: str, token: str, actions: FakeActions)
 
 
 def test_logout_ends_the_session_for_every_copy_of_the_cookie(
-    make_app: Any, actions: FakeActions
+    make_app: Any, actions: FakeOperator
 ) -> None:
     app = make_app()
     browser = app.test_client()
@@ -78,7 +78,7 @@ def test_logout_ends_the_session_for_every_copy_of_the_cookie(
 
 
 def test_a_new_password_ends_every_session_at_once(
-    make_app: Any, actions: FakeActions, tmp_path: Path
+    make_app: Any, actions: FakeOperator, tmp_path: Path
 ) -> None:
     password_file = tmp_path / "web-password"
     password_file.write_text(PASSWORD_HASH + "\n", encoding="utf-8")
@@ -315,7 +315,7 @@ def real_log(tmp_path: Path, clock: Clock) -> FlaskClient:
             outcome = "deny" if number % 3 == 0 else "grant"
             log.append("decision", {"outcome": outcome, "reason": "ok", "subject": "s-1"})
     settings = WebSettings(password_hash=PASSWORD_HASH, secret_key=SECRET, api_token=TOKEN)
-    app = create_app(KioskStatus(View(), path), FakeActions(), settings, clock=clock)
+    app = create_app(KioskStatus(View(), path), FakeOperator(), settings, clock=clock)
     browser = app.test_client()
     assert login(browser).status_code == 302
     return browser

@@ -20,7 +20,7 @@ from waitress import wasyncore
 from kiosk.web import WebSettings, create_app
 from kiosk.web.server import ConnectionLimits, create_page_server
 from tests.support import wait_until
-from tests.web_fakes import PASSWORD_HASH, SECRET, FakeActions, FakeStatus
+from tests.web_fakes import PASSWORD_HASH, SECRET, FakeOperator, FakeStatus
 
 #: /healthz must answer within this while the flood holds its sockets; waitress as shipped
 #: took about 90 s. Generous for a loaded 2-core machine, far below any waitress timeout.
@@ -32,7 +32,7 @@ FLOOD = 150
 def page_server(limits: ConnectionLimits) -> Iterator[tuple[str, Any]]:
     """The app served by the page's waitress server on a free port of 127.0.0.1."""
     settings = WebSettings(password_hash=PASSWORD_HASH, secret_key=SECRET)
-    app = create_app(FakeStatus(), FakeActions(), settings)
+    app = create_app(FakeStatus(), FakeOperator(), settings)
     server = create_page_server(app, "127.0.0.1", 0, limits)
     loop = threading.Thread(target=server.run, name="test-waitress", daemon=True)
     loop.start()

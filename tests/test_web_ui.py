@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 
 from kiosk.decide.decision import MESSAGES, Reason, messages
 from kiosk.decide.texts import TEXTS, text
-from tests.web_fakes import OPERATOR, PASSWORD, FakeActions, FakeStatus, csrf, login
+from kiosk.operator.actions import Action
+from tests.web_fakes import OPERATOR, PASSWORD, FakeOperator, FakeStatus, csrf, login
 
 TEMPLATES = Path(__file__).parent.parent / "kiosk" / "web" / "templates"
 
@@ -32,7 +33,7 @@ def shown(page: str) -> str:
 
 # --- 1: fever, deny, refer and grant look different ------------------------------------
 
-LAST = {
+LAST: dict[str, dict[str, Any]] = {
     "fever": {"outcome": "deny", "reason": "fever", "temperature_c": 38.4},
     "deny": {"outcome": "deny", "reason": "unknown_credential", "temperature_c": None},
     "refer": {"outcome": "refer", "reason": "unsigned_credential", "temperature_c": None},
@@ -185,12 +186,16 @@ def test_the_live_updates_get_their_words_from_the_page(make_app: Any) -> None:
 @pytest.mark.parametrize(
     ("path", "call", "question"),
     [
-        ("/actions/lockdown", ("set_lockdown", True), "dash.confirm_lockdown"),
-        ("/actions/emergency-open", ("emergency_open", True), "dash.confirm_emergency_open"),
+        ("/actions/lockdown", (Action.LOCKDOWN, {"on": True}), "dash.confirm_lockdown"),
+        (
+            "/actions/emergency-open",
+            (Action.EMERGENCY_OPEN, {"on": True}),
+            "dash.confirm_emergency_open",
+        ),
     ],
 )
 def test_emergency_open_and_lockdown_ask_first(
-    operator: FlaskClient, actions: FakeActions, path: str, call: Any, question: str
+    operator: FlaskClient, actions: FakeOperator, path: str, call: Any, question: str
 ) -> None:
     asked = operator.post(path, data={"on": "1", "csrf_token": csrf(operator)})
     assert asked.status_code == 200
@@ -203,9 +208,11 @@ def test_emergency_open_and_lockdown_ask_first(
     assert done.status_code == 302 and actions.calls == [call]
 
 
-def test_ending_lockdown_needs_no_confirmation(operator: FlaskClient, actions: FakeActions) -> None:
+def test_ending_lockdown_needs_no_confirmation(
+    operator: FlaskClient, actions: FakeOperator
+) -> None:
     operator.post("/actions/lockdown", data={"on": "0", "csrf_token": csrf(operator)})
-    assert actions.calls == [("set_lockdown", False)]
+    assert actions.calls == [(Action.LOCKDOWN, {"on": False})]
 
 
 def test_after_lockdown_the_page_shows_it_on(operator: FlaskClient) -> None:
@@ -232,7 +239,7 @@ def test_the_dashboard_shows_people_inside_where_counted(make_app: Any, status: 
 # --- 7: actions name the login that took them ------------------------------------------
 
 
-def test_the_login_needs_an_operator_name(client: FlaskClient, actions: FakeActions) -> None:
+def test_the_login_needs_an_operator_name(client: FlaskClient, actions: FakeOperator) -> None:
     token = csrf(client, "/login")
     for name in ("", "a b", "x" * 33, "<script>"):
         refused = client.post(
@@ -244,7 +251,7 @@ def test_the_login_needs_an_operator_name(client: FlaskClient, actions: FakeActi
 
 
 def test_each_action_carries_the_operator_who_took_it(
-    operator: FlaskClient, actions: FakeActions
+    operator: FlaskClient, actions: FakeOperator
 ) -> None:
     operator.post("/actions/test-relay", data={"csrf_token": csrf(operator)})
     assert actions.operators == [OPERATOR]

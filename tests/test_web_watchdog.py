@@ -1,4 +1,4 @@
-"""The kiosk's watchdog on its status page (kiosk.web.process.watch_page), against a real
+"""The kiosk's watchdog on its status page (kiosk.run.statuspage.watch_page), against a real
 HTTP server that is slow to start, answers, then stops answering."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from kiosk.web.process import WebTiming, watch_page
+from kiosk.run.statuspage import watch_page
+from kiosk.web.pipe import WebTiming
 from tests.support import wait_until
 
 
@@ -75,7 +76,7 @@ FAST = WebTiming(probe_every_s=0.05, probe_timeout_s=2.0, probe_failures=3)
 
 
 def test_a_page_slow_to_start_is_left_alone_then_watched(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="kiosk.web.process")
+    caplog.set_level(logging.INFO, logger="kiosk.run.statuspage")
     page = Page()
     with watching(page, FAST) as process:
         wait_until(lambda: page.probes >= 4 * FAST.probe_failures, timeout=20)

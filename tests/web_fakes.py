@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry
 from werkzeug.security import generate_password_hash
 
+from kiosk.operator.actions import Action, ActionError, ActionOutcome, ActionRequest
 from kiosk.web import WebSettings, create_app
 
 PASSWORD = "correct horse battery"
@@ -125,40 +126,28 @@ class FakeStatus:
         return 37.5
 
 
-class FakeActions:
-    """Stands for the kiosk's operator actions; records each call with its operator, and can
-    change the status it stands beside as the kiosk would (``status``)."""
+class FakeOperator:
+    """Stands for the kiosk's operator: records each request (action, args) with its login
+    name, and can change the status it stands beside as the kiosk would (``status``)."""
 
     def __init__(self, status: FakeStatus | None = None) -> None:
-        self.calls: list[tuple[str, object]] = []
+        self.calls: list[tuple[Action, dict[str, Any]]] = []
         self.operators: list[str] = []
+        self.requests: list[ActionRequest] = []
         self.fail = False
         self.status = status
 
-    def _call(self, name: str, arg: object, operator: str, message: str) -> str:
+    def perform(self, request: ActionRequest) -> ActionOutcome:
         if self.fail:
-            raise RuntimeError("event log is full")
-        self.calls.append((name, arg))
-        self.operators.append(operator)
-        return message
-
-    def test_relay(self, operator: str) -> str:
-        return self._call("test_relay", None, operator, "Relay pulsed for 500 ms")
-
-    def emergency_open(self, on: bool, operator: str) -> str:
-        if self.status is not None:
-            self.status.document["gate"]["emergency_open"] = on
-        return self._call("emergency_open", on, operator, f"Emergency open {'on' if on else 'off'}")
-
-    def set_lockdown(self, on: bool, operator: str) -> str:
-        if self.status is not None:
-            self.status.document["gate"]["lockdown"] = on
-        return self._call("set_lockdown", on, operator, f"Lockdown {'on' if on else 'off'}")
-
-    def set_fever_threshold(self, celsius: float, operator: str) -> str:
-        return self._call(
-            "set_fever_threshold", celsius, operator, f"Fever threshold is now {celsius} °C"
-        )
+            return ActionOutcome("event log is full", ActionError.LOG_UNAVAILABLE)
+        self.requests.append(request)
+        self.calls.append((request.action, dict(request.args)))
+        self.operators.append(request.operator)
+        if self.status is not None and request.action is Action.EMERGENCY_OPEN:
+            self.status.document["gate"]["emergency_open"] = request.args["on"]
+        if self.status is not None and request.action is Action.LOCKDOWN:
+            self.status.document["gate"]["lockdown"] = request.args["on"]
+        return ActionOutcome(f"{request.action} done")
 
 
 class Clock:
@@ -177,8 +166,8 @@ def status() -> FakeStatus:
 
 
 @pytest.fixture
-def actions(status: FakeStatus) -> FakeActions:
-    return FakeActions(status)
+def actions(status: FakeStatus) -> FakeOperator:
+    return FakeOperator(status)
 
 
 @pytest.fixture
@@ -193,7 +182,7 @@ def registry() -> CollectorRegistry:
 
 @pytest.fixture
 def make_app(
-    status: FakeStatus, actions: FakeActions, clock: Clock, registry: CollectorRegistry
+    status: FakeStatus, actions: FakeOperator, clock: Clock, registry: CollectorRegistry
 ) -> Any:
     def make(**overrides: Any) -> Flask:
         settings = WebSettings(
@@ -244,32 +233,32 @@ def operator(client: FlaskClient) -> FlaskClient:
     return client
 
 
-#: (path, form, the call the kiosk gets, the catalogue key of what the page says after it)
+#: (path, form, the request the kiosk gets, the catalogue key of what the page says after it)
 ACTIONS = [
-    ("/actions/test-relay", {}, ("test_relay", None), "dash.done.test_relay"),
+    ("/actions/test-relay", {}, (Action.TEST_RELAY, {}), "dash.done.test_relay"),
     (
         "/actions/emergency-open",
         {"on": "1", "confirm": "1"},
-        ("emergency_open", True),
+        (Action.EMERGENCY_OPEN, {"on": True}),
         "dash.done.emergency_open_on",
     ),
     (
         "/actions/emergency-open",
         {"on": "0"},
-        ("emergency_open", False),
+        (Action.EMERGENCY_OPEN, {"on": False}),
         "dash.done.emergency_open_off",
     ),
     (
         "/actions/lockdown",
         {"on": "1", "confirm": "1"},
-        ("set_lockdown", True),
+        (Action.LOCKDOWN, {"on": True}),
         "dash.done.lockdown_on",
     ),
-    ("/actions/lockdown", {"on": "0"}, ("set_lockdown", False), "dash.done.lockdown_off"),
+    ("/actions/lockdown", {"on": "0"}, (Action.LOCKDOWN, {"on": False}), "dash.done.lockdown_off"),
     (
         "/actions/fever-threshold",
         {"celsius": "37.8"},
-        ("set_fever_threshold", 37.8),
+        (Action.SET_FEVER_THRESHOLD, {"celsius": 37.8}),
         "dash.done.fever_threshold",
     ),
 ]

@@ -2,7 +2,7 @@
 
 One Python process runs on about one core anyway. ``kiosk run`` pins its own threads to the
 first core and runs the status page's process on the others, niced once it serves
-(kiosk/web/process.py);
+(kiosk/run/statuspage.py);
 deploy/install.sh keeps every other process off the first core too. Measured in
 docs/performance.md: a hammered status page then leaves the decision latency's p95 within
 10 % (on a VM whose host is quiet).

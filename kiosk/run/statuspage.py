@@ -1,35 +1,68 @@
-"""The status page and display in the kiosk process: adapters from the kiosk to the web app,
-and a waitress server run as one of the kiosk's background loops.
+"""The status page, the kiosk's side: start its process, feed it, carry out what it asks,
+watch it.
 
-The page runs in a child process (kiosk/web/process.py) so that it cannot slow the gate; it
-reads the event log through its own read-only SQLite connections, and its actions come back
-to the kiosk, which logs each one before it acts.
+Measured first in the kiosk's own process (bench/webload.py): 220 requests/s took the decision
+latency's p95 from 4 ms to 41 ms, because the page and the decision loop share one GIL. So
+``kiosk run`` starts the web server as a child process (``python -m kiosk.web.child``) and
+talks to it over a pipe (the messages: kiosk/web/pipe.py):
+
+- the kiosk pushes its state document every second, each decision as it happens (for the
+  display), and its metrics text every two seconds: serving a page costs the kiosk nothing;
+- the child reads the event log itself, through read-only SQLite connections;
+- the child forwards operator actions as requests and waits for their outcome; the kiosk
+  carries each out with ``Kiosk.perform`` (logged as a command event, then done: the same
+  path as MQTT commands);
+- the child is moved off the core the kiosk keeps for its decisions as soon as it is
+  started, and niced once it serves (kiosk/run/cpus.py);
+- the kiosk asks the child's /healthz every 30 s, once it has answered a first time, and
+  kills a child that then misses three times in a row, or never answers within two minutes
+  of its start; a child that has exited is started again;
+- waitress closes idle connections and bounds them per client (kiosk/web/server.py).
+
+Every interval is a field of :class:`~kiosk.web.pipe.WebTiming`, handed to ``attach_web``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import multiprocessing
+import subprocess
+import sys
 import threading
-import uuid
-from datetime import date, datetime, time, timedelta
-from pathlib import Path
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, Protocol
 
-from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
+from prometheus_client import CollectorRegistry, generate_latest
+
+from kiosk.config import KioskConfig
 from kiosk.decide.decision import messages
-from kiosk.decide.privacy import load_or_create_secret
-from kiosk.store.eventlog import query_events
-from kiosk.web import WebSettings
+from kiosk.operator.actions import ActionRequest, Operator
+from kiosk.run.cpus import give_the_gate_the_first_cpu, move_off_the_gate_core
+from kiosk.web.pipe import (
+    MAX_REQUEST_BYTES,
+    ActionDone,
+    DecisionPush,
+    MalformedMessageError,
+    Message,
+    MetricsPush,
+    StatePush,
+    WebTiming,
+    decode,
+    encode,
+)
 from kiosk.web.server import ConnectionLimits
 
-if TYPE_CHECKING:  # the web process imports this module: it must not import the whole kiosk
+if TYPE_CHECKING:
     from kiosk.run.engine import DecisionRecord, Kiosk
     from kiosk.sync import Sync
-    from kiosk.web.process import WebTiming
 
 log = logging.getLogger(__name__)
-
-PASSWORD_FILE = "web-password"  # in state_dir, written by `kiosk web set-password`
 
 
 class LastDecision:
@@ -59,140 +92,171 @@ class LastDecision:
             self._last = last
 
     def __call__(self) -> dict[str, Any] | None:
+        """The newest decision, or None before the first."""
         with self._lock:
             return None if self._last is None else dict(self._last)
 
 
-class KioskView(Protocol):
-    """What the status page reads from the kiosk (the kiosk itself, or the web process's
-    mirror of it)."""
+@dataclass(frozen=True)
+class WebChild:
+    """The running web process and the kiosk's end of its pipe."""
 
-    def state(self) -> dict[str, Any]: ...
-
-    def last_decision(self) -> dict[str, Any] | None: ...
-
-    @property
-    def fever_threshold_c(self) -> float: ...
+    process: subprocess.Popen[bytes]
+    conn: Connection
 
 
-class KioskStatus:
-    """What the web app reads: the state document, the log, the last decision."""
+def start_web_process(config: KioskConfig, timing: WebTiming, limits: ConnectionLimits) -> WebChild:
+    """Start the web server process for ``config``: ``python -m kiosk.web.child FD``, handed
+    its settings over the pipe on FD.
 
-    def __init__(self, view: KioskView, log_path: Path) -> None:
-        self._view = view
-        self._log_path = log_path
-
-    def state(self) -> dict[str, Any]:
-        """The retained state document."""
-        return self._view.state()
-
-    def events(
-        self,
-        *,
-        limit: int,
-        before_seq: int | None,
-        after_seq: int | None,
-        type: str | None,
-        outcome: str | None,
-    ) -> list[dict[str, Any]]:
-        """Logged events, newest first."""
-        found = query_events(
-            self._log_path,
-            limit=limit,
-            before_seq=before_seq,
-            after_seq=after_seq,
-            type=type,
-            outcome=outcome,
+    Not multiprocessing's ``spawn``: that runs the parent's main script again in the child
+    first, and the ``kiosk`` command's script imports the whole kiosk (gpiozero, paho, cbor2,
+    cryptography) before the page could serve.
+    """
+    ours, theirs = multiprocessing.Pipe()
+    with theirs:
+        fd = theirs.fileno()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "kiosk.web.child", str(fd)],
+            stdin=subprocess.DEVNULL,
+            pass_fds=[fd],
         )
-        return [{"seq": e.seq, "ts_ms": e.ts_ms, "type": e.type, "data": e.data} for e in found]
-
-    def hourly(self, day: date) -> list[dict[str, Any]]:
-        """Decisions per local hour of ``day``."""
-        start = datetime.combine(day, time.min).astimezone()
-        end = start + timedelta(days=1)
-        rows = [
-            {"hour": hour, "granted": 0, "denied": 0, "referred": 0, "fevers": 0}
-            for hour in range(24)
-        ]
-        decisions = query_events(
-            self._log_path,
-            limit=1_000_000,
-            type="decision",
-            since_ms=int(start.timestamp() * 1000),
-            until_ms=int(end.timestamp() * 1000),
-        )
-        keys = {"grant": "granted", "deny": "denied", "refer": "referred"}
-        for event in decisions:
-            row = rows[datetime.fromtimestamp(event.ts_ms / 1000).astimezone().hour]
-            row[keys[event.data["outcome"]]] += 1
-            row["fevers"] += event.data.get("reason") == "fever"
-        return rows
-
-    def last_decision(self) -> dict[str, Any] | None:
-        """The newest decision, for the display."""
-        return self._view.last_decision()
-
-    def fever_threshold_c(self) -> float:
-        """The fever threshold in force."""
-        return self._view.fever_threshold_c
+    move_off_the_gate_core(process.pid)
+    with contextlib.suppress(OSError):  # one that died at once: the feeding loop sees it exit
+        ours.send((config, logging.getLogger().getEffectiveLevel(), timing, limits))
+    return WebChild(process, ours)
 
 
-class KioskActions:
-    """Operator actions from the page: each is logged as a command event, with the operator's
-    login name, before it acts."""
+def feed_web_process(
+    child: WebChild,
+    stop: threading.Event,
+    *,
+    state: Callable[[], dict[str, Any]],
+    last: Callable[[], dict[str, Any] | None],
+    registry: CollectorRegistry,
+    operator: Operator,
+    health_url: str,
+    timing: WebTiming,
+) -> None:
+    """Push state, decisions and metrics; carry out the requests the page sends.
 
-    def __init__(self, kiosk: Kiosk) -> None:
-        self._kiosk = kiosk
+    Returns when ``stop`` is set or the child has gone; a child that stops answering
+    ``health_url`` is killed (see :func:`watch_page`), which ends this too. A message from
+    the child that is not an action request is logged (never its content) and skipped.
+    """
 
-    def _log(self, command: str, args: dict[str, Any], operator: str) -> None:
-        self._kiosk.record_operator_action(f"web-{uuid.uuid4()}", command, args, operator=operator)
+    def send(message: Message) -> None:
+        child.conn.send_bytes(encode(message))
 
-    def test_relay(self, operator: str) -> str:
-        """Release the turnstile once, as for a person."""
-        self._log("test_relay", {}, operator)
-        opened = self._kiosk.gate.open_for_person()
-        return "relay released once" if opened else "relay not released: lockdown is on"
+    sent_last: dict[str, Any] | None = None
+    next_state = next_metrics = 0.0
+    done = threading.Event()
+    threading.Thread(
+        target=watch_page,
+        args=(child.process, health_url, done, timing),
+        name="web-watchdog",
+        daemon=True,
+    ).start()
+    try:
+        while not stop.is_set() and child.process.poll() is None:
+            now = time.monotonic()
+            if now >= next_state:
+                send(StatePush(state()))
+                next_state = now + timing.state_every_s
+            if now >= next_metrics:
+                send(MetricsPush(generate_latest(registry).decode("utf-8")))
+                next_metrics = now + timing.metrics_every_s
+            current = last()
+            if current is not None and current != sent_last:
+                send(DecisionPush(current))
+                sent_last = current
+            if child.conn.poll(0.05):
+                asked = _request(child.conn.recv_bytes(MAX_REQUEST_BYTES))
+                if asked is not None:
+                    outcome = operator.perform(asked)
+                    send(StatePush(state()))  # before the outcome: the page shows it
+                    send(ActionDone(asked.request_id, outcome))
+    except (EOFError, OSError):  # gone, or sent more than a request can be
+        log.debug("the web process closed its pipe")
+    finally:
+        done.set()
+        child.conn.close()
+        try:
+            child.process.wait(timeout=timing.exit_grace_s)
+        except subprocess.TimeoutExpired:  # slow, hung or stopped: SIGTERM could wait for ever
+            child.process.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # reaped at the next start
+                child.process.wait(timeout=5)
 
-    def emergency_open(self, on: bool, operator: str) -> str:
-        """Hold the gate released, or end that."""
-        self._log("emergency_open", {"on": on}, operator)
-        self._kiosk.emergency_open(on)
-        return "gate held open" if on else "emergency open ended"
 
-    def set_lockdown(self, on: bool, operator: str) -> str:
-        """Refuse everyone, or end that."""
-        self._log("lockdown", {"on": on}, operator)
-        self._kiosk.set_lockdown(on)
-        return "entrance closed" if on else "lockdown ended"
-
-    def set_fever_threshold(self, celsius: float, operator: str) -> str:
-        """Change the fever threshold."""
-        self._log("set_fever_threshold", {"celsius": celsius}, operator)
-        self._kiosk.set_fever_threshold(celsius)
-        return f"fever threshold now {celsius:.1f} °C"
+def _request(raw: bytes) -> ActionRequest | None:
+    """The action request in ``raw``, or None (logged) for anything else."""
+    try:
+        message = decode(raw)
+    except MalformedMessageError as exc:
+        log.warning("skipped a message from the status page: %s", exc)
+        return None
+    if not isinstance(message, ActionRequest):
+        log.warning("skipped a %s from the status page", type(message).__name__)
+        return None
+    return message
 
 
-def web_settings(config: KioskConfig) -> WebSettings:
-    """The app's settings: the password hash from config, else the file ``kiosk web
-    set-password`` writes in ``state_dir`` (re-read at every check); the secret key."""
-    state_dir = Path(config.kiosk.state_dir)
-    return WebSettings(
-        password_hash=config.web.password_hash,
-        password_file=state_dir / PASSWORD_FILE,
-        secret_key=load_or_create_secret("", state_dir, "web-secret"),
-        display_public=config.web.display_public,
-        api_token=config.web.api_token,
-        fever_min_c=FEVER_MIN_C,
-        fever_max_c=FEVER_MAX_C,
-        display_clear_s=config.web.display_clear_s,
-        secure_cookie=config.web.cookie_secure,
-        session_idle_s=config.web.session_idle_s,
-        language=config.web.language,
-        mode=config.kiosk.mode,
-        direction=config.kiosk.direction,
-        meeting=config.kiosk.meeting,
-        thermometer=config.thermometer.enabled,
-    )
+class Killable(Protocol):
+    """What the watchdog needs of the web process."""
+
+    def kill(self) -> None:
+        """Kill it (SIGKILL): a stopped or hung process ignores anything gentler."""
+        ...
+
+
+def watch_page(
+    process: Killable, health_url: str, done: threading.Event, timing: WebTiming
+) -> None:
+    """Kill a web process that is alive but has stopped answering ``health_url`` (any HTTP
+    status counts as an answer): hung threads, or a process stopped with SIGSTOP, which would
+    otherwise serve nothing for good.
+
+    Armed at the page's first answer: before that it is starting, however slowly, and only a
+    page that has not answered within ``start_timeout_s`` is killed. Once armed,
+    ``probe_failures`` misses in a row, ``probe_every_s`` apart, kill it. Returns when
+    ``done`` is set. (Whether the process is alive is left to the feeding thread: two threads
+    reaping one child race.)
+    """
+    started = time.monotonic()
+    while not _answers(health_url, timing.probe_timeout_s):
+        if time.monotonic() - started >= timing.start_timeout_s:
+            log.error(
+                "the status page has not answered %s within %g s of its start; restarting it",
+                health_url,
+                timing.start_timeout_s,
+            )
+            process.kill()
+            return
+        if done.wait(timing.probe_every_s):
+            return
+    log.info("the status page answers %s; watching it", health_url)
+    failures = 0
+    while not done.wait(timing.probe_every_s):
+        failures = 0 if _answers(health_url, timing.probe_timeout_s) else failures + 1
+        if failures >= timing.probe_failures:
+            log.error(
+                "the status page has not answered %s %d times in a row; restarting it",
+                health_url,
+                failures,
+            )
+            process.kill()
+            return
+
+
+def _answers(url: str, timeout_s: float) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s):
+            return True
+    except urllib.error.HTTPError:  # 503: a part of the kiosk is down, but the page answers
+        return True
+    except OSError:
+        return False
 
 
 def local_url(config: KioskConfig) -> str:
@@ -216,14 +280,10 @@ def attach_web(
     :param timing: how the page is fed and watched (defaults: ``WebTiming()``).
     :param limits: the page's connection bounds (defaults: ``ConnectionLimits()``).
     """
-    from kiosk.run.cpus import give_the_gate_the_first_cpu
-    from kiosk.web.process import WebTiming, feed_web_process, start_web_process
-
     timing = timing or WebTiming()
     limits = limits or ConnectionLimits()
 
     last = LastDecision(kiosk)
-    actions = KioskActions(kiosk)
 
     def state() -> dict[str, Any]:
         mqtt = {} if sync is None else {"mqtt": sync.mqtt_state()}
@@ -244,14 +304,14 @@ def attach_web(
             state=state,
             last=last,
             registry=kiosk.metrics.registry,
-            actions=actions,
+            operator=kiosk,
             health_url=local_url(config) + "/healthz",
             timing=timing,
         )
         if not stop.is_set():  # e.g. the port is taken: do not respawn it in a tight loop
             log.error(
                 "the web process exited (code %s); starting it again in %g s",
-                child.process.exitcode,
+                child.process.returncode,
                 timing.restart_after_s,
             )
             stop.wait(timing.restart_after_s)

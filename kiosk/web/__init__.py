@@ -2,11 +2,10 @@
 
 from kiosk.web.app import create_app
 from kiosk.web.auth import check_password, hash_password
-from kiosk.web.interfaces import StatusSource, WebActions, WebSettings
+from kiosk.web.interfaces import StatusSource, WebSettings
 
 __all__ = [
     "StatusSource",
-    "WebActions",
     "WebSettings",
     "check_password",
     "create_app",

@@ -10,10 +10,11 @@ from flask import Flask, Response, jsonify, render_template, request
 from prometheus_client import CollectorRegistry
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from kiosk.operator.actions import Operator
 from kiosk.web import api, auth, dashboard, display, i18n
 from kiosk.web.auth import LoginLimiter, csrf_protect, csrf_token
 from kiosk.web.context import KEY, WebContext
-from kiosk.web.interfaces import StatusSource, WebActions, WebSettings
+from kiosk.web.interfaces import StatusSource, WebSettings
 from kiosk.web.sessions import Sessions
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ SECURITY_HEADERS = {
 
 def create_app(
     source: StatusSource,
-    actions: WebActions,
+    operator: Operator,
     settings: WebSettings,
     *,
     registry: CollectorRegistry | None = None,
@@ -40,7 +41,7 @@ def create_app(
     """Build the kiosk's web app.
 
     :param source: the kiosk's read-only status.
-    :param actions: the operator actions.
+    :param operator: carries out the operator actions (logs each, then acts).
     :param settings: password, keys and limits.
     :param registry: what ``/metrics`` serves (an empty registry if None).
     :param clock: monotonic seconds, for the login rate limit and session expiry.
@@ -57,7 +58,7 @@ def create_app(
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions[KEY] = WebContext(
         source=source,
-        actions=actions,
+        operator=operator,
         settings=settings,
         registry=registry if registry is not None else CollectorRegistry(),
         limiter=LoginLimiter(settings.login_attempts_per_minute, clock),

@@ -10,8 +10,9 @@ from flask import current_app
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
+    from kiosk.operator.actions import Operator
     from kiosk.web.auth import LoginLimiter
-    from kiosk.web.interfaces import StatusSource, WebActions, WebSettings
+    from kiosk.web.interfaces import StatusSource, WebSettings
     from kiosk.web.sessions import Sessions
 
 KEY = "kiosk.web"
@@ -19,11 +20,11 @@ KEY = "kiosk.web"
 
 @dataclass(frozen=True)
 class WebContext:
-    """What the views of one app use: the kiosk's status and actions, settings, limiter,
-    open sessions."""
+    """What the views of one app use: the kiosk's status, the operator that carries out
+    actions, settings, limiter, open sessions."""
 
     source: StatusSource
-    actions: WebActions
+    operator: Operator
     settings: WebSettings
     registry: CollectorRegistry
     limiter: LoginLimiter

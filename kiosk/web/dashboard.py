@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
+from uuid import uuid4
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
 from werkzeug.wrappers import Response
 
+from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
+from kiosk.decide.decision import Reason
+from kiosk.events import EventType
+from kiosk.operator.actions import Action, Source
+from kiosk.operator.actions import request as request_action
 from kiosk.web.api import EVENT_TYPES, OUTCOMES, day_arg, query_events
 from kiosk.web.auth import login_required
 from kiosk.web.chart import hourly_svg
@@ -44,10 +49,10 @@ def decision_class(decision: dict[str, Any] | None) -> str:
     """The colour class of a decision (same rules as display.js): fever, grant, deny, refer."""
     if decision is None:
         return "none"
-    return "fever" if decision.get("reason") == "fever" else str(decision.get("outcome"))
+    return "fever" if decision.get("reason") == Reason.FEVER else str(decision.get("outcome"))
 
 
-def operator() -> str:
+def login_name() -> str:
     """The login name of this session's operator, for the kiosk's log of the action."""
     return str(session.get("operator") or "")
 
@@ -66,7 +71,7 @@ def event_row(event: dict[str, Any]) -> dict[str, Any]:
         "celsius": "",
         "details": "",
     }
-    if event["type"] == "decision":
+    if event["type"] == EventType.DECISION:
         temperature = data.get("temperature") or {}
         row |= {
             "outcome": data.get("outcome", ""),
@@ -91,7 +96,9 @@ def index() -> str:
         state=context.source.state(),
         last=context.source.last_decision(),
         reasons=words("reason."),
-        operator=operator(),
+        operator=login_name(),
+        fever_min_c=FEVER_MIN_C,
+        fever_max_c=FEVER_MAX_C,
         threshold=context.source.fever_threshold_c(),
         settings=context.settings,
         rows=rows[:PAGE],
@@ -115,15 +122,19 @@ def chart() -> Response:
     return Response(svg, content_type="image/svg+xml")
 
 
-def _act(run: Callable[[str], str], done: str) -> Response:
-    """Run an action as this operator; flash what was done (``done``, a catalogue key) or why
-    it failed, then back to the dashboard, which shows the kiosk's state after the action."""
-    try:
-        run(operator())
+def _act(action: Action, args: dict[str, Any], done: str) -> Response:
+    """Ask the kiosk to carry out ``action`` for this operator; flash what was done (``done``,
+    a catalogue key) or why not, then back to the dashboard, which shows the kiosk's state
+    after the action."""
+    asked = request_action(
+        action, args, operator=login_name(), source=Source.WEB, request_id=f"web-{uuid4()}"
+    )
+    outcome = web_context().operator.perform(asked)
+    if outcome.ok:
         flash(t(done), "ok")
-    except Exception as exc:  # the kiosk refused or failed: tell the operator, keep serving
-        log.exception("web action failed: %s", done)
-        flash(f"{t('dash.failed_action')}: {exc}", "error")
+    else:  # the kiosk refused or failed: tell the operator, keep serving
+        log.warning("web action %s failed: %s", action, outcome.error)
+        flash(f"{t('dash.failed_action')}: {outcome.message}", "error")
     return redirect(url_for("dashboard.index"))
 
 
@@ -150,7 +161,7 @@ def _confirm_page(question: str) -> str:
 @login_required
 def test_relay() -> Response:
     """Pulse the relay."""
-    return _act(web_context().actions.test_relay, "dash.done.test_relay")
+    return _act(Action.TEST_RELAY, {}, "dash.done.test_relay")
 
 
 @bp.post("/actions/emergency-open")
@@ -161,7 +172,7 @@ def emergency_open() -> Response | str:
     if on and not _confirmed():
         return _confirm_page("dash.confirm_emergency_open")
     done = "dash.done.emergency_open_on" if on else "dash.done.emergency_open_off"
-    return _act(lambda who: web_context().actions.emergency_open(on, who), done)
+    return _act(Action.EMERGENCY_OPEN, {"on": on}, done)
 
 
 @bp.post("/actions/lockdown")
@@ -172,27 +183,24 @@ def lockdown() -> Response | str:
     if on and not _confirmed():
         return _confirm_page("dash.confirm_lockdown")
     done = "dash.done.lockdown_on" if on else "dash.done.lockdown_off"
-    return _act(lambda who: web_context().actions.set_lockdown(on, who), done)
+    return _act(Action.LOCKDOWN, {"on": on}, done)
 
 
 @bp.post("/actions/fever-threshold")
 @login_required
 def fever_threshold() -> Response:
-    """Set the fever threshold (``celsius``) within the settings' bounds; else 400."""
-    settings = web_context().settings
+    """Set the fever threshold (``celsius``) within FEVER_MIN_C..FEVER_MAX_C; else 400."""
     raw = request.form.get("celsius", "")
     try:
         celsius = float(raw)
     except ValueError:
         celsius = float("nan")
-    if not settings.fever_min_c <= celsius <= settings.fever_max_c:
+    if not FEVER_MIN_C <= celsius <= FEVER_MAX_C:
         abort(
             400,
-            f"Fever threshold {raw!r} refused: it must be a number from {settings.fever_min_c} "
-            f"to {settings.fever_max_c} °C. The threshold was not changed.",
+            f"Fever threshold {raw!r} refused: it must be a number from {FEVER_MIN_C} "
+            f"to {FEVER_MAX_C} °C. The threshold was not changed.",
         )
-    value = round(celsius, 2)
     return _act(
-        lambda who: web_context().actions.set_fever_threshold(value, who),
-        "dash.done.fever_threshold",
+        Action.SET_FEVER_THRESHOLD, {"celsius": round(celsius, 2)}, "dash.done.fever_threshold"
     )

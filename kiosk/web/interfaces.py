@@ -1,4 +1,5 @@
-"""What the web app needs from the kiosk (read-only status, operator actions) and its settings."""
+"""What the web app needs from the kiosk (read-only status; operator actions are an
+:class:`kiosk.operator.actions.Operator`) and its settings."""
 
 from __future__ import annotations
 
@@ -47,27 +48,6 @@ class StatusSource(Protocol):
         ...
 
 
-class WebActions(Protocol):
-    """Operator actions; each returns a confirmation and is logged by the kiosk with the
-    ``operator`` (the login name) who asked for it."""
-
-    def test_relay(self, operator: str) -> str:
-        """Pulse the relay once."""
-        ...
-
-    def emergency_open(self, on: bool, operator: str) -> str:
-        """Hold the gate released, or end that."""
-        ...
-
-    def set_lockdown(self, on: bool, operator: str) -> str:
-        """Refuse everyone, or end that."""
-        ...
-
-    def set_fever_threshold(self, celsius: float, operator: str) -> str:
-        """Change the fever threshold (already checked against the settings' bounds)."""
-        ...
-
-
 @dataclass(frozen=True)
 class WebSettings:
     """How the web app is secured and what it allows.
@@ -79,8 +59,6 @@ class WebSettings:
     :param display_public: serve ``/display`` to any address, not only this machine.
     :param api_token: a bearer token for ``/api/v1/*`` besides login; empty = none.
     :param login_attempts_per_minute: failed logins allowed per client address and minute.
-    :param fever_min_c: lowest fever threshold an operator may set.
-    :param fever_max_c: highest fever threshold an operator may set.
     :param display_clear_s: how long the display shows a decision.
     :param secure_cookie: send the session cookie over HTTPS only (behind a TLS proxy).
     :param password_file: where ``kiosk web set-password`` saves the hash; read at every
@@ -98,8 +76,6 @@ class WebSettings:
     display_public: bool = False
     api_token: str = ""
     login_attempts_per_minute: int = 5
-    fever_min_c: float = 37.0
-    fever_max_c: float = 39.0
     display_clear_s: float = 5.0
     secure_cookie: bool = False
     password_file: Path | None = None
@@ -115,8 +91,6 @@ class WebSettings:
             raise ValueError("web secret_key must be at least 16 bytes")
         if self.login_attempts_per_minute < 1:
             raise ValueError("web login_attempts_per_minute must be at least 1")
-        if not self.fever_min_c < self.fever_max_c:
-            raise ValueError("web fever_min_c must be below fever_max_c")
         if self.display_clear_s <= 0:
             raise ValueError("web display_clear_s must be positive")
         if self.session_idle_s <= 0:
