@@ -11,7 +11,8 @@ from jinja2 import Environment
 from kiosk.config import KioskConfig
 from kiosk.gate import GateState
 from kiosk.mqtt.homeassistant import discovery_messages
-from kiosk.mqtt.protocol import Command, KioskTopics, Leaf
+from kiosk.mqtt.protocol import KioskTopics, Leaf
+from kiosk.operator.actions import ActionOutcome, ActionRequest
 from kiosk.operator.commands import CommandProcessor
 from kiosk.run.health import Health, Parts, state_document
 
@@ -138,28 +139,14 @@ def test_the_emergency_button_is_offered_only_when_allowed_and_unsigned() -> Non
 
 
 class Door:
-    """Stands for the kiosk: records what commands did."""
+    """Stands for the kiosk's operator: records the requests it is handed."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
 
-    def record_command(self, command: Command) -> None:
-        self.calls.append(("record", command.command))
-
-    def set_lockdown(self, on: bool) -> None:
-        self.calls.append(("lockdown", on))
-
-    def emergency_open(self, on: bool) -> None:
-        self.calls.append(("emergency_open", on))
-
-    def reload_allowlist(self) -> int:
-        return 0
-
-    def set_fever_threshold(self, celsius: float) -> None:
-        self.calls.append(("fever_threshold", celsius))
-
-    def resend_from(self, seq: int) -> None:
-        self.calls.append(("resend", seq))
+    def perform(self, request: ActionRequest) -> ActionOutcome:
+        self.calls.append((request.action.value, dict(request.args)))
+        return ActionOutcome("done")
 
 
 def test_the_button_payload_rendered_by_home_assistant_is_accepted_by_the_kiosk() -> None:
@@ -183,7 +170,7 @@ def test_the_button_payload_rendered_by_home_assistant_is_accepted_by_the_kiosk(
     )
     outcome = processor.handle(payload.encode())
     assert outcome.ok, outcome.message
-    assert door.calls == [("record", "emergency_open"), ("emergency_open", True)]
+    assert door.calls == [("emergency_open", {"on": True})]
 
 
 def test_a_kiosk_that_counts_people_inside_offers_that_sensor_and_the_lockdown() -> None:
