@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -60,6 +61,7 @@ def processor(
     key: bytes | None = None,
     allow_emergency_open: bool = True,
     seen_ids: tuple[str, ...] = (),
+    load_seen_ids: Callable[[], list[str]] | None = None,
     remember: int = 10_000,
 ) -> CommandProcessor:
     return CommandProcessor(
@@ -69,6 +71,7 @@ def processor(
         allow_emergency_open=allow_emergency_open,
         now_ms=lambda: NOW,
         seen_ids=seen_ids,
+        load_seen_ids=load_seen_ids,
         remember=remember,
     )
 
@@ -342,14 +345,7 @@ def test_ids_used_before_a_start_with_the_log_down_are_read_at_a_later_command(
             raise EventLogError("events.db: cannot open: disk full")
         return ["old-1", "old-2"]
 
-    proc = CommandProcessor(
-        operator,
-        kiosk_id="k1",
-        key=None,
-        allow_emergency_open=True,
-        now_ms=lambda: NOW,
-        load_seen_ids=used_ids,
-    )
+    proc = processor(operator, load_seen_ids=used_ids)
     assert send(proc, command(id="old-1")).error is CommandError.LOG_UNAVAILABLE
     log_open = True
     assert send(proc, command(id="new-1")).ok
