@@ -21,7 +21,7 @@ def main(directory: Path) -> None:
     with open_kiosk(config, simulate=True, scene=Scene()) as kiosk:
         stop = threading.Event()
         threading.Thread(target=kiosk.run, args=(stop,), daemon=True).start()
-        kiosk.set_lockdown(True)
+        kiosk.operator.set_lockdown(True)
         (directory / "locked").write_text("acknowledged\n", encoding="utf-8")
         stop.wait()
 

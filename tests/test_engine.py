@@ -102,9 +102,9 @@ def test_fever_keeps_relay_locked_and_shows_alarm(tmp_path: Path) -> None:
 def test_the_engine_refuses_a_fever_threshold_out_of_bounds(tmp_path: Path, celsius: float) -> None:
     with running(make_config(tmp_path)) as kiosk:
         with pytest.raises(ValueError, match="fever threshold"):
-            kiosk.kiosk.set_fever_threshold(celsius)
+            kiosk.kiosk.operator.set_fever_threshold(celsius)
         assert kiosk.kiosk.fever_threshold_c == 37.5
-        kiosk.kiosk.set_fever_threshold(38.0)
+        kiosk.kiosk.operator.set_fever_threshold(38.0)
         assert kiosk.kiosk.fever_threshold_c == 38.0
 
 

@@ -84,7 +84,7 @@ def test_an_unusable_state_file_starts_in_lockdown_and_says_why(
         assert "lockdown on until an operator ends it" in state["operator_state"]["detail"]
         assert "operator_state" in kiosk.health().degraded
         assert [e.data["part"] for e in health] == ["operator_state"]
-        kiosk.set_lockdown(False)  # an operator looked and ends it
+        kiosk.operator.set_lockdown(False)  # an operator looked and ends it
         assert kiosk.state()["operator_state"] == {"ok": True, "detail": "ok"}
     finally:
         close(kiosk)
@@ -104,8 +104,8 @@ def test_the_fever_threshold_is_restored_unless_the_config_changed(tmp_path: Pat
     config = make_config(tmp_path, thermometer={"fever_threshold_c": 37.8})
     kiosk = open_kiosk_on(config)
     try:
-        kiosk.set_fever_threshold(38.2)
-        kiosk.emergency_open(True)
+        kiosk.operator.set_fever_threshold(38.2)
+        kiosk.operator.emergency_open(True)
     finally:
         close(kiosk)
     saved = OperatorStateStore(tmp_path).load()
@@ -130,14 +130,14 @@ def test_a_lockdown_that_cannot_be_saved_is_in_force_and_reported(tmp_path: Path
     kiosk = open_kiosk_on(config, OperatorStateStore(tmp_path / "missing"))
     try:
         with pytest.raises(OperatorStateError, match="lockdown is on, but a restart would end"):
-            kiosk.set_lockdown(True)
+            kiosk.operator.set_lockdown(True)
         assert kiosk.gate.state().lockdown  # fail secure: closed though not durable
         assert not kiosk.health().ok("operator_state")
         with pytest.raises(OperatorStateError, match="still on: ending it failed"):
-            kiosk.set_lockdown(False)
+            kiosk.operator.set_lockdown(False)
         assert kiosk.gate.state().lockdown  # not ended: a restart would contradict it
         with pytest.raises(OperatorStateError):
-            kiosk.set_fever_threshold(38.0)
+            kiosk.operator.set_fever_threshold(38.0)
         assert kiosk.fever_threshold_c == config.thermometer.fever_threshold_c
     finally:
         close(kiosk)

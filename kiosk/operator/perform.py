@@ -50,6 +50,9 @@ class Journal(Protocol):
 class OperatorDesk:
     """Carries out operator requests on one kiosk (an :class:`~kiosk.operator.actions.Operator`).
 
+    Requests come in through :meth:`perform`, which logs them; the acts themselves
+    (:meth:`set_lockdown` and the rest) log nothing and raise on failure.
+
     :param allowlist_loader: reads the allowlist file again (None: the kiosk has none).
     :param use_allowlist: puts a reloaded allowlist in force.
     """

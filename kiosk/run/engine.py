@@ -178,30 +178,6 @@ class Kiosk:
         """The fever threshold in force."""
         return self.operator.fever_threshold_c
 
-    def set_lockdown(self, on: bool) -> None:
-        """Lockdown on or off, without a request (no ``command`` event): see
-        :meth:`OperatorDesk.set_lockdown`."""
-        self.operator.set_lockdown(on)
-
-    def emergency_open(self, on: bool) -> None:
-        """Emergency open on or off, without a request: see :meth:`OperatorDesk.emergency_open`."""
-        self.operator.emergency_open(on)
-
-    def set_fever_threshold(self, celsius: float) -> None:
-        """A new fever threshold, without a request: see
-        :meth:`OperatorDesk.set_fever_threshold`."""
-        self.operator.set_fever_threshold(celsius)
-
-    def record_operator_action(
-        self, action_id: str, command: str, args: dict[str, Any], *, operator: str
-    ) -> None:
-        """Log a status-page action and its operator before it is carried out; LogWriteError
-        if not. (The status page's old way: :meth:`perform` logs and acts in one.)"""
-        self.monitor.append(
-            EventType.COMMAND,
-            {"id": action_id, "command": command, "args": args, "operator": operator},
-        )
-
     # --- signed lists ----------------------------------------------------------------------
 
     def apply_trust_update(
