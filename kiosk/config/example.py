@@ -18,19 +18,24 @@ def example_toml() -> str:
         "",
     ]
     for name, cls in SECTIONS.items():
-        lines += [f"[{name}]", f"# {cls.__doc__}"]
-        for fld in dataclasses.fields(cls):
-            meta = fld.metadata
-            allowed = ""
-            choices = typing.get_args(typing.get_type_hints(cls)[fld.name])
-            if all(isinstance(choice, str) for choice in choices) and choices:
-                allowed = " (one of: " + ", ".join(choices) + ")"
-            if meta["low"] is not None:
-                allowed = f" ({meta['low']:g} to {meta['high']:g})"
-            secret = (
-                " [secret: KIOSK_" + f"{name}_{fld.name}".upper() + "]" if meta["secret"] else ""
-            )
-            lines.append(f"# {meta['doc']}{allowed}{secret}")
-            lines.append(f"{fld.name} = {toml_value(fld.default)}")
-        lines.append("")
+        lines += section_lines(name, cls)
     return "\n".join(lines)
+
+
+def section_lines(name: str, cls: type) -> list[str]:
+    """The lines of one section: its header, then every key with its default and description,
+    then an empty line."""
+    lines = [f"[{name}]", f"# {cls.__doc__}"]
+    for fld in dataclasses.fields(cls):
+        meta = fld.metadata
+        allowed = ""
+        choices = typing.get_args(typing.get_type_hints(cls)[fld.name])
+        if all(isinstance(choice, str) for choice in choices) and choices:
+            allowed = " (one of: " + ", ".join(choices) + ")"
+        if meta["low"] is not None:
+            allowed = f" ({meta['low']:g} to {meta['high']:g})"
+        secret = " [secret: KIOSK_" + f"{name}_{fld.name}".upper() + "]" if meta["secret"] else ""
+        lines.append(f"# {meta['doc']}{allowed}{secret}")
+        lines.append(f"{fld.name} = {toml_value(fld.default)}")
+    lines.append("")
+    return lines

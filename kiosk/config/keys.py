@@ -75,6 +75,8 @@ def convert(value: Any, hint: Any) -> Any:
     """``value`` as the first kind of ``hint`` that accepts it (a whole number for a float
     key becomes a float); call only when :func:`type_problem` found nothing."""
     kind = next(kind for kind in members(hint) if _accepts(kind, value))
+    if kind == STRINGS:
+        return tuple(value)
     return float(value) if kind is float else value
 
 
@@ -92,11 +94,15 @@ def toml_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(toml_value, value)) + "]"
     return repr(value)
 
 
 _UNIONS = (types.UnionType, typing.Union)
+STRINGS = tuple[str, ...]  # a TOML array of strings, held as a tuple
 _DESCRIPTIONS: Mapping[Any, str] = {
+    STRINGS: "a list of strings",
     bool: "true or false",
     int: "a whole number",
     float: "a number",
@@ -112,6 +118,8 @@ def _accepts(kind: Any, value: Any) -> bool:
         return kind is bool and isinstance(value, bool)
     if kind is float:
         return isinstance(value, int | float)
+    if kind == STRINGS:
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
     return isinstance(value, kind)
 
 

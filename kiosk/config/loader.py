@@ -27,6 +27,12 @@ def load_config(
 ) -> KioskConfig:
     """Read, merge and validate the configuration; raise ConfigError on any problem."""
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    raw, text = read_toml(path)
+    return parse_config(raw, source=str(path), text=text, env=os.environ if env is None else env)
+
+
+def read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    """A config file's TOML mapping and text; ConfigError if it cannot be read or parsed."""
     source = str(path)
     try:
         with path.open("rb") as handle:
@@ -44,7 +50,7 @@ def load_config(
         raise ConfigError(source, "", f"not valid TOML: {exc}") from None
     except RecursionError:
         raise ConfigError(source, "", "not valid TOML: nested too deeply") from None
-    return parse_config(raw, source=source, text=text, env=os.environ if env is None else env)
+    return raw, text
 
 
 def read_relay_wiring(path: str | Path) -> tuple[int, bool]:
@@ -62,7 +68,7 @@ def read_relay_wiring(path: str | Path) -> tuple[int, bool]:
     text = Path(path).read_text(encoding="utf-8")  # it parsed a moment ago
     gate = tomllib.loads(text).get("gate", {})
     wiring = {key: gate[key] for key in _RELAY_WIRING if key in gate}
-    relay = _parse_section("gate", GateSection, wiring, str(path), KeyLines(text), {})
+    relay = parse_section("gate", GateSection, wiring, str(path), KeyLines(text), {})
     return relay.relay_pin, relay.relay_active_high
 
 
@@ -87,13 +93,13 @@ def parse_config(
         table = raw.get(name, {})
         if not isinstance(table, Mapping):
             raise ConfigError(source, name, f"must be a table ([{name}])", lines.line(name))
-        sections[name] = _parse_section(name, cls, table, source, lines, env)
+        sections[name] = parse_section(name, cls, table, source, lines, env)
     config = KioskConfig(**sections, source=source)
     cross_check(config, lines)
     return config
 
 
-def _parse_section(
+def parse_section(
     name: str,
     cls: type,
     table: Mapping[str, Any],
@@ -101,13 +107,19 @@ def _parse_section(
     lines: KeyLines,
     env: Mapping[str, str],
 ) -> Any:
+    """The section ``cls`` from its TOML table, every key checked; ``name`` is the table's
+    dotted path (``report.smtp``), used in messages and to find a key's line."""
+    table_path = name.split(".")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in table:
         if key not in fields:
             allowed = ", ".join(fields)
             raise ConfigError(
-                source, f"{name}.{key}", f"unknown key; allowed: {allowed}", lines.line(name, key)
+                source,
+                f"{name}.{key}",
+                f"unknown key; allowed: {allowed}",
+                lines.line(*table_path, key),
             )
     values: dict[str, Any] = {}
     for key, fld in fields.items():
@@ -127,6 +139,6 @@ def _parse_section(
             problem = value_problem(value, fld.metadata)
         if problem:
             shown = "the value" if fld.metadata["secret"] else repr(value)  # never echo a secret
-            raise ConfigError(source, dotted, f"{shown} {problem}", lines.line(name, key))
+            raise ConfigError(source, dotted, f"{shown} {problem}", lines.line(*table_path, key))
         values[key] = convert(value, hints[key])
     return cls(**values)
