@@ -15,6 +15,7 @@ EX_DATAERR = 65  # sysexits.h: the input data was incorrect
 EX_UNAVAILABLE = 69  # sysexits.h: a required device or service is unavailable
 EX_SOFTWARE = 70  # sysexits.h: an internal error
 EX_CANTCREAT = 73  # sysexits.h: an output file cannot be created
+EX_TEMPFAIL = 75  # sysexits.h: no answer in time; trying again later may work
 
 config_option = click.option(
     "--config",
