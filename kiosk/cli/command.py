@@ -29,6 +29,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from kiosk.central.cli import COMMAND_KEY_ENV, PASSWORD_ENV
+from kiosk.cli.common import EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
 from kiosk.mqtt.client import new_client, tls_context
 from kiosk.mqtt.protocol import (
     Command,
@@ -43,9 +44,6 @@ from kiosk.mqtt.protocol import (
 from kiosk.operator.actions import ArgumentError, check_arguments
 from kiosk.operator.commands import MAX_LIFETIME_MS
 
-EX_USAGE = 64  # sysexits.h: the command was used incorrectly
-EX_UNAVAILABLE = 69  # sysexits.h: the broker cannot be reached or refuses us
-EX_TEMPFAIL = 75  # sysexits.h: no answer in time; trying again later may work
 REFUSED = 1  # the kiosk answered with an error code
 
 USAGE = {
