@@ -11,11 +11,12 @@ from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
 from kiosk.decide.decision import Outcome, Reason
+from kiosk.decide.pipeline import measurement_settings
 from kiosk.decide.privacy import Pseudonymizer
 from kiosk.events import EventType
 from kiosk.gate import Signal
 from kiosk.hardware import build_hardware
-from kiosk.run.engine import Kiosk, measurement_settings
+from kiosk.run.engine import Kiosk
 from kiosk.run.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.frames import CameraError

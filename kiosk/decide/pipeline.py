@@ -60,8 +60,6 @@ class Recorder(Protocol):
     """Where the pipeline logs events and reports the thermometer and its counts
     (:class:`kiosk.run.parts.Monitor`)."""
 
-    last_temperature_c: float | None
-
     def record(self, event_type: EventType, data: dict[str, Any]) -> Event | None:
         """Append an event durably; None if it could not be logged."""
         ...
@@ -72,6 +70,10 @@ class Recorder(Protocol):
 
     def reading(self, reading: Reading) -> None:
         """The thermometer's newest raw reading."""
+        ...
+
+    def temperature(self, celsius: float) -> None:
+        """The newest measured temperature."""
         ...
 
     def decided(self, outcome: str, reason: str) -> None:
@@ -222,7 +224,7 @@ class Pipeline:
         fault = measurement.status is TemperatureStatus.FAULT
         self._recorder.set(Part.THERMOMETER, not fault, measurement.detail if fault else "ok")
         if measurement.celsius is not None:
-            self._recorder.last_temperature_c = round(measurement.celsius, 2)
+            self._recorder.temperature(measurement.celsius)
         return measurement
 
     def _read_for_measurement(self) -> Reading:

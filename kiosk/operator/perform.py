@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
@@ -110,7 +110,7 @@ class OperatorDesk:
                 f"{request.action} failed: {type(exc).__name__}", ActionError.FAILED
             )
 
-    def _act(self, action: Action, args: Any) -> ActionOutcome:
+    def _act(self, action: Action, args: Mapping[str, Any]) -> ActionOutcome:
         if action is Action.LOCKDOWN:
             self.set_lockdown(args["on"])
             return ActionOutcome(f"lockdown {_on_off(args)}", data={"lockdown": args["on"]})
@@ -228,5 +228,5 @@ class OperatorDesk:
         return state
 
 
-def _on_off(args: Any) -> str:
+def _on_off(args: Mapping[str, Any]) -> str:
     return "on" if args["on"] else "off"

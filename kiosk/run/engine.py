@@ -23,7 +23,7 @@ from kiosk.config import KioskConfig
 from kiosk.credentials import Allowlist
 from kiosk.credentials.passes import PassVerifier
 from kiosk.decide.entrance import Entrance
-from kiosk.decide.pipeline import DecisionRecord, Pipeline, measurement_settings
+from kiosk.decide.pipeline import DecisionRecord, Pipeline
 from kiosk.events import EventType
 from kiosk.gate import Gate
 from kiosk.hardware import Hardware
@@ -37,7 +37,7 @@ from kiosk.run.parts import Monitor
 from kiosk.sensors.qr import Scan
 from kiosk.store.eventlog import EventLog
 
-__all__ = ["DecisionRecord", "Kiosk", "measurement_settings"]
+__all__ = ["DecisionRecord", "Kiosk"]
 
 log = logging.getLogger(__name__)
 

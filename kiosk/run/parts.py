@@ -134,6 +134,10 @@ class Monitor:
         """The thermometer's newest raw reading."""
         self.last_reading = reading
 
+    def temperature(self, celsius: float) -> None:
+        """The newest measured temperature (kept to 0.01 °C)."""
+        self.last_temperature_c = round(celsius, 2)
+
     def decided(self, outcome: str, reason: str) -> None:
         """Count one decision today."""
         self._today.add(self.today(), outcome, reason)
