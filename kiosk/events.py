@@ -92,14 +92,15 @@ def _document_refused(data: Mapping[str, Any]) -> Alert | None:
     return "document_refused", f"{data.get('kind')} list refused: {data.get('reason')}"
 
 
-# The event types that can raise an alert, keyed by EventType: a word their data's JSON text must
-# contain to raise one (a cheap test before parsing it), and the rule reading the parsed data.
+# The event types that can raise an alert: a word their data's JSON text must contain to raise
+# one (a cheap test before parsing it), and the rule reading the parsed data. Keyed by the plain
+# values, which the sync looks up for every event it sends (a str key is found at once).
 _ALERT_RULES: dict[str, tuple[str, Callable[[Mapping[str, Any]], Alert | None]]] = {
-    EventType.DECISION: ("fever", _fever),
-    EventType.HEALTH: ("false", _part_failed),
-    EventType.FIRE_ALARM: ("true", _fire_alarm),
-    EventType.DOCUMENT: ("false", _document_refused),
-    EventType.PASSAGE: ('"none"', _tailgating),
+    EventType.DECISION.value: ("fever", _fever),
+    EventType.HEALTH.value: ("false", _part_failed),
+    EventType.FIRE_ALARM.value: ("true", _fire_alarm),
+    EventType.DOCUMENT.value: ("false", _document_refused),
+    EventType.PASSAGE.value: ('"none"', _tailgating),
 }
 
 
