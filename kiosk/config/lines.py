@@ -13,7 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from functools import cached_property
 
-Path = tuple[str, ...]
+KeyPath = tuple[str, ...]
 
 _KEY_PART = re.compile(r"""[ \t]*([A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|'[^']*')[ \t]*""")
 _MULTILINE_QUOTES = ('"""', "'''")
@@ -21,7 +21,7 @@ _MULTILINE_QUOTES = ('"""', "'''")
 
 @dataclass(frozen=True)
 class _Entry:
-    path: Path  # the table's or key's full dotted path
+    path: KeyPath  # the table's or key's full dotted path
     line: int
     inline_table: bool  # the value is written as { ... } on this line
 
@@ -46,7 +46,7 @@ class KeyLines:
     @cached_property
     def _entries(self) -> list[_Entry]:
         entries: list[_Entry] = []
-        table: Path = ()
+        table: KeyPath = ()
         open_quote = ""  # the closing quotes of a multi-line string still open
         for number, text in enumerate(self._text.splitlines(), start=1):
             if open_quote:
@@ -67,7 +67,7 @@ class KeyLines:
         return entries
 
 
-def _header(text: str) -> Path | None:
+def _header(text: str) -> KeyPath | None:
     """The path of a ``[table]`` or ``[[array]]`` header line; None for any other line."""
     stripped = text.lstrip()
     brackets = "[[" if stripped.startswith("[[") else "[" if stripped.startswith("[") else ""
@@ -82,7 +82,7 @@ def _header(text: str) -> Path | None:
     return None
 
 
-def _dotted_key(text: str, start: int) -> tuple[Path, int] | None:
+def _dotted_key(text: str, start: int) -> tuple[KeyPath, int] | None:
     """The dotted key at ``start`` and the index after it; None if there is none."""
     parts: list[str] = []
     position = start
