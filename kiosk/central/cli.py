@@ -12,6 +12,8 @@ from typing import TextIO
 
 from kiosk.central.fleet import format_fleet, format_quarantine
 from kiosk.central.ingest import Ingest, IngestSettings
+from kiosk.central.retention import RetentionJob
+from kiosk.central.settings import StoreSection
 from kiosk.central.store import open_store
 
 log = logging.getLogger(__name__)
@@ -32,18 +34,26 @@ def with_env_secrets(settings: IngestSettings, environ: Mapping[str, str]) -> In
 
 
 def run_central(
-    settings: IngestSettings, db_url: str, stop: threading.Event, stats_every_s: float = 300
+    settings: IngestSettings,
+    db_url: str,
+    stop: threading.Event,
+    stats_every_s: float = 300,
+    policy: StoreSection | None = None,
 ) -> dict[str, int]:
-    """Ingest until ``stop`` is set; logs the counters now and then and returns them."""
+    """Ingest until ``stop`` is set, applying the retention ``policy`` (default: the
+    config's defaults) at start and daily; logs the counters now and then and returns them."""
     settings = with_env_secrets(settings, os.environ)
     store = open_store(db_url)
     ingest = Ingest(settings, store)
+    retention = RetentionJob(store, policy or StoreSection())
     log.info("central ingest %s starting: %s:%d", settings.client_id, settings.host, settings.port)
     ingest.start()
+    retention.start()
     try:
         while not stop.wait(stats_every_s):
             log.info("ingest counters: %s", ingest.stats())
     finally:
+        retention.stop()
         ingest.stop()
         store.close()
     log.info("central ingest stopped: %s", ingest.stats())

@@ -1,0 +1,33 @@
+"""``kiosk central``: the reference central server's commands, one module per family
+(:mod:`~kiosk.cli.central.serve`: run, status, config; :mod:`~kiosk.cli.central.roster`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from kiosk.cli.central.options import remember_config
+from kiosk.cli.central.roster import roster_group
+from kiosk.cli.central.serve import central_config_group, central_run, central_status
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="KIOSK_CENTRAL_CONFIG",
+    help="Central's configuration (central.toml); without it, the defaults.",
+)
+@click.pass_context
+def central(ctx: click.Context, config_path: Path | None) -> None:
+    """The reference central server: ingest events from the kiosks, show the fleet, keep the
+    roster."""
+    remember_config(ctx, config_path)
+
+
+for command in (central_run, central_status, central_config_group, roster_group):
+    central.add_command(command)
+
+__all__ = ["central"]
