@@ -30,10 +30,9 @@ The ``event`` entity reads the non-retained ``activity`` topic, where the kiosk 
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from kiosk.mqtt.protocol import Availability, KioskTopics, Leaf
+from kiosk.mqtt.protocol import Availability, KioskTopics, Leaf, canonical_json
 
 MODEL = "Entrance kiosk"
 EVENT_TYPES = ("grant", "deny", "refer")
@@ -222,7 +221,7 @@ def discovery_messages(
     messages = [
         (
             _config_topic(prefix, component, node, object_id),
-            _dumps({**options, "unique_id": f"{device}_{object_id}", **shared}),
+            canonical_json({**options, "unique_id": f"{device}_{object_id}", **shared}),
         )
         for component, object_id, options in entities
     ]
@@ -235,7 +234,3 @@ def discovery_messages(
 
 def _config_topic(prefix: str, component: str, node: str, object_id: str) -> str:
     return f"{prefix}/{component}/{node}/{object_id}/config"
-
-
-def _dumps(config: dict[str, Any]) -> bytes:
-    return json.dumps(config, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
