@@ -130,6 +130,32 @@ def test_events_are_stored_once_in_order_and_receipted_after_commit(
     assert (stats["stored"], stats["duplicates"], stats["malformed"]) == (30, 0, 0)
 
 
+def test_central_connects_over_tls_only_to_a_broker_its_ca_signed(
+    broker: Broker, central: Callable[..., Ingest], sqlite_url: str, connect: Callable[[str], Store]
+) -> None:
+    central(connect(sqlite_url), port=broker.tls_port, ca_file=broker.ca_file)
+    receipts = Receipts(broker, "k1", connect(sqlite_url))
+    batch = encode_events(SITE, "k1", events(range(1, 4)))
+    assert receipts.client.publish_acked(EVENTS_TOPIC, batch) == 0
+    wait_until(lambda: receipts.covered() == {1, 2, 3})
+    untrusting = Ingest(
+        IngestSettings(
+            host=broker.host,
+            port=broker.tls_port,
+            client_id="central-2",
+            username="central",
+            password=broker.password("central"),
+            ca_file=broker.wrong_ca_file,
+        ),
+        connect(sqlite_url),
+    )
+    untrusting.start()
+    try:
+        assert not untrusting.wait_ready(3), "connected to a broker its CA did not sign"
+    finally:
+        untrusting.stop()
+
+
 def test_a_batch_sent_twice_is_stored_once_and_receipted_twice(
     broker: Broker, central: Callable[..., Ingest], sqlite_url: str, connect: Callable[[str], Store]
 ) -> None:
