@@ -85,7 +85,6 @@ class Sync:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.uplink = uplink
-        self.outbox = outbox
         self.stats = SyncStats()
         self._sender = Sender(
             uplink,
