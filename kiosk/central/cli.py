@@ -60,9 +60,10 @@ def run_central(
     return ingest.stats()
 
 
-def print_status(db_url: str, out: TextIO = sys.stdout, reasons: int = 5) -> None:
-    """Print the fleet table from the store at ``db_url``, then the quarantine's count and
-    its ``reasons`` latest rows."""
+def print_status(db_url: str, out: TextIO | None = None, reasons: int = 5) -> None:
+    """Print the fleet table from the store at ``db_url`` (to ``out``, default standard
+    output), then the quarantine's count and its ``reasons`` latest rows."""
+    out = out or sys.stdout
     store = open_store(db_url)
     try:
         print(format_fleet(store.fleet()), file=out)
