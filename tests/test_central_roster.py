@@ -4,6 +4,7 @@ files and the local PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -54,8 +55,9 @@ def roster_file(tmp_path: Path, text: str, name: str = "roster.csv", bom: bool =
 
 
 def test_import_names_the_subjects_kiosks_record_for_badges_passes_and_national_codes(
-    tmp_path: Path, config: Path, db_url: str, store: Store
+    tmp_path: Path, config: Path, db_url: str, store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     path = roster_file(
         tmp_path,
         HEADER
@@ -66,6 +68,7 @@ def test_import_names_the_subjects_kiosks_record_for_badges_passes_and_national_
     result = central(config, db_url, "roster", "import", str(path), "--site", SITE, "--by", "hr")
     assert result.exit_code == 0, result.output
     assert "3 people" in result.output
+    assert "3 holders imported for site" in caplog.text and "Hằng" not in caplog.text
     badge, holder = kiosk_subject(config, "B-1001"), kiosk_subject(config, "pass:E-77")
     found = roster.people(store, SITE, [badge, holder, NATIONAL, "s-00000000000000000000"])
     assert found == {
