@@ -122,16 +122,6 @@ class Store:
         what it returned; for modules that keep their own tables' queries (the roster)."""
         return self._write(work)
 
-    @property
-    def dialect(self) -> Dialect:
-        """The database this store is in."""
-        return self._d
-
-    def transaction(self, work: Callable[[Any], object]) -> Any:
-        """Run ``work(cursor)`` in one transaction under the store's lock, commit, and return
-        what it returned; for modules that keep their own tables' queries (the roster)."""
-        return self._write(work)
-
     def _read(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         def query(cur: Any) -> list[Any]:
             cur.execute(self._sql(sql), params)

@@ -292,7 +292,6 @@ def command_send(
       reload_allowlist             read the allowlist file again
       resend FROM_SEQ              send every event from this seq again
       test_relay                   release the turnstile once (if the kiosk allows it)
-      test_relay                   release the turnstile once (if the kiosk allows it)
 
     Signed with the key in KIOSK_CENTRAL_COMMAND_KEY (the kiosks' mqtt.command_key, as
     `kiosk central run` uses it). Exit 0: carried out; 1: refused (the error code is
