@@ -208,7 +208,10 @@ def test_a_version_2_store_gets_the_roster_and_keeps_its_events(
     store = connect(db_url)
     store.insert_batch(rows(SITE, "k1", [1, 2]))
     store.close()
-    execute(db_url, ["DROP TABLE roster", "UPDATE central_schema SET version = 2"])
+    execute(
+        db_url,
+        ["DROP TABLE roster", "DROP TABLE deliveries", "UPDATE central_schema SET version = 2"],
+    )
     again = connect(db_url)
     assert again.count() == 2 and roster.entries(again) == []
 
@@ -216,4 +219,4 @@ def test_a_version_2_store_gets_the_roster_and_keeps_its_events(
         cur.execute("SELECT version FROM central_schema ORDER BY version")
         return [int(version) for (version,) in cur.fetchall()]
 
-    assert again.transaction(versions) == [2, VERSION] and VERSION == 3
+    assert again.transaction(versions) == [2, VERSION]

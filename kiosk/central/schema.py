@@ -10,6 +10,9 @@ and raise :data:`VERSION`; never edit a released step.
   table (the first stored wins when a kiosk reused a seq; the others go to the quarantine).
 - Version 3: ``roster``, who holds which subject at a site (name, unit, kind, phone), imported
   at central (:mod:`kiosk.central.roster`); kiosks and MQTT never see it.
+- Version 4: ``deliveries``, one row per site and local day of the daily list: done, or failed
+  with its attempts, so a restart neither skips nor repeats a day
+  (:mod:`kiosk.central.reports.delivery`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-VERSION = 3
+VERSION = 4
 _PG_LOCK = 0x6B696F736B  # pg_advisory_xact_lock key: one migration at a time
 
 
@@ -111,9 +114,21 @@ def _to_version_3(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
     return []
 
 
+def _to_version_4(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
+    """The daily list's deliveries: one row per (site, local day)."""
+    cur.execute(
+        """CREATE TABLE deliveries (
+            site TEXT NOT NULL, day TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+            attempts INTEGER NOT NULL, last_ms BIGINT NOT NULL, next_ms BIGINT,
+            error TEXT, file TEXT, PRIMARY KEY (site, day))"""
+    )
+    return []
+
+
 Step = Callable[[Any, Dialect], list[tuple[Any, ...]]]
 # (version, step): the step upgrades a store of the version before to this one.
-STEPS: list[tuple[int, Step]] = [(2, _to_version_2), (3, _to_version_3)]
+STEPS: list[tuple[int, Step]] = [(2, _to_version_2), (3, _to_version_3), (4, _to_version_4)]
 
 
 def migrate(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
