@@ -210,7 +210,12 @@ def test_a_version_2_store_gets_the_roster_and_keeps_its_events(
     store.close()
     execute(
         db_url,
-        ["DROP TABLE roster", "DROP TABLE deliveries", "UPDATE central_schema SET version = 2"],
+        [
+            "DROP TABLE roster",
+            "DROP TABLE deliveries",
+            "DROP TABLE alert_acks",
+            "UPDATE central_schema SET version = 2",
+        ],
     )
     again = connect(db_url)
     assert again.count() == 2 and roster.entries(again) == []

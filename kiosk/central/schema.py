@@ -13,6 +13,8 @@ and raise :data:`VERSION`; never edit a released step.
 - Version 4: ``deliveries``, one row per site and local day of the daily list: done, or failed
   with its attempts, so a restart neither skips nor repeats a day
   (:mod:`kiosk.central.reports.delivery`).
+- Version 5: ``alert_acks``, who acknowledged which alert of the fleet dashboard and when
+  (:mod:`kiosk.central.web.alerts`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-VERSION = 4
+VERSION = 5
 _PG_LOCK = 0x6B696F736B  # pg_advisory_xact_lock key: one migration at a time
 
 
@@ -126,9 +128,23 @@ def _to_version_4(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
     return []
 
 
+def _to_version_5(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
+    """The dashboard's acknowledged alerts, keyed by the alert's stable key."""
+    cur.execute(
+        """CREATE TABLE alert_acks (
+            alert TEXT PRIMARY KEY, acked_by TEXT NOT NULL, acked_at_ms BIGINT NOT NULL)"""
+    )
+    return []
+
+
 Step = Callable[[Any, Dialect], list[tuple[Any, ...]]]
 # (version, step): the step upgrades a store of the version before to this one.
-STEPS: list[tuple[int, Step]] = [(2, _to_version_2), (3, _to_version_3), (4, _to_version_4)]
+STEPS: list[tuple[int, Step]] = [
+    (2, _to_version_2),
+    (3, _to_version_3),
+    (4, _to_version_4),
+    (5, _to_version_5),
+]
 
 
 def migrate(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
