@@ -1,5 +1,8 @@
 """Storing one batch: events, status and state updates, and the quarantine, never halting.
 
+:func:`read_message` adds one received message to a batch (:class:`Work`); :func:`commit`
+stores the batch. The ingest and ``kiosk central demo`` both go through these two.
+
 A store error about a row makes the batch go again row by row, so only that row is
 quarantined; any other error (connection lost, lock timeout, disk full) is retried with
 backoff until it works or the caller stops.
@@ -13,11 +16,11 @@ import threading
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from kiosk.central.messages import Update
+from kiosk.central.messages import Update, decode_update, read_events
 from kiosk.central.quarantine import Quarantined, is_data_error, refusal
 from kiosk.central.rows import EventRow, Stored
 from kiosk.central.store import Store
-from kiosk.mqtt.protocol import KioskTopics, Leaf
+from kiosk.mqtt.protocol import KioskTopics, Leaf, ProtocolError, parse_topic
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,32 @@ class Done(NamedTuple):
     refused: set[int]  # id() of the rows of Work.rows that were quarantined
     items: list[Quarantined]  # quarantined by the store, beyond Work.refused
     quarantined: int  # all quarantined in this batch
+
+
+def read_message(work: Work, topic: str, payload: bytes, retain: bool) -> bool:
+    """Add one received message's rows, update or refusals to ``work``; False when the
+    message as a whole is refused (malformed: it goes to the quarantine with the batch)."""
+    try:
+        site, kiosk, leaf = parse_topic(topic)
+        KioskTopics(site, kiosk)  # a valid id, usable in reply topics
+        if leaf is Leaf.EVENTS:
+            rows, refused = read_events(site, kiosk, payload, work.now_ms)
+            work.rows += rows
+            work.refused += [
+                refusal(topic, r.payload, r.reason, work.now_ms, r.seq) for r in refused
+            ]
+        elif payload:  # an empty retained message clears the topic: nothing to do
+            update = decode_update(site, kiosk, leaf, payload, retain, work.now_ms)
+            work.updates.append((topic, payload, update))
+    except (ProtocolError, ValueError) as exc:
+        work.refused.append(refusal(topic, payload, str(exc), work.now_ms))
+        return False
+    except Exception as exc:  # a bug, not the message's fault: still never a halt
+        log.exception("reading a message on %s failed", topic)
+        reason = f"central could not read it: {type(exc).__name__}"
+        work.refused.append(refusal(topic, payload, reason, work.now_ms))
+        return False
+    return True
 
 
 def commit(store: Store, work: Work, stop: threading.Event) -> Done | None:

@@ -25,19 +25,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from kiosk.central.commit import Done, Work, commit
+from kiosk.central.commit import Done, Work, commit, read_message
 from kiosk.central.gaps import GapTracker, Key
-from kiosk.central.messages import decode_update, read_events, resend_command
-from kiosk.central.quarantine import refusal
+from kiosk.central.messages import resend_command
 from kiosk.central.store import Store
 from kiosk.mqtt.client import new_client, tls_context
 from kiosk.mqtt.protocol import (
     KioskTopics,
     Leaf,
-    ProtocolError,
     encode_command,
     encode_receipt,
-    parse_topic,
     subscription,
 )
 
@@ -291,27 +288,9 @@ class Ingest:
         self._track(seqs)
 
     def _read(self, work: Work, topic: str, payload: bytes, retain: bool) -> None:
-        """Add one message's rows, update or refusals to ``work``."""
-        try:
-            site, kiosk, leaf = parse_topic(topic)
-            KioskTopics(site, kiosk)  # a valid id, usable in reply topics
-            if leaf is Leaf.EVENTS:
-                rows, refused = read_events(site, kiosk, payload, work.now_ms)
-                work.rows += rows
-                work.refused += [
-                    refusal(topic, r.payload, r.reason, work.now_ms, r.seq) for r in refused
-                ]
-            elif payload:  # an empty retained message clears the topic: nothing to do
-                update = decode_update(site, kiosk, leaf, payload, retain, work.now_ms)
-                work.updates.append((topic, payload, update))
-        except (ProtocolError, ValueError) as exc:
+        """Add one message's rows, update or refusals to ``work``; count it if malformed."""
+        if not read_message(work, topic, payload, retain):
             self._counts["malformed"] += 1
-            work.refused.append(refusal(topic, payload, str(exc), work.now_ms))
-        except Exception as exc:  # a bug, not the message's fault: still never a halt
-            log.exception("reading a message on %s failed", topic)
-            self._counts["malformed"] += 1
-            reason = f"central could not read it: {type(exc).__name__}"
-            work.refused.append(refusal(topic, payload, reason, work.now_ms))
 
     def _commit(self, work: Work) -> Done | None:
         """Store ``work`` (see :func:`kiosk.central.commit.commit`); None if stopping first."""
