@@ -15,6 +15,9 @@ and raise :data:`VERSION`; never edit a released step.
   (:mod:`kiosk.central.reports.delivery`).
 - Version 5: ``alert_acks``, who acknowledged which alert of the fleet dashboard and when
   (:mod:`kiosk.central.web.alerts`).
+- Version 6: the reports' indexes, and ``subject_events``, the events that name a subject in
+  plain columns, kept by triggers on ``events`` (:mod:`kiosk.central.presence`,
+  :mod:`kiosk.central.trace`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-VERSION = 5
+VERSION = 6
 _PG_LOCK = 0x6B696F736B  # pg_advisory_xact_lock key: one migration at a time
 
 
@@ -137,6 +140,89 @@ def _to_version_5(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
     return []
 
 
+# What each subject_events column holds, read from an events row (NEW in a trigger).
+_SUBJECT_FIELDS = ("subject", "area", "direction", "outcome", "credential.kind", "meeting")
+_SUBJECT_TYPES = "('decision', 'grant_unused')"
+
+
+def _subject_values(d: Dialect, row: str) -> str:
+    """The subject_events values of the events row ``row`` (a table alias, or NEW)."""
+    if d is SQLITE:
+        fields = [f"json_extract({row}.data, '$.{path}')" for path in _SUBJECT_FIELDS]
+    else:
+        fields = [
+            f"{row}.data->'credential'->>'kind'"
+            if path == "credential.kind"
+            else f"{row}.data->>'{path}'"
+            for path in _SUBJECT_FIELDS
+        ]
+    return ", ".join(
+        [*(f"{row}.{c}" for c in ("site", "kiosk", "seq", "event_id", "ts_ms", "type")), *fields]
+    )
+
+
+def _subject_condition(d: Dialect, row: str) -> str:
+    """Whether the events row ``row`` names a subject that subject_events keeps."""
+    named = (
+        f"json_type({row}.data, '$.subject') = 'text'"
+        if d is SQLITE
+        else f"jsonb_typeof({row}.data->'subject') = 'string'"
+    )
+    return f"{row}.type IN {_SUBJECT_TYPES} AND {named}"
+
+
+def _to_version_6(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
+    """The indexes of central's reports, and ``subject_events``: every decision and withdrawn
+    grant that names a subject, narrowed to plain columns by triggers on ``events`` (kept in
+    step when events are stored or deleted), so that who is inside and the trace read no JSON.
+    Written so that it can run again on a store that has it."""
+    cur.execute(
+        """CREATE TABLE IF NOT EXISTS subject_events (
+            site TEXT NOT NULL, kiosk TEXT NOT NULL, seq BIGINT NOT NULL,
+            event_id TEXT NOT NULL, ts_ms BIGINT NOT NULL, type TEXT NOT NULL,
+            subject TEXT NOT NULL, area TEXT, direction TEXT, outcome TEXT, kind TEXT,
+            meeting TEXT, PRIMARY KEY (site, kiosk, seq))"""
+    )
+    for sql in (
+        "CREATE INDEX IF NOT EXISTS events_site_type_ts ON events (site, type, ts_ms)",
+        "CREATE INDEX IF NOT EXISTS subject_events_ts ON subject_events (site, ts_ms)",
+        "CREATE INDEX IF NOT EXISTS subject_events_subject"
+        " ON subject_events (site, subject, ts_ms)",
+    ):
+        cur.execute(sql)
+    copy = f"INSERT INTO subject_events VALUES ({_subject_values(d, 'NEW')})"
+    drop = (
+        "DELETE FROM subject_events WHERE site = OLD.site AND kiosk = OLD.kiosk AND seq = OLD.seq"
+    )
+    if d is SQLITE:
+        cur.execute(
+            "CREATE TRIGGER IF NOT EXISTS subject_events_copy AFTER INSERT ON events"
+            f" WHEN {_subject_condition(d, 'NEW')} BEGIN {copy}; END"
+        )
+        cur.execute(
+            "CREATE TRIGGER IF NOT EXISTS subject_events_drop AFTER DELETE ON events"
+            f" WHEN OLD.type IN {_SUBJECT_TYPES} BEGIN {drop}; END"
+        )
+    else:
+        for name, body, event, when in (
+            ("copy", copy, "INSERT", _subject_condition(d, "NEW")),
+            ("drop", drop, "DELETE", f"OLD.type IN {_SUBJECT_TYPES}"),
+        ):
+            cur.execute(
+                f"CREATE OR REPLACE FUNCTION subject_events_{name}() RETURNS trigger"
+                f" LANGUAGE plpgsql AS $$ BEGIN {body}; RETURN NULL; END $$"
+            )
+            cur.execute(
+                f"CREATE OR REPLACE TRIGGER subject_events_{name} AFTER {event} ON events"
+                f" FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION subject_events_{name}()"
+            )
+    cur.execute(
+        f"INSERT INTO subject_events SELECT {_subject_values(d, 'e')} FROM events e"
+        f" WHERE {_subject_condition(d, 'e')} ON CONFLICT DO NOTHING"
+    )
+    return []
+
+
 Step = Callable[[Any, Dialect], list[tuple[Any, ...]]]
 # (version, step): the step upgrades a store of the version before to this one.
 STEPS: list[tuple[int, Step]] = [
@@ -144,6 +230,7 @@ STEPS: list[tuple[int, Step]] = [
     (3, _to_version_3),
     (4, _to_version_4),
     (5, _to_version_5),
+    (6, _to_version_6),
 ]
 
 
