@@ -275,6 +275,21 @@ def test_generated_source_does_not_burst_after_a_slow_caller() -> None:
     source.read()
 
     assert clock.sleeps == pytest.approx([0.05])
+    assert (source.delivered, source.dropped) == (3, 9)  # frames 0, 10 and 11 of a camera
+
+
+def test_generated_source_shows_a_noisy_textured_scene_not_a_flat_frame() -> None:
+    clock = FakeClock()
+    source = GeneratedFrameSource(lambda: None, clock=clock, sleep=clock.sleep)
+    source.start()
+
+    first, second = source.read(), source.read()
+
+    assert first is not None and second is not None
+    assert first.std() > 20  # a room, not a grey card
+    difference = np.abs(first.astype(int) - second.astype(int))
+    assert 1 < difference.mean() < 10  # the same room, through a camera's sensor noise
+    assert _decoded([first, second]) == [[], []]
 
 
 def test_simulated_visitors_give_one_scan_per_presentation() -> None:

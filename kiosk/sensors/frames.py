@@ -15,7 +15,13 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from kiosk.sensors.synthetic import blank_frame, render_qr_frame
+from kiosk.sensors.synthetic import (
+    blank_frame,
+    noisy,
+    person_holding_code,
+    qr_modules,
+    sensor_noise,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -243,19 +249,25 @@ class Picamera2Source:
 
 
 class GeneratedFrameSource:
-    """Simulated camera: frames showing whatever QR payload ``payload()`` returns right now.
+    """Simulated camera: an entrance's textured scene, with sensor noise, at a fixed frame rate.
 
-    A blank grey frame is shown while ``payload()`` returns None. ``read()`` is paced to ``fps``
-    with the injected ``clock`` and ``sleep``, like a real camera.
+    While ``payload()`` returns bytes, a person stands in front of the camera holding up a phone
+    with that code; while it returns None the scene is empty. Like a real camera the frames come
+    at fixed times (``fps``, on the injected ``clock`` and ``sleep``): ``read()`` waits for the
+    next one, and a caller that fell behind gets the newest frame, the ones it missed counted in
+    ``dropped``. Noise comes from a few fields made once, so a frame costs almost nothing to make.
 
     :param payload: called once per frame; the bytes to show, or None for no code.
     :param size: frame ``(width, height)``.
     :param fps: frames per second delivered by ``read()``.
     :param clock: monotonic clock in seconds.
     :param sleep: waits the given number of seconds.
+    :param seed: which scene (the room behind the person and the noise).
     """
 
     name = "generated"
+    NOISE_FIELDS = 4
+    NOISE_SIGMA = 4.0
 
     def __init__(
         self,
@@ -265,46 +277,65 @@ class GeneratedFrameSource:
         fps: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        seed: int = 0,
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps must be positive, got {fps}")
         self._payload = payload
         self.size = size
         self.fps = fps
+        self.seed = seed
         self._clock = clock
         self._sleep = sleep
         self._frame_period = 1.0 / fps
-        self._next_frame_at: float | None = None
+        self._first_frame_at: float | None = None
+        self._index = 0
         self._started = False
-        self._blank: Frame | None = None
-        self._cached_payload: bytes | None = None
-        self._cached_frame: Frame | None = None
+        self.delivered = 0
+        self.dropped = 0
+        self._scene: Frame | None = None
+        self._noise: list[npt.NDArray[np.int16]] = []
+        self._views: dict[bytes | None, list[Frame]] = {}
 
     def start(self) -> None:
         """Start delivering frames; the first ``read()`` returns at once."""
         self._started = True
-        self._next_frame_at = None
+        self._first_frame_at = None
 
     def read(self) -> Frame | None:
         """Wait for the next frame time, then return a read-only frame of the current payload."""
         _require_started(self._started, self.name)
         now = self._clock()
-        if self._next_frame_at is not None and now < self._next_frame_at:
-            self._sleep(self._next_frame_at - now)
-            now = self._next_frame_at
-        self._next_frame_at = now + self._frame_period
-        return self._frame_for(self._payload())
+        if self._first_frame_at is None:
+            self._first_frame_at, self._index = now, 0
+        else:
+            newest = int((now - self._first_frame_at) / self._frame_period + 1e-9)
+            index = max(self._index + 1, newest)
+            due = self._first_frame_at + index * self._frame_period
+            if now < due:
+                self._sleep(due - now)
+            self.dropped += index - self._index - 1
+            self._index = index
+        self.delivered += 1
+        return self._view(self._payload(), self._index)
 
-    def _frame_for(self, payload: bytes | None) -> Frame:
-        if payload is None:
-            if self._blank is None:
-                self._blank = _read_only(blank_frame(self.size))
-            return self._blank
-        if self._cached_frame is None or payload != self._cached_payload:
-            module_px = _module_px_to_fit(payload, self.size)
-            frame = render_qr_frame(payload, size=self.size, module_px=module_px)
-            self._cached_payload, self._cached_frame = payload, _read_only(frame)
-        return self._cached_frame
+    def _view(self, payload: bytes | None, index: int) -> Frame:
+        if self._scene is None:
+            self._scene = blank_frame(self.size, seed=self.seed)
+            self._noise = [
+                sensor_noise(self.size, self.NOISE_SIGMA, self.seed * 100 + n)
+                for n in range(self.NOISE_FIELDS)
+            ]
+        views = self._views.get(payload)
+        if views is None:
+            base = self._scene
+            if payload is not None:
+                module_px = _module_px_to_fit(payload, self.size)
+                base = person_holding_code(base, payload, module_px=module_px)
+            views = [_read_only(noisy(base, noise)) for noise in self._noise]
+            self._views = {key: value for key, value in self._views.items() if key is None}
+            self._views[payload] = views  # the empty scene's, and the newest code's
+        return views[index % len(views)]
 
     def close(self) -> None:
         """Stop delivering frames."""
@@ -333,10 +364,8 @@ def open_frame_source(spec: str) -> FrameSource:
 
 
 def _module_px_to_fit(payload: bytes, size: tuple[int, int]) -> int:
-    import segno
-
-    modules_with_quiet_zone = int(segno.make(payload, error="m", micro=False).symbol_size()[0])
-    return max(1, min(6, min(size) * 3 // 4 // modules_with_quiet_zone))
+    """Pixels per module of a phone held up at reading distance: 4, fewer when the code is big."""
+    return max(1, min(4, min(size) * 3 // 4 // qr_modules(payload)))
 
 
 def _read_only(frame: Frame) -> Frame:

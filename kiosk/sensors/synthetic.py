@@ -1,8 +1,9 @@
-"""Generated camera frames: QR codes pasted into grey frames, blank frames and distortions.
+"""Generated camera frames: QR codes, an entrance's textured scene, a person holding a code up,
+sensor noise, and distortions.
 
-Used by the simulated camera, the tests and the decode benchmark. Sizes are ``(width, height)``
-like camera resolutions; frames are ``height x width`` uint8 grayscale arrays. Rendering needs
-only numpy and segno; the distortions import OpenCV when called.
+Used by the simulated camera, the tests and the benchmarks. Sizes are ``(width, height)`` like
+camera resolutions; frames are ``height x width`` uint8 grayscale arrays. Rendering needs only
+numpy and segno; the distortions import OpenCV when called.
 """
 
 from __future__ import annotations
@@ -37,28 +38,82 @@ def render_qr_frame(
     :param center: ``(x, y)`` pixel position of the code's centre; the frame centre by default.
     :raises ValueError: if the code does not fit inside the frame at that position.
     """
+    width, height = size
+    frame = np.full((height, width), background, dtype=np.uint8)
+    at = center if center is not None else (width // 2, height // 2)
+    return paste(frame, qr_symbol(payload, module_px), at)
+
+
+def qr_symbol(payload: bytes, module_px: int) -> Frame:
+    """``payload`` as a square QR code (error correction M, 4-module quiet zone), black on white.
+
+    :param module_px: side of one QR module in pixels.
+    """
     import segno
 
     if module_px < 1:
         raise ValueError(f"module_px must be at least 1, got {module_px}")
     code = segno.make(payload, error="m", micro=False, boost_error=False)
-    modules = np.asarray(code.matrix, dtype=np.uint8)
-    modules = np.pad(modules, QUIET_ZONE_MODULES)
+    modules = np.pad(np.asarray(code.matrix, dtype=np.uint8), QUIET_ZONE_MODULES)
     symbol = np.where(modules == 1, DARK, LIGHT).astype(np.uint8)
-    symbol = symbol.repeat(module_px, axis=0).repeat(module_px, axis=1)
+    return symbol.repeat(module_px, axis=0).repeat(module_px, axis=1)
 
-    width, height = size
-    center_x, center_y = center if center is not None else (width // 2, height // 2)
-    side = symbol.shape[0]
-    left, top = center_x - side // 2, center_y - side // 2
-    if left < 0 or top < 0 or left + side > width or top + side > height:
+
+def qr_modules(payload: bytes) -> int:
+    """Side of ``payload``'s QR code in modules, quiet zone included."""
+    import segno
+
+    code = segno.make(payload, error="m", micro=False, boost_error=False)
+    return int(code.symbol_size(border=QUIET_ZONE_MODULES)[0])
+
+
+def paste(frame: Frame, patch: Frame, center: tuple[int, int]) -> Frame:
+    """A copy of ``frame`` with ``patch`` centred at ``(x, y)``; ValueError if it does not fit."""
+    height, width = frame.shape
+    patch_height, patch_width = patch.shape
+    left, top = center[0] - patch_width // 2, center[1] - patch_height // 2
+    if left < 0 or top < 0 or left + patch_width > width or top + patch_height > height:
         raise ValueError(
-            f"a {side}x{side} px code centred at ({center_x}, {center_y}) "
+            f"a {patch_width}x{patch_height} px code centred at {center} "
             f"does not fit in a {width}x{height} frame"
         )
-    frame = np.full((height, width), background, dtype=np.uint8)
-    frame[top : top + side, left : left + side] = symbol
-    return frame
+    result = frame.copy()
+    result[top : top + patch_height, left : left + patch_width] = patch
+    return result
+
+
+def person_holding_code(background: Frame, payload: bytes, *, module_px: int) -> Frame:
+    """``background`` with a person in front of the camera holding up a phone that shows the code.
+
+    Head and shoulders fill the lower middle of the frame; the phone (a dark bezel around a
+    white screen) is held in front of the chest, a little off centre, with its code at
+    ``module_px`` pixels per module.
+    """
+    height, width = background.shape
+    ys, xs = np.ogrid[0:height, 0:width]
+    frame = background.copy()
+    shoulders = ((xs - width / 2) / (0.42 * width)) ** 2 + ((ys - height) / (0.55 * height)) ** 2
+    frame[shoulders <= 1] = 55  # dark clothes
+    head = ((xs - width / 2) / (0.13 * width)) ** 2 + ((ys - 0.3 * height) / (0.2 * height)) ** 2
+    frame[head <= 1] = 165  # a face
+    symbol = qr_symbol(payload, module_px)
+    bezel = 3 * module_px
+    phone = np.full((symbol.shape[0] + 4 * bezel, symbol.shape[1] + 2 * bezel), 25, np.uint8)
+    phone[2 * bezel : -2 * bezel, bezel:-bezel] = symbol
+    center_x = width // 2 + min(width // 10, (width - phone.shape[1]) // 2)
+    return paste(frame, phone, (center_x, max(height // 2, phone.shape[0] // 2)))
+
+
+def sensor_noise(size: tuple[int, int], sigma: float, seed: int) -> npt.NDArray[np.int16]:
+    """Gaussian sensor noise of ``sigma`` grey levels for a frame of ``size``, to :func:`noisy`."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    return np.rint(rng.normal(0, sigma, (height, width))).astype(np.int16)
+
+
+def noisy(frame: Frame, noise: npt.NDArray[np.int16]) -> Frame:
+    """``frame`` with ``noise`` (from :func:`sensor_noise`) added, clipped to 0..255."""
+    return np.clip(frame.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
 def blank_frame(size: tuple[int, int] = (640, 480), *, seed: int | None = None) -> Frame:
