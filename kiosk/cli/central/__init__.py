@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from kiosk.cli.central.demo import central_demo
 from kiosk.cli.central.options import remember_config
 from kiosk.cli.central.roster import roster_group
 from kiosk.cli.central.serve import central_config_group, central_run, central_status
@@ -27,7 +28,7 @@ def central(ctx: click.Context, config_path: Path | None) -> None:
     remember_config(ctx, config_path)
 
 
-for command in (central_run, central_status, central_config_group, roster_group):
+for command in (central_run, central_status, central_config_group, roster_group, central_demo):
     central.add_command(command)
 
 __all__ = ["central"]
