@@ -2,7 +2,8 @@
 
 This is the only place that knows the difference. On a Pi: picamera2 (or an
 OpenCV source), the MLX90614 on /dev/i2c-N, gpiozero's default pin factory. In
-simulation: frames rendered from a :class:`~kiosk.sensors.simulation.Scene`, the real
+simulation: frames rendered from a :class:`~kiosk.sensors.simulation.Scene` (over the
+configured image folder or video file, if any: a simulated kiosk opens no camera), the real
 Adafruit driver over a simulated I2C bus, gpiozero's own MockFactory (whose pins keep a
 short history).
 """
@@ -21,10 +22,10 @@ from gpiozero.pins.mock import MockConnectedPin, MockFactory, MockPin
 from kiosk.config import KioskConfig, Pin
 from kiosk.gate import Gate, GatePins, GateTiming
 from kiosk.sensors import simulated_mlx90614 as sim
-from kiosk.sensors.frames import FrameSource, GeneratedFrameSource, open_frame_source
+from kiosk.sensors.frames import FrameSource, open_frame_source
 from kiosk.sensors.mlx90614 import MLX90614Thermometer, Reading, SensorError, open_i2c_bus
 from kiosk.sensors.qr import QRDecoder, make_decoder
-from kiosk.sensors.simulation import Scene
+from kiosk.sensors.simulation import Scene, SceneCamera, recorded_source
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ def build_hardware(
         stack.callback(gate.close)
         decoder = make_decoder(config.camera.decoder)
         if scene is not None:
-            frames: FrameSource = GeneratedFrameSource(scene.payload)
+            frames: FrameSource = SceneCamera(scene, recorded_source(config.camera.source))
         else:
             frames = open_frame_source(config.camera.source)
         frames.start()

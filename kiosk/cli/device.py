@@ -3,6 +3,7 @@ the kiosk's devices (or their simulation). Each imports what it drives only when
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -30,6 +31,7 @@ def run(config_path: Path, simulate: bool, verbose: bool) -> None:
     from kiosk.cli.preflight import check_setup, policy_warnings
     from kiosk.run.logs import setup_logging
     from kiosk.run.runtime import open_kiosk
+    from kiosk.run.simcontrol import serve_simulation
     from kiosk.run.systemd import STOP_DEADLINE_S
     from kiosk.sensors.frames import CameraError
 
@@ -42,7 +44,9 @@ def run(config_path: Path, simulate: bool, verbose: bool) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        with open_kiosk(config, simulate=simulate) as kiosk:
+        with open_kiosk(config, simulate=simulate) as kiosk, contextlib.ExitStack() as control:
+            if simulate:  # `kiosk sim …` drives it through a socket only its user may use
+                control.enter_context(serve_simulation(kiosk))
             kiosk.run(stop, stop_deadline_s=STOP_DEADLINE_S)
     except CameraError as exc:
         click.echo(f"kiosk: camera unavailable: {exc}", err=True)

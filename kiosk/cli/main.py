@@ -17,6 +17,7 @@ from kiosk.cli.configure import config_group, web
 from kiosk.cli.device import decode, demo, doctor, relay_safe, run
 from kiosk.cli.issuer import pass_group, site_qr
 from kiosk.cli.reports import checkin, events
+from kiosk.cli.sim import sim_group
 from kiosk.config import EX_CONFIG, ConfigError
 from kiosk.credentials import AllowlistError
 
@@ -64,5 +65,6 @@ for command in (
     pass_group,
     site_qr,
     command_group,
+    sim_group,
 ):
     cli.add_command(command)
