@@ -1,0 +1,149 @@
+"""Who is inside now, per site and area, from the passages of all the site's kiosks.
+
+The rules are the kiosk's own (:mod:`kiosk.decide.area`), applied to what central stored: a
+granted entry or exit with a subject is a passage, a ``grant_unused`` event puts the subject
+back where they were, and each subject's newest passage per area wins, ordered by time and
+then by the CRC-32 of the event id, as at every kiosk; a subject is inside an area when that
+passage leaves them inside. The count starts afresh at midnight, in the site's time zone
+(``[sites.<id>] timezone``): someone who entered yesterday and never scanned out is not inside
+today. A passage dated more than :data:`~kiosk.decide.area.MAX_AHEAD_S` ahead of now is not
+counted. A check-in kiosk's grants are entries into its area, as its neighbours count them.
+
+Everything is read from ``subject_events`` (plain columns kept by the schema's triggers) with
+one query per site, plus one on the roster for the names.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from kiosk.central import roster
+from kiosk.central.reports.daily import day_bounds, known_sites
+from kiosk.central.roster import Person
+from kiosk.central.settings import CentralConfig
+from kiosk.central.store import Store
+from kiosk.decide.area import MAX_AHEAD_S
+from kiosk.events import EventType
+
+
+@dataclass(frozen=True)
+class Present:
+    """One person inside an area: since their last passage, at which kiosk."""
+
+    site: str
+    area: str
+    subject: str
+    since: datetime  # local time of the site
+    kiosk: str
+    kind: str  # the roster's, else the credential's
+    person: Person | None
+
+
+@dataclass(frozen=True)
+class AreaCount:
+    """An area of a site that had passages today, with the people inside it now."""
+
+    site: str
+    area: str
+    people: tuple[Present, ...]
+
+
+_NEWEST = (
+    "SELECT subject, area, ts_ms, event_id, type, direction, kiosk, kind FROM ("
+    "SELECT subject, area, ts_ms, event_id, type, direction, kiosk, kind,"
+    " max(ts_ms) OVER (PARTITION BY subject, area) AS newest FROM subject_events"
+    " WHERE site = {p} AND ts_ms >= {p} AND ts_ms <= {p} AND direction IN ('entry', 'exit')"
+    " AND (outcome = 'grant' OR type = {p})) AS passages WHERE ts_ms = newest"
+)
+
+
+def _newest_rows(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """Each (subject, area)'s newest passage; a tie in one millisecond goes to the higher
+    CRC-32 of the event id, as at the kiosks."""
+    newest: dict[tuple[str, str], tuple[int, tuple[Any, ...]]] = {}
+    for row in rows:
+        key = (row[0], str(row[1] or ""))
+        tiebreak = zlib.crc32(row[3].encode())
+        held = newest.get(key)
+        if held is None or tiebreak > held[0]:
+            newest[key] = (tiebreak, row)
+    return {key: row for key, (_, row) in newest.items()}
+
+
+def inside_after(event_type: str, direction: str) -> bool:
+    """Whether a passage leaves its subject inside; a withdrawn grant undoes its direction."""
+    return (direction == "entry") != (event_type == EventType.GRANT_UNUSED.value)
+
+
+def site_inside(store: Store, site: str, zone: ZoneInfo, now_s: float) -> list[AreaCount]:
+    """The site's areas that had passages since its local midnight, with who is inside each
+    at ``now_s`` (epoch seconds), by area, then name (or subject)."""
+    today = datetime.fromtimestamp(now_s, zone).date()
+    start_ms, _ = day_bounds(today, zone)
+    until_ms = int((now_s + MAX_AHEAD_S) * 1000)
+    sql = _NEWEST.format(p=store.dialect.param)
+    unused = EventType.GRANT_UNUSED.value
+
+    def work(cur: Any) -> tuple[list[tuple[Any, ...]], dict[str, Person]]:
+        cur.execute(sql, (site, start_ms, until_ms, unused))
+        newest = _newest_rows(cur.fetchall())
+        inside = [row for row in newest.values() if inside_after(row[4], row[5])]
+        return [*newest.values()], roster.people(cur, site, (row[0] for row in inside))
+
+    rows, people = store.transaction(work)
+    areas: dict[str, list[Present]] = {}
+    for subject, area, ts_ms, _, event_type, direction, kiosk, kind in rows:
+        members = areas.setdefault(str(area or ""), [])
+        if inside_after(event_type, direction):
+            person = people.get(subject)
+            since = datetime.fromtimestamp(int(ts_ms) / 1000, zone)
+            who = person.kind if person else str(kind or "")
+            members.append(Present(site, str(area or ""), subject, since, kiosk, who, person))
+    return [
+        AreaCount(site, area, tuple(sorted(members, key=_order)))
+        for area, members in sorted(areas.items())
+    ]
+
+
+def _order(present: Present) -> tuple[str, str]:
+    return (present.person.name if present.person else "\uffff", present.subject)
+
+
+def inside(
+    store: Store, config: CentralConfig, site: str | None = None, now_s: float | None = None
+) -> list[AreaCount]:
+    """Who is inside now at ``site``, or at every site the config or the fleet names, each
+    site in its own time zone; the dashboard's page and ``report inside`` show this."""
+    now = time.time() if now_s is None else now_s
+    sites = [site] if site is not None else known_sites(store, config)
+    return [
+        area
+        for name in sites
+        for area in site_inside(store, name, ZoneInfo(config.site(name).timezone), now)
+    ]
+
+
+class PeopleInsideCollector(Collector):
+    """The gauge ``central_people_inside{site,area}``, read from the store at each scrape."""
+
+    def __init__(self, store: Store, config: CentralConfig) -> None:
+        self._store = store
+        self._config = config
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        """How many people are inside each area that had passages today."""
+        gauge = GaugeMetricFamily(
+            "central_people_inside", "People inside now, per site and area", labels=["site", "area"]
+        )
+        for area in inside(self._store, self._config):
+            gauge.add_metric([area.site, area.area], len(area.people))
+        yield gauge

@@ -1,0 +1,297 @@
+"""The exposure trace: where and when a person passed, and who was near them.
+
+For the index person (a subject of one site) between two moments: every decision that names
+them (place, time, outcome), and as contacts every other subject who
+
+- passed the same entrance (kiosk) within ``window`` of one of those decisions (``entrance``);
+- was inside the same area while they were (``area``): stays run from a passage that leaves
+  the subject inside to the next that takes them out, by the kiosks' rules
+  (:mod:`kiosk.central.presence`), and end at the site's local midnight, when the kiosks'
+  count starts afresh;
+- checked in to the same meeting on the same local day (``meeting``).
+
+Each contact is listed once per reason and occasion (the index person's passage, stay or
+meeting), with names and kinds from the roster where it has them. Everything is read from
+``subject_events``, so no event's JSON is parsed.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any, Literal, NamedTuple
+from zoneinfo import ZoneInfo
+
+from kiosk.central import roster
+from kiosk.central.presence import inside_after
+from kiosk.central.reports.daily import day_bounds
+from kiosk.central.roster import Entry, Person
+from kiosk.central.store import Store
+from kiosk.events import EventType
+
+Reason = Literal["entrance", "area", "meeting"]
+_COLUMNS = "subject, kiosk, event_id, ts_ms, type, area, direction, outcome, kind, meeting"
+
+
+class Row(NamedTuple):
+    """One subject_events row as the trace reads it."""
+
+    subject: str
+    kiosk: str
+    event_id: str
+    ts_ms: int
+    type: str
+    area: str | None
+    direction: str | None
+    outcome: str | None
+    kind: str | None
+    meeting: str | None
+
+    def is_passage(self) -> bool:
+        """A granted entry or exit, or a withdrawn grant: what moves a subject in or out."""
+        moves = self.outcome == "grant" or self.type == EventType.GRANT_UNUSED.value
+        return moves and self.direction in ("entry", "exit")
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A decision about the index person: where, when, which way, what outcome."""
+
+    at: datetime
+    kiosk: str
+    area: str
+    direction: str
+    outcome: str
+    meeting: str | None
+
+
+@dataclass(frozen=True)
+class Contact:
+    """Another subject near the index person, why, and when."""
+
+    subject: str
+    person: Person | None
+    kind: str
+    reason: Reason
+    at: datetime  # the contact's passage (entrance, meeting) or the start of the overlap (area)
+    where: str  # the kiosk, the area or the meeting
+    index_at: datetime  # the index person's passage, stay start or check-in it relates to
+    detail: str
+
+
+@dataclass(frozen=True)
+class Trace:
+    """The whole trace of one index subject at one site."""
+
+    site: str
+    subject: str
+    person: Person | None
+    start: datetime
+    end: datetime
+    window: timedelta
+    sightings: list[Sighting]
+    contacts: list[Contact]
+
+
+class Stay(NamedTuple):
+    """A subject inside an area from ``start_ms`` to ``end_ms``."""
+
+    subject: str
+    area: str
+    start_ms: int
+    end_ms: int
+    kind: str | None
+
+
+def find_people(store: Store, site: str, text: str) -> list[Entry]:
+    """The site's roster rows whose name contains ``text`` (ignoring case)."""
+    wanted = text.casefold()
+    return [e for e in roster.entries(store, site) if wanted in e.name.casefold()]
+
+
+def stays(rows: Iterable[Row], zone: ZoneInfo, until_ms: int) -> list[Stay]:
+    """The stays the passages in ``rows`` make, per subject and area (the newest passage
+    wins, ties by the CRC-32 of the event id; a stay ends at local midnight or ``until_ms``)."""
+    ordered = sorted(
+        (r for r in rows if r.is_passage()),
+        key=lambda r: (r.subject, r.area or "", r.ts_ms, zlib.crc32(r.event_id.encode())),
+    )
+    found: list[Stay] = []
+    open_at: dict[tuple[str, str], Row] = {}
+    for row in ordered:
+        key = (row.subject, row.area or "")
+        entered = open_at.get(key)
+        if entered is not None and _local_day(entered.ts_ms, zone) != _local_day(row.ts_ms, zone):
+            found.append(_stay(entered, _midnight_after(entered.ts_ms, zone)))
+            del open_at[key]
+            entered = None
+        if inside_after(row.type, row.direction or ""):
+            open_at.setdefault(key, row)  # already inside: the stay began earlier
+        elif entered is not None:
+            found.append(_stay(open_at.pop(key), row.ts_ms))
+    for entered in open_at.values():
+        found.append(_stay(entered, min(until_ms, _midnight_after(entered.ts_ms, zone))))
+    return [stay for stay in found if stay.end_ms > stay.start_ms]
+
+
+def _stay(entered: Row, end_ms: int) -> Stay:
+    return Stay(entered.subject, entered.area or "", entered.ts_ms, end_ms, entered.kind)
+
+
+def _local_day(ts_ms: int, zone: ZoneInfo) -> date:
+    return datetime.fromtimestamp(ts_ms / 1000, zone).date()
+
+
+def _midnight_after(ts_ms: int, zone: ZoneInfo) -> int:
+    return day_bounds(_local_day(ts_ms, zone), zone)[1]
+
+
+def trace(
+    store: Store,
+    site: str,
+    subject: str,
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+    window: timedelta = timedelta(minutes=15),
+) -> Trace:
+    """The trace of ``subject`` at ``site`` from ``start`` to ``end``, read in one
+    transaction; local times in ``zone``."""
+    t0, t1 = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    w = int(window.total_seconds() * 1000)
+    p = store.dialect.param
+
+    def rows(cur: Any, where: str, *params: object) -> list[Row]:
+        cur.execute(
+            f"SELECT {_COLUMNS} FROM subject_events WHERE site = {p} AND {where}", (site, *params)
+        )
+        return [Row(*row) for row in cur.fetchall()]
+
+    def work(cur: Any) -> tuple[list[Row], list[_Near], dict[str, Person]]:
+        day_start = day_bounds(_local_day(t0, zone), zone)[0]
+        own = rows(cur, f"subject = {p} AND ts_ms >= {p} AND ts_ms < {p}", subject, day_start, t1)
+        mine = [r for r in own if r.type == EventType.DECISION.value and r.ts_ms >= t0]
+        found: list[_Near] = []
+        for seen in mine:
+            near = rows(
+                cur,
+                f"ts_ms >= {p} AND ts_ms <= {p} AND kiosk = {p} AND type = {p}",
+                seen.ts_ms - w,
+                seen.ts_ms + w,
+                seen.kiosk,
+                seen.type,
+            )
+            found += [
+                _Near("entrance", r.subject, r.kind, r.ts_ms, seen.kiosk, seen.ts_ms) for r in near
+            ]
+            if seen.meeting and seen.outcome == "grant":
+                first, after = day_bounds(_local_day(seen.ts_ms, zone), zone)
+                met = rows(
+                    cur,
+                    f"ts_ms >= {p} AND ts_ms < {p} AND meeting = {p} AND outcome = 'grant'",
+                    first,
+                    after,
+                    seen.meeting,
+                )
+                found += [
+                    _Near("meeting", r.subject, r.kind, r.ts_ms, seen.meeting, seen.ts_ms)
+                    for r in met
+                ]
+        for stay in stays(own, zone, t1):
+            if stay.end_ms <= t0:
+                continue
+            first = day_bounds(_local_day(stay.start_ms, zone), zone)[0]
+            in_area = rows(
+                cur, f"ts_ms >= {p} AND ts_ms < {p} AND area = {p}", first, stay.end_ms, stay.area
+            )
+            overlap_from = max(stay.start_ms, t0)
+            for other in stays(in_area, zone, stay.end_ms):
+                if other.start_ms < stay.end_ms and other.end_ms > overlap_from:
+                    at = max(other.start_ms, overlap_from)
+                    until = min(other.end_ms, stay.end_ms)
+                    found.append(
+                        _Near(
+                            "area", other.subject, other.kind, at, stay.area, stay.start_ms, until
+                        )
+                    )
+        found = [near for near in found if near.subject != subject]
+        names = roster.people(cur, site, [subject, *(near.subject for near in found)])
+        return mine, found, names
+
+    mine, found, names = store.transaction(work)
+    return Trace(
+        site,
+        subject,
+        names.get(subject),
+        start,
+        end,
+        window,
+        [_sighting(row, zone) for row in sorted(mine, key=lambda r: (r.ts_ms, r.kiosk))],
+        _contacts(found, names, zone),
+    )
+
+
+class _Near(NamedTuple):
+    """A contact as found: who, why, when, where, and the index occasion it relates to."""
+
+    reason: Reason
+    subject: str
+    kind: str | None
+    at_ms: int
+    where: str
+    index_ms: int
+    until_ms: int | None = None  # area: the end of the overlap
+
+
+def _sighting(row: Row, zone: ZoneInfo) -> Sighting:
+    return Sighting(
+        datetime.fromtimestamp(row.ts_ms / 1000, zone),
+        row.kiosk,
+        row.area or "",
+        row.direction or "",
+        row.outcome or "",
+        row.meeting,
+    )
+
+
+def _contacts(found: list[_Near], names: dict[str, Person], zone: ZoneInfo) -> list[Contact]:
+    """One contact per subject, reason, place and index occasion: the closest in time."""
+    best: dict[tuple[str, str, str, int], _Near] = {}
+    for near in found:
+        key = (near.subject, near.reason, near.where, near.index_ms)
+        held = best.get(key)
+        if held is None or abs(near.at_ms - near.index_ms) < abs(held.at_ms - held.index_ms):
+            best[key] = near
+    contacts = []
+    for near in sorted(best.values(), key=lambda n: (n.index_ms, n.at_ms, n.reason, n.subject)):
+        person = names.get(near.subject)
+        contacts.append(
+            Contact(
+                near.subject,
+                person,
+                person.kind if person else near.kind or "",
+                near.reason,
+                _local(near.at_ms, zone),
+                near.where,
+                _local(near.index_ms, zone),
+                _detail(near, zone),
+            )
+        )
+    return contacts
+
+
+def _local(ts_ms: int, zone: ZoneInfo) -> datetime:
+    return datetime.fromtimestamp(ts_ms / 1000, zone)
+
+
+def _detail(near: _Near, zone: ZoneInfo) -> str:
+    """Why the contact is listed, in words."""
+    if near.reason == "entrance":
+        minutes = abs(near.at_ms - near.index_ms) / 60_000
+        return f"passed {near.where} {minutes:.0f} min from the index person"
+    if near.reason == "meeting":
+        return f"checked in to {near.where} the same day"
+    until = _local(near.until_ms or near.at_ms, zone)
+    return f"inside {near.where} with the index person until {until:%H:%M}"

@@ -1,0 +1,168 @@
+"""Who is inside at central (kiosk.central.presence): the kiosks' rules over the passages of
+all a site's kiosks, the site's local day, names from the roster, the Prometheus gauge and
+``kiosk central report inside``; on SQLite and PostgreSQL with hand-made events."""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from datetime import datetime
+from pathlib import Path
+
+from click.testing import CliRunner
+from prometheus_client import CollectorRegistry, generate_latest
+
+from kiosk.central import Store, roster
+from kiosk.central.presence import PeopleInsideCollector, inside, site_inside
+from kiosk.central.reports.daily import day_bounds
+from kiosk.central.settings import CentralConfig
+from kiosk.cli.main import cli
+from tests.central_people import ZONE, at, decision, person, put, unused
+
+pytest_plugins = ("tests.central_fixtures",)
+
+NOW = at("2026-12-01 15:00") / 1000
+
+
+def recent_ms() -> int:
+    """A minute ago, or just after the site's midnight if that was later: today, either way."""
+    start, _ = day_bounds(datetime.now(ZONE).date(), ZONE)
+    return max(int(time.time() * 1000) - 60_000, start + 1)
+
+
+def who(store: Store, site: str = "s1", now: float = NOW) -> dict[str, list[str]]:
+    return {a.area: [p.subject for p in a.people] for a in site_inside(store, site, ZONE, now)}
+
+
+def test_a_person_who_left_is_not_inside_and_one_who_came_back_is(store: Store) -> None:
+    put(
+        store,
+        decision("s-in", at("2026-12-01 08:00"), kiosk="k1"),
+        decision("s-left", at("2026-12-01 08:05"), kiosk="k1"),
+        decision("s-left", at("2026-12-01 12:00"), kiosk="k2", direction="exit"),
+        decision("s-back", at("2026-12-01 08:10"), kiosk="k1"),
+        decision("s-back", at("2026-12-01 12:00"), kiosk="k2", direction="exit"),
+        decision("s-back", at("2026-12-01 13:00"), kiosk="k2"),
+        decision("s-denied", at("2026-12-01 09:00"), outcome="deny"),
+    )
+    assert who(store) == {"main": ["s-back", "s-in"]}
+
+
+def test_the_newest_passage_wins_whatever_order_the_kiosks_sent_them_in(store: Store) -> None:
+    put(store, decision("s-a", at("2026-12-01 12:00"), kiosk="k2", direction="exit"))
+    put(store, decision("s-a", at("2026-12-01 08:00"), kiosk="k1"))  # arrived late
+    assert who(store) == {"main": []}
+
+
+def test_a_tie_in_one_millisecond_goes_to_the_higher_crc_of_the_event_id(store: Store) -> None:
+    ids = ["00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"]
+    entry_id, exit_id = sorted(ids, key=lambda i: zlib.crc32(i.encode()), reverse=True)
+    ts = at("2026-12-01 09:00")
+    put(
+        store,
+        decision("s-a", ts, event_id=entry_id),
+        decision("s-a", ts, direction="exit", event_id=exit_id),
+    )
+    assert who(store) == {"main": ["s-a"]}  # the entry's CRC-32 is the higher
+
+
+def test_withdrawn_grants_put_the_person_back_where_they_were(store: Store) -> None:
+    put(
+        store,
+        decision("s-never-came", at("2026-12-01 08:00")),
+        unused("s-never-came", at("2026-12-01 08:00") + 20_000, direction="entry"),
+        decision("s-stayed", at("2026-12-01 08:00")),
+        decision("s-stayed", at("2026-12-01 12:00"), direction="exit"),
+        unused("s-stayed", at("2026-12-01 12:00") + 20_000, direction="exit"),
+    )
+    assert who(store) == {"main": ["s-stayed"]}
+
+
+def test_the_day_starts_at_the_sites_midnight(store: Store) -> None:
+    put(
+        store,
+        decision("s-yesterday", at("2026-11-30 23:30")),  # 16:30 UTC, the same UTC day
+        decision("s-early", at("2026-12-01 00:30")),  # 17:30 UTC the day before
+    )
+    assert who(store) == {"main": ["s-early"]}
+    assert who(store, now=at("2026-11-30 23:45") / 1000) == {"main": ["s-yesterday"]}
+
+
+def test_a_passage_dated_ahead_of_now_does_not_count_and_areas_are_apart(store: Store) -> None:
+    put(
+        store,
+        decision("s-a", at("2026-12-01 08:00")),
+        decision("s-a", at("2026-12-01 09:00"), area="lab"),
+        decision("s-a", at("2026-12-01 15:06"), direction="exit"),  # 6 min ahead of now
+        decision("s-b", at("2026-12-01 09:00"), area="lab"),
+        decision("s-b", at("2026-12-01 15:04"), area="lab", direction="exit"),  # 4 min ahead
+    )
+    assert who(store) == {"lab": ["s-a"], "main": ["s-a"]}
+
+
+def test_other_sites_do_not_leak_and_names_come_from_the_sites_roster(store: Store) -> None:
+    roster.replace(store, "s1", "import", [person("s-a", "Nguyễn Văn An")], "test", 0)
+    roster.replace(store, "s2", "import", [person("s-b", "Trần Thị Bình")], "test", 0)
+    put(
+        store,
+        decision("s-a", at("2026-12-01 08:00")),
+        decision("s-b", at("2026-12-01 08:00")),
+        decision("s-b", at("2026-12-01 08:00"), site="s2", kind="visitor"),
+    )
+    config = CentralConfig()
+    areas = inside(store, config, "s1", NOW)
+    assert [(a.site, a.area) for a in areas] == [("s1", "main")]
+    named = {p.subject: (p.person.name if p.person else None, p.kind) for p in areas[0].people}
+    assert named == {"s-a": ("Nguyễn Văn An", "staff"), "s-b": (None, "staff")}
+    every = inside(store, config, None, NOW)
+    assert [(a.site, len(a.people)) for a in every] == [("s1", 2), ("s2", 1)]
+    assert every[1].people[0].person is not None and every[1].people[0].kind == "staff"
+
+
+def test_the_gauge_counts_people_per_site_and_area_and_an_emptied_area_shows_0(
+    store: Store,
+) -> None:
+    now_ms = recent_ms()
+    put(
+        store,
+        decision("s-a", now_ms),
+        decision("s-b", now_ms),
+        decision("s-c", now_ms, area="lab"),
+        decision("s-c", now_ms + 1, area="lab", direction="exit"),
+    )
+    registry = CollectorRegistry()
+    registry.register(PeopleInsideCollector(store, CentralConfig()))
+    text = generate_latest(registry).decode()
+    assert 'central_people_inside{area="main",site="s1"} 2.0' in text
+    assert 'central_people_inside{area="lab",site="s1"} 0.0' in text
+
+
+def test_report_inside_prints_the_list_in_each_format(
+    store: Store, db_url: str, tmp_path: Path
+) -> None:
+    ts = recent_ms()
+    roster.replace(store, "s1", "import", [person("s-a", "Nguyễn Văn An")], "test", 0)
+    put(store, decision("s-a", ts, kiosk="gate-1"), decision("s-b", ts, site="s2"))
+    runner = CliRunner()
+
+    def report(*args: str) -> str:
+        result = runner.invoke(cli, ["central", "report", "inside", "--db", db_url, *args])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    text = report("--site", "s1")
+    assert "s1 / main: 1 inside" in text and "Nguyễn Văn An (Phòng Kế toán)" in text
+    assert "s-b" not in text
+    rows = report("--format", "csv").splitlines()
+    assert rows[0] == "site,area,subject,name,unit,kind,since,kiosk"
+    assert rows[1].startswith("s1,main,s-a,Nguyễn Văn An,Phòng Kế toán,staff,")
+    assert rows[2].startswith("s2,main,s-b,,,staff,")
+    listed = json.loads(report("--format", "json", "--site", "s2"))
+    assert listed == [
+        {"site": "s2", "area": "main", "inside": 1, "people": [listed[0]["people"][0]]}
+    ]
+    assert listed[0]["people"][0]["subject"] == "s-b"
+    out = tmp_path / "inside.csv"
+    report("--format", "csv", "-o", str(out))
+    assert out.read_bytes().startswith("\ufeffsite,area".encode())

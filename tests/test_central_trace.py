@@ -1,0 +1,197 @@
+"""The exposure trace at central (kiosk.central.trace, ``kiosk central trace``): the index
+person's passages, contacts at the same entrance within the window, in the same area at the
+same time and at the same meeting, and nobody else; on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from kiosk.central import Store, roster
+from kiosk.central.trace import Row, stays, trace
+from kiosk.cli.main import cli
+from kiosk.decide.privacy import Pseudonymizer
+from tests.central_people import ZONE, at, decision, person, put
+
+pytest_plugins = ("tests.central_fixtures",)
+
+START = datetime(2026, 12, 1, tzinfo=ZONE)
+END = datetime(2026, 12, 2, tzinfo=ZONE)
+
+
+def day_of_contacts(store: Store, index: str = "s-x") -> None:
+    """The index person ``index`` enters main at k1 at 09:00, leaves at k2 at 12:00 and checks
+    in to meeting M1 at 14:00; around them, contacts and people who are not."""
+    put(
+        store,
+        decision(index, at("2026-11-30 09:05"), kiosk="k1"),  # the day before the trace
+        decision("s-before", at("2026-11-30 09:10"), kiosk="k1"),
+        decision(index, at("2026-12-01 09:00"), kiosk="k1"),
+        decision(index, at("2026-12-01 12:00"), kiosk="k2", direction="exit"),
+        decision(index, at("2026-12-01 14:00"), kiosk="k9", area="room-1", meeting="M1"),
+        decision("s-a", at("2026-12-01 09:10"), kiosk="k1"),  # entrance and area
+        decision("s-c", at("2026-12-01 08:50"), kiosk="k1", outcome="deny"),  # entrance only
+        decision("s-b", at("2026-12-01 08:40"), kiosk="k1", outcome="deny"),  # 20 min: no
+        decision("s-d", at("2026-12-01 07:00"), kiosk="k2"),
+        decision("s-d", at("2026-12-01 08:55"), kiosk="k2", direction="exit"),  # left before
+        decision("s-e", at("2026-12-01 11:00"), kiosk="k3", kind="visitor"),  # area only
+        decision("s-f", at("2026-12-01 10:00"), kiosk="k3", area="lab"),  # another area
+        decision("s-g", at("2026-12-01 09:05"), kiosk="k1", site="s2"),  # another site
+        decision("s-h", at("2026-12-01 14:30"), kiosk="k9", area="room-1", meeting="M1"),
+        decision("s-i", at("2026-12-01 15:30"), kiosk="k8", area="room-2", meeting="M2"),
+        decision("s-late", at("2026-12-01 12:30"), kiosk="k1"),  # after the index left
+    )
+
+
+def reasons(store: Store, index: str = "s-x", window_min: float = 15) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    result = trace(store, "s1", index, START, END, ZONE, timedelta(minutes=window_min))
+    for contact in result.contacts:
+        found.setdefault(contact.subject, set()).add(contact.reason)
+    return found
+
+
+def test_contacts_are_listed_with_their_reason_and_nobody_else(store: Store) -> None:
+    day_of_contacts(store)
+    assert reasons(store) == {
+        "s-a": {"entrance", "area"},
+        "s-c": {"entrance"},
+        "s-e": {"area"},
+        "s-h": {"meeting", "area"},  # a check-in is an entry into its room, as at the kiosks
+    }
+    assert reasons(store, window_min=25)["s-b"] == {"entrance"}
+
+
+def test_the_index_persons_passages_are_listed_in_order_within_the_period(store: Store) -> None:
+    day_of_contacts(store)
+    result = trace(store, "s1", "s-x", START, END, ZONE)
+    assert [
+        (s.at.strftime("%d %H:%M"), s.kiosk, s.direction, s.meeting) for s in result.sightings
+    ] == [
+        ("01 09:00", "k1", "entry", None),
+        ("01 12:00", "k2", "exit", None),
+        ("01 14:00", "k9", "entry", "M1"),
+    ]
+
+
+def test_contacts_carry_names_kinds_times_and_the_reason_in_words(store: Store) -> None:
+    day_of_contacts(store)
+    roster.replace(
+        store,
+        "s1",
+        "import",
+        [person("s-x", "Lê Văn Xuân"), person("s-a", "Nguyễn Văn An")],
+        "t",
+        0,
+    )
+    result = trace(store, "s1", "s-x", START, END, ZONE)
+    assert result.person is not None and result.person.name == "Lê Văn Xuân"
+    by = {(c.subject, c.reason): c for c in result.contacts}
+    entrance = by[("s-a", "entrance")]
+    assert entrance.person is not None and entrance.person.name == "Nguyễn Văn An"
+    assert (entrance.where, entrance.at.strftime("%H:%M"), entrance.index_at.strftime("%H:%M")) == (
+        "k1",
+        "09:10",
+        "09:00",
+    )
+    assert entrance.detail == "passed k1 10 min from the index person"
+    area = by[("s-e", "area")]
+    assert (area.person, area.kind, area.where, area.at.strftime("%H:%M")) == (
+        None,
+        "visitor",
+        "main",
+        "11:00",
+    )
+    assert area.detail == "inside main with the index person until 12:00"
+    assert by[("s-h", "meeting")].detail == "checked in to M1 the same day"
+
+
+def test_a_stay_ends_at_the_sites_midnight_as_the_kiosks_count_starts_afresh() -> None:
+    def row(subject: str, ts: str, direction: str = "entry") -> Row:
+        return Row(
+            subject,
+            "k1",
+            f"id-{subject}-{ts}",
+            at(ts),
+            "decision",
+            "main",
+            direction,
+            "grant",
+            "staff",
+            None,
+        )
+
+    found = stays(
+        [
+            row("s-a", "2026-12-01 22:00"),
+            row("s-a", "2026-12-02 08:00", "exit"),
+            row("s-b", "2026-12-02 07:00"),
+        ],
+        ZONE,
+        at("2026-12-02 09:00"),
+    )
+    assert sorted((s.subject, s.start_ms, s.end_ms) for s in found) == [
+        ("s-a", at("2026-12-01 22:00"), at("2026-12-02 00:00")),
+        ("s-b", at("2026-12-02 07:00"), at("2026-12-02 09:00")),
+    ]
+
+
+def test_someone_inside_overnight_is_no_contact_of_the_next_morning(store: Store) -> None:
+    put(
+        store,
+        decision("s-night", at("2026-11-30 20:00")),  # never scanned out
+        decision("s-x", at("2026-12-01 08:00")),
+    )
+    assert reasons(store) == {}
+
+
+def central(config: Path, db_url: str, *args: str) -> Result:
+    return CliRunner().invoke(cli, ["central", "--config", str(config), *args, "--db", db_url])
+
+
+def test_trace_command_finds_the_index_person_by_badge_name_or_subject(
+    store: Store, db_url: str, tmp_path: Path
+) -> None:
+    salt = tmp_path / "site-salt"
+    salt.write_text("site-salt-0123456789abcdef\n", encoding="utf-8")
+    os.chmod(salt, 0o600)
+    config = tmp_path / "central.toml"
+    config.write_text(f'[sites.s1]\nsubject_salt_file = "{salt}"\n', encoding="utf-8")
+    index = Pseudonymizer(b"site-salt-0123456789abcdef").subject("B-1001")
+    day_of_contacts(store, index)
+    holders = [person(index, "Lê Văn Xuân"), person("s-a", "Lê Thị An"), person("s-e", "Phạm Lê")]
+    roster.replace(store, "s1", "import", holders, "t", 0)
+    period = ("--site", "s1", "--from", "2026-12-01", "--to", "2026-12-01")
+
+    by_badge = central(config, db_url, "trace", "--badge", "B-1001", *period, "--format", "json")
+    assert by_badge.exit_code == 0, by_badge.output
+    listed = json.loads(by_badge.output)
+    assert listed["subject"] == index and listed["name"] == "Lê Văn Xuân"
+    assert len(listed["passages"]) == 3
+    assert {(c["subject"], c["reason"]) for c in listed["contacts"]} >= {("s-a", "entrance")}
+
+    by_name = central(config, db_url, "trace", "--name", "xuân", *period)
+    assert by_name.exit_code == 0, by_name.output
+    lines = by_name.output.splitlines()
+    assert lines[0] == "record,local_time,subject,name,unit,kind,reason,where,index_time,detail"
+    assert lines[1].startswith(f"index,2026-12-01T09:00:00+07:00,{index},Lê Văn Xuân,")
+    assert any(
+        line.startswith("contact,2026-12-01T09:10:00+07:00,s-a,Lê Thị An,") for line in lines
+    )
+
+    several = central(config, db_url, "trace", "--name", "lê", *period)
+    assert several.exit_code == 64
+    assert "3 people match 'lê'; choose one with --subject" in several.output
+    assert "s-e\tPhạm Lê" in several.output
+
+    by_subject = central(config, db_url, "trace", "--subject", "s-e", *period, "--window-min", "0")
+    assert by_subject.exit_code == 0 and "contact" in by_subject.output
+
+    nobody = central(config, db_url, "trace", "--name", "Zed", *period)
+    assert nobody.exit_code == 65
+    both = central(config, db_url, "trace", "--name", "Lê", "--subject", "s-e", *period)
+    assert both.exit_code == 2 and "exactly one of" in both.output
