@@ -12,8 +12,14 @@ from typing import TextIO
 
 from kiosk.central.fleet import format_fleet, format_quarantine
 from kiosk.central.ingest import Ingest, IngestSettings
+from kiosk.central.reports.delivery import (
+    DeliveryJob,
+    delivery_alerts,
+    format_alerts,
+    is_configured,
+)
 from kiosk.central.retention import RetentionJob
-from kiosk.central.settings import StoreSection
+from kiosk.central.settings import CentralConfig, StoreSection
 from kiosk.central.store import open_store
 
 log = logging.getLogger(__name__)
@@ -39,20 +45,28 @@ def run_central(
     stop: threading.Event,
     stats_every_s: float = 300,
     policy: StoreSection | None = None,
+    reports: CentralConfig | None = None,
 ) -> dict[str, int]:
     """Ingest until ``stop`` is set, applying the retention ``policy`` (default: the
-    config's defaults) at start and daily; logs the counters now and then and returns them."""
+    config's defaults) at start and daily, and delivering the daily list as ``reports``'
+    [report] says (when it names a folder or recipients); logs the counters now and then and
+    returns them."""
     settings = with_env_secrets(settings, os.environ)
     store = open_store(db_url)
     ingest = Ingest(settings, store)
     retention = RetentionJob(store, policy or StoreSection())
+    delivery = DeliveryJob(store, reports) if reports and is_configured(reports) else None
     log.info("central ingest %s starting: %s:%d", settings.client_id, settings.host, settings.port)
     ingest.start()
     retention.start()
+    if delivery:
+        delivery.start()
     try:
         while not stop.wait(stats_every_s):
             log.info("ingest counters: %s", ingest.stats())
     finally:
+        if delivery:
+            delivery.stop()
         retention.stop()
         ingest.stop()
         store.close()
@@ -62,11 +76,15 @@ def run_central(
 
 def print_status(db_url: str, out: TextIO | None = None, reasons: int = 5) -> None:
     """Print the fleet table from the store at ``db_url`` (to ``out``, default standard
-    output), then the quarantine's count and its ``reasons`` latest rows."""
+    output), then the quarantine's count and its ``reasons`` latest rows, then the daily
+    lists whose delivery failed."""
     out = out or sys.stdout
     store = open_store(db_url)
     try:
         print(format_fleet(store.fleet()), file=out)
         print(format_quarantine(store.quarantined_count(), store.quarantined(reasons)), file=out)
+        failing = format_alerts(delivery_alerts(store))
+        if failing:
+            print(failing, file=out)
     finally:
         store.close()

@@ -9,11 +9,11 @@ how many rows went. Roster entries are removed by hand (``kiosk central roster r
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
+from kiosk.central.jobs import Job
 from kiosk.central.settings import StoreSection
 from kiosk.central.store import Store
 
@@ -74,24 +74,13 @@ def bound_quarantine(store: Store, max_rows: int) -> int:
     return int(store.transaction(work))
 
 
-class RetentionJob:
+class RetentionJob(Job):
     """Runs :func:`apply_retention` at start and then every ``every_s`` in its own thread."""
 
     def __init__(self, store: Store, policy: StoreSection, every_s: float = DAY_S) -> None:
+        super().__init__("central-retention")
         self._store, self._policy, self._every_s = store, policy, every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="central-retention", daemon=True)
         self.runs = 0
-
-    def start(self) -> None:
-        """Start the thread."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop the thread and wait for a run in progress to end."""
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
     def _loop(self) -> None:
         while True:

@@ -56,9 +56,11 @@ def central_run(
     """Store every kiosk's events idempotently and send receipts, until SIGTERM.
 
     Options given here override the config file's [mqtt] and [store]. The retention runs at
-    start and then daily. The MQTT password comes from KIOSK_CENTRAL_MQTT_PASSWORD. The resend
-    commands that ask a kiosk for a gap are signed with KIOSK_CENTRAL_COMMAND_KEY, the kiosks'
-    mqtt.command_key; without it they go unsigned, and kiosks with a command key refuse them.
+    start and then daily; the daily list is delivered at [report] daily_at when [report]
+    names a folder or recipients. The MQTT password comes from KIOSK_CENTRAL_MQTT_PASSWORD.
+    The resend commands that ask a kiosk for a gap are signed with KIOSK_CENTRAL_COMMAND_KEY,
+    the kiosks' mqtt.command_key; without it they go unsigned, and kiosks with a command key
+    refuse them.
     """
     from kiosk.central.cli import run_central
     from kiosk.central.ingest import IngestSettings
@@ -96,7 +98,7 @@ def central_run(
         password=broker.password,
         gap_grace_s=mqtt.gap_grace_s,
     )
-    run_central(settings, store_url(ctx, db_url), stop, policy=policy)
+    run_central(settings, store_url(ctx, db_url), stop, policy=policy, reports=config)
 
 
 @click.command("status")
