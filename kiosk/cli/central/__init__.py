@@ -1,5 +1,6 @@
 """``kiosk central``: the reference central server's commands, one module per family
-(:mod:`~kiosk.cli.central.serve`: run, status, config; :mod:`~kiosk.cli.central.roster`)."""
+(:mod:`~kiosk.cli.central.serve`: run, status, config; :mod:`~kiosk.cli.central.roster`;
+:mod:`~kiosk.cli.central.report`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import click
 
 from kiosk.cli.central.demo import central_demo
 from kiosk.cli.central.options import remember_config
+from kiosk.cli.central.report import report_group
 from kiosk.cli.central.roster import roster_group
 from kiosk.cli.central.serve import central_config_group, central_run, central_status
 
