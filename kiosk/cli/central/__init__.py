@@ -30,7 +30,14 @@ def central(ctx: click.Context, config_path: Path | None) -> None:
     remember_config(ctx, config_path)
 
 
-for command in (central_run, central_status, central_config_group, roster_group, central_demo):
+for command in (
+    central_run,
+    central_status,
+    central_config_group,
+    roster_group,
+    report_group,
+    central_demo,
+):
     central.add_command(command)
 
 __all__ = ["central"]
