@@ -104,6 +104,12 @@ _ALERT_RULES: dict[str, tuple[str, Callable[[Mapping[str, Any]], Alert | None]]]
 }
 
 
+def alert_pretests() -> dict[str, str]:
+    """Per event type that can raise an alert, the word its data's JSON text must contain
+    to raise one (what :func:`may_alert` tests), for a store to select candidates."""
+    return {type: word for type, (word, _rule) in _ALERT_RULES.items()}
+
+
 def may_alert(type: str, data_json: str) -> bool:
     """Whether an event of this type with this data (as JSON text) may raise an alert: a cheap
     test on the text; when it is False, :func:`alert_for` returns None for the event."""

@@ -47,15 +47,13 @@ def create_app(
     :param clock: monotonic seconds, for the login rate limit and session expiry.
     """
     app = Flask(__name__)
-    app.config.update(
-        SECRET_KEY=settings.secret_key,
-        SESSION_COOKIE_NAME="kiosk_session",
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Strict",
-        SESSION_COOKIE_SECURE=settings.secure_cookie,
-        MAX_CONTENT_LENGTH=16 * 1024,
+    harden(
+        app,
+        secret_key=settings.secret_key,
+        cookie_name="kiosk_session",
+        secure_cookie=settings.secure_cookie,
+        max_content_length=16 * 1024,
     )
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions[KEY] = WebContext(
         source=source,
         operator=operator,
@@ -64,15 +62,33 @@ def create_app(
         limiter=LoginLimiter(settings.login_attempts_per_minute, clock),
         sessions=Sessions(settings.session_idle_s, clock),
     )
-    app.before_request(csrf_protect)  # every POST, before any view: none can forget it
     for blueprint in (auth.bp, dashboard.bp, display.bp, api.bp, i18n.bp):
         app.register_blueprint(blueprint)
-    app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals.update(i18n.template_globals())
+    return app
+
+
+def harden(
+    app: Flask, *, secret_key: bytes, cookie_name: str, secure_cookie: bool, max_content_length: int
+) -> None:
+    """The security habits every page of the project shares (the kiosk's, central's): a
+    strict session cookie, the CSRF check before every POST (before any view: none can forget
+    it), ``csrf_token()`` in templates, security headers, and error pages (``error.html``)
+    that never show a traceback."""
+    app.config.update(
+        SECRET_KEY=secret_key,
+        SESSION_COOKIE_NAME=cookie_name,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        SESSION_COOKIE_SECURE=secure_cookie,
+        MAX_CONTENT_LENGTH=max_content_length,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.before_request(csrf_protect)
+    app.jinja_env.globals["csrf_token"] = csrf_token
     app.after_request(_secure_headers)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
-    return app
 
 
 def _secure_headers(response: Response) -> Response:
@@ -103,4 +119,4 @@ def _http_error(error: HTTPException) -> Response:
 def _unexpected_error(error: Exception) -> Response:
     """Log the traceback; the client sees only that something went wrong."""
     log.exception("web request %s %s failed", request.method, request.path, exc_info=error)
-    return _http_error(InternalServerError("The kiosk could not answer this request."))
+    return _http_error(InternalServerError("The server could not answer this request."))

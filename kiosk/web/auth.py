@@ -33,6 +33,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
 from kiosk.web.context import web_context
+from kiosk.web.sessions import Sessions
 
 bp = Blueprint("auth", __name__)
 
@@ -230,19 +231,30 @@ def login() -> Any:
         )
         return page, 401
     limiter.succeeded(address)
-    web_context().sessions.close(session.get("sid"))
-    language = session.get("lang")
-    session.clear()
-    session["sid"] = web_context().sessions.open(current)
-    session["operator"] = operator
-    if language is not None:
-        session["lang"] = language
+    start_session(web_context().sessions, current, operator=operator)
     return redirect(target or url_for("dashboard.index"))
 
 
 @bp.post("/logout")
 def logout() -> Response:
     """End the session on the server, not only in this browser."""
-    web_context().sessions.close(session.get("sid"))
-    session.clear()
+    end_session(web_context().sessions)
     return redirect(url_for("auth.login"))
+
+
+def start_session(sessions: Sessions, credential: str, **values: str) -> None:
+    """A new session for who just logged in with ``credential`` (whose change ends it),
+    holding ``values``; the session before it ends, its language choice stays."""
+    sessions.close(session.get("sid"))
+    language = session.get("lang")
+    session.clear()
+    session["sid"] = sessions.open(credential)
+    session.update(values)
+    if language is not None:
+        session["lang"] = language
+
+
+def end_session(sessions: Sessions) -> None:
+    """End this browser's session on the server too (logout)."""
+    sessions.close(session.get("sid"))
+    session.clear()

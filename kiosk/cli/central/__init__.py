@@ -1,6 +1,6 @@
 """``kiosk central``: the reference central server's commands, one module per family
 (:mod:`~kiosk.cli.central.serve`: run, status, config; :mod:`~kiosk.cli.central.roster`;
-:mod:`~kiosk.cli.central.report`)."""
+:mod:`~kiosk.cli.central.report`; :mod:`~kiosk.cli.central.web`)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from kiosk.cli.central.options import remember_config
 from kiosk.cli.central.report import report_group
 from kiosk.cli.central.roster import roster_group
 from kiosk.cli.central.serve import central_config_group, central_run, central_status
+from kiosk.cli.central.web import web_group
 
 
 @click.group()
@@ -36,6 +37,7 @@ for command in (
     central_config_group,
     roster_group,
     report_group,
+    web_group,
     central_demo,
 ):
     central.add_command(command)

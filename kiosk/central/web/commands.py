@@ -1,0 +1,100 @@
+"""Signed lockdown commands from the dashboard (admins only), and what became of each.
+
+A command goes to one kiosk or to every kiosk of a site, built, signed with the site's command
+key (``KIOSK_CENTRAL_COMMAND_KEY``) and published exactly as ``kiosk command send`` does
+(:func:`kiosk.cli.command.build_command`, :func:`kiosk.cli.command.send`), one connection per
+kiosk at once. A command to a whole site first shows a confirmation page that lists every
+kiosk it reaches; only the form on that page sends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import Blueprint, abort, g, render_template, request
+
+from kiosk.central.web.auth import login_required
+from kiosk.central.web.context import Delivery, Publisher, central_web
+from kiosk.cli.command import Broker, SendError, build_command, send
+from kiosk.cli.common import EX_TEMPFAIL
+from kiosk.mqtt.protocol import CommandName, KioskTopics
+
+log = logging.getLogger(__name__)
+bp = Blueprint("commands", __name__)
+
+#: The kiosk refuses a command it gets later than this (the broker keeps it until then).
+COMMAND_TTL_S = 300.0
+
+
+def broker_publisher(broker: Broker, key: bytes, answer_within_s: float) -> Publisher:
+    """A publisher that signs with ``key`` and waits ``answer_within_s`` for each result."""
+
+    def one(name: str, args: dict[str, Any], site: str, kiosk: str) -> Delivery:
+        now_ms = time.time_ns() // 1_000_000
+        command = build_command(CommandName(name), args, key, COMMAND_TTL_S, now_ms)
+        try:
+            result = send(broker, KioskTopics(site, kiosk), command, answer_within_s)
+        except SendError as exc:
+            outcome = "pending" if exc.code == EX_TEMPFAIL else "failed"
+            return Delivery(site, kiosk, outcome, "" if outcome == "pending" else str(exc))
+        if result.get("ok"):
+            return Delivery(site, kiosk, "done", str(result.get("message", "")))
+        return Delivery(site, kiosk, "refused", f"{result.get('error')}: {result.get('message')}")
+
+    def publish(
+        name: str, args: dict[str, Any], targets: Sequence[tuple[str, str]]
+    ) -> list[Delivery]:
+        if not targets:
+            return []
+        with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
+            return list(pool.map(lambda target: one(name, args, *target), targets))
+
+    return publish
+
+
+def _kiosks() -> dict[str, list[str]]:
+    """Each site's kiosks, as central knows them."""
+    sites: dict[str, list[str]] = {}
+    for status in central_web().store.fleet():
+        sites.setdefault(status.site, []).append(status.kiosk)
+    return sites
+
+
+@bp.get("/commands")
+@login_required(admin=True)
+def index() -> str:
+    """The lockdown form: a kiosk or a whole site, on or off."""
+    return render_template(
+        "commands.html", sites=_kiosks(), can_send=central_web().publisher is not None
+    )
+
+
+@bp.post("/commands/lockdown")
+@login_required(admin=True)
+def lockdown() -> Any:
+    """Lock down (``on=1``) or release (``on=0``) the target; a whole site only with
+    ``confirm=1``, which the confirmation page sends."""
+    publisher = central_web().publisher
+    if publisher is None:
+        abort(503, "No command key is set (KIOSK_CENTRAL_COMMAND_KEY): nothing was sent.")
+    sites = _kiosks()
+    target, on = request.form.get("target", ""), request.form.get("on") == "1"
+    site, _, kiosk = target.partition("/")
+    if site not in sites or (kiosk and kiosk not in sites[site]):
+        abort(400, "Unknown kiosk or site.")
+    targets = [(site, kiosk)] if kiosk else [(site, k) for k in sites[site]]
+    if not kiosk and request.form.get("confirm") != "1":
+        return render_template("confirm.html", target=target, on=on, targets=targets)
+    log.info(
+        "user %s: lockdown %s for %s (%d kiosks)",
+        g.user.name,
+        "on" if on else "off",
+        target,
+        len(targets),
+    )
+    deliveries = publisher(CommandName.LOCKDOWN.value, {"on": on}, targets)
+    return render_template("sent.html", on=on, deliveries=deliveries)

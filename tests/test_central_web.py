@@ -1,0 +1,268 @@
+"""The fleet dashboard through Flask's test client: users and roles, the kiosk page's security
+habits, the fleet, alerts and their acknowledgement, confirmed site commands, roster upload,
+the daily list, languages, probes and metrics. tests/test_central_web_ui.py drives it in a
+browser against a real broker."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from flask.testing import FlaskClient
+
+from kiosk.central import Store
+from kiosk.central.web import create_central_app
+from kiosk.central.web.context import Delivery
+from kiosk.central.web.users import read_users
+from kiosk.cli.main import cli
+from tests.central_web_support import ADMIN, PASSWORD, SITE, VIEWER, config, fill, write_users
+
+pytest_plugins = ("tests.central_fixtures",)
+
+
+class Recorder:
+    """A publisher that records what it was asked to send and says each was carried out."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any], list[tuple[str, str]]]] = []
+
+    def __call__(
+        self, name: str, args: dict[str, Any], targets: Sequence[tuple[str, str]]
+    ) -> list[Delivery]:
+        self.sent.append((name, args, list(targets)))
+        return [Delivery(site, kiosk, "done", "ok") for site, kiosk in targets]
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def make_app(tmp_path: Path, store: Store, recorder: Recorder) -> Iterator[Any]:
+    fill(store)
+    write_users(tmp_path / "users.toml", **{ADMIN: "admin", VIEWER: "viewer"})
+
+    def make(**options: Any) -> Flask:
+        cfg = config(tmp_path, **options)
+        return create_central_app(store, cfg, publisher=recorder)
+
+    yield make
+
+
+def token(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found is not None
+    return found.group(1)
+
+
+def login(client: FlaskClient, user: str, password: str = PASSWORD) -> Any:
+    form = {"user": user, "password": password, "csrf_token": token(client.get("/login").text)}
+    return client.post("/login", data=form)
+
+
+def logged_in(make_app: Any, user: str, **options: Any) -> FlaskClient:
+    client = make_app(**options).test_client()
+    assert login(client, user).status_code == 302
+    return client
+
+
+def test_without_users_the_dashboard_explains_how_to_make_one(tmp_path: Path, store: Store) -> None:
+    client = create_central_app(store, config(tmp_path)).test_client()
+    page = client.get("/login")
+    assert page.status_code == 503 and "kiosk central web set-password" in page.text
+    assert client.get("/").headers["Location"].startswith("/login")
+
+
+def test_a_viewer_sees_every_kiosk_with_its_health_and_counts(make_app: Any) -> None:
+    page = logged_in(make_app, VIEWER).get("/")
+    assert page.status_code == 200
+    rows = re.findall(r'<tr class="kiosk (\w+)" data-kiosk="([^"]+)">(.*?)</tr>', page.text, re.S)
+    assert [(a, k) for a, k, _ in rows] == [
+        ("online", f"{SITE}/gate-1"),
+        ("online", f"{SITE}/gate-2"),
+        ("offline", f"{SITE}/lobby"),
+    ]
+    lobby = rows[2][2]
+    assert "mất kết nối" in lobby and "thermometer" in lobby and "chưa đồng bộ" in lobby
+    gate = rows[0][2]
+    assert "0.1.0" in gate and ">17<" in gate and ">42s<" in gate and "91 vào" in gate
+
+
+def test_the_kiosk_pages_security_headers_and_cookie(make_app: Any) -> None:
+    client = make_app().test_client()
+    answer = login(client, VIEWER)
+    cookie = answer.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    page = client.get("/")
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Cache-Control"] == "no-store"
+
+
+def test_a_wrong_password_is_refused_and_rate_limited(make_app: Any) -> None:
+    client = make_app().test_client()
+    assert login(client, ADMIN, "wrong password").status_code == 401
+    for _ in range(4):
+        login(client, ADMIN, "wrong password")
+    refused = login(client, ADMIN)
+    assert refused.status_code == 429 and "Retry-After" in refused.headers
+
+
+def test_a_post_without_the_csrf_token_is_refused(make_app: Any, recorder: Recorder) -> None:
+    client = logged_in(make_app, ADMIN)
+    answer = client.post("/commands/lockdown", data={"target": f"{SITE}/gate-1", "on": "1"})
+    assert answer.status_code == 400 and recorder.sent == []
+
+
+def test_a_viewer_cannot_send_a_command(make_app: Any, recorder: Recorder) -> None:
+    client = logged_in(make_app, VIEWER)
+    csrf = token(client.get("/").text)
+    form = {"target": f"{SITE}/gate-1", "on": "1", "confirm": "1", "csrf_token": csrf}
+    assert client.post("/commands/lockdown", data=form).status_code == 403
+    assert client.get("/commands").status_code == 403 and recorder.sent == []
+    assert client.get("/reports/daily?date=2026-01-05&format=csv").status_code == 403
+
+
+def test_a_site_lockdown_is_sent_only_after_its_confirmation(
+    make_app: Any, recorder: Recorder
+) -> None:
+    client = logged_in(make_app, ADMIN)
+    csrf = token(client.get("/commands").text)
+    asked = client.post("/commands/lockdown", data={"target": SITE, "on": "1", "csrf_token": csrf})
+    assert asked.status_code == 200 and recorder.sent == []
+    assert all(f"{SITE}/{kiosk}" in asked.text for kiosk in ("gate-1", "gate-2", "lobby"))
+    form = {"target": SITE, "on": "1", "confirm": "1", "csrf_token": token(asked.text)}
+    sent = client.post("/commands/lockdown", data=form)
+    assert sent.status_code == 200 and "đã thực hiện" in sent.text
+    targets = [(SITE, "gate-1"), (SITE, "gate-2"), (SITE, "lobby")]
+    assert recorder.sent == [("lockdown", {"on": True}, targets)]
+
+
+def test_one_kiosk_needs_no_confirmation_and_unknown_targets_are_refused(
+    make_app: Any, recorder: Recorder
+) -> None:
+    client = logged_in(make_app, ADMIN)
+    csrf = token(client.get("/commands").text)
+    form = {"target": f"{SITE}/gate-2", "on": "0", "csrf_token": csrf}
+    assert client.post("/commands/lockdown", data=form).status_code == 200
+    assert recorder.sent == [("lockdown", {"on": False}, [(SITE, "gate-2")])]
+    for target in ("nowhere", f"{SITE}/gate-9", "depot"):
+        refused = client.post("/commands/lockdown", data=form | {"target": target, "confirm": "1"})
+        assert refused.status_code == 400
+    assert len(recorder.sent) == 1
+
+
+def test_without_a_command_key_nothing_can_be_sent(tmp_path: Path, store: Store) -> None:
+    fill(store)
+    write_users(tmp_path / "users.toml", **{ADMIN: "admin"})
+    client = create_central_app(store, config(tmp_path)).test_client()
+    login(client, ADMIN)
+    page = client.get("/commands")
+    assert "KIOSK_CENTRAL_COMMAND_KEY" in page.text and "disabled" in page.text
+    form = {"target": SITE, "on": "1", "confirm": "1", "csrf_token": token(page.text)}
+    assert client.post("/commands/lockdown", data=form).status_code == 503
+
+
+def test_logout_and_a_new_password_end_the_session(make_app: Any, tmp_path: Path) -> None:
+    app = make_app()
+    client = app.test_client()
+    login(client, VIEWER)
+    copied = app.test_client()
+    copied.set_cookie("central_session", client.get_cookie("central_session").value)  # type: ignore[union-attr]
+    assert copied.get("/").status_code == 200
+    client.post("/logout", data={"csrf_token": token(client.get("/").text)})
+    assert copied.get("/").status_code == 302 and client.get("/").status_code == 302
+
+    login(client, VIEWER)
+    assert client.get("/").status_code == 200
+    write_users(tmp_path / "users.toml", **{VIEWER: "admin"})  # a new role, a new hash
+    assert client.get("/").status_code == 302
+
+
+def test_the_alerts_feed_and_who_acknowledged_what(make_app: Any, store: Store) -> None:
+    client = logged_in(make_app, VIEWER, language="en")
+    page = client.get("/alerts").text
+    names = re.findall(r'<tr class="alert (\w+)">', page)
+    assert names == ["quarantined", "lockdown", "tailgating", "fever", "sensor_fault"][: len(names)]
+    assert set(names) >= {"quarantined", "lockdown", "tailgating", "fever"}
+    keys = re.findall(r'name="alert" value="([^"]+)"', page)
+    fever_key = next(k for k in keys if k.endswith("/gate-1/2"))
+    answer = client.post("/alerts/ack", data={"alert": fever_key, "csrf_token": token(page)})
+    assert answer.status_code == 302
+    page = client.get("/alerts").text
+    assert re.search(r'<tr class="alert fever acked">.*?binh, \d{4}-', page, re.S)
+    assert fever_key not in re.findall(r'name="alert" value="([^"]+)"', page)
+
+
+def test_languages_default_from_the_sites_and_switch(make_app: Any) -> None:
+    vi = logged_in(make_app, VIEWER)
+    assert "Cảnh báo" in vi.get("/").text
+    assert "Alerts" in logged_in(make_app, VIEWER, language="en").get("/").text
+    switched = vi.get("/language/en?next=/alerts")
+    assert switched.headers["Location"] == "/alerts" and "Acknowledge" in vi.get("/alerts").text
+
+
+def test_roster_upload_is_for_admins_and_counts_per_site(make_app: Any, tmp_path: Path) -> None:
+    salt = tmp_path / "salt"
+    salt.write_bytes(b"s" * 32)
+    salt.chmod(0o600)
+    csv = "badge,name,unit,kind\nA1,Nguyễn Văn An,Kế toán,staff\nA2,Trần Bình,IT,staff\n"
+    viewer = logged_in(make_app, VIEWER, salt_file=str(salt))
+    form = {"site": SITE, "csrf_token": token(viewer.get("/roster").text)}
+    refused = viewer.post("/roster", data=form | {"file": (_file(csv), "r.csv")})
+    assert refused.status_code == 403
+    admin = logged_in(make_app, ADMIN, salt_file=str(salt))
+    form["csrf_token"] = token(admin.get("/roster").text)
+    page = admin.post("/roster", data=form | {"file": (_file(csv), "r.csv")})
+    assert page.status_code == 200 and f"<td>{SITE}</td><td>2</td>" in page.text
+    wrong = admin.post("/roster", data=form | {"file": (_file("name\nAn\n"), "r.csv")})
+    assert wrong.status_code == 400 and "roster.csv" in wrong.text
+
+
+def _file(text: str) -> Any:
+    import io
+
+    return io.BytesIO(text.encode("utf-8"))
+
+
+def test_probes_and_metrics(make_app: Any) -> None:
+    client = make_app().test_client()
+    assert client.get("/healthz").json == {"ok": True, "kiosks": 3}
+    metrics = client.get("/metrics").text
+    assert f'central_kiosks{{availability="online",site="{SITE}"}} 2.0' in metrics
+    assert "central_events_stored 4.0" in metrics and "central_quarantined 1.0" in metrics
+    assert f'central_people_inside{{area="main",site="{SITE}"}} 1.0' in metrics
+
+
+def test_set_password_writes_the_users_file(tmp_path: Path) -> None:
+    central_toml = tmp_path / "central.toml"
+    users = tmp_path / "users.toml"
+    central_toml.write_text(f'[web]\nusers_file = "{users}"\n', encoding="utf-8")
+    runner = CliRunner()
+
+    def run(*args: str, password: str = "a long password") -> Any:
+        command = ["central", "--config", str(central_toml), "web", "set-password", *args]
+        return runner.invoke(cli, command, input=f"{password}\n{password}\n")
+
+    assert run("chi", "--role", "admin").exit_code == 0
+    assert run("dung", "--role", "viewer").exit_code == 0
+    assert run("chi", "--role", "viewer").exit_code == 0
+    assert {u.name: u.role for u in read_users(users).values()} == {
+        "chi": "viewer",
+        "dung": "viewer",
+    }
+    assert users.stat().st_mode & 0o777 == 0o600
+    assert run("eve", "--role", "admin", password="short").exit_code == 64
+    assert run("eve", "--role", "root").exit_code == 2
+
+
+def test_a_viewer_sees_who_is_inside(make_app: Any, store: Store) -> None:
+    page = logged_in(make_app, VIEWER).get("/inside").text
+    area = re.search(r'<section class="area">(.*?)</section>', page, re.S)
+    assert area is not None and f"{SITE} · main" in area.group(1)
+    assert '<span class="count">1</span>' in area.group(1) and "s-1" in area.group(1)
