@@ -3,7 +3,10 @@ file (admins): the same functions as ``kiosk central report`` and ``kiosk centra
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, abort, render_template, request
 
@@ -11,6 +14,9 @@ from kiosk.central.settings import ReportFormat
 from kiosk.central.web.auth import login_required
 from kiosk.central.web.context import central_web
 from kiosk.central.web.texts import language
+
+if TYPE_CHECKING:
+    from kiosk.central.roster import Entry
 
 bp = Blueprint("reports", __name__)
 DOWNLOADS: tuple[ReportFormat, ...] = ("csv", "xlsx")
@@ -38,8 +44,18 @@ def inside() -> str:
 @login_required(admin=True)
 def index() -> str:
     """The forms: the daily list of a day, the trace of a person."""
+    return _forms()
+
+
+def _forms(matches: Sequence[Entry] = (), query: Mapping[str, str] | None = None) -> str:
+    today = date.today().isoformat()
     return render_template(
-        "reports.html", sites=_sites(), today=date.today().isoformat(), downloads=DOWNLOADS
+        "reports.html",
+        sites=_sites(),
+        today=today,
+        downloads=DOWNLOADS,
+        matches=matches,
+        query=dict(query or {}),
     )
 
 
@@ -66,6 +82,37 @@ def daily() -> Response:
     return _download(
         render(listed, fmt, language()), MEDIA_TYPES[fmt], file_name(day.isoformat(), site, fmt)
     )
+
+
+@bp.get("/reports/trace")
+@login_required(admin=True)
+def trace() -> Any:
+    """The trace of a subject, or of the one person whose roster name contains ``name``
+    (several: the page lists them to choose from), between ``from`` and ``to`` as CSV."""
+    from kiosk.central.people_formats import file_bytes, trace_text
+    from kiosk.central.trace import find_people
+    from kiosk.central.trace import trace as trace_of
+    from kiosk.credentials.office import parse_moment
+
+    context = central_web()
+    site, subject = request.args.get("site", ""), request.args.get("subject", "")
+    if site not in _sites():
+        abort(400, "Unknown site.")
+    zone = ZoneInfo(context.config.site(site).timezone)
+    try:
+        start = parse_moment(request.args.get("from", ""), "from", zone=zone)
+        end = parse_moment(request.args.get("to", ""), "to", zone=zone, end_of_day=True)
+        window = timedelta(minutes=float(request.args.get("window", "15")))
+    except ValueError as exc:
+        abort(400, str(exc))
+    if not subject:
+        matches = find_people(context.store, site, request.args.get("name", "").strip())
+        if len(matches) != 1 or not request.args.get("name", "").strip():
+            return _forms(matches, request.args), 200 if matches else 404
+        subject = matches[0].subject
+    found = trace_of(context.store, site, subject, start, end, zone, window)
+    name = f"trace-{site}-{start.date().isoformat()}.csv"
+    return _download(file_bytes(trace_text(found, "csv"), "csv"), "text/csv", name)
 
 
 def _download(body: bytes, media_type: str, name: str) -> Response:

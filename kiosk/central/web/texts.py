@@ -122,7 +122,12 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "reports.date": ("Ngày", "Date"),
     "reports.format": ("Định dạng", "Format"),
     "reports.download": ("Tải về", "Download"),
-    "reports.missing": ("Chức năng này chưa có trên máy chủ", "Not available on this server"),
+    "reports.name": ("Họ tên (trong danh sách nhân sự)", "Name (as in the roster)"),
+    "reports.from": ("Từ ngày", "From"),
+    "reports.to": ("Đến ngày", "To"),
+    "reports.window": ("Khoảng thời gian (phút)", "Window (minutes)"),
+    "reports.choose": ("Nhiều người khớp tên này: chọn một", "Several people match: choose one"),
+    "reports.nobody": ("Không ai trong danh sách có tên này", "Nobody in the roster has this name"),
     "back": ("Quay lại", "Back"),
     "forbidden": ("Tài khoản của bạn không được phép làm việc này", "Your role may not do this"),
 }
