@@ -32,6 +32,17 @@ class EventType(StrEnum):
     GRANT_UNUSED = "grant_unused"  # hold mode: nobody passed on a grant; data: see below
 
 
+class Part(StrEnum):
+    """The parts whose working or failed state the kiosk reports (``health`` events, state)."""
+
+    CAMERA = "camera"
+    SCANNER = "scanner"  # a 2D code scanner (``[scanner]``); always ok where none is fitted
+    THERMOMETER = "thermometer"
+    LOG = "log"
+    LOG_CAPACITY = "log_capacity"
+    OPERATOR_STATE = "operator_state"
+
+
 @dataclass(frozen=True)
 class EventHeader:
     """What every event carries besides its data, in the log and on the wire: its id, its
@@ -72,7 +83,7 @@ def _part_failed(data: Mapping[str, Any]) -> Alert | None:
     if data.get("ok") is not False:
         return None
     part = data.get("part")
-    name = "log_near_capacity" if part == "log_capacity" else "sensor_fault"
+    name = "log_near_capacity" if part == Part.LOG_CAPACITY else "sensor_fault"
     return name, f"{part}: {data.get('detail', '')}"
 
 

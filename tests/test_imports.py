@@ -110,11 +110,10 @@ def test_no_module_of_the_kiosk_imports_itself_through_others() -> None:
     assert cycle is None, "import cycle: " + " → ".join(cycle or [])
 
 
-def test_the_status_page_process_loads_none_of_the_kiosks_heavy_parts() -> None:
-    """The child's entry module: no numpy, gpiozero, paho, cbor2, cryptography (a Pi would
-    spend seconds importing them before serving a page)."""
+def loaded_by(module: str) -> set[str]:
+    """The top-level packages loaded when a fresh interpreter imports ``module``."""
     loaded = subprocess.run(
-        [sys.executable, "-c", "import kiosk.web.child, sys; print(sorted(sys.modules))"],
+        [sys.executable, "-c", f"import {module}, sys; print(sorted(sys.modules))"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -122,5 +121,37 @@ def test_the_status_page_process_loads_none_of_the_kiosks_heavy_parts() -> None:
         timeout=60,
     ).stdout
     top = {name.split(".")[0] for name in loaded.strip("[]\n").replace("'", "").split(", ")}
-    assert "flask" in top and "kiosk" in top  # the list was read
+    assert "kiosk" in top  # the list was read
+    return top
+
+
+def test_the_status_page_process_loads_none_of_the_kiosks_heavy_parts() -> None:
+    """The child's entry module: no numpy, gpiozero, paho, cbor2, cryptography (a Pi would
+    spend seconds importing them before serving a page)."""
+    top = loaded_by("kiosk.web.child")
+    assert "flask" in top
     assert sorted(top.intersection(HEAVY)) == []
+
+
+def test_deciding_and_operator_code_never_imports_the_running_kiosk() -> None:
+    """The dependency points down: kiosk.run composes kiosk.decide and kiosk.operator, so
+    neither of those imports kiosk.run, not even for type checking."""
+    upward = sorted(
+        f"{name} imports {imported}"
+        for name, path in modules().items()
+        if name.startswith(("kiosk.decide", "kiosk.operator"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for imported in (
+            [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else [str(node.module)]
+        )
+        if imported == "kiosk.run" or imported.startswith("kiosk.run.")
+    )
+    assert upward == []
+
+
+def test_the_health_vocabulary_loads_no_gpio_library() -> None:
+    """The parts and the health document are read by code that drives no device."""
+    assert "gpiozero" not in loaded_by("kiosk.run.health")

@@ -12,9 +12,10 @@ from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
 from kiosk.decide.decision import Outcome, Reason
 from kiosk.decide.pipeline import DecisionRecord, Pipeline
+from kiosk.events import Part
 from kiosk.gate import Signal
 from kiosk.hardware import Hardware, build_hardware
-from kiosk.run.health import Part, PartState
+from kiosk.run.health import PartState
 from kiosk.run.metrics import KioskMetrics
 from kiosk.run.parts import Monitor
 from kiosk.run.runtime import build_entrance

@@ -6,17 +6,17 @@ from __future__ import annotations
 import re
 
 from kiosk.config.keys import Check
+from kiosk.ids import SEGMENT
 
 MIN_SALT_CHARS = 16  # the subject salt is an HMAC key (kiosk.decide.privacy.Pseudonymizer)
 MIN_TOKEN_CHARS = 20  # API tokens and command keys: about 120 bits when random
-ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")
 RESERVED_IDS = ("central", "operator", "homeassistant", "site")  # broker users and topics
 BCM_PINS = range(2, 28)  # GPIO2..GPIO27 on the 40-pin header; 0 and 1 are the HAT EEPROM bus
 
 
 def id_check(value: str) -> str | None:
     """A kiosk, site or area id: short, lower case, usable in MQTT topics."""
-    if ID_PATTERN.match(value):
+    if SEGMENT.match(value):
         return None
     return "must be 1-32 characters of a-z, 0-9 and '-', starting with a letter or digit"
 

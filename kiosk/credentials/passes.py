@@ -15,7 +15,6 @@ stable ``PassStatus``. Only ``valid`` lets a person in.
 
 from __future__ import annotations
 
-import re
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -37,12 +36,13 @@ from kiosk.credentials.cose import (
     encode_sign1,
     is_int,
 )
+from kiosk.ids import TOKEN
 
 PREFIX = "KP1:"
 MAX_TEXT_CHARS = 1024  # the whole QR payload, prefix included
 MAX_COSE_BYTES = 2048  # after decompression
 PASS_ID_BYTES = range(8, 17)
-IDENTIFIER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # iss, sub, site, meeting (fullmatch)
+IDENTIFIER = TOKEN  # iss, sub, site, meeting
 MAX_SITES = 32
 
 _ISS, _EXP, _NBF, _IAT, _CTI = 1, 4, 5, 6, 7

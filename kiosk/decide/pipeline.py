@@ -20,11 +20,15 @@ from kiosk.config import KioskConfig
 from kiosk.credentials import CredentialCheck
 from kiosk.decide.decision import Decision, Outcome, Reason, decide, when_log_unavailable
 from kiosk.decide.entrance import Assessment, Entrance
-from kiosk.events import EventType, decision_event_data, grant_unused_data, passage_event_data
+from kiosk.events import (
+    EventType,
+    Part,
+    decision_event_data,
+    grant_unused_data,
+    passage_event_data,
+)
 from kiosk.gate import GatePassage, PassageCause, Signal
 from kiosk.hardware import Hardware
-from kiosk.run.health import Part
-from kiosk.run.metrics import KioskMetrics
 from kiosk.sensors.measurement import Measurement, MeasurementSettings, TemperatureStatus, measure
 from kiosk.sensors.mlx90614 import Reading, SensorError
 from kiosk.sensors.qr import Scan
@@ -85,6 +89,22 @@ class Recorder(Protocol):
         ...
 
 
+class Counters(Protocol):
+    """The metrics the pipeline counts (:class:`kiosk.run.metrics.KioskMetrics`)."""
+
+    def decided(self, outcome: str, reason: str, seconds: float) -> None:
+        """One decision, and how long it took from the code to the gate."""
+        ...
+
+    def passage(self, by: str) -> None:
+        """One passage, by what let the person through."""
+        ...
+
+    def repeat_read(self) -> None:
+        """One repeat read of a pass within the anti-passback grace."""
+        ...
+
+
 def measurement_settings(config: KioskConfig) -> MeasurementSettings:
     """The measurement protocol's settings, taken by name from the thermometer section."""
     names = [f.name for f in dataclasses.fields(MeasurementSettings)]
@@ -114,7 +134,7 @@ class Pipeline:
         hardware: Hardware,
         entrance: Entrance,
         recorder: Recorder,
-        metrics: KioskMetrics,
+        metrics: Counters,
         *,
         fever_threshold_c: Callable[[], float],
         clock: Callable[[], float] = time.monotonic,

@@ -13,9 +13,9 @@ from typing import Any
 
 from kiosk.decide.area import TS_MS_RANGE
 from kiosk.events import EventType
+from kiosk.ids import TOKEN
 from kiosk.mqtt.wire import (
     MAX_SEQ,
-    TOKEN,
     UUID,
     ProtocolError,
     is_integer,
@@ -27,7 +27,8 @@ from kiosk.mqtt.wire import (
 MAX_PASSAGES = 1000  # per message: one events message carries at most 500 events
 PASSAGES_DEPTH = 5  # message > passages list > passage > data > credential
 MAX_MEETING_CHARS = 200
-PASSAGE_TYPES = (EventType.DECISION.value, EventType.GRANT_UNUSED.value)
+_DECISION = EventType.DECISION.value  # compared per passage: a plain str compares fastest
+PASSAGE_TYPES = (_DECISION, EventType.GRANT_UNUSED.value)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ def _passage(item: object, *, own: bool = False) -> WirePassage:
         raise ProtocolError("direction must be entry or exit, area a topic segment")
     if not isinstance(cut["subject"], str) or not TOKEN.match(cut["subject"]):
         raise ProtocolError("subject is not a pseudonym")
-    if kind == "decision":
+    if kind == _DECISION:
         credential = data.get("credential")
         if data.get("outcome") != "grant" or not isinstance(credential, dict):
             raise ProtocolError("a decision passage needs outcome grant and a credential")

@@ -35,6 +35,7 @@ family beside it: :mod:`~kiosk.mqtt.wire` (version, bounds, ids, ``ProtocolError
 
 from __future__ import annotations
 
+from kiosk.ids import SEGMENT, TOKEN
 from kiosk.mqtt.commands import (
     Command,
     canonical_json,
@@ -87,8 +88,6 @@ from kiosk.mqtt.wire import (
     MAX_MESSAGE_BYTES,
     MAX_SEQ,
     SCHEMA_VERSION,
-    SEGMENT,
-    TOKEN,
     UUID,
     ProtocolError,
 )

@@ -1,5 +1,6 @@
 """What every message of the protocol shares: its version, its bounds, its error, JSON in and
-out, and the forms of the ids and integers it carries (kiosk and central both check these).
+out, and the forms of the UUIDs and integers it carries (kiosk and central both check these;
+the forms of the other ids are :mod:`kiosk.ids`'s).
 
 Part of the wire contract that :mod:`kiosk.mqtt.protocol` publishes.
 """
@@ -10,6 +11,7 @@ import json
 import re
 from typing import Any, TypeGuard
 
+from kiosk.ids import SEGMENT
 from kiosk.mqtt import boundedjson
 from kiosk.mqtt.boundedjson import INT64_MAX
 
@@ -19,10 +21,7 @@ DEFAULT_MESSAGE_BYTES = 240 * 1024  # mqtt.max_message_bytes: room left for topi
 MAX_DEPTH = 32  # the deepest nesting of any message (events carry data objects of depth ≤ 4)
 MAX_SEQ = INT64_MAX  # sequence numbers run from 1 to 2^63-1
 
-SEGMENT = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}\Z")  # a site, kiosk or area id: a topic level
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
-# A subject's pseudonym, or a boot id (a UUID from a kiosk; test and bench kiosks name their runs).
-TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
 
 
 class ProtocolError(ValueError):

@@ -16,11 +16,10 @@ from typing import Any, Protocol
 
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
 from kiosk.credentials import Allowlist, AllowlistError
-from kiosk.events import EventType
+from kiosk.events import EventType, Part
 from kiosk.gate import Gate
 from kiosk.operator.actions import Action, ActionError, ActionOutcome, ActionRequest, Source
 from kiosk.operator.state import OperatorState, OperatorStateError, OperatorStateStore, restore
-from kiosk.run.health import Part
 from kiosk.store.eventlog import Event, EventLogError, LogWriteError
 
 log = logging.getLogger(__name__)

@@ -8,25 +8,17 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from kiosk import __version__
 from kiosk.config import KioskConfig
-from kiosk.gate import GateState
+from kiosk.decide.decision import Reason
+from kiosk.events import EventType, Part
+from kiosk.gate_parts.admissions import PassageCause
+from kiosk.gate_parts.data import GateState
 from kiosk.sensors.mlx90614 import Reading
 from kiosk.store.eventlog import Event, LogStats
-
-
-class Part(StrEnum):
-    """The parts whose working or failed state the kiosk reports (``health`` events, state)."""
-
-    CAMERA = "camera"
-    THERMOMETER = "thermometer"
-    LOG = "log"
-    LOG_CAPACITY = "log_capacity"
-    OPERATOR_STATE = "operator_state"
 
 
 @dataclass(frozen=True)
@@ -116,7 +108,7 @@ class DailyCounts:
     def add(self, day: date, outcome: str, reason: str) -> None:
         """Count one decision made on ``day``."""
         key = {"grant": "granted", "deny": "denied", "refer": "referred"}[outcome]
-        self._count(day, key, fever=reason == "fever")
+        self._count(day, key, fever=reason == Reason.FEVER)
 
     def add_tailgating(self, day: date) -> None:
         """Count one passage that nothing authorised, on ``day``."""
@@ -139,9 +131,9 @@ class DailyCounts:
         """Count decisions and unauthorised passages already in the log (at start),
         ``day_of(ts_ms) -> date``."""
         for event in events:
-            if event.type == "decision":
+            if event.type == EventType.DECISION:
                 self.add(day_of(event.ts_ms), event.data["outcome"], event.data["reason"])
-            elif event.type == "passage" and event.data.get("by") == "none":
+            elif event.type == EventType.PASSAGE and event.data.get("by") == PassageCause.NONE:
                 self.add_tailgating(day_of(event.ts_ms))
 
 

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from typing import Any
 
-from kiosk.events import EventType
-from kiosk.gate import GateState
-from kiosk.run.health import DailyCounts, FrameCounter, Health, Part, Parts, PartState
+from kiosk.events import EventType, Part
+from kiosk.gate_parts.data import GateState
+from kiosk.run.health import DailyCounts, FrameCounter, Health, Parts, PartState
 from kiosk.run.metrics import KioskMetrics
 from kiosk.sensors.mlx90614 import Reading
 from kiosk.store.eventlog import (

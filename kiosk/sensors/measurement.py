@@ -19,11 +19,13 @@ from dataclasses import dataclass, fields
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
+from kiosk.config import ThermometerSection
 from kiosk.sensors.mlx90614 import Reading, SensorError
 
 logger = logging.getLogger(__name__)
 
 MIN_SAMPLES = 3
+_SECTION = ThermometerSection()  # the defaults, declared once with the config's keys
 
 
 class TemperatureStatus(StrEnum):
@@ -37,19 +39,20 @@ class TemperatureStatus(StrEnum):
 
 @dataclass(frozen=True)
 class MeasurementSettings:
-    """Tuning of the protocol; defaults suit a factory-configured MLX90614 (0.1 s refresh)."""
+    """Tuning of the protocol; the defaults are the ``[thermometer]`` section's, which suit a
+    factory-configured MLX90614 (0.1 s refresh)."""
 
-    presence_delta_c: float = 3.0
-    presence_timeout_s: float = 4.0
-    sample_interval_s: float = 0.1
-    stable_count: int = 5
-    stable_tolerance_c: float = 0.3
-    stable_timeout_s: float = 2.0
-    calibration_offset_c: float = 0.0
-    min_plausible_c: float = 30.0
-    max_plausible_c: float = 43.0
-    fever_threshold_c: float = 37.5
-    retest_pause_s: float = 0.3
+    presence_delta_c: float = _SECTION.presence_delta_c
+    presence_timeout_s: float = _SECTION.presence_timeout_s
+    sample_interval_s: float = _SECTION.sample_interval_s
+    stable_count: int = _SECTION.stable_count
+    stable_tolerance_c: float = _SECTION.stable_tolerance_c
+    stable_timeout_s: float = _SECTION.stable_timeout_s
+    calibration_offset_c: float = _SECTION.calibration_offset_c
+    min_plausible_c: float = _SECTION.min_plausible_c
+    max_plausible_c: float = _SECTION.max_plausible_c
+    fever_threshold_c: float = _SECTION.fever_threshold_c
+    retest_pause_s: float = _SECTION.retest_pause_s
 
     def __post_init__(self) -> None:
         for field in fields(self):

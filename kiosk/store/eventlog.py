@@ -26,7 +26,7 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from kiosk.events import EventType
+from kiosk.events import EventType, Part
 from kiosk.store.errors import EventLogError, LogOpenError, LogWriteError, sqlite_error
 from kiosk.store.outbox import OutboxMarks
 from kiosk.store.queries import query_events, read_events, select_recent
@@ -209,7 +209,7 @@ class EventLog(OutboxMarks, Pruning):
         )
 
     def _recovery_json(self) -> str:
-        return json.dumps({"part": "log", "ok": True, "detail": self._recovery_detail()})
+        return json.dumps({"part": Part.LOG.value, "ok": True, "detail": self._recovery_detail()})
 
     def stats(self) -> LogStats:
         """Row counts, backlog and capacity flags (counts are cached, not recounted)."""

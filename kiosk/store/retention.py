@@ -14,7 +14,7 @@ import os
 import sqlite3
 from dataclasses import dataclass
 
-from kiosk.events import EventType
+from kiosk.events import EventType, Part
 from kiosk.store.connection import LogConnection
 from kiosk.store.errors import LogWriteError
 
@@ -126,7 +126,7 @@ class Pruning(LogConnection):
                 f" {retention.unconfirmed_max_age_days:g} days, to keep the log within"
                 f" log.capacity / log.max_age_days ({total} in all)"
             )
-            alert = json.dumps({"part": "log_capacity", "ok": False, "detail": detail})
+            alert = json.dumps({"part": Part.LOG_CAPACITY.value, "ok": False, "detail": detail})
             with self._write("prune", durable=False) as conn:
                 conn.execute("UPDATE retention SET dropped_unconfirmed = ?", (total,))
                 self._insert(conn, EventType.HEALTH, alert)

@@ -10,15 +10,14 @@ from flask import Blueprint, Response, abort, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from kiosk.decide.decision import Outcome
-from kiosk.events import EventType
+from kiosk.events import EventType, Part
+from kiosk.mqtt.wire import MAX_SEQ
 from kiosk.web.auth import api_auth_required
 from kiosk.web.context import web_context
 
 bp = Blueprint("api", __name__)
 
 MAX_EVENTS = 500
-#: Sequence numbers are SQLite integers: 64-bit signed.
-SEQ_MAX = 2**63 - 1
 #: Days the hourly chart accepts: any day whose local hours the machine can compute.
 DAY_MIN, DAY_MAX = date(1970, 1, 1), date(9998, 12, 31)
 EVENT_TYPES = tuple(t.value for t in EventType)
@@ -34,7 +33,7 @@ def shown(raw: str) -> str:
     return repr(raw if len(raw) <= SHOWN else raw[:SHOWN] + "…")
 
 
-def int_arg(name: str, low: int, high: int = SEQ_MAX) -> int | None:
+def int_arg(name: str, low: int, high: int = MAX_SEQ) -> int | None:
     """An optional integer query parameter within bounds (ASCII digits only); otherwise 400."""
     raw = request.args.get(name)
     if raw is None or raw == "":
@@ -110,7 +109,7 @@ def problems(state: dict[str, Any]) -> list[str]:
     found = []
     if "stale_s" in state:
         found.append(f"kiosk: no state from the kiosk for {state['stale_s']} s")
-    for part in ("camera", "thermometer", "log"):
+    for part in (Part.CAMERA, Part.THERMOMETER, Part.LOG):
         info = state.get(part) or {}
         if not info.get("ok", False):
             found.append(f"{part}: {info.get('detail', 'not working')}")
