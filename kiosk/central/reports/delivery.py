@@ -257,7 +257,7 @@ def delivery_alerts(store: Store, now_ms: int | None = None) -> list[Delivery]:
     """The failed deliveries of the last :data:`CATCH_UP_DAYS` days not delivered since, by
     site and day: what ``kiosk central status`` and the dashboard show as alerts."""
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    since = datetime.fromtimestamp(now_ms / 1000, UTC).date() - timedelta(days=CATCH_UP_DAYS + 1)
+    since = datetime.fromtimestamp(now_ms / 1000, UTC).date() - timedelta(days=CATCH_UP_DAYS)
     p = store.dialect.param
     return _select(store, f"status = 'failed' AND day >= {p}", [since.isoformat()])
 
