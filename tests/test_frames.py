@@ -18,6 +18,7 @@ from kiosk.sensors.frames import (
     ImageFolderSource,
     Picamera2Source,
     VideoCaptureSource,
+    camera_rate,
     open_frame_source,
 )
 from kiosk.sensors.qr import ScanFilter, make_decoder
@@ -144,6 +145,22 @@ def test_video_file_gives_grayscale_frames_until_the_end(tmp_path: Path) -> None
 
     assert [frame.shape for frame in frames] == [(480, 640)] * 20
     assert _decoded(frames) == [[]] * 5 + [[BADGE]] * 10 + [[]] * 5
+
+
+def test_camera_rate_is_what_each_source_delivers(tmp_path: Path) -> None:
+    clip = tmp_path / "entrance.avi"
+    _write_clip(clip, [blank_frame(seed=5)] * 3, fps=12.0)
+    video, folder = VideoCaptureSource(str(clip)), ImageFolderSource(tmp_path, "*.avi")
+    video.start()
+    folder.start()
+
+    rates = [
+        camera_rate(source)
+        for source in (video, folder, Picamera2Source(fps=25), GeneratedFrameSource(lambda: None))
+    ]
+    video.close()
+
+    assert rates == [pytest.approx(12.0), None, 25.0, 30.0]
 
 
 def test_video_source_that_cannot_open_is_a_camera_error(tmp_path: Path) -> None:

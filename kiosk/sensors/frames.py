@@ -1,4 +1,5 @@
-"""Camera frame sources: the Pi camera, OpenCV devices and files, image folders, generated frames.
+"""Camera frame sources: OpenCV devices and files, image folders, the simulated camera, and the
+Pi camera (kiosk/sensors/picamera.py) by name.
 
 Every source yields HxW uint8 grayscale frames, which is what the QR decoders read. Camera
 libraries (OpenCV, picamera2) are imported in ``start()``, never when this module is imported.
@@ -10,11 +11,13 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from kiosk.sensors.framesource import CameraError, Frame, FrameSource, require_started
+from kiosk.sensors.picamera import Picamera2Source
 from kiosk.sensors.synthetic import (
     blank_frame,
     noisy,
@@ -23,9 +26,19 @@ from kiosk.sensors.synthetic import (
     sensor_noise,
 )
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "CameraError",
+    "Frame",
+    "FrameSource",
+    "GeneratedFrameSource",
+    "ImageFolderSource",
+    "Picamera2Source",
+    "VideoCaptureSource",
+    "camera_rate",
+    "open_frame_source",
+]
 
-Frame = npt.NDArray[np.uint8]
+logger = logging.getLogger(__name__)
 
 FRAME_SOURCE_SPECS = (
     "picamera2",
@@ -34,28 +47,6 @@ FRAME_SOURCE_SPECS = (
     "opencv:/path/to/clip.mp4",
     "folder:/path/to/images",
 )
-
-
-class CameraError(OSError):
-    """A camera or frame source that cannot be opened, or that was lost."""
-
-
-class FrameSource(Protocol):
-    """Where frames come from. ``start()`` before ``read()``; ``close()`` may be called twice."""
-
-    name: str
-
-    def start(self) -> None:
-        """Open the source; raises CameraError when it cannot."""
-        ...
-
-    def read(self) -> Frame | None:
-        """The next HxW uint8 grayscale frame, or None when no frame is available."""
-        ...
-
-    def close(self) -> None:
-        """Release the source; calling it again does nothing."""
-        ...
 
 
 class ImageFolderSource:
@@ -89,7 +80,7 @@ class ImageFolderSource:
         """The next readable image as grayscale; unreadable files are skipped with a warning."""
         import cv2
 
-        _require_started(self._started, self.name)
+        require_started(self._started, self.name)
         for _ in range(len(self._paths)):
             if self._next_index >= len(self._paths):
                 if not self.loop:
@@ -137,13 +128,23 @@ class VideoCaptureSource:
         """The next frame converted to grayscale, or None if none was delivered."""
         import cv2
 
-        _require_started(self._capture is not None, self.name)
+        require_started(self._capture is not None, self.name)
         ok, frame = self._capture.read()
         if not ok or frame is None:
             return None
         if frame.ndim == 3:
             frame = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         return np.asarray(frame, dtype=np.uint8)
+
+    @property
+    def started(self) -> bool:
+        """Whether the device or file is open."""
+        return self._capture is not None
+
+    def capture_property(self, prop: int) -> float:
+        """An OpenCV ``CAP_PROP_…`` value of the open device or file."""
+        require_started(self.started, self.name)
+        return float(self._capture.get(prop))
 
     def close(self) -> None:
         """Release the device or file."""
@@ -154,98 +155,6 @@ class VideoCaptureSource:
     def __repr__(self) -> str:
         state = "open" if self._capture is not None else "closed"
         return f"<VideoCaptureSource {self.name} {state}>"
-
-
-class Picamera2Source:
-    """The Raspberry Pi camera through picamera2, read from its low-resolution YUV420 stream.
-
-    The Y plane of the lores stream is used as the grayscale frame: no colour conversion, and
-    YUV is the only lores format the Pi 4 / Zero 2 W allow. On the Pi install picamera2 with
-    ``sudo apt install python3-picamera2`` and make the venv with ``--system-site-packages``.
-
-    :param main_size: main stream ``(width, height)``; lores may not exceed it.
-    :param lores_size: ``(width, height)`` of the frames returned by ``read()``.
-    :param fps: frame rate asked of the sensor.
-    :param autofocus: continuous fast autofocus when the camera has it (Camera Module 3).
-    """
-
-    name = "picamera2"
-
-    def __init__(
-        self,
-        *,
-        main_size: tuple[int, int] = (1280, 720),
-        lores_size: tuple[int, int] = (640, 480),
-        fps: int = 30,
-        autofocus: bool = True,
-    ) -> None:
-        if lores_size[0] > main_size[0] or lores_size[1] > main_size[1]:
-            raise ValueError(f"lores_size {lores_size} may not exceed main_size {main_size}")
-        self.main_size = main_size
-        self.lores_size = lores_size
-        self.fps = fps
-        self.autofocus = autofocus
-        self._camera: Any = None
-
-    def start(self) -> None:
-        """Open and start the camera; raises CameraError if picamera2 or the camera is missing."""
-        try:
-            from picamera2 import Picamera2
-        except ImportError as error:
-            raise CameraError(
-                f"{self.name}: picamera2 is not installed (on the Pi: sudo apt install "
-                "python3-picamera2, venv created with --system-site-packages)"
-            ) from error
-        try:
-            camera = Picamera2()
-        except (IndexError, RuntimeError) as error:
-            raise CameraError(f"{self.name}: no camera found ({error})") from error
-        try:
-            config = camera.create_video_configuration(
-                main={"size": self.main_size, "format": "RGB888"},
-                lores={"size": self.lores_size, "format": "YUV420"},
-                controls={"FrameRate": self.fps},
-                buffer_count=4,
-            )
-            camera.configure(config)
-            camera.start()
-            if self.autofocus and "AfMode" in camera.camera_controls:
-                self._start_continuous_autofocus(camera)
-        except Exception as error:
-            camera.close()
-            raise CameraError(f"{self.name}: cannot start the camera ({error})") from error
-        self._camera = camera
-
-    @staticmethod
-    def _start_continuous_autofocus(camera: Any) -> None:
-        from libcamera import controls
-
-        camera.set_controls(
-            {"AfMode": controls.AfModeEnum.Continuous, "AfSpeed": controls.AfSpeedEnum.Fast}
-        )
-
-    def read(self) -> Frame | None:
-        """The Y (grayscale) plane of the next lores frame; raises CameraError if it fails."""
-        _require_started(self._camera is not None, self.name)
-        try:
-            yuv = self._camera.capture_array("lores")
-        except Exception as error:
-            raise CameraError(f"{self.name}: capture failed ({error})") from error
-        width, height = self.lores_size
-        return np.asarray(yuv[:height, :width], dtype=np.uint8)
-
-    def close(self) -> None:
-        """Stop and release the camera."""
-        if self._camera is not None:
-            camera, self._camera = self._camera, None
-            try:
-                camera.stop()
-            finally:
-                camera.close()
-
-    def __repr__(self) -> str:
-        state = "open" if self._camera is not None else "closed"
-        return f"<Picamera2Source lores={self.lores_size} fps={self.fps} {state}>"
 
 
 class GeneratedFrameSource:
@@ -304,7 +213,7 @@ class GeneratedFrameSource:
 
     def read(self) -> Frame | None:
         """Wait for the next frame time, then return a read-only frame of the current payload."""
-        _require_started(self._started, self.name)
+        require_started(self._started, self.name)
         now = self._clock()
         if self._first_frame_at is None:
             self._first_frame_at, self._index = now, 0
@@ -363,6 +272,19 @@ def open_frame_source(spec: str) -> FrameSource:
     raise ValueError(f"unknown frame source {spec!r}; use one of: {', '.join(FRAME_SOURCE_SPECS)}")
 
 
+def camera_rate(source: FrameSource) -> float | None:
+    """The frames per second ``source`` delivers (asked of the camera, or of a started OpenCV
+    device or file), or None when it has no rate of its own (an image folder)."""
+    if isinstance(source, Picamera2Source | GeneratedFrameSource):
+        return float(source.fps)
+    if isinstance(source, VideoCaptureSource) and source.started:
+        import cv2
+
+        rate = float(source.capture_property(cv2.CAP_PROP_FPS))
+        return rate if rate > 0 else None
+    return None
+
+
 def _module_px_to_fit(payload: bytes, size: tuple[int, int]) -> int:
     """Pixels per module of a phone held up at reading distance: 4, fewer when the code is big."""
     return max(1, min(4, min(size) * 3 // 4 // qr_modules(payload)))
@@ -371,8 +293,3 @@ def _module_px_to_fit(payload: bytes, size: tuple[int, int]) -> int:
 def _read_only(frame: Frame) -> Frame:
     frame.setflags(write=False)
     return frame
-
-
-def _require_started(started: bool, name: str) -> None:
-    if not started:
-        raise CameraError(f"{name}: not started (call start() first)")
