@@ -5,7 +5,10 @@ browser against a real broker."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import threading
+import urllib.request
 from collections.abc import Iterator, Sequence
 from datetime import datetime, time
 from pathlib import Path
@@ -19,12 +22,15 @@ from flask.testing import FlaskClient
 
 from kiosk.central import Store, roster
 from kiosk.central.rosterfile import Holder
-from kiosk.central.settings import DEFAULT_TIMEZONE
+from kiosk.central.settings import DEFAULT_TIMEZONE, WebSection
 from kiosk.central.web import create_central_app
 from kiosk.central.web.context import Delivery
+from kiosk.central.web.server import serve
 from kiosk.central.web.users import read_users
 from kiosk.cli.main import cli
+from tests.broker import free_port
 from tests.central_web_support import ADMIN, PASSWORD, SITE, VIEWER, config, fill, write_users
+from tests.support import wait_until
 
 pytest_plugins = ("tests.central_fixtures",)
 
@@ -308,3 +314,26 @@ def test_an_admin_traces_a_person_by_name(make_app: Any, store: Store) -> None:
     text = one.data.decode("utf-8-sig")
     assert "Nguyễn Văn An" in text and "Nguyễn Thị Ánh" in text  # at gate-1 within the hour
     assert client.get(f"{query}&name=Nobody").status_code == 404
+
+
+def test_serve_answers_until_stopped(tmp_path: Path, sqlite_url: str) -> None:
+    port = free_port()
+    cfg = dataclasses.replace(config(tmp_path), web=WebSection(host="127.0.0.1", port=port))
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(cfg, sqlite_url, stop))
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as answer:
+                    return bool(answer.status == 200)
+            except OSError:
+                return False
+
+        wait_until(answers, timeout=15)
+    finally:
+        stop.set()
+        thread.join(timeout=15)
+    assert not thread.is_alive()
