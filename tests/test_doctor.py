@@ -27,6 +27,7 @@ LOCAL_MQTT = {"enabled": True, "host": "127.0.0.1", "port": 1, "tls": False}  # 
 NAMES = [
     "config",
     "camera",
+    "frame loop",
     "thermometer",
     "gpio",
     "disk",

@@ -1,12 +1,12 @@
 """``kiosk doctor``: check that this kiosk can work, one part at a time, with a fix for each fault.
 
-Checks run in a fixed order: config, camera, thermometer, GPIO, disk, event log, clock, CPU,
-broker, trust. Each is a small function returning a :class:`Check`; a check never raises (an
-unexpected error is reported as a failed check). The device checks live in
-:mod:`kiosk.cli.doctor_devices`, those of the machine and its files in
-:mod:`kiosk.cli.doctor_host`; the config and the broker are checked here. A config that does
-not load stops the run: nothing else can be checked without it. Any ``fail`` makes
-:func:`exit_code` 1.
+Checks run in a fixed order: config, camera, frame loop, thermometer, GPIO, disk, event log,
+clock, CPU, broker, trust. Each is a small function returning a :class:`Check`; a check never
+raises (an unexpected error is reported as a failed check). The device checks live in
+:mod:`kiosk.cli.doctor_devices`, the frame loop's in :mod:`kiosk.cli.doctor_frames`, those of
+the machine and its files in :mod:`kiosk.cli.doctor_host`; the config and the broker are
+checked here. A config that does not load stops the run: nothing else can be checked without
+it. Any ``fail`` makes :func:`exit_code` 1.
 
 With ``simulate`` the devices are the PC stand-ins that ``kiosk run --simulate`` uses
 (generated frames, the simulated MLX90614 bus, gpiozero's MockFactory), so the run shows the
@@ -31,6 +31,7 @@ from kiosk.cli.doctor_devices import (
     check_gpio,
     check_thermometer,
 )
+from kiosk.cli.doctor_frames import check_frame_loop
 from kiosk.cli.doctor_host import (
     check_clock,
     check_disk,
@@ -95,6 +96,7 @@ def run_checks(
     is_pi = on_pi if on_pi is not None else running_on_pi
     steps: list[tuple[str, Callable[[], Check]]] = [
         ("camera", lambda: check_camera(loaded, simulate, frame_source, camera_timeout_s, is_pi)),
+        ("frame loop", lambda: check_frame_loop(loaded, simulate, frame_source)),
         ("thermometer", lambda: check_thermometer(loaded, simulate, i2c_bus, is_pi)),
         ("gpio", lambda: check_gpio(loaded, simulate, pin_factory, is_pi)),
         ("disk", lambda: check_disk(loaded, free_bytes or disk_free_bytes)),
