@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from kiosk.central.reports.daily import day_bounds
 from kiosk.central.settings import CentralConfig
 from kiosk.cli.main import cli
 from tests.central_people import ZONE, at, decision, person, put, unused
+from tests.central_support import execute
 
 pytest_plugins = ("tests.central_fixtures",)
 
@@ -166,3 +168,32 @@ def test_report_inside_prints_the_list_in_each_format(
     out = tmp_path / "inside.csv"
     report("--format", "csv", "-o", str(out))
     assert out.read_bytes().startswith("\ufeffsite,area".encode())
+
+
+def test_the_retention_deletes_the_passages_with_their_events(store: Store) -> None:
+    old, new = decision("s-old", at("2026-12-01 08:00")), decision("s-new", at("2026-12-01 08:00"))
+    put(store, old._replace(received_at_ms=1), new)
+    assert store.prune(before_ms=2) == (1, 0)
+    assert who(store) == {"main": ["s-new"]}
+
+
+def test_a_version_5_store_gets_the_passages_of_the_events_it_holds(
+    db_url: str, connect: Callable[[str], Store]
+) -> None:
+    store = connect(db_url)
+    put(store, decision("s-a", at("2026-12-01 08:00")), decision("s-b", at("2026-12-01 08:00")))
+    store.close()
+    on = "" if db_url.startswith("sqlite") else " ON events"
+    execute(
+        db_url,
+        [
+            f"DROP TRIGGER subject_events_copy{on}",
+            f"DROP TRIGGER subject_events_drop{on}",
+            "DROP TABLE subject_events",
+            "UPDATE central_schema SET version = 5",
+        ],
+    )
+    again = connect(db_url)
+    assert who(again) == {"main": ["s-a", "s-b"]}
+    put(again, decision("s-b", at("2026-12-01 09:00"), direction="exit"))  # triggers are back
+    assert who(again) == {"main": ["s-a"]}

@@ -18,7 +18,7 @@ meeting), with names and kinds from the roster where it has them. Everything is 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal, NamedTuple
@@ -118,22 +118,38 @@ def stays(rows: Iterable[Row], zone: ZoneInfo, until_ms: int) -> list[Stay]:
         (r for r in rows if r.is_passage()),
         key=lambda r: (r.subject, r.area or "", r.ts_ms, zlib.crc32(r.event_id.encode())),
     )
+    midnight_after = _midnights(zone)
     found: list[Stay] = []
-    open_at: dict[tuple[str, str], Row] = {}
+    open_at: dict[tuple[str, str], tuple[Row, int]] = {}  # the entry, and its day's end
     for row in ordered:
         key = (row.subject, row.area or "")
-        entered = open_at.get(key)
-        if entered is not None and _local_day(entered.ts_ms, zone) != _local_day(row.ts_ms, zone):
-            found.append(_stay(entered, _midnight_after(entered.ts_ms, zone)))
+        held = open_at.get(key)
+        if held is not None and row.ts_ms >= held[1]:  # a new local day: the count restarted
+            found.append(_stay(*held))
             del open_at[key]
-            entered = None
+            held = None
         if inside_after(row.type, row.direction or ""):
-            open_at.setdefault(key, row)  # already inside: the stay began earlier
-        elif entered is not None:
-            found.append(_stay(open_at.pop(key), row.ts_ms))
-    for entered in open_at.values():
-        found.append(_stay(entered, min(until_ms, _midnight_after(entered.ts_ms, zone))))
+            if held is None:  # else already inside: the stay began earlier
+                open_at[key] = (row, midnight_after(row.ts_ms))
+        elif held is not None:
+            found.append(_stay(held[0], row.ts_ms))
+            del open_at[key]
+    found += [_stay(entered, min(until_ms, end)) for entered, end in open_at.values()]
     return [stay for stay in found if stay.end_ms > stay.start_ms]
+
+
+def _midnights(zone: ZoneInfo) -> Callable[[int], int]:
+    """The local midnight after a moment (epoch ms), remembered per quarter of an hour (every
+    zone's offset is a multiple of 15 minutes, so no quarter holds a midnight inside)."""
+    known: dict[int, int] = {}
+
+    def after(ts_ms: int) -> int:
+        quarter = ts_ms // 900_000
+        if quarter not in known:
+            known[quarter] = day_bounds(_local_day(ts_ms, zone), zone)[1]
+        return known[quarter]
+
+    return after
 
 
 def _stay(entered: Row, end_ms: int) -> Stay:
@@ -142,10 +158,6 @@ def _stay(entered: Row, end_ms: int) -> Stay:
 
 def _local_day(ts_ms: int, zone: ZoneInfo) -> date:
     return datetime.fromtimestamp(ts_ms / 1000, zone).date()
-
-
-def _midnight_after(ts_ms: int, zone: ZoneInfo) -> int:
-    return day_bounds(_local_day(ts_ms, zone), zone)[1]
 
 
 def trace(
@@ -199,23 +211,30 @@ def trace(
                     _Near("meeting", r.subject, r.kind, r.ts_ms, seen.meeting, seen.ts_ms)
                     for r in met
                 ]
+        by_day: dict[tuple[str, int], list[Stay]] = {}  # (area, its local day's start)
         for stay in stays(own, zone, t1):
-            if stay.end_ms <= t0:
-                continue
-            first = day_bounds(_local_day(stay.start_ms, zone), zone)[0]
-            in_area = rows(
-                cur, f"ts_ms >= {p} AND ts_ms < {p} AND area = {p}", first, stay.end_ms, stay.area
-            )
-            overlap_from = max(stay.start_ms, t0)
-            for other in stays(in_area, zone, stay.end_ms):
-                if other.start_ms < stay.end_ms and other.end_ms > overlap_from:
-                    at = max(other.start_ms, overlap_from)
-                    until = min(other.end_ms, stay.end_ms)
-                    found.append(
-                        _Near(
-                            "area", other.subject, other.kind, at, stay.area, stay.start_ms, until
-                        )
+            if stay.end_ms > t0:
+                first = day_bounds(_local_day(stay.start_ms, zone), zone)[0]
+                by_day.setdefault((stay.area, first), []).append(stay)
+        for (area, first), mine_there in by_day.items():
+            last = max(stay.end_ms for stay in mine_there)
+            there = rows(cur, f"ts_ms >= {p} AND ts_ms < {p} AND area = {p}", first, last, area)
+            others = stays(there, zone, last)
+            for stay in mine_there:
+                since = max(stay.start_ms, t0)
+                found += [
+                    _Near(
+                        "area",
+                        other.subject,
+                        other.kind,
+                        max(other.start_ms, since),
+                        area,
+                        stay.start_ms,
+                        min(other.end_ms, stay.end_ms),
                     )
+                    for other in others
+                    if other.start_ms < stay.end_ms and other.end_ms > since
+                ]
         found = [near for near in found if near.subject != subject]
         names = roster.people(cur, site, [subject, *(near.subject for near in found)])
         return mine, found, names
