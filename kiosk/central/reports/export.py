@@ -152,10 +152,7 @@ def _xlsx(daily: DailyList, language: Language) -> bytes:
 
     sheet.append(header(column_names(language)))
     for row in daily.rows:
-        values = cells(row, language)
-        when = WriteOnlyCell(sheet, value=values[0])
-        when.number_format = "yyyy-mm-dd hh:mm:ss"
-        sheet.append([when, *values[1:]])
+        sheet.append(cells(row, language))  # openpyxl gives a datetime a date-time format
     summary = book.create_sheet(label("sheet", language))
     summary.column_dimensions["A"].width = 44
     summary.column_dimensions["B"].width = 24
