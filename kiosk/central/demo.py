@@ -3,11 +3,11 @@
 The traffic (:mod:`kiosk.central.demotraffic`) happens at simulated kiosks that record it with
 the kiosk's own code (:mod:`kiosk.central.demokiosks`). Their events travel as MQTT messages
 encoded by :mod:`kiosk.mqtt.protocol` and are stored by central's own reading and commit
-(:func:`kiosk.central.commit.read_message`, :func:`~kiosk.central.commit.commit`), an hour of
-traffic per batch, so nothing is stored that central would not store from a broker; then each
-kiosk's status and retained state. The roster is written as a roster file and imported as
-``kiosk central roster import`` does; the site's salt file and a ``central.toml`` naming both
-are written beside the store.
+(:func:`kiosk.central.commit.read_message`, :func:`~kiosk.central.commit.commit`), a kiosk's
+hour of events per message and the ingest's batch of messages per transaction, so nothing is
+stored that central would not store from a broker; then each kiosk's status and retained
+state. The roster is written as a roster file and imported as ``kiosk central roster import``
+does; the site's salt file and a ``central.toml`` naming both are written beside the store.
 
 What the store shows now: the busiest kiosk has a few events in flight (its backlog), the lab's
 kiosk lost its link two hours ago (offline; its later events have not arrived), the meeting
@@ -34,6 +34,7 @@ from kiosk.central import roster
 from kiosk.central.commit import Work, commit, read_message
 from kiosk.central.demokiosks import Kiosk, Site, layout, ms
 from kiosk.central.demotraffic import LAB, MEETING, Model, Person
+from kiosk.central.ingest import IngestSettings
 from kiosk.central.rosterfile import read_roster
 from kiosk.central.store import Store
 from kiosk.mqtt.protocol import (
@@ -48,8 +49,9 @@ from kiosk.mqtt.protocol import (
 log = logging.getLogger(__name__)
 
 EVENTS_PER_MESSAGE = 50
+BATCH_MAX = IngestSettings().batch_max  # messages per transaction, as the ingest
 BACKLOG_EVENTS = 3  # at most this many of the busiest kiosk's last events are in flight
-BACKLOG_FOR = timedelta(minutes=3)
+BACKLOG_FOR = timedelta(hours=1)
 OFFLINE_FOR = timedelta(hours=2)  # the lab's kiosk lost its link this long ago
 DEMO_BY = "kiosk central demo"
 
@@ -74,21 +76,28 @@ class DemoResult:
 def _batches(
     site: str, kiosks: list[Kiosk], held: dict[str, int]
 ) -> Iterable[tuple[int, list[tuple[str, bytes]]]]:
-    """Events messages as kiosks send them, an hour of all kiosks' traffic at a time:
-    (when central receives the batch, [(topic, payload)])."""
+    """Events messages as kiosks send them, each kiosk's events of an hour together (at most
+    :data:`EVENTS_PER_MESSAGE` per message), stored as the ingest stores them, at most its
+    ``batch_max`` messages per transaction: (when central receives the batch, [(topic,
+    payload)])."""
     hours: dict[int, dict[str, list[WireEvent]]] = defaultdict(lambda: defaultdict(list))
     for kiosk in kiosks:
         for event in kiosk.events[: len(kiosk.events) - held.get(kiosk.id, 0)]:
             hours[event.ts_ms // 3_600_000][kiosk.id].append(event)
+    batch: list[tuple[str, bytes]] = []
+    last = 0
     for hour in sorted(hours):
-        messages, last = [], 0
         for kiosk_id, events in hours[hour].items():
             topic = KioskTopics(site, kiosk_id).topic(Leaf.EVENTS)
             for at in range(0, len(events), EVENTS_PER_MESSAGE):
                 chunk = events[at : at + EVENTS_PER_MESSAGE]
-                messages.append((topic, encode_events(site, kiosk_id, chunk)))
+                batch.append((topic, encode_events(site, kiosk_id, chunk)))
                 last = max(last, chunk[-1].ts_ms)
-        yield last + 1500, messages
+                if len(batch) == BATCH_MAX:
+                    yield last + 1500, batch
+                    batch = []
+    if batch:
+        yield last + 1500, batch
 
 
 def _store(store: Store, now_ms: int, messages: Iterable[tuple[str, bytes]]) -> tuple[int, int]:

@@ -8,105 +8,42 @@ them to a meeting they check in to. Now and then: a fever (the person goes home 
 away two days), a reading over the threshold that a retest clears, a visitor's badge of an
 earlier day, an unknown badge, a web link held to the camera, someone who scans in twice, more
 visitors than the daily cap, a tailgater, a thermometer that fails for a while (and one that
-has failed now), and a lockdown drill for the whole site. Doors are roles (:data:`DOORS`);
-:mod:`kiosk.central.demo` maps them onto kiosks and records what the kiosks would.
+has failed now), and a lockdown drill for the whole site. Doors are roles (:data:`IN`, ...);
+:mod:`kiosk.central.demokiosks` maps them onto kiosks and records what the kiosks would.
+
+The module is longer than most (about 380 lines): the names and units it draws from and the
+rules of a day belong together, and each rule is a few lines.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+# The doors: main entrance, main exit, meeting room, side door (both ways), lab (both ways).
 IN, OUT, MEETING, SIDE, LAB = "in", "out", "meeting", "side", "lab"
-DOORS = (IN, OUT, MEETING, SIDE, LAB)  # main entrance, main exit, meeting room, side door, lab
 VISITOR_DAILY_CAP = 20  # the kiosks' rules.visitor_daily_cap
 NO_BADGE = "https://zalo.me/g/demo"  # a web link held up instead of a badge
 
-_FAMILY = [
-    "Nguyễn",
-    "Trần",
-    "Lê",
-    "Phạm",
-    "Hoàng",
-    "Huỳnh",
-    "Phan",
-    "Vũ",
-    "Võ",
-    "Đặng",
-    "Bùi",
-    "Đỗ",
-    "Hồ",
-    "Ngô",
-    "Dương",
-    "Lý",
-]
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+_FAMILY = _words("Nguyễn Trần Lê Phạm Hoàng Huỳnh Phan Vũ Võ Đặng Bùi Đỗ Hồ Ngô Dương Lý")
 _FAMILY_WEIGHTS = (38, 11, 9, 7, 5, 4, 4, 4, 3, 2, 2, 2, 2, 2, 2, 1)
-_MIDDLE_M = ["Văn", "Hữu", "Đức", "Minh", "Quang", "Thành", "Công", "Xuân", "Hoàng", "Anh"]
-_MIDDLE_F = ["Thị", "Ngọc", "Thu", "Thanh", "Minh", "Bảo", "Mai", "Kim", "Thùy", "Phương"]
-_GIVEN_M = [
-    "An",
-    "Bình",
-    "Cường",
-    "Dũng",
-    "Duy",
-    "Hải",
-    "Hiếu",
-    "Hòa",
-    "Hùng",
-    "Huy",
-    "Khánh",
-    "Khoa",
-    "Long",
-    "Nam",
-    "Nghĩa",
-    "Phong",
-    "Phúc",
-    "Quân",
-    "Sơn",
-    "Tài",
-    "Thắng",
-    "Thành",
-    "Toàn",
-    "Trung",
-    "Tuấn",
-    "Việt",
-    "Vinh",
-]
-_GIVEN_F = [
-    "Anh",
-    "Chi",
-    "Dung",
-    "Giang",
-    "Hà",
-    "Hạnh",
-    "Hằng",
-    "Hiền",
-    "Hoa",
-    "Hồng",
-    "Hương",
-    "Lan",
-    "Linh",
-    "Loan",
-    "Mai",
-    "My",
-    "Nga",
-    "Ngân",
-    "Nhung",
-    "Oanh",
-    "Phương",
-    "Quỳnh",
-    "Tâm",
-    "Thảo",
-    "Trang",
-    "Trinh",
-    "Uyên",
-    "Vân",
-    "Vy",
-    "Yến",
-]
+_MIDDLE_M = _words("Văn Hữu Đức Minh Quang Thành Công Xuân Hoàng Anh")
+_MIDDLE_F = _words("Thị Ngọc Thu Thanh Minh Bảo Mai Kim Thùy Phương")
+_GIVEN_M = _words(
+    "An Bình Cường Dũng Duy Hải Hiếu Hòa Hùng Huy Khánh Khoa Long Nam Nghĩa Phong Phúc Quân "
+    "Sơn Tài Thắng Thành Toàn Trung Tuấn Việt Vinh"
+)
+_GIVEN_F = _words(
+    "Anh Chi Dung Giang Hà Hạnh Hằng Hiền Hoa Hồng Hương Lan Linh Loan Mai My Nga Ngân Nhung "
+    "Oanh Phương Quỳnh Tâm Thảo Trang Trinh Uyên Vân Vy Yến"
+)
 _UNITS = (
     ("Ban Giám đốc", 2),
     ("Phòng Hành chính - Nhân sự", 8),
@@ -228,6 +165,7 @@ class _Day:
         self.model, self.day = model, day
         self.rng = model.rng
         self.out: list[Happening] = []
+        self.meeting: str | None = None  # the meeting of the check-ins being made
 
     def at(self, minutes: float) -> datetime:
         return _at(self.day, self.model.tz, minutes)
@@ -240,6 +178,15 @@ class _Day:
         if rng.random() < 0.02:  # over the threshold once, normal on the retest
             return Body(round(rng.uniform(37.0, 37.4), 1), ambient, retested=True)
         return Body(round(min(max(rng.gauss(36.55, 0.22), 35.9), 37.2), 1), ambient)
+
+    def enter(self, at: float | datetime, door: str, badge: str, *, fever: bool = False) -> None:
+        """A scan in at ``at`` (minutes after midnight, or a time); at a meeting room's door,
+        a check-in to :attr:`meeting`."""
+        when = at if isinstance(at, datetime) else self.at(at)
+        if door == MEETING:
+            self.out.append(Scan(when, door, "entry", badge, meeting=self.meeting))
+        else:
+            self.out.append(Scan(when, door, "entry", badge, self.body(fever)))
 
     def visit(self, person: Person, arrive: float, leave: float, *, door: str = IN) -> None:
         """In at ``arrive``, out at ``leave`` (minutes after midnight)."""
@@ -281,8 +228,8 @@ class Model:
         """Everything that happened from ``first`` (local day) up to ``now``, by time."""
         happenings: list[Happening] = []
         days = (now.astimezone(self.tz).date() - first).days + 1
-        drill = first + timedelta(days=days * 2 // 3)
-        fault = first + timedelta(days=days // 2)
+        drill = _working_day(first + timedelta(days=days * 2 // 3))
+        fault = _working_day(first + timedelta(days=days // 2))
         for offset in range(days):
             day = first + timedelta(days=offset)
             one = _Day(self, day)
@@ -293,7 +240,7 @@ class Model:
             if day.weekday() < 5:
                 self._visitors(one, busy=day.weekday() == 3 and offset % 2 == 0)
                 self._oddities(one)
-            if day == fault or (day == drill and day.weekday() < 5):
+            if day in (fault, drill):
                 self._incident(one, lockdown=day == drill)
             happenings += one.out
         current = now - timedelta(minutes=35)
@@ -338,9 +285,7 @@ class Model:
                 one.visit(person, arrive, _normal(rng, 11.8, 30, 10.5, 13), door=door)
                 continue
             if rng.random() < 0.0008:  # about one a week for 300 people
-                one.out.append(
-                    Scan(one.at(arrive), door, "entry", person.badge, one.body(fever=True))
-                )
+                one.enter(arrive, door, person.badge, fever=True)
                 self.away_until[person.badge] = one.day + timedelta(days=3)
                 continue
             leave = _normal(rng, 17.25, 40, 15.5, 21)
@@ -352,17 +297,14 @@ class Model:
                 one.visit(person, arrive, leave, door=door)
             if person.unit in LAB_UNITS and rng.random() < 0.3:
                 into = rng.uniform(arrive + 30, max(arrive + 31, leave - 120))
-                one.out.append(Scan(one.at(into), LAB, "entry", person.badge, one.body()))
+                one.enter(into, LAB, person.badge)
                 one.out.append(Scan(one.at(into + rng.uniform(20, 90)), LAB, "exit", person.badge))
 
     def _visitors(self, one: _Day, busy: bool) -> None:
         """The day's visitors (a busy day has more than the cap) and the meetings."""
         rng = one.rng
-        count = (
-            VISITOR_DAILY_CAP + 4
-            if busy
-            else rng.randint(self.visitors_per_day // 2, self.visitors_per_day * 3 // 2)
-        )
+        usual = rng.randint(self.visitors_per_day // 2, self.visitors_per_day * 3 // 2)
+        count = VISITOR_DAILY_CAP + 4 if busy else usual
         end = datetime.combine(one.day, time(18), self.tz)
         meetings = [
             (rng.choice(_MEETINGS), _normal(rng, hour, 10, hour - 0.5, hour + 0.5))
@@ -380,17 +322,15 @@ class Model:
             leave = arrive + rng.uniform(40, 150)
             one.visit(person, arrive, leave)
             if arrive < start:
-                one.out.append(
-                    Scan(one.at(start - rng.uniform(0, 4)), MEETING, "entry", badge, meeting=name)
-                )
+                one.meeting = name
+                one.enter(start - rng.uniform(0, 4), MEETING, badge)
         for name, start in meetings:  # and the staff of each meeting
+            one.meeting = name
             for person in rng.sample(self.staff, rng.randint(4, 12)):
                 at = start - rng.uniform(-3, 6)
-                one.out.append(Scan(one.at(at), MEETING, "entry", person.badge, meeting=name))
+                one.enter(at, MEETING, person.badge)
                 if rng.random() < 0.05:  # scanned again
-                    one.out.append(
-                        Scan(one.at(at + 0.5), MEETING, "entry", person.badge, meeting=name)
-                    )
+                    one.enter(at + 0.5, MEETING, person.badge)
 
     def _oddities(self, one: _Day) -> None:
         """A few denials a day: an old visitor badge, an unknown badge, a web link, a second
@@ -398,14 +338,9 @@ class Model:
         rng = one.rng
         if self.visitors and rng.random() < 0.5:
             old = rng.choice(self.visitors[: max(1, len(self.visitors) - self.visitors_per_day)])
-            one.out.append(
-                Scan(one.at(_normal(rng, 10, 90, 8, 16)), IN, "entry", old.badge, one.body())
-            )
+            one.enter(_normal(rng, 10, 90, 8, 16), IN, old.badge)
         for _ in range(rng.randint(0, 2)):
-            unknown = f"NV-{rng.randrange(9000, 9999):04d}"
-            one.out.append(
-                Scan(one.at(_normal(rng, 9, 90, 7, 17)), IN, "entry", unknown, one.body())
-            )
+            one.enter(_normal(rng, 9, 90, 7, 17), IN, f"NV-{rng.randrange(9000, 9999):04d}")
         if rng.random() < 0.3:
             one.out.append(Scan(one.at(_normal(rng, 12, 180, 7, 18)), IN, "entry", NO_BADGE))
         if rng.random() < 0.6:
@@ -413,7 +348,7 @@ class Model:
             mine = [s for s in one.out if isinstance(s, Scan) and s.badge == person.badge]
             if mine and mine[0].direction == "entry" and len(mine) > 1:
                 at = mine[0].at + (mine[1].at - mine[0].at) / 2
-                one.out.append(Scan(at, IN, "entry", person.badge, one.body()))
+                one.enter(at, IN, person.badge)
         if rng.random() < 0.3:
             one.out.append(Incident(one.at(_normal(rng, 8.2, 20, 7.5, 9)), IN, "tailgating"))
 
@@ -427,25 +362,19 @@ class Model:
                 Incident(start + timedelta(minutes=40), IN, "thermometer", ok=True, detail="ok")
             )
             return
-        start, end = one.at(14 * 60), one.at(14 * 60 + 20)
+        start, end = one.at(13 * 60), one.at(13 * 60 + 20)  # as people come back from lunch
         one.out.append(Incident(start, IN, "lockdown", ok=False, detail="diễn tập"))
         one.out.append(Incident(end, IN, "lockdown", ok=True))
-        again = [
-            Scan(
-                end + timedelta(minutes=one.rng.uniform(1, 8)), s.door, s.direction, s.badge, s.body
-            )
+        refused = [
+            s
             for s in one.out
-            if isinstance(s, Scan)
-            and s.direction == "entry"
-            and s.door != MEETING
-            and start <= s.at < end
+            if isinstance(s, Scan) and s.direction == "entry" and s.door != MEETING
         ]
-        one.out += again
+        for scan in refused:
+            if start <= scan.at < end:
+                one.enter(end + timedelta(minutes=one.rng.uniform(1, 8)), scan.door, scan.badge)
 
 
-def days_of(first: date, last: date) -> Iterator[date]:
-    """Each local day from ``first`` to ``last``."""
-    day = first
-    while day <= last:
-        yield day
-        day += timedelta(days=1)
+def _working_day(day: date) -> date:
+    """``day``, or the Monday after it."""
+    return day + timedelta(days=(7 - day.weekday()) % 7 if day.weekday() >= 5 else 0)

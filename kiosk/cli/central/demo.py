@@ -8,13 +8,22 @@ from pathlib import Path
 import click
 
 from kiosk.cli.central.options import central_config, db_option, store_url
-from kiosk.cli.central.roster import site_option
 from kiosk.cli.common import EX_CANTCREAT
+from kiosk.config.values import id_check
+
+
+def _site_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    problem = id_check(value)
+    if problem:
+        raise click.BadParameter(problem)
+    return value
 
 
 @click.command("demo")
 @db_option
-@site_option
+@click.option(
+    "--site", default="hq", show_default=True, callback=_site_id, help="The simulated site's id."
+)
 @click.option(
     "--kiosks", default=5, show_default=True, type=click.IntRange(1, 50), help="How many kiosks."
 )
