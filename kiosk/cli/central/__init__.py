@@ -10,6 +10,7 @@ import click
 
 from kiosk.cli.central.demo import central_demo
 from kiosk.cli.central.options import remember_config
+from kiosk.cli.central.people import inside_command, trace_command
 from kiosk.cli.central.report import report_group
 from kiosk.cli.central.roster import roster_group
 from kiosk.cli.central.serve import central_config_group, central_run, central_status
@@ -39,7 +40,9 @@ for command in (
     report_group,
     web_group,
     central_demo,
+    trace_command,
 ):
     central.add_command(command)
+report_group.add_command(inside_command)
 
 __all__ = ["central"]
