@@ -20,12 +20,13 @@ from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 
-from kiosk.central import Store, roster
+from kiosk.central import Store, roster, web
 from kiosk.central.rosterfile import Holder
 from kiosk.central.settings import DEFAULT_TIMEZONE, WebSection
 from kiosk.central.web import create_central_app
 from kiosk.central.web.context import Delivery
 from kiosk.central.web.server import serve
+from kiosk.central.web.texts import TEXTS
 from kiosk.central.web.users import read_users
 from kiosk.cli.main import cli
 from tests.broker import free_port
@@ -337,3 +338,14 @@ def test_serve_answers_until_stopped(tmp_path: Path, sqlite_url: str) -> None:
         stop.set()
         thread.join(timeout=15)
     assert not thread.is_alive()
+
+
+def test_every_word_of_the_pages_is_in_the_catalogue_in_both_languages() -> None:
+    templates = Path(web.__file__).parent / "templates"
+    used = set()
+    for page in templates.glob("*.html"):
+        used |= set(re.findall(r"\bt\('([a-z_.]+)'", page.read_text(encoding="utf-8")))
+    prefixes = {key for key in used if key.endswith(".")}  # t('alert.' + name) and the like
+    assert used - prefixes <= set(TEXTS)
+    assert all(any(key.startswith(prefix) for key in TEXTS) for prefix in prefixes)
+    assert all(vi and en for vi, en in TEXTS.values())
