@@ -93,6 +93,8 @@ def test_without_users_the_dashboard_explains_how_to_make_one(tmp_path: Path, st
     page = client.get("/login")
     assert page.status_code == 503 and "kiosk central web set-password" in page.text
     assert client.get("/").headers["Location"].startswith("/login")
+    (tmp_path / "users.toml").write_text('anh = { role = "root", password_hash = "x" }\n')
+    assert client.get("/login").status_code == 503  # a wrong file lets nobody in
 
 
 def test_a_viewer_sees_every_kiosk_with_its_health_and_counts(make_app: Any) -> None:

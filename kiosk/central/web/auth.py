@@ -9,6 +9,7 @@ again at every request, so a changed password or role ends that user's sessions 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
@@ -20,6 +21,7 @@ from kiosk.central.web.context import central_web
 from kiosk.central.web.users import User, UsersFileError, authenticate, read_users
 from kiosk.web.auth import end_session, safe_next, start_session
 
+log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,7 +64,8 @@ def login() -> Any:
     context = central_web()
     try:
         no_users = not read_users(context.users_file)
-    except UsersFileError:
+    except UsersFileError as exc:
+        log.error("the dashboard's users file cannot be used: %s", exc)
         no_users = True
     if no_users:
         return render_template("no_users.html", users_file=context.users_file), 503
