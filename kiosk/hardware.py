@@ -24,7 +24,7 @@ from kiosk.gate import Gate, GatePins, GateTiming
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.frames import FrameSource, open_frame_source
 from kiosk.sensors.mlx90614 import MLX90614Thermometer, Reading, SensorError, open_i2c_bus
-from kiosk.sensors.qr import QRDecoder, make_decoder
+from kiosk.sensors.qr import QRDecoder, StillSceneDecoder, make_decoder
 from kiosk.sensors.simulation import Scene, SceneCamera, recorded_source
 
 log = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ def build_hardware(
             on_fire_alarm=on_fire_alarm,
         )
         stack.callback(gate.close)
-        decoder = make_decoder(config.camera.decoder)
+        decoder = StillSceneDecoder(make_decoder(config.camera.decoder))
         if scene is not None:
             frames: FrameSource = SceneCamera(scene, recorded_source(config.camera.source))
         else:

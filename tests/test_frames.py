@@ -21,7 +21,7 @@ from kiosk.sensors.frames import (
     camera_rate,
     open_frame_source,
 )
-from kiosk.sensors.qr import ScanFilter, make_decoder
+from kiosk.sensors.qr import QRDecoder, ScanFilter, StillSceneDecoder, make_decoder
 from kiosk.sensors.synthetic import Frame, blank_frame, render_qr_frame
 
 BADGE = b"KIOSK1:7f3a9c2e-5b1d-4e8a-9c3f-2d6b8a1e4f70:sig=Zk3Yq9"
@@ -309,7 +309,8 @@ def test_generated_source_shows_a_noisy_textured_scene_not_a_flat_frame() -> Non
     assert _decoded([first, second]) == [[], []]
 
 
-def test_simulated_visitors_give_one_scan_per_presentation() -> None:
+@pytest.mark.parametrize("still", [False, True], ids=["every frame", "still frames skipped"])
+def test_simulated_visitors_give_one_scan_per_presentation(still: bool) -> None:
     """Camera, decoder and filter together: who holds up which badge, second by second."""
     clock = FakeClock()
 
@@ -324,7 +325,10 @@ def test_simulated_visitors_give_one_scan_per_presentation() -> None:
         return None
 
     source = GeneratedFrameSource(badge_in_view, fps=10, clock=clock, sleep=clock.sleep)
-    decoder, scan_filter = make_decoder("zxing-cpp"), ScanFilter(rearm_after_s=2.0)
+    decoder: QRDecoder = make_decoder("zxing-cpp")
+    if still:
+        decoder = StillSceneDecoder(decoder)
+    scan_filter = ScanFilter(rearm_after_s=2.0)
     source.start()
     scans = []
     while clock.now < 10.5:

@@ -11,12 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
+from kiosk.sensors.frames import GeneratedFrameSource
 from kiosk.sensors.qr import (
     DECODER_NAMES,
     DecoderUnavailableError,
     QRDecoder,
     Scan,
     ScanFilter,
+    StillSceneDecoder,
     decode_image_file,
     make_decoder,
 )
@@ -292,3 +294,43 @@ def test_decode_image_file_reports_an_unreadable_file_instead_of_failing(
     assert result["file"] == str(path)
     assert result["codes"] == []
     assert result["error"].startswith(error)
+
+
+class CountingDecoder:
+    """The real zxing-cpp decoder, remembering which frames it was given."""
+
+    name = "zxing-cpp"
+
+    def __init__(self) -> None:
+        self._decoder = make_decoder("zxing-cpp")
+        self.frame_number = 0
+        self.decoded_frames: list[int] = []
+
+    def decode(self, gray: Frame) -> list[bytes]:
+        self.decoded_frames.append(self.frame_number)
+        return self._decoder.decode(gray)
+
+
+def test_a_still_empty_scene_is_decoded_only_now_and_then_and_a_code_at_once() -> None:
+    shown: list[bytes | None] = [None] * 30 + [BADGE] * 6 + [None] * 10
+    source = GeneratedFrameSource(lambda: shown[source.delivered - 1], fps=1e6)
+    inner = CountingDecoder()
+    still = StillSceneDecoder(inner)
+    source.start()
+
+    results = []
+    for frame_number in range(len(shown)):
+        inner.frame_number = frame_number
+        frame = source.read()
+        assert frame is not None
+        results.append(still.decode(frame))
+
+    # Empty and still: three frames to settle, then one in fifteen.
+    assert inner.decoded_frames[:6] == [0, 1, 2, 3, 18, 30]
+    # The code is read in the frame it appears and in every frame while it is held up.
+    assert inner.decoded_frames[5:12] == [30, 31, 32, 33, 34, 35, 36]
+    assert results[29:37] == [[]] + [[BADGE]] * 6 + [[]]
+    # The person has gone: the scene settles again, then is skipped.
+    assert inner.decoded_frames[12:] == [37, 38, 39]
+    assert still.skipped == len(shown) - len(inner.decoded_frames)
+    assert still.name == "zxing-cpp"

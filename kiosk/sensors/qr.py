@@ -154,6 +154,72 @@ def make_decoder(name: str) -> QRDecoder:
     raise ValueError(f"unknown QR decoder {name!r}; choose one of: {', '.join(DECODER_NAMES)}")
 
 
+class StillSceneDecoder:
+    """A camera stream's decoder that does not decode a frame of a scene that has not changed.
+
+    Each frame is shrunk to 8x8-pixel block means (sensor noise averages out) and compared with
+    the frame before. A frame is skipped, as showing no code, only when nothing has moved for
+    ``settle_frames`` frames, all of them decoded without a code; every frame is decoded while a
+    code is in view (the scan filter must keep seeing a code held up), and one in
+    ``max_skipped + 1`` anyway (a scene that changes too slowly to notice). Between people an
+    entrance is still, so this saves most of the decoding the frame loop does there.
+
+    :param decoder: the decoder that reads the frames that are not skipped.
+    :param threshold: grey levels a block mean must move by for the scene to have changed.
+    """
+
+    def __init__(
+        self,
+        decoder: QRDecoder,
+        *,
+        threshold: int = 16,
+        settle_frames: int = 3,
+        max_skipped: int = 14,
+    ) -> None:
+        self._decoder = decoder
+        self.name = decoder.name
+        self._threshold = threshold
+        self._settle_frames = settle_frames
+        self._max_skipped = max_skipped
+        self._previous: npt.NDArray[np.int16] | None = None
+        self._still = 0  # frames since the scene last changed
+        self._skipped_in_a_row = 0
+        self._code_in_view = False
+        self.skipped = 0
+
+    def decode(self, gray: npt.NDArray[np.uint8]) -> list[bytes]:
+        """The codes in ``gray``, or [] without decoding it when the scene has not changed."""
+        import cv2
+
+        _check_gray(gray)
+        height, width = gray.shape
+        small = cv2.resize(
+            gray, (max(1, width // 8), max(1, height // 8)), interpolation=cv2.INTER_AREA
+        )
+        blocks = np.asarray(small, dtype=np.int16)
+        previous, self._previous = self._previous, blocks
+        if previous is None or previous.shape != blocks.shape:
+            moved = True
+        else:
+            moved = int(np.abs(blocks - previous).max()) > self._threshold
+        self._still = 0 if moved else self._still + 1
+        if (
+            not self._code_in_view
+            and self._still > self._settle_frames
+            and self._skipped_in_a_row < self._max_skipped
+        ):
+            self._skipped_in_a_row += 1
+            self.skipped += 1
+            return []
+        self._skipped_in_a_row = 0
+        payloads = self._decoder.decode(gray)
+        self._code_in_view = bool(payloads)
+        return payloads
+
+    def __repr__(self) -> str:
+        return f"<StillSceneDecoder {self._decoder!r}>"
+
+
 def _check_gray(gray: npt.NDArray[Any]) -> None:
     if gray.ndim != 2 or gray.dtype != np.uint8:
         raise ValueError(
