@@ -1,5 +1,5 @@
 """Shared test helpers: a kiosk config in tmp_path (parsed or as a file), polling with a
-deadline, and a kiosk running on simulated hardware."""
+deadline, a kiosk running on simulated hardware, and an operator's request to a kiosk."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from kiosk.config import KioskConfig, parse_config
+from kiosk.operator.actions import Action, ActionOutcome, Source, request
 from kiosk.run.engine import DecisionRecord, Kiosk
 from kiosk.run.runtime import open_kiosk
 from kiosk.sensors.simulation import DEMO_ALLOWLIST, Scene
@@ -125,6 +126,12 @@ def running(
             stop.set()
             thread.join(timeout=10)
             assert not thread.is_alive(), "the kiosk did not stop"
+
+
+def operate(kiosk: Kiosk, action: Action, **args: Any) -> ActionOutcome:
+    """Ask ``kiosk`` to carry out ``action`` as an MQTT command would: logged, then done."""
+    asked = request(action, args, operator="", source=Source.MQTT, request_id=f"t-{time.time_ns()}")
+    return kiosk.perform(asked)
 
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,6 +16,7 @@ from kiosk.decide.privacy import Pseudonymizer
 from kiosk.events import EventType
 from kiosk.gate import Signal
 from kiosk.hardware import build_hardware
+from kiosk.operator.actions import Action, ActionError, ActionRequest, Source
 from kiosk.run.engine import Kiosk
 from kiosk.run.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
@@ -24,9 +25,10 @@ from kiosk.sensors.measurement import is_present
 from kiosk.sensors.qr import Scan
 from kiosk.sensors.simulation import Person, Scene
 from kiosk.store.eventlog import EventLog, LogWriteError, read_events
-from tests.support import SALT, make_config, running, wait_until
+from tests.support import SALT, make_config, operate, running, wait_until
 
 RELAY, FEEDBACK = 17, 6
+LOG_FAILURES = "kiosk_part_failures_total"
 STAFF = Person("staff", b"S-0001", sim.person(36.6), "grant")
 
 
@@ -101,25 +103,27 @@ def test_fever_keeps_relay_locked_and_shows_alarm(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("celsius", [36.9, 39.1, float("nan")])
 def test_the_engine_refuses_a_fever_threshold_out_of_bounds(tmp_path: Path, celsius: float) -> None:
-    with running(make_config(tmp_path)) as kiosk:
-        with pytest.raises(ValueError, match="fever threshold"):
-            kiosk.kiosk.operator.set_fever_threshold(celsius)
+    """Even a request built by hand, past the check that :func:`request` makes."""
+    config = make_config(tmp_path)
+    with running(config) as kiosk:
+        by_hand = ActionRequest(
+            Action.SET_FEVER_THRESHOLD, {"celsius": celsius}, "", Source.MQTT, "by-hand"
+        )
+        outcome = kiosk.kiosk.perform(by_hand)
+        assert outcome.error == ActionError.BAD_ARGUMENTS
+        assert "'celsius' must be" in outcome.message
         assert kiosk.kiosk.fever_threshold_c == 37.5
-        kiosk.kiosk.operator.set_fever_threshold(38.0)
+        assert operate(kiosk.kiosk, Action.SET_FEVER_THRESHOLD, celsius=38.0).ok
         assert kiosk.kiosk.fever_threshold_c == 38.0
+    assert [e.data["args"] for e in read_events(config.log_path, type="command")] == [
+        {"celsius": 38.0}
+    ]
 
 
 def test_log_failure_refers_to_guard_and_keeps_gate_shut(tmp_path: Path) -> None:
     config = make_config(tmp_path, thermometer={"enabled": False})
     with running(config) as kiosk:
-        event_log = kiosk.kiosk.event_log
-        conn = event_log._conn  # SQLite's own page limit: the real "disk full" path
-        assert conn is not None  # the running kiosk's log is open
-        pages = conn.execute("PRAGMA page_count").fetchone()[0]
-        conn.execute(f"PRAGMA max_page_count = {pages}")
-        with pytest.raises(LogWriteError):
-            for _ in range(10_000):
-                event_log.append("padding", {"pad": "x" * 300})
+        fill_the_log(kiosk.kiosk.event_log)
         kiosk.scene.step_up(STAFF)
         record = kiosk.next_decision()
         assert (record.decision.outcome, record.decision.reason) == (
@@ -131,12 +135,46 @@ def test_log_failure_refers_to_guard_and_keeps_gate_shut(tmp_path: Path) -> None
         health = kiosk.kiosk.health()
         assert not health.ok("log") and "log" in health.degraded
 
+        conn = kiosk.kiosk.event_log._conn
+        assert conn is not None
         conn.execute("PRAGMA max_page_count = 1000000")
         kiosk.scene.leave()
         kiosk.scene.step_up(Person("staff", b"S-0002", sim.nobody(), "grant"))
         record = kiosk.next_decision()
         assert record.decision.outcome is Outcome.GRANT and record.event is not None
         assert kiosk.kiosk.health().ok("log")
+
+
+def test_a_fire_alarm_the_log_cannot_take_is_reported_as_the_part_log(tmp_path: Path) -> None:
+    """Fire-alarm changes go through the kiosk's monitor, as passages do: logged when the log
+    works, and a failed write fails the part ``log`` (counted as soon as it fails)."""
+    config = make_config(tmp_path, thermometer={"enabled": False})
+    fire = config.gate.fire_alarm_pin
+    assert fire is not None and config.gate.fire_alarm_active_low
+    with running(config) as kiosk:
+        registry = kiosk.kiosk.metrics.registry
+        alarm = kiosk.kiosk.hardware.pin_factory.pin(fire)
+        wait_until(lambda: kiosk.kiosk.loops_alive(5.0))  # past the fire-alarm check at start
+        alarm.drive_low()
+        wait_until(lambda: bool(read_events(config.log_path, type="fire_alarm")))
+        fill_the_log(kiosk.kiosk.event_log)
+        alarm.drive_high()
+        wait_until(lambda: registry.get_sample_value(LOG_FAILURES, {"part": "log"}) == 1)
+        assert not kiosk.kiosk.gate.state().fire_alarm
+    assert [e.data for e in read_events(config.log_path, type="fire_alarm")] == [{"active": True}]
+
+
+def fill_the_log(event_log: EventLog) -> None:
+    """Make the running kiosk's log refuse writes: SQLite's own page limit, the real "disk
+    full" path."""
+    conn = event_log._conn
+    assert conn is not None  # the running kiosk's log is open
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages}")
+    for size in (300, 0):  # then small rows, until not even the smallest event fits
+        with pytest.raises(LogWriteError):
+            for _ in range(10_000):
+                event_log.append("padding", {"pad": "x" * size})
 
 
 def test_relay_released_after_an_exception_in_the_engine(tmp_path: Path) -> None:

@@ -104,7 +104,7 @@ LEAF_SCHEMA = {
     "revocation": "document",
 }
 # Signed documents: binary COSE_Sign1, published by the issuer under the reserved kiosk id
-# "site" (kiosk.run.runtime.attach_sync), not JSON.
+# "site" (kiosk.run.runtime.build_sync), not JSON.
 DOCUMENT_LEAVES = {Leaf.TRUST.value, Leaf.REVOCATION.value}
 SITE_KIOSK_ID = "site"
 CREDENTIAL_TYPES = {"badge", "pass", "national"}
@@ -1278,20 +1278,10 @@ def test_asyncapi_has_one_channel_per_leaf() -> None:
 
 def test_asyncapi_operations_are_from_the_kiosks_point_of_view() -> None:
     # a kiosk reads its commands and receipts, the site's signed documents and its
-    # neighbours' passages, never their events (kiosk.run.runtime.attach_sync)
+    # neighbours' passages, never their events (kiosk.run.runtime.build_sync)
     assert set(_receive_bindings()) == {"cmd", "receipts", "passages"} | DOCUMENT_LEAVES
     kiosk_sends = {leaf.value for leaf in Leaf} - {"cmd", "receipts"} - DOCUMENT_LEAVES
     assert set(_send_bindings()) - {"homeassistantDiscovery"} == kiosk_sends
-
-
-class _Kiosk:
-    """What kiosk.run.runtime.attach_sync needs from a kiosk."""
-
-    def __init__(self, outbox: EventLog) -> None:
-        self.event_log = outbox
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
 
 
 def test_kiosks_subscribe_to_the_documented_topics(
@@ -1302,16 +1292,15 @@ def test_kiosks_subscribe_to_the_documented_topics(
 
     created: list[dict[str, Any]] = []
 
-    def sync(*args: Any, **kwargs: Any) -> Any:
+    def sync(*args: Any, **kwargs: Any) -> None:
         created.append(kwargs)
-        return _Kiosk(cast(EventLog, None))
 
     monkeypatch.setattr(runtime, "Uplink", lambda *args, **kwargs: None)
     monkeypatch.setattr(runtime, "Sync", sync)
     config = make_config(tmp_path, kiosk={"site": SITE, "id": KIOSK})
     enabled = cast(TrustStore, type("Trust", (), {"enabled": True})())
     with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
-        runtime.attach_sync(cast(Any, _Kiosk(outbox)), config, enabled)
+        runtime.build_sync(config, outbox, enabled, state=dict)
     (arguments,) = created
     assert set(arguments["listen"]) == {
         f"{protocol.PREFIX}/{SITE}/+/passages",

@@ -3,7 +3,7 @@ page and MQTT commands, each request durable as a ``command`` event before it ac
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,12 @@ RELAY, FEEDBACK = 17, 6
 NOW = 1_700_000_000_000
 
 
-def open_kiosk(config: KioskConfig, factory: MockFactory, **log: Any) -> Kiosk:
+def open_kiosk(
+    config: KioskConfig,
+    factory: MockFactory,
+    resender: Callable[[int], None] | None = None,
+    **log: Any,
+) -> Kiosk:
     hardware = build_hardware(config, simulate=True, scene=Scene(), pin_factory=factory)
     return Kiosk(
         config,
@@ -36,6 +41,7 @@ def open_kiosk(config: KioskConfig, factory: MockFactory, **log: Any) -> Kiosk:
         EventLog(config.log_path, boot_id="b", **log),
         build_entrance(config, SALT.encode()),
         allowlist_loader=lambda: load_allowlist(config),
+        resender=resender,
     )
 
 
@@ -159,12 +165,21 @@ def test_each_action_is_logged_then_carried_out(
     assert kiosk.fever_threshold_c == (38.0 if action is Action.SET_FEVER_THRESHOLD else 37.5)
 
 
-def test_resend_goes_to_the_sync_and_fails_without_one(kiosk: Kiosk) -> None:
-    assert kiosk.perform(web(Action.RESEND, {"from_seq": 3})).error is ActionError.FAILED
+def test_resend_goes_to_the_sync_and_fails_without_one(
+    config: KioskConfig, factory: MockFactory
+) -> None:
     asked: list[int] = []
-    kiosk.operator.resender = asked.append
-    outcome = kiosk.perform(web(Action.RESEND, {"from_seq": 7}, "web-2"))
-    assert (outcome.ok, outcome.data, asked) == (True, {"from_seq": 7}, [7])
+    outcomes = []
+    for resender in (None, asked.append):  # MQTT off, then on: the sync's resend handed in
+        kiosk = open_kiosk(config, factory, resender)
+        try:
+            outcomes.append(kiosk.perform(web(Action.RESEND, {"from_seq": 7}, f"web-{resender}")))
+        finally:
+            kiosk.hardware.close()
+            kiosk.event_log.close()
+    off, on = outcomes
+    assert off.error is ActionError.FAILED
+    assert (on.ok, on.data, asked) == (True, {"from_seq": 7}, [7])
 
 
 def test_a_bad_allowlist_file_fails_and_keeps_the_old_list(

@@ -13,6 +13,7 @@ from gpiozero.pins.mock import MockFactory
 from kiosk.decide.decision import Reason
 from kiosk.hardware import build_hardware
 from kiosk.mqtt.protocol import Command, encode_command
+from kiosk.operator.actions import Action, ActionError
 from kiosk.operator.commands import CommandError, CommandProcessor
 from kiosk.operator.state import (
     FILE_NAME,
@@ -26,7 +27,7 @@ from kiosk.run.runtime import build_entrance
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.simulation import Person, Scene
 from kiosk.store.eventlog import EventLog
-from tests.support import SALT, kill_9_when, make_config, running
+from tests.support import SALT, kill_9_when, make_config, operate, running
 
 RELAY = 17  # active-low: driven low = energised
 
@@ -84,7 +85,7 @@ def test_an_unusable_state_file_starts_in_lockdown_and_says_why(
         assert "lockdown on until an operator ends it" in state["operator_state"]["detail"]
         assert "operator_state" in kiosk.health().degraded
         assert [e.data["part"] for e in health] == ["operator_state"]
-        kiosk.operator.set_lockdown(False)  # an operator looked and ends it
+        assert operate(kiosk, Action.LOCKDOWN, on=False).ok  # an operator looked and ends it
         assert kiosk.state()["operator_state"] == {"ok": True, "detail": "ok"}
     finally:
         close(kiosk)
@@ -104,8 +105,8 @@ def test_the_fever_threshold_is_restored_unless_the_config_changed(tmp_path: Pat
     config = make_config(tmp_path, thermometer={"fever_threshold_c": 37.8})
     kiosk = open_kiosk_on(config)
     try:
-        kiosk.operator.set_fever_threshold(38.2)
-        kiosk.operator.emergency_open(True)
+        assert operate(kiosk, Action.SET_FEVER_THRESHOLD, celsius=38.2).ok
+        assert operate(kiosk, Action.EMERGENCY_OPEN, on=True).ok
     finally:
         close(kiosk)
     saved = OperatorStateStore(tmp_path).load()
@@ -129,15 +130,15 @@ def test_a_lockdown_that_cannot_be_saved_is_in_force_and_reported(tmp_path: Path
     config = make_config(tmp_path, thermometer={"enabled": False})
     kiosk = open_kiosk_on(config, OperatorStateStore(tmp_path / "missing"))
     try:
-        with pytest.raises(OperatorStateError, match="lockdown is on, but a restart would end"):
-            kiosk.operator.set_lockdown(True)
+        on = operate(kiosk, Action.LOCKDOWN, on=True)
+        assert on.error == ActionError.FAILED
+        assert "lockdown is on, but a restart would end" in on.message
         assert kiosk.gate.state().lockdown  # fail secure: closed though not durable
         assert not kiosk.health().ok("operator_state")
-        with pytest.raises(OperatorStateError, match="still on: ending it failed"):
-            kiosk.operator.set_lockdown(False)
+        off = operate(kiosk, Action.LOCKDOWN, on=False)
+        assert off.error == ActionError.FAILED and "still on: ending it failed" in off.message
         assert kiosk.gate.state().lockdown  # not ended: a restart would contradict it
-        with pytest.raises(OperatorStateError):
-            kiosk.operator.set_fever_threshold(38.0)
+        assert operate(kiosk, Action.SET_FEVER_THRESHOLD, celsius=38.0).error == ActionError.FAILED
         assert kiosk.fever_threshold_c == config.thermometer.fever_threshold_c
     finally:
         close(kiosk)

@@ -268,6 +268,12 @@ class Pipeline:
             log.warning("unauthorised passage: nobody was granted (tailgating or forced)")
             self._recorder.tailgated()
 
+    def on_fire_alarm(self, active: bool) -> None:
+        """The fire-alarm input changed (the gate already released or re-locked itself): log
+        it, so that a log that cannot take it is reported like any other."""
+        log.warning("fire alarm %s", "active: gate released" if active else "cleared")
+        self._recorder.record(EventType.FIRE_ALARM, {"active": active})
+
     def on_grant_unused(self, grant: object) -> None:
         """Hold mode: a grant expired with nobody through; the person is where they were."""
         if not isinstance(grant, Grant):

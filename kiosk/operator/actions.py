@@ -39,6 +39,7 @@ class ActionError(StrEnum):
     """Why a request was not carried out (the same codes as the ``result`` topic's)."""
 
     LOG_UNAVAILABLE = "log_unavailable"  # the request could not be logged, so nothing was done
+    BAD_ARGUMENTS = "bad_arguments"  # a request built without :func:`request`'s check
     NOT_ALLOWED = "not_allowed"  # refused as things are (e.g. the relay test in lockdown)
     FAILED = "failed"  # the action raised an error (a bad allowlist file, a device)
 
@@ -119,13 +120,16 @@ def _flag(args: Mapping[str, Any]) -> dict[str, Any]:
     return {"on": args["on"]}
 
 
+_FEVER_RANGE = f"{FEVER_MIN_C:.1f} to {FEVER_MAX_C:.1f} °C"
+
+
 def _celsius(args: Mapping[str, Any]) -> dict[str, Any]:
     _expect(args, "celsius")
     value = args["celsius"]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ArgumentError("'celsius' must be a number")
+        raise ArgumentError(f"'celsius' must be a number from {_FEVER_RANGE}")
     if not FEVER_MIN_C <= value <= FEVER_MAX_C:
-        raise ArgumentError(f"'celsius' must be from {FEVER_MIN_C:.1f} to {FEVER_MAX_C:.1f} °C")
+        raise ArgumentError(f"'celsius' must be from {_FEVER_RANGE}")
     return {"celsius": float(value)}
 
 

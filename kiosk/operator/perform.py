@@ -14,11 +14,19 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from kiosk.config import FEVER_MAX_C, FEVER_MIN_C, KioskConfig
+from kiosk.config import KioskConfig
 from kiosk.credentials import Allowlist, AllowlistError
 from kiosk.events import EventType, Part
 from kiosk.gate import Gate
-from kiosk.operator.actions import Action, ActionError, ActionOutcome, ActionRequest, Source
+from kiosk.operator.actions import (
+    Action,
+    ActionError,
+    ActionOutcome,
+    ActionRequest,
+    ArgumentError,
+    Source,
+    check_arguments,
+)
 from kiosk.operator.state import OperatorState, OperatorStateError, OperatorStateStore, restore
 from kiosk.store.eventlog import Event, EventLogError, LogWriteError
 
@@ -49,11 +57,12 @@ class Journal(Protocol):
 class OperatorDesk:
     """Carries out operator requests on one kiosk (an :class:`~kiosk.operator.actions.Operator`).
 
-    Requests come in through :meth:`perform`, which logs them; the acts themselves
-    (:meth:`set_lockdown` and the rest) log nothing and raise on failure.
+    :meth:`perform` is the only way in: it logs each request, then carries it out; the acts
+    behind it log nothing and raise on failure.
 
     :param allowlist_loader: reads the allowlist file again (None: the kiosk has none).
     :param use_allowlist: puts a reloaded allowlist in force.
+    :param resender: sends every event from a seq again (the sync's; None: MQTT is off).
     """
 
     def __init__(
@@ -65,8 +74,9 @@ class OperatorDesk:
         *,
         allowlist_loader: Callable[[], Allowlist | None] | None,
         use_allowlist: Callable[[Allowlist | None], None],
+        resender: Callable[[int], None] | None = None,
     ) -> None:
-        self.resender: Callable[[int], None] | None = None  # the sync's resend, when MQTT is on
+        self._resender = resender
         self._config = config
         self._gate = gate
         self._journal = journal
@@ -85,11 +95,19 @@ class OperatorDesk:
     def perform(self, request: ActionRequest) -> ActionOutcome:
         """Log ``request`` as a ``command`` event, then carry it out; a refusal or a failure
         is an outcome with an :class:`~kiosk.operator.actions.ActionError`, never an exception.
+
+        The arguments are checked again (:func:`~kiosk.operator.actions.check_arguments`): a
+        request built by hand, not by :func:`~kiosk.operator.actions.request`, is refused
+        rather than, say, setting a threshold nobody can pass.
         """
+        try:
+            args = check_arguments(request.action, request.args)
+        except ArgumentError as exc:
+            return ActionOutcome(f"{request.action} refused: {exc}", ActionError.BAD_ARGUMENTS)
         data: dict[str, Any] = {
             "id": request.request_id,
             "command": request.action.value,
-            "args": dict(request.args),
+            "args": args,
         }
         if request.source is Source.WEB:  # an operator account's login name, never a visitor's
             data["operator"] = request.operator
@@ -100,7 +118,7 @@ class OperatorDesk:
                 f"not carried out: cannot log the command: {exc}", ActionError.LOG_UNAVAILABLE
             )
         try:
-            return self._act(request.action, request.args)
+            return self._act(request.action, args)
         except (AllowlistError, EventLogError, OperatorStateError) as exc:
             return ActionOutcome(f"{request.action} failed: {exc}", ActionError.FAILED)
         except Exception as exc:  # a device or a bug: answered as a failure, never a crash
@@ -111,33 +129,33 @@ class OperatorDesk:
 
     def _act(self, action: Action, args: Mapping[str, Any]) -> ActionOutcome:
         if action is Action.LOCKDOWN:
-            self.set_lockdown(args["on"])
+            self._set_lockdown(args["on"])
             return ActionOutcome(f"lockdown {_on_off(args)}", data={"lockdown": args["on"]})
         if action is Action.EMERGENCY_OPEN:
-            self.emergency_open(args["on"])
+            self._emergency_open(args["on"])
             return ActionOutcome(
                 f"emergency open {_on_off(args)}", data={"emergency_open": args["on"]}
             )
         if action is Action.RELOAD_ALLOWLIST:
-            count = self.reload_allowlist()
+            count = self._reload_allowlist()
             return ActionOutcome(f"allowlist reloaded: {count} badges", data={"badges": count})
         if action is Action.SET_FEVER_THRESHOLD:
             celsius = args["celsius"]
-            self.set_fever_threshold(celsius)
+            self._set_fever_threshold(celsius)
             return ActionOutcome(
                 f"fever threshold set to {celsius:g} °C", data={"fever_threshold_c": celsius}
             )
         if action is Action.RESEND:
-            if self.resender is None:
+            if self._resender is None:
                 return ActionOutcome("this kiosk sends no events (MQTT is off)", ActionError.FAILED)
-            self.resender(args["from_seq"])
+            self._resender(args["from_seq"])
             seq = args["from_seq"]
             return ActionOutcome(f"sending events again from seq {seq}", data={"from_seq": seq})
         if not self._gate.open_for_person():  # Action.TEST_RELAY
             return ActionOutcome("relay not released: lockdown is on", ActionError.NOT_ALLOWED)
         return ActionOutcome("relay released once")
 
-    def set_lockdown(self, on: bool) -> None:
+    def _set_lockdown(self, on: bool) -> None:
         """Close the entrance (refuse everyone) or open it again, saved before this returns.
 
         :raises OperatorStateError: not saved. Lockdown on is in force even so (it would not
@@ -156,7 +174,7 @@ class OperatorDesk:
                 self._gate.set_lockdown(False)
                 self._journal.changed()
 
-    def emergency_open(self, on: bool) -> None:
+    def _emergency_open(self, on: bool) -> None:
         """Hold the gate released until turned off (saved, but never restored at start).
 
         :raises OperatorStateError: turning it on could not be saved, so it was not done.
@@ -170,7 +188,7 @@ class OperatorDesk:
                 self._gate.emergency_open(True)
                 self._journal.changed()
 
-    def reload_allowlist(self) -> int:
+    def _reload_allowlist(self) -> int:
         """Read the allowlist again; a bad file raises AllowlistError and the old list stays."""
         if self._allowlist_loader is None:
             raise AllowlistError("this kiosk has no allowlist file to reload")
@@ -178,18 +196,8 @@ class OperatorDesk:
         self._use_allowlist(allowlist)
         return 0 if allowlist is None else len(allowlist)
 
-    def set_fever_threshold(self, celsius: float) -> None:
-        """Change the fever threshold from the next measurement on.
-
-        :raises ValueError: outside FEVER_MIN_C..FEVER_MAX_C (NaN included); the requests are
-            checked first, this keeps a slip in any caller from setting a threshold nobody can
-            pass or that lets fevers through.
-        """
-        if not FEVER_MIN_C <= celsius <= FEVER_MAX_C:
-            raise ValueError(
-                f"fever threshold {celsius} °C refused: it must be from {FEVER_MIN_C} to"
-                f" {FEVER_MAX_C} °C"
-            )
+    def _set_fever_threshold(self, celsius: float) -> None:
+        """Change the fever threshold from the next measurement on (checked in bounds)."""
         with self._lock:
             configured = self._config.thermometer.fever_threshold_c
             self._save(fever_threshold_c=celsius, config_fever_c=configured)

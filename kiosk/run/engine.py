@@ -5,8 +5,7 @@
 - :class:`~kiosk.run.parts.Monitor`: parts, the kiosk's own events, today's counts;
 - :class:`~kiosk.operator.perform.OperatorDesk`: operator requests, logged before they act.
 
-The kiosk keeps the small surface the wiring (:mod:`kiosk.run.runtime`), the status page, the
-sync and the tests use. Nothing here knows whether the hardware is real or simulated.
+Nothing here knows whether the hardware is real or simulated.
 """
 
 from __future__ import annotations
@@ -43,7 +42,20 @@ log = logging.getLogger(__name__)
 
 
 class Kiosk:
-    """Runs one entrance. Build it with :func:`kiosk.run.runtime.open_kiosk`."""
+    """Runs one entrance. Build it with :func:`kiosk.run.runtime.open_kiosk`.
+
+    Its public surface is what the wiring (:mod:`kiosk.run.runtime`), the status page, the
+    sync and the tests use: the parts it was built from (``config``, ``hardware``, ``gate``,
+    ``event_log``, ``entrance``, ``metrics``) and ``pipeline`` (where the gate's reports go);
+    :meth:`run` and :meth:`loops_alive`; :meth:`handle_scan`; the observers
+    (:meth:`add_observer`, :meth:`add_health_observer`, :meth:`add_background`); what it
+    reports (:meth:`health`, :meth:`state`, :meth:`people_inside`,
+    :attr:`fever_threshold_c`); and what others ask of it (:meth:`perform`, the one way in
+    for operators, and :meth:`apply_trust_update`).
+
+    :param resender: sends every event from a seq again (the sync's, for the ``resend``
+        action; None: MQTT is off).
+    """
 
     def __init__(
         self,
@@ -59,6 +71,7 @@ class Kiosk:
         camera_retry_s: float = CAMERA_RETRY_S,
         metrics: KioskMetrics | None = None,
         operator_state: OperatorStateStore | None = None,
+        resender: Callable[[int], None] | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or KioskMetrics()
@@ -68,7 +81,7 @@ class Kiosk:
         entrance.area.clock = lambda: wall_clock().timestamp()  # "ahead" of this kiosk's clock
         self._wall_clock = wall_clock
         self._clock_synced = clock_synced
-        self.monitor = Monitor(
+        self._monitor = Monitor(
             event_log,
             self.metrics,
             entrance.learn_event,
@@ -79,29 +92,30 @@ class Kiosk:
             clock=clock,
             wall_clock=wall_clock,
         )
-        self.operator = OperatorDesk(
+        self._operator = OperatorDesk(
             config,
             hardware.gate,
-            self.monitor,
+            self._monitor,
             operator_state or OperatorStateStore(Path(config.kiosk.state_dir)),
             allowlist_loader=allowlist_loader,
             use_allowlist=entrance.checker.replace_allowlist,
+            resender=resender,
         )
         self.pipeline = Pipeline(
             config,
             hardware,
             entrance,
-            self.monitor,
+            self._monitor,
             self.metrics,
-            fever_threshold_c=lambda: self.operator.fever_threshold_c,
+            fever_threshold_c=lambda: self._operator.fever_threshold_c,
             clock=clock,
             wall_clock=wall_clock,
             clock_synced=clock_synced,
         )
-        self.loops = Loops(
+        self._loops = Loops(
             hardware,
             self.pipeline,
-            self.monitor,
+            self._monitor,
             self.metrics,
             self.health,
             clock=clock,
@@ -122,11 +136,11 @@ class Kiosk:
 
     def add_health_observer(self, observer: Callable[[], None]) -> None:
         """Call ``observer`` whenever a part fails or recovers, or an override changes."""
-        self.monitor.add_observer(observer)
+        self._monitor.add_observer(observer)
 
     def add_background(self, loop: Callable[[threading.Event], None]) -> None:
         """Run ``loop(stop)`` in its own thread while :meth:`run` runs (e.g. the MQTT sync)."""
-        self.loops.add_background(loop)
+        self._loops.add_background(loop)
 
     def run(self, stop: threading.Event, *, stop_deadline_s: float | None = None) -> None:
         """Run until ``stop`` is set: the frame loop in a thread, decisions in this one.
@@ -138,11 +152,11 @@ class Kiosk:
         still runs and exits with status 70. Without it (a kiosk inside another program, such
         as the tests) nothing ends the process.
         """
-        self.loops.run(stop, stop_deadline_s=stop_deadline_s)
+        self._loops.run(stop, stop_deadline_s=stop_deadline_s)
 
     def loops_alive(self, max_age_s: float) -> bool:
         """Whether the frame loop and the decision loop both ran within ``max_age_s``."""
-        return self.loops.alive(max_age_s)
+        return self._loops.alive(max_age_s)
 
     def handle_scan(self, scan: Scan) -> DecisionRecord | None:
         """Decide for one scanned code, log the decision, then move the gate (None for a
@@ -153,7 +167,7 @@ class Kiosk:
 
     def health(self) -> Health:
         """The kiosk's health right now."""
-        return self.monitor.health(self.gate.state(), self.people_inside(), self._clock_synced())
+        return self._monitor.health(self.gate.state(), self.people_inside(), self._clock_synced())
 
     def people_inside(self) -> int | None:
         """People in this kiosk's area now, where it is tracked (gate mode), else None."""
@@ -171,12 +185,12 @@ class Kiosk:
     def perform(self, request: ActionRequest) -> ActionOutcome:
         """Log an operator's request as a ``command`` event, then carry it out; a refusal
         is an outcome with an error code, never an exception (the ``Operator`` protocol)."""
-        return self.operator.perform(request)
+        return self._operator.perform(request)
 
     @property
     def fever_threshold_c(self) -> float:
         """The fever threshold in force."""
-        return self.operator.fever_threshold_c
+        return self._operator.fever_threshold_c
 
     # --- signed lists ----------------------------------------------------------------------
 
@@ -194,7 +208,7 @@ class Kiosk:
             log.info("%s list version %s in force", kind, version)
         else:
             log.warning("refused a %s list: %s", kind, reason)
-        self.monitor.record(
+        self._monitor.record(
             EventType.DOCUMENT,
             {"kind": kind, "accepted": accepted, "version": version, "reason": reason},
         )

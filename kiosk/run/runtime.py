@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -40,7 +41,6 @@ from kiosk.store.eventlog import (
     LOG_RESERVE_BYTES,
     EventLog,
     EventLogError,
-    LogWriteError,
     Retention,
 )
 from kiosk.sync import Sync
@@ -48,26 +48,46 @@ from kiosk.sync import Sync
 log = logging.getLogger(__name__)
 
 
-class GateEventRecorder:
-    """Logs fire-alarm changes (passages are the kiosk's: it knows which grant each used)."""
+class FireAlarms:
+    """Hands the gate's fire-alarm changes to the kiosk's pipeline, which logs them as it logs
+    passages (:meth:`kiosk.decide.pipeline.Pipeline.on_fire_alarm`).
 
-    def __init__(self, event_log: EventLog) -> None:
-        self._event_log = event_log
+    The gate is built before the kiosk: a change in between is kept, and handed over in order
+    when the pipeline is attached.
+    """
 
-    def fire_alarm(self, active: bool) -> None:
-        """The fire-alarm input changed; the gate already released or re-locked itself."""
-        log.warning("fire alarm %s", "active: gate released" if active else "cleared")
-        self._append(EventType.FIRE_ALARM, {"active": active})
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[bool] = []
+        self._report: Callable[[bool], None] | None = None
 
-    def _append(self, event_type: EventType, data: dict[str, bool]) -> None:
-        try:
-            self._event_log.append(event_type.value, data)
-        except LogWriteError as exc:
-            log.error("could not log %s: %s", event_type.value, exc)
+    def changed(self, active: bool) -> None:
+        """The fire-alarm input changed (gpiozero's thread)."""
+        with self._lock:
+            report = self._report
+            if report is None:
+                self._pending.append(active)
+                return
+        report(active)
+
+    def attach(self, report: Callable[[bool], None]) -> None:
+        """From now on hand each change to ``report``, the ones kept so far first."""
+        with self._lock:
+            for active in self._pending:
+                report(active)
+            self._pending.clear()
+            self._report = report
 
 
-def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
-    """Sync the kiosk's events over MQTT and take commands, in a thread of :meth:`Kiosk.run`."""
+def build_sync(
+    config: KioskConfig,
+    event_log: EventLog,
+    trust: TrustStore,
+    *,
+    state: Callable[[], dict[str, Any]],
+) -> Sync:
+    """The MQTT sync of the kiosk's events, built before the kiosk (whose ``resend`` action it
+    serves) and connected to it by :func:`attach_sync`; ``state`` is the kiosk's document."""
     topics = KioskTopics(config.kiosk.site, config.kiosk.id)
     mqtt = config.mqtt
     announce = []
@@ -84,20 +104,25 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
     listen = [subscription(Leaf.PASSAGES, site=config.kiosk.site)]
     if trust.enabled:
         listen += [site_documents.topic(Leaf.TRUST), site_documents.topic(Leaf.REVOCATION)]
-    sync = Sync(
+    return Sync(
         Uplink(mqtt, topics, client_id(topics)),
-        kiosk.event_log,
+        event_log,
         confirm=mqtt.confirm,
         window=mqtt.window,
         batch_max=mqtt.batch_max,
         max_message_bytes=mqtt.max_message_bytes,
         resend_after_s=mqtt.resend_after_s,
         state_interval_s=mqtt.state_interval_s,
-        state=kiosk.state,
+        state=state,
         announce=announce,
         listen=listen,
     )
-    kiosk.operator.resender = sync.resend_from
+
+
+def attach_sync(kiosk: Kiosk, sync: Sync, config: KioskConfig, trust: TrustStore) -> None:
+    """Take commands, share passages and signed lists, and send the kiosk's events over MQTT,
+    in a thread of :meth:`Kiosk.run`."""
+    mqtt = config.mqtt
 
     def used_ids() -> list[str]:
         used = kiosk.event_log.recent(10_000, type=EventType.COMMAND.value)
@@ -156,7 +181,6 @@ def attach_sync(kiosk: Kiosk, config: KioskConfig, trust: TrustStore) -> Sync:
     kiosk.add_background(sync.run)
     kiosk.add_health_observer(sync.request_state)
     kiosk.add_observer(on_decision)
-    return sync
 
 
 def build_entrance(config: KioskConfig, salt: bytes, trust: TrustStore | None = None) -> Entrance:
@@ -239,16 +263,21 @@ def open_kiosk(
                 reserve_bytes=LOG_RESERVE_BYTES,
             )
         )
-        recorder = GateEventRecorder(event_log)
+        fire_alarms = FireAlarms()
         hardware = build_hardware(
             config,
             simulate=simulate,
             scene=scene,
-            on_fire_alarm=recorder.fire_alarm,
+            on_fire_alarm=fire_alarms.changed,
             pin_factory=pin_factory,
         )
         stack.callback(hardware.close)
         entrance = build_entrance(config, salt, trust)
+
+        def state() -> dict[str, Any]:  # the sync asks once running, after the kiosk is built
+            return kiosk.state()
+
+        sync = build_sync(config, event_log, trust, state=state) if config.mqtt.enabled else None
         kiosk = Kiosk(
             config,
             hardware,
@@ -256,9 +285,12 @@ def open_kiosk(
             entrance,
             allowlist_loader=lambda: load_allowlist(config),
             clock_synced=clock_is_synchronised,
+            resender=None if sync is None else sync.resend_from,
         )
+        fire_alarms.attach(kiosk.pipeline.on_fire_alarm)
         kiosk.metrics.watch_backlog(lambda: _backlog(event_log))
-        sync = attach_sync(kiosk, config, trust) if config.mqtt.enabled else None
+        if sync is not None:
+            attach_sync(kiosk, sync, config, trust)
         if config.web.enabled:
             from kiosk.run.statuspage import attach_web
 

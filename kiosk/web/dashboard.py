@@ -20,7 +20,7 @@ from werkzeug.wrappers import Response
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
 from kiosk.decide.decision import Reason
 from kiosk.events import EventType
-from kiosk.operator.actions import Action, Source
+from kiosk.operator.actions import Action, ArgumentError, Source
 from kiosk.operator.actions import request as request_action
 from kiosk.web.api import EVENT_TYPES, OUTCOMES, day_arg, query_events
 from kiosk.web.auth import login_required
@@ -125,10 +125,13 @@ def chart() -> Response:
 def _act(action: Action, args: dict[str, Any], done: str) -> Response:
     """Ask the kiosk to carry out ``action`` for this operator; flash what was done (``done``,
     a catalogue key) or why not, then back to the dashboard, which shows the kiosk's state
-    after the action."""
-    asked = request_action(
-        action, args, operator=login_name(), source=Source.WEB, request_id=f"web-{uuid4()}"
-    )
+    after the action. Arguments the action refuses are a 400 that says why."""
+    try:
+        asked = request_action(
+            action, args, operator=login_name(), source=Source.WEB, request_id=f"web-{uuid4()}"
+        )
+    except ArgumentError as exc:  # the one check of every action's arguments (actions.py)
+        abort(400, f"{action} refused: {exc}. Nothing was done; the settings were not changed.")
     outcome = web_context().operator.perform(asked)
     if outcome.ok:
         flash(t(done), "ok")
@@ -192,15 +195,7 @@ def fever_threshold() -> Response:
     """Set the fever threshold (``celsius``) within FEVER_MIN_C..FEVER_MAX_C; else 400."""
     raw = request.form.get("celsius", "")
     try:
-        celsius = float(raw)
+        celsius: float | str = round(float(raw), 2)
     except ValueError:
-        celsius = float("nan")
-    if not FEVER_MIN_C <= celsius <= FEVER_MAX_C:
-        abort(
-            400,
-            f"Fever threshold {raw!r} refused: it must be a number from {FEVER_MIN_C} "
-            f"to {FEVER_MAX_C} °C. The threshold was not changed.",
-        )
-    return _act(
-        Action.SET_FEVER_THRESHOLD, {"celsius": round(celsius, 2)}, "dash.done.fever_threshold"
-    )
+        celsius = raw  # not a number: the action's own check refuses it
+    return _act(Action.SET_FEVER_THRESHOLD, {"celsius": celsius}, "dash.done.fever_threshold")
