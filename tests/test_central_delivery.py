@@ -28,15 +28,8 @@ from openpyxl import load_workbook
 
 from kiosk.central import Store, open_store, print_status
 from kiosk.central.cli import PASSWORD_ENV
-from kiosk.central.reports.delivery import (
-    Backoff,
-    Delivery,
-    DeliveryJob,
-    attempt,
-    delivery_alerts,
-    record,
-    recorded,
-)
+from kiosk.central.reports.deliveries import Delivery, delivery_alerts, record, recorded
+from kiosk.central.reports.delivery import Backoff, DeliveryJob, attempt
 from kiosk.central.settings import SMTP_PASSWORD_ENV, CentralConfig, load_central_config
 from kiosk.cli.main import cli
 from tests.broker import HOST, Broker, free_port, make_pki

@@ -12,12 +12,8 @@ from typing import TextIO
 
 from kiosk.central.fleet import format_fleet, format_quarantine
 from kiosk.central.ingest import Ingest, IngestSettings
-from kiosk.central.reports.delivery import (
-    DeliveryJob,
-    delivery_alerts,
-    format_alerts,
-    is_configured,
-)
+from kiosk.central.reports.deliveries import delivery_alerts, format_alerts
+from kiosk.central.reports.delivery import delivery_job
 from kiosk.central.retention import RetentionJob
 from kiosk.central.settings import CentralConfig, StoreSection
 from kiosk.central.store import open_store
@@ -55,7 +51,7 @@ def run_central(
     store = open_store(db_url)
     ingest = Ingest(settings, store)
     retention = RetentionJob(store, policy or StoreSection())
-    delivery = DeliveryJob(store, reports) if reports and is_configured(reports) else None
+    delivery = delivery_job(store, reports) if reports else None
     log.info("central ingest %s starting: %s:%d", settings.client_id, settings.host, settings.port)
     ingest.start()
     retention.start()

@@ -6,7 +6,8 @@ over SMTP (``[report.smtp]``; STARTTLS by default; the password from
 Every attempt is recorded in the ``deliveries`` table, one row per site and day, so a restart
 neither skips a day (the days after the last recorded one, up to :data:`CATCH_UP_DAYS`, are
 made when central comes back) nor repeats one (a day done is never made again by the job). A
-failed attempt is logged, shows in ``kiosk central status`` (:func:`delivery_alerts`) and is
+failed attempt is logged, shows in ``kiosk central status``
+(:func:`~kiosk.central.reports.deliveries.delivery_alerts`) and is
 retried with a doubling delay until it succeeds or the next day becomes due; a day given up
 can be delivered by hand (``kiosk central report deliver``). A mail sent whose record was
 then lost (a crash between the two) is sent again: delivery is at least once. Logs carry
@@ -17,22 +18,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import smtplib
-import socket
-import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from email.message import EmailMessage
+from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from kiosk.central.jobs import Job
 from kiosk.central.reports.daily import daily_list, known_sites
+from kiosk.central.reports.deliveries import Delivery, last_recorded, record, recorded
 from kiosk.central.reports.export import MEDIA_TYPES, file_name, render, summary_text
+from kiosk.central.reports.mail import describe, send_mail
 from kiosk.central.reports.words import label
 from kiosk.central.settings import SMTP_PASSWORD_ENV, CentralConfig
 from kiosk.central.store import Store
@@ -40,23 +37,7 @@ from kiosk.store.durable import write_whole
 
 log = logging.getLogger(__name__)
 
-CATCH_UP_DAYS = 7  # days missed while central was down that are still made; alerts last as long
-_ADDRESS = re.compile(r"\S+@\S+")
-_COLUMNS = "site, day, status, attempts, last_ms, next_ms, error, file"
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """The record of one site's list of one day: done, or failed (with when to try again)."""
-
-    site: str
-    day: date
-    status: Literal["done", "failed"]
-    attempts: int
-    last_ms: int  # the last attempt
-    next_ms: int | None  # failed: the next try, if the day is still due then
-    error: str | None  # failed: what went wrong, without names or addresses
-    file: str | None  # done: the file written to the folder, if any
+CATCH_UP_DAYS = 7  # days missed while central was down that are still made
 
 
 @dataclass(frozen=True)
@@ -96,53 +77,6 @@ def next_run_s(local_now: datetime, daily_at: str) -> float:
     if at <= local_now:
         at = datetime.combine(local_now.date() + timedelta(days=1), at.timetz())
     return at.timestamp()
-
-
-def describe(exc: BaseException) -> str:
-    """What went wrong, for the log and the status: the SMTP reply code and text or the
-    error, with any e-mail address blanked."""
-    if isinstance(exc, smtplib.SMTPRecipientsRefused):
-        text = f"the server refused all {len(exc.recipients)} recipients"
-    elif isinstance(exc, smtplib.SMTPResponseException):
-        reply = exc.smtp_error
-        if isinstance(reply, bytes):
-            reply = reply.decode("utf-8", "replace")
-        text = f"the server answered {exc.smtp_code} {reply}".strip()
-    else:
-        text = str(exc) or "no detail"
-    return f"{type(exc).__name__}: {_ADDRESS.sub('<address>', text)}"[:300]
-
-
-def send_mail(
-    config: CentralConfig,
-    password: str | None,
-    subject: str,
-    body: str,
-    attachment: Path | bytes,
-    filename: str,
-    media_type: str,
-    timeout_s: float = 30.0,
-) -> None:
-    """Mail ``attachment`` to the recipients through ``[report.smtp]``; raises what fails."""
-    smtp = config.smtp
-    if smtp.username and not password:
-        raise RuntimeError(f"{SMTP_PASSWORD_ENV} is not set but [report.smtp] username is")
-    message = EmailMessage()
-    message["From"] = smtp.sender or smtp.username or f"kiosk-central@{socket.getfqdn()}"
-    message["To"] = ", ".join(config.report.recipients)
-    message["Subject"] = subject
-    message.set_content(body)
-    data = attachment.read_bytes() if isinstance(attachment, Path) else attachment
-    maintype, subtype = media_type.split("/")
-    message.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
-    with smtplib.SMTP(smtp.host, smtp.port, timeout=timeout_s) as client:
-        client.ehlo()
-        if smtp.starttls:
-            client.starttls(context=ssl.create_default_context())
-            client.ehlo()
-        if smtp.username:
-            client.login(smtp.username, password or "")
-        client.send_message(message)
 
 
 def deliver(
@@ -202,77 +136,6 @@ def attempt(
         result = Delivery(site, day, "done", attempts, now_ms, None, None, written)
     record(store, result)
     return result
-
-
-def record(store: Store, delivery: Delivery) -> None:
-    """Store ``delivery``, replacing the row of its site and day."""
-    p = store.dialect.param
-    values = ", ".join(p for _ in _COLUMNS.split(", "))
-    updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.split(", ")[2:])
-    sql = (
-        f"INSERT INTO deliveries ({_COLUMNS}) VALUES ({values})"
-        f" ON CONFLICT (site, day) DO UPDATE SET {updates}"
-    )
-    d = delivery
-    row = (d.site, d.day.isoformat(), d.status, d.attempts, d.last_ms, d.next_ms, d.error, d.file)
-    store.transaction(lambda cur: cur.execute(sql, row))
-
-
-def _select(store: Store, where: str, params: Sequence[object]) -> list[Delivery]:
-    def work(cur: Any) -> list[Delivery]:
-        cur.execute(f"SELECT {_COLUMNS} FROM deliveries WHERE {where} ORDER BY site, day", params)
-        return [
-            Delivery(site, date.fromisoformat(day), status, int(n), int(last), nxt, error, file)
-            for site, day, status, n, last, nxt, error, file in cur.fetchall()
-        ]
-
-    found: list[Delivery] = store.transaction(work)
-    return found
-
-
-def recorded(store: Store, site: str, days: Sequence[date]) -> dict[date, Delivery]:
-    """The records of the site's ``days`` that exist."""
-    p = store.dialect.param
-    if not days:
-        return {}
-    marks = ", ".join(p for _ in days)
-    rows = _select(
-        store, f"site = {p} AND day IN ({marks})", [site, *(d.isoformat() for d in days)]
-    )
-    return {row.day: row for row in rows}
-
-
-def last_recorded(store: Store, site: str) -> date | None:
-    """The latest day recorded for the site, done or failed."""
-    p = store.dialect.param
-    found = store.transaction(
-        lambda cur: cur.execute(
-            f"SELECT max(day) FROM deliveries WHERE site = {p}", (site,)
-        ).fetchone()
-    )
-    return date.fromisoformat(found[0]) if found and found[0] else None
-
-
-def delivery_alerts(store: Store, now_ms: int | None = None) -> list[Delivery]:
-    """The failed deliveries of the last :data:`CATCH_UP_DAYS` days not delivered since, by
-    site and day: what ``kiosk central status`` and the dashboard show as alerts."""
-    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-    since = datetime.fromtimestamp(now_ms / 1000, UTC).date() - timedelta(days=CATCH_UP_DAYS)
-    p = store.dialect.param
-    return _select(store, f"status = 'failed' AND day >= {p}", [since.isoformat()])
-
-
-def format_alerts(alerts: Sequence[Delivery]) -> str:
-    """``daily lists failing: N`` and one indented line per failed day; empty when none."""
-    if not alerts:
-        return ""
-    lines = [f"daily lists failing: {len(alerts)}"]
-    for alert in alerts:
-        last = datetime.fromtimestamp(alert.last_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
-        lines.append(
-            f"  {alert.site} {alert.day}: {alert.attempts} attempts, last {last}Z: {alert.error}"
-        )
-    return "\n".join(lines)
 
 
 class DeliveryJob(Job):
@@ -348,3 +211,11 @@ class DeliveryJob(Job):
             self.passes += 1
             if self._stop.wait(min(max(delay, 0.01), 600.0)):
                 return
+
+
+def delivery_job(store: Store, config: CentralConfig) -> DeliveryJob | None:
+    """The job ``kiosk central run`` starts, or None when ``[report]`` names neither a folder
+    nor recipients with an SMTP server (recipients without one are warned about)."""
+    if config.report.recipients and not config.smtp.host:
+        log.warning("[report] recipients are set but [report.smtp] host is not: no mail is sent")
+    return DeliveryJob(store, config) if is_configured(config) else None

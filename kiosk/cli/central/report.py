@@ -184,7 +184,8 @@ def report_deliver(
     import os
 
     from kiosk.central import open_store
-    from kiosk.central.reports.delivery import attempt, is_configured, recorded
+    from kiosk.central.reports.deliveries import recorded
+    from kiosk.central.reports.delivery import attempt, is_configured
     from kiosk.central.settings import SMTP_PASSWORD_ENV
 
     config = central_config(ctx)
