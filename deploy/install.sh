@@ -71,7 +71,7 @@ arch=$(uname -m)
 say "machine: $model ($arch)"
 
 say "Debian packages"
-packages=(python3-venv python3-lgpio libzbar0 mosquitto-clients)
+packages=(python3-venv python3-lgpio python3-evdev libzbar0 mosquitto-clients)
 if [[ $model == Raspberry* ]]; then
   packages+=(python3-picamera2)
 fi
@@ -101,7 +101,7 @@ if id kiosk >/dev/null 2>&1; then
 else
   run useradd --system --home-dir /var/lib/kiosk --shell /usr/sbin/nologin kiosk
 fi
-run usermod -a -G gpio,i2c,video kiosk
+run usermod -a -G gpio,i2c,video,input,dialout kiosk  # input, dialout: code scanners
 
 say "virtual environment in $PREFIX (with the system's picamera2 and lgpio)"
 run mkdir -p "$PREFIX"

@@ -25,6 +25,7 @@ from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.frames import FrameSource, open_frame_source
 from kiosk.sensors.mlx90614 import MLX90614Thermometer, Reading, SensorError, open_i2c_bus
 from kiosk.sensors.qr import QRDecoder, StillSceneDecoder, make_decoder
+from kiosk.sensors.scanner import CodeReader, open_code_reader
 from kiosk.sensors.simulation import Scene, SceneCamera, recorded_source
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,7 @@ class Hardware:
     thermometer_problem: str | None = None
     pin_factory: Any = None  # gpiozero MockFactory in simulation, None on a Pi
     scene: Scene | None = None
+    scanner: CodeReader | None = None  # a 2D code scanner, opened by its thread
     _stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def close(self) -> None:
@@ -149,8 +151,19 @@ def build_hardware(
         frames.start()
         stack.callback(frames.close)
         thermometer, problem = _open_thermometer(config, scene, stack)
+        scanner = open_code_reader(config.scanner, config.camera.max_payload_bytes)
+        if scanner is not None:  # a real device under --simulate too: one can be plugged in
+            stack.callback(scanner.close)
         hardware = Hardware(
-            frames, decoder, gate, thermometer, problem, pin_factory, scene, stack.pop_all()
+            frames,
+            decoder,
+            gate,
+            thermometer,
+            problem,
+            pin_factory,
+            scene,
+            scanner,
+            stack.pop_all(),
         )
     return hardware
 

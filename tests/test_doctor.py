@@ -28,6 +28,7 @@ NAMES = [
     "config",
     "camera",
     "frame loop",
+    "scanner",
     "thermometer",
     "gpio",
     "disk",

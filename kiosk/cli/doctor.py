@@ -1,8 +1,8 @@
 """``kiosk doctor``: check that this kiosk can work, one part at a time, with a fix for each fault.
 
-Checks run in a fixed order: config, camera, frame loop, thermometer, GPIO, disk, event log,
-clock, CPU, broker, trust. Each is a small function returning a :class:`Check`; a check never
-raises (an unexpected error is reported as a failed check). The device checks live in
+Checks run in a fixed order: config, camera, frame loop, scanner, thermometer, GPIO, disk, event
+log, clock, CPU, broker, trust. Each is a small function returning a :class:`Check`; a check
+never raises (an unexpected error is reported as a failed check). The device checks live in
 :mod:`kiosk.cli.doctor_devices`, the frame loop's in :mod:`kiosk.cli.doctor_frames`, those of
 the machine and its files in :mod:`kiosk.cli.doctor_host`; the config and the broker are
 checked here. A config that does not load stops the run: nothing else can be checked without
@@ -29,6 +29,7 @@ from kiosk.cli.doctor_devices import (
     CAMERA_TIMEOUT_S,
     check_camera,
     check_gpio,
+    check_scanner,
     check_thermometer,
 )
 from kiosk.cli.doctor_frames import check_frame_loop
@@ -97,6 +98,7 @@ def run_checks(
     steps: list[tuple[str, Callable[[], Check]]] = [
         ("camera", lambda: check_camera(loaded, simulate, frame_source, camera_timeout_s, is_pi)),
         ("frame loop", lambda: check_frame_loop(loaded, simulate, frame_source)),
+        ("scanner", lambda: check_scanner(loaded)),
         ("thermometer", lambda: check_thermometer(loaded, simulate, i2c_bus, is_pi)),
         ("gpio", lambda: check_gpio(loaded, simulate, pin_factory, is_pi)),
         ("disk", lambda: check_disk(loaded, free_bytes or disk_free_bytes)),

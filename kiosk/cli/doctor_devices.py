@@ -1,6 +1,8 @@
-"""``kiosk doctor``'s device checks: the camera, the thermometer and the gate's GPIO pins.
+"""``kiosk doctor``'s device checks: the camera, the code scanner, the thermometer and the
+gate's GPIO pins.
 
 Each opens the real device (or its PC stand-in with ``simulate``), reads it once and closes it.
+A scanner has no stand-in: it is a USB device that a PC can have too.
 """
 
 from __future__ import annotations
@@ -75,6 +77,37 @@ def check_camera(
         return Check("camera", "fail", f"{name}: opened, but no frame in {timeout_s:g} s", fix)
     height, width = frame.shape[:2]
     return ok("camera", f"{name}: {width}x{height} frame in {elapsed:.2f} s")
+
+
+def check_scanner(config: KioskConfig) -> Check:
+    """The configured scanner is there and can be taken: a keyboard-wedge scanner found and
+    grabbed, a serial port opened (then released again)."""
+    from kiosk.sensors.scanner import ScannerError, open_code_reader
+
+    reader = open_code_reader(config.scanner, config.camera.max_payload_bytes)
+    if reader is None:
+        return ok("scanner", "none configured (scanner.type = none)")
+    try:
+        reader.open()
+        where = reader.where
+    except ScannerError as exc:
+        if config.scanner.type == "hid":
+            fix = (
+                "plug the scanner in and check scanner.device (`ls -l /dev/input/by-id/`); "
+                "the service user needs the 'input' group; stop what holds it "
+                "(`systemctl stop kiosk`)"
+            )
+        else:
+            fix = (
+                "plug the scanner in and check scanner.device (`ls -l /dev/serial/by-id/`); "
+                "the service user needs the 'dialout' group; stop what holds the port "
+                "(`systemctl stop kiosk`)"
+            )
+        return Check("scanner", "fail", str(exc), fix)
+    finally:
+        reader.close()
+    taken = "grabbed" if config.scanner.type == "hid" else "port opened"
+    return ok("scanner", f"{where}: {taken}")
 
 
 def check_thermometer(

@@ -1,5 +1,6 @@
 """Rules that tie keys together: each pin used once, a fever threshold between the plausible
-readings, hold mode with a passage sensor, one MQTT secret, one salt per site, and so on."""
+readings, hold mode with a passage sensor, one MQTT secret, one salt per site, a scanner's
+device, and so on."""
 
 from __future__ import annotations
 
@@ -74,6 +75,8 @@ def cross_check(config: KioskConfig, lines: KeyLines) -> None:
             "enabled",
             "screen mode measures temperature only, so it needs the thermometer",
         )
+    if config.scanner.type != "none" and not config.scanner.device:
+        problem("scanner", "device", f"a {config.scanner.type} scanner needs its device", "type")
 
 
 def site_wide_rules(config: KioskConfig) -> list[str]:

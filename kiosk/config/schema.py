@@ -35,6 +35,9 @@ Language = Literal["vi", "en"]
 # kiosk.gate drives the relay; the mode is declared here so that loading a config needs no gpiozero
 RelayMode = Literal["pulse", "hold"]
 Pin = int | Literal[False]  # a BCM GPIO number, or false: not fitted
+ScannerType = Literal["none", "hid", "serial"]
+ScannerLayout = Literal["us", "de", "fr"]
+ScannerTerminator = Literal["cr", "lf", "crlf", "tab"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,37 @@ class CameraSection:
         2.0, "Seconds a code must be out of view before it counts as a new scan", low=0.2, high=30
     )
     max_payload_bytes: int = key(1024, "Longer QR payloads are refused", low=16, high=4096)
+
+
+@dataclass(frozen=True)
+class ScannerSection:
+    """A 2D code scanner, read beside the camera (docs/hardware.md, "Code scanners")."""
+
+    type: ScannerType = key(
+        "none",
+        "none: no scanner; hid: a USB keyboard-wedge scanner (evdev, grabbed); "
+        "serial: a USB CDC or RS-232 scanner",
+    )
+    device: str = key(
+        "",
+        "hid: /dev/input/by-id/…-event-kbd or name:<part of its name>; "
+        "serial: the port, e.g. /dev/serial/by-id/… or /dev/ttyACM0",
+    )
+    layout: ScannerLayout = key(
+        "us", "hid: the keyboard layout the scanner types in: us, de (QWERTZ), fr (AZERTY)"
+    )
+    baud: int = key(9600, "serial: the port's speed in bits per second", low=1200, high=921_600)
+    terminator: ScannerTerminator = key(
+        "cr", "What ends a code: cr, lf, crlf (hid: all three are the Enter key) or tab"
+    )
+    prefix: str = key("", "Removed from the start of a code when present (set in the scanner)")
+    suffix: str = key("", "Removed from the end of a code when present (set in the scanner)")
+    char_timeout_s: float = key(
+        0.3,
+        "A code whose next character does not come within this is a partial read, dropped",
+        low=0.02,
+        high=5.0,
+    )
 
 
 @dataclass(frozen=True)
@@ -334,6 +368,7 @@ class KioskConfig:
 
     kiosk: KioskSection = field(default_factory=KioskSection)
     camera: CameraSection = field(default_factory=CameraSection)
+    scanner: ScannerSection = field(default_factory=ScannerSection)
     thermometer: ThermometerSection = field(default_factory=ThermometerSection)
     gate: GateSection = field(default_factory=GateSection)
     credentials: CredentialsSection = field(default_factory=CredentialsSection)

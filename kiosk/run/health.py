@@ -145,13 +145,17 @@ def _free_mb(directory: Path) -> float | None:
 
 
 def state_document(config: KioskConfig, health: Health, now_ms: int) -> dict[str, Any]:
-    """The retained ``state`` message (without the sync's own ``mqtt`` part)."""
+    """The retained ``state`` message (without the sync's own ``mqtt`` part; ``scanner`` only
+    where one is configured)."""
     parts, reading, stats = health.parts, health.last_reading, health.log
     oldest = None
     if stats is not None and stats.oldest_unconfirmed_ts_ms is not None:
         oldest = round(max(0, now_ms - stats.oldest_unconfirmed_ts_ms) / 1000, 1)
     gate = health.gate
-    return {
+    scanner = None
+    if config.scanner.type != "none":
+        scanner = {"ok": parts[Part.SCANNER].ok, "detail": parts[Part.SCANNER].detail}
+    document = {
         "kiosk": config.kiosk.id,
         "site": config.kiosk.site,
         "version": __version__,
@@ -192,3 +196,6 @@ def state_document(config: KioskConfig, health: Health, now_ms: int) -> dict[str
         if health.inside is None
         else {"area": config.kiosk.area, "inside": health.inside},
     }
+    if scanner is not None:
+        document["scanner"] = scanner
+    return document

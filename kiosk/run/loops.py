@@ -1,8 +1,14 @@
 """The kiosk's threads: the frame loop, the decision loop, background loops, and their supervision.
 
 The frame loop reads and decodes camera frames and queues new scans (and reopens a camera that
-failed or fell silent); the decision loop, in the caller's thread, hands each scan (or, in
-screen mode, each person at the sensor) to the :class:`~kiosk.decide.pipeline.Pipeline`.
+failed or fell silent); the scanner loop, where a 2D scanner is fitted, does the same with the
+codes it reads (and reopens a scanner unplugged, with a growing pause), through the same scan
+filter: a code counts once, whichever of the two read it, until it has been away for
+``camera.rearm_after_s``. A scanner sends a code once per trigger, or again and again while a
+phone is held under it in presentation mode: either way the same code within the re-arm time
+is one scan, as a code held in front of the camera is. The decision loop, in the caller's
+thread, hands each scan (or, in screen mode, each person at the sensor) to the
+:class:`~kiosk.decide.pipeline.Pipeline`.
 Background loops (the MQTT sync, the status page, the systemd watchdog) run in threads of their
 own and are started again when they crash. Nothing here decides anything.
 """
@@ -27,6 +33,7 @@ from kiosk.run.systemd import StopDeadline, notify, watchdog_interval_s, watchdo
 from kiosk.sensors.frames import CameraError
 from kiosk.sensors.measurement import is_present
 from kiosk.sensors.qr import Scan, ScanFilter
+from kiosk.sensors.scanner import CodeReader, ScannerError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,9 @@ CAMERA_SILENCE_S = 3.0  # no frame for this long: the camera is lost, reopen it
 STALE_SCAN_S = 5.0  # a queued scan older than this belongs to someone who has left
 CAMERA_RETRY_S = 2.0
 NO_FRAME_WAIT_S = 0.01  # a source with no frame ready is asked again after this
+SCANNER_RETRY_S = 1.0  # a scanner that cannot be opened is tried again after this, then
+SCANNER_RETRY_MAX_S = 30.0  # twice as long each time, up to this
+SCANNER_READ_S = 0.5  # a scanner read returns at least this often, to see the stop
 BACKGROUND_RESTART_S = 5.0  # a crashed background loop (the MQTT sync) starts again after this
 JOIN_S = 5.0  # a stop waits this long in all for the kiosk's threads to end
 
@@ -54,6 +64,7 @@ class Loops:
         *,
         clock: Callable[[], float] = time.monotonic,
         camera_retry_s: float = CAMERA_RETRY_S,
+        scanner_retry_s: float = SCANNER_RETRY_S,
     ) -> None:
         config = pipeline.config
         self._mode = config.kiosk.mode
@@ -64,11 +75,13 @@ class Loops:
         self._health = health
         self._clock = clock
         self._camera_retry_s = camera_retry_s
+        self._scanner_retry_s = scanner_retry_s
         self._scans: queue.Queue[Scan] = queue.Queue(maxsize=8)
         self._scan_filter = ScanFilter(
             rearm_after_s=config.camera.rearm_after_s,
             max_payload_bytes=config.camera.max_payload_bytes,
         )
+        self._filter_lock = threading.Lock()  # the camera's and the scanner's threads share it
         self._background: list[Callable[[threading.Event], None]] = []
         self._beats: dict[str, float] = {}
 
@@ -94,6 +107,8 @@ class Loops:
             threading.Thread(target=self.frame_loop, args=(stop,), name="frame-loop", daemon=True)
         ]
         background = list(self._background)
+        if self._hardware.scanner is not None:
+            background.append(self.scanner_loop)
         interval = watchdog_interval_s()
         if interval is not None:
             background.append(watchdog_loop(self.alive, interval))
@@ -151,8 +166,44 @@ class Loops:
             self._monitor.frame_seen(started)
             payloads = decoder.decode(frame)
             self._metrics.decoded(self._clock() - started)
-            for scan in self._scan_filter.feed(payloads, started):
-                self._queue_scan(scan)
+            self._feed(payloads, started)
+
+    def scanner_loop(self, stop: threading.Event) -> None:
+        """Open the scanner and queue each new code it reads, until ``stop`` is set; reopen it,
+        waiting longer each time (up to ``SCANNER_RETRY_MAX_S``), while it is gone."""
+        reader = self._hardware.scanner
+        if reader is None:
+            return
+        pause = self._scanner_retry_s
+        while not stop.is_set():
+            try:
+                reader.open()
+            except ScannerError as exc:
+                self._monitor.set(Part.SCANNER, False, str(exc))
+                stop.wait(pause)
+                pause = min(2 * pause, SCANNER_RETRY_MAX_S)
+                continue
+            pause = self._scanner_retry_s
+            self._monitor.set(Part.SCANNER, True, reader.detail)
+            try:
+                self._read_codes(reader, stop)
+            except ScannerError as exc:
+                self._monitor.set(Part.SCANNER, False, str(exc))
+            finally:
+                reader.close()
+
+    def _read_codes(self, reader: CodeReader, stop: threading.Event) -> None:
+        while not stop.is_set():
+            code = reader.read(SCANNER_READ_S)
+            if code is not None:
+                self._feed([code], self._clock())
+                self._monitor.set(Part.SCANNER, True, reader.detail)
+
+    def _feed(self, payloads: list[bytes], at: float) -> None:
+        with self._filter_lock:
+            scans = self._scan_filter.feed(payloads, at)
+        for scan in scans:
+            self._queue_scan(scan)
 
     def _beat(self, loop: str) -> None:
         self._beats[loop] = self._clock()
