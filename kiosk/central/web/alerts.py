@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
+from kiosk.central.reports.deliveries import delivery_alerts
 from kiosk.central.store import Store
 from kiosk.events import EventType, alert_for, alert_pretests
 
@@ -66,7 +67,7 @@ def feed(store: Store, now_ms: int) -> list[Alert]:
     for kind, word in words.items():
         params += [kind, f"%{word}%"]
 
-    def work(cur: Any) -> tuple[list[Any], list[Any], list[Any], dict[str, tuple[str, int]]]:
+    def work(cur: Any) -> tuple[list[Any], list[Any], dict[str, tuple[str, int]]]:
         cur.execute(
             f"SELECT site, kiosk, seq, ts_ms, type, data FROM events WHERE ts_ms >= {p}"
             f" AND ({match}) ORDER BY ts_ms DESC LIMIT {FEED_LIMIT}",
@@ -79,24 +80,23 @@ def feed(store: Store, now_ms: int) -> list[Alert]:
         )
         quarantined = list(cur.fetchall())
         cur.execute(
-            "SELECT site, day, last_ms, error FROM deliveries WHERE status = 'failed'"
-            f" ORDER BY last_ms DESC LIMIT {FEED_LIMIT}"
+            f"SELECT alert, acked_by, acked_at_ms FROM alert_acks WHERE acked_at_ms >= {p}",
+            params[:1],
         )
-        failed = list(cur.fetchall())
-        cur.execute("SELECT alert, acked_by, acked_at_ms FROM alert_acks")
         acks = {key: (by, int(at)) for key, by, at in cur.fetchall()}
-        return events, quarantined, failed, acks
+        return events, quarantined, acks
 
-    events, quarantined, failed, acks = store.transaction(work)
+    events, quarantined, acks = store.transaction(work)
     alerts = [a for a in map(_event_alert, events) if a is not None]
     for last_ms, topic, site, kiosk, reason, key in quarantined:
         at_ms = int(last_ms)
         alerts.append(
             Alert(f"quarantine:{key}", at_ms, site, kiosk, "quarantined", f"{topic}: {reason}")
         )
-    for site, day, last_ms, error in failed:
-        key, at_ms = f"delivery:{site}/{day}/{last_ms}", int(last_ms)
-        alerts.append(Alert(key, at_ms, site, None, "delivery_failed", f"{day}: {error or ''}"))
+    for failed in delivery_alerts(store, now_ms):
+        key = f"delivery:{failed.site}/{failed.day}/{failed.last_ms}"
+        detail = f"{failed.day}: {failed.attempts} attempts: {failed.error or ''}"
+        alerts.append(Alert(key, failed.last_ms, failed.site, None, "delivery_failed", detail))
     alerts.sort(key=lambda a: a.at_ms, reverse=True)
     return [
         replace(a, acked_by=acks[a.key][0], acked_at_ms=acks[a.key][1]) if a.key in acks else a

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, abort, g, render_template, request
 
 from kiosk.central.web.auth import login_required
-from kiosk.central.web.context import Delivery, Publisher, central_web
+from kiosk.central.web.context import CommandSent, Publisher, central_web
 from kiosk.cli.command import Broker, SendError, build_command, send
 from kiosk.cli.common import EX_TEMPFAIL
 from kiosk.mqtt.protocol import CommandName, KioskTopics
@@ -33,21 +33,23 @@ COMMAND_TTL_S = 300.0
 def broker_publisher(broker: Broker, key: bytes, answer_within_s: float) -> Publisher:
     """A publisher that signs with ``key`` and waits ``answer_within_s`` for each result."""
 
-    def one(name: str, args: dict[str, Any], site: str, kiosk: str) -> Delivery:
+    def one(name: str, args: dict[str, Any], site: str, kiosk: str) -> CommandSent:
         now_ms = time.time_ns() // 1_000_000
         command = build_command(CommandName(name), args, key, COMMAND_TTL_S, now_ms)
         try:
             result = send(broker, KioskTopics(site, kiosk), command, answer_within_s)
         except SendError as exc:
             outcome = "pending" if exc.code == EX_TEMPFAIL else "failed"
-            return Delivery(site, kiosk, outcome, "" if outcome == "pending" else str(exc))
+            return CommandSent(site, kiosk, outcome, "" if outcome == "pending" else str(exc))
         if result.get("ok"):
-            return Delivery(site, kiosk, "done", str(result.get("message", "")))
-        return Delivery(site, kiosk, "refused", f"{result.get('error')}: {result.get('message')}")
+            return CommandSent(site, kiosk, "done", str(result.get("message", "")))
+        return CommandSent(
+            site, kiosk, "refused", f"{result.get('error')}: {result.get('message')}"
+        )
 
     def publish(
         name: str, args: dict[str, Any], targets: Sequence[tuple[str, str]]
-    ) -> list[Delivery]:
+    ) -> list[CommandSent]:
         if not targets:
             return []
         with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:

@@ -20,11 +20,11 @@ if TYPE_CHECKING:
 KEY = "kiosk.central.web"
 
 #: Sends the command (name, args) to each (site, kiosk) and says what became of each.
-Publisher = Callable[[str, dict[str, Any], Sequence[tuple[str, str]]], list["Delivery"]]
+Publisher = Callable[[str, dict[str, Any], Sequence[tuple[str, str]]], list["CommandSent"]]
 
 
 @dataclass(frozen=True)
-class Delivery:
+class CommandSent:
     """What became of a command sent to one kiosk: ``outcome`` is ``done``, ``refused``,
     ``pending`` (sent, no answer in time) or ``failed`` (not sent), ``detail`` the why."""
 
