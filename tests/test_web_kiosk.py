@@ -171,3 +171,41 @@ def test_the_kiosk_skips_what_the_page_sends_that_is_no_request(
     assert "skipped a message from the status page: not a message of the pipe" in caplog.text
     assert "skipped a MetricsPush from the status page" in caplog.text
     assert "guard-anh" not in caplog.text
+
+
+def test_the_page_cannot_pass_its_requests_off_as_mqtt_commands(tmp_path: Path) -> None:
+    """The page serves the network: whatever it says, its requests are the web's, logged with
+    the operator who asked."""
+    with kiosk_on(config_for(tmp_path), MockFactory()) as kiosk, page_of(kiosk) as (mirror, _):
+        asked = request(
+            Action.LOCKDOWN, {"on": True}, operator="guard-anh", source=Source.MQTT, request_id="x1"
+        )
+        assert mirror.perform(asked).ok
+        [command] = kiosk.event_log.recent(5, type="command")
+    assert command.data["operator"] == "guard-anh"
+
+
+@pytest.mark.parametrize(
+    ("operator", "request_id"),
+    [
+        ("", "web-1"),
+        ("guard anh", "web-1"),
+        ("g" * 33, "web-1"),
+        ("guard-anh\n", "web-1"),
+        ("guard-anh", "web 1\n" + "x" * 5000),
+    ],
+)
+def test_a_request_naming_no_operators_login_is_refused_unlogged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, operator: str, request_id: str
+) -> None:
+    with kiosk_on(config_for(tmp_path), MockFactory()) as kiosk, page_of(kiosk) as (mirror, _):
+        asked = request(
+            Action.TEST_RELAY, {}, operator=operator, source=Source.WEB, request_id=request_id
+        )
+        outcome = mirror.perform(asked)
+        commands = kiosk.event_log.recent(5, type="command")
+        assert not kiosk.gate.state().relay_energised
+    assert outcome.error == ActionError.NOT_ALLOWED
+    assert commands == []
+    assert "refused a test_relay request from the status page" in caplog.text
+    assert (operator or "guard-anh") not in caplog.text

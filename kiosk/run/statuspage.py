@@ -11,7 +11,9 @@ talks to it over a pipe (the messages: kiosk/web/pipe.py):
 - the child reads the event log itself, through read-only SQLite connections;
 - the child forwards operator actions as requests and waits for their outcome; the kiosk
   carries each out with ``Kiosk.perform`` (logged as a command event, then done: the same
-  path as MQTT commands);
+  path as MQTT commands). The child serves the network, so the kiosk trusts none of what it
+  says about a request but what it checks: the source is the web whatever the child says,
+  and a request whose operator is not a login name (or whose id is not a token) is refused;
 - the child is moved off the core the kiosk keeps for its decisions as soon as it is
   started, and niced once it serves (kiosk/run/cpus.py);
 - the kiosk asks the child's /healthz every 30 s, once it has answered a first time, and
@@ -25,6 +27,7 @@ Every interval is a field of :class:`~kiosk.web.pipe.WebTiming`, handed to ``att
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import multiprocessing
 import subprocess
@@ -42,7 +45,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from kiosk.config import KioskConfig
 from kiosk.decide.decision import messages
-from kiosk.operator.actions import ActionRequest, Operator
+from kiosk.ids import OPERATOR, TOKEN
+from kiosk.operator.actions import ActionError, ActionOutcome, ActionRequest, Operator, Source
 from kiosk.run.cpus import give_the_gate_the_first_cpu, move_off_the_gate_core
 from kiosk.web.pipe import (
     MAX_REQUEST_BYTES,
@@ -173,7 +177,7 @@ def feed_web_process(
             if child.conn.poll(0.05):
                 asked = _request(child.conn.recv_bytes(MAX_REQUEST_BYTES))
                 if asked is not None:
-                    outcome = operator.perform(asked)
+                    outcome = _carry_out(operator, asked)
                     send(StatePush(state()))  # before the outcome: the page shows it
                     send(ActionDone(asked.request_id, outcome))
     except (EOFError, OSError):  # gone, or sent more than a request can be
@@ -200,6 +204,19 @@ def _request(raw: bytes) -> ActionRequest | None:
         log.warning("skipped a %s from the status page", type(message).__name__)
         return None
     return message
+
+
+def _carry_out(operator: Operator, asked: ActionRequest) -> ActionOutcome:
+    """Carry out a request of the page as the web's, if it names an operator's login name and
+    a plausible id; otherwise refuse it (logged without either)."""
+    if not OPERATOR.match(asked.operator) or not TOKEN.match(asked.request_id):
+        log.warning(
+            "refused a %s request from the status page: no operator's login name", asked.action
+        )
+        return ActionOutcome(
+            "refused: the request does not name an operator's login", ActionError.NOT_ALLOWED
+        )
+    return operator.perform(dataclasses.replace(asked, source=Source.WEB))
 
 
 class Killable(Protocol):

@@ -32,6 +32,7 @@ from werkzeug.exceptions import TooManyRequests
 from werkzeug.security import check_password_hash, generate_password_hash
 from werkzeug.wrappers import Response
 
+from kiosk.ids import OPERATOR
 from kiosk.web.context import web_context
 from kiosk.web.sessions import Sessions
 
@@ -48,9 +49,6 @@ POLLED = ("/api/", "/display/last.json")
 #: control character or ``#``), and not ``//`` or ``/\\``, which browsers read as another host.
 _SAFE_NEXT = re.compile(r"/(?![/\\])[A-Za-z0-9\-._~!$&'()*+,;=:@%/?]*", re.ASCII)
 MAX_NEXT = 512
-#: An operator's login name: recorded with each action they take (an account, not a person's
-#: personal data).
-OPERATOR = re.compile(r"[A-Za-z0-9._-]{1,32}", re.ASCII)
 
 
 def hash_password(plain: str) -> str:
