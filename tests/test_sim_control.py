@@ -24,6 +24,9 @@ from click.testing import CliRunner, Result
 
 from kiosk.cli.main import cli
 from kiosk.run.simcontrol import MAX_REQUEST_BYTES
+from kiosk.sensors.qr import make_decoder
+from kiosk.sensors.simulated_mlx90614 import nobody
+from kiosk.sensors.simulation import Person, Scene, SceneCamera, recorded_source
 from kiosk.sensors.synthetic import render_qr_frame
 from kiosk.store.eventlog import read_events
 from tests.support import REPO, wait_until, write_config
@@ -244,6 +247,37 @@ def test_an_image_folder_is_the_simulated_cameras_view(tmp_path: Path) -> None:
         assert (decision["outcome"], decision["temperature_c"]) == ("grant", 36.5)
         assert decision_logged(tmp_path, decision["event_id"])["credential"]["type"] == "badge"
         assert f"folder:{images}" in sim(config, "status")["said"]
+
+
+@pytest.mark.parametrize("spec", ["picamera2", "opencv:0", "opencv:/dev/video0"])
+def test_a_simulated_kiosk_opens_no_camera(spec: str) -> None:
+    assert recorded_source(spec) is None
+
+
+def test_a_video_file_plays_until_someone_holds_a_code_up(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.avi"
+    video = cv2.VideoWriter(str(clip), cv2.VideoWriter.fourcc(*"MJPG"), 10, (640, 480), False)
+    for _ in range(3):
+        video.write(render_qr_frame(b"S-0001"))
+    video.release()
+    scene, decoder = Scene(), make_decoder("zxing-cpp")
+    camera = SceneCamera(scene, recorded_source(f"opencv:{clip}"))
+
+    def shown() -> list[bytes]:
+        frame = camera.read()
+        assert frame is not None
+        return decoder.decode(frame)
+
+    camera.start()
+    try:
+        assert camera.name == f"generated+opencv:{clip}"
+        assert shown() == [b"S-0001"]
+        scene.step_up(Person("staff", b"S-0002", nobody(), "grant"))
+        assert shown() == [b"S-0002"]
+        scene.leave()
+        assert shown() == [b"S-0001"]
+    finally:
+        camera.close()
 
 
 README_DIR = "/tmp/kiosk-sim"
