@@ -201,7 +201,7 @@ def test_a_refused_mail_is_shown_and_retried_with_backoff_until_the_next_day(
     job.run_pending(now + 61)
     assert len(box.messages) == 1 and delivery_alerts(store, int(now * 1000)) == []
     assert recorded(store, SITE, [DAY])[DAY].attempts == 2
-    job.run_pending(now + 3600)  # done: not again
+    assert job.run_pending(now + 3600) == 22 * 3600  # done: the next look is at 07:00
     assert len(box.messages) == 1
     box.refuse = 1
     job.run_pending(now + 86_400)  # the next day: its own list; it fails once
