@@ -36,6 +36,7 @@ import json
 import os
 import resource
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -256,6 +257,7 @@ def main() -> None:
     parser.add_argument("--decoder", default="zxing-cpp")
     parser.add_argument("--every-frame", action="store_true", help="decode still frames too")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the groups and the broker
     quotas = [float(q) for q in args.quotas.split(",")]
     rows = []
     try:
