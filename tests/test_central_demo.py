@@ -189,15 +189,26 @@ def test_a_filled_store_is_refused_unless_replace_and_five_kiosks_for_30_days_ar
     db = tmp_path / "central.db"
     run = CliRunner().invoke(cli, ["central", "demo", "--db", str(db)])
     assert run.exit_code == 0, run.output
-    seconds = float(re.search(r"; ([0-9.]+) s\n", run.output).group(1))  # type: ignore[union-attr]
+    timing = re.search(r"; ([0-9.]+) s \(([0-9.]+) s of processor time\)\n", run.output)
+    assert timing is not None, run.output
+    seconds, cpu = float(timing.group(1)), float(timing.group(2))
     print(f"5 kiosks × 30 days: {run.output.splitlines()[0]}")
-    assert seconds < 45  # about 3 s on an idle machine of 2 cores
+    assert cpu < 20  # about 3.5 s here; the wall clock is about as much on an idle machine
+    assert seconds < 120  # ... and stretched by what else runs (30 s at a load of 20)
     assert (tmp_path / "central.toml").exists() and (tmp_path / "roster-hq.csv").exists()
     assert (tmp_path / "hq.salt").stat().st_mode & 0o077 == 0
 
     again = CliRunner().invoke(cli, ["central", "demo", "--db", str(db)])
     assert again.exit_code == 73
     assert "already holds" in again.output and "--replace" in again.output
+
+    elsewhere = tmp_path / "etc"
+    elsewhere.mkdir()
+    (elsewhere / "central.toml").write_text("[store]\n", encoding="utf-8")
+    other = ["central", "demo", "--db", str(tmp_path / "other.db"), "--files", str(elsewhere)]
+    refused = CliRunner().invoke(cli, other)
+    assert refused.exit_code == 73 and "not written by the demo" in refused.output
+    assert (elsewhere / "central.toml").read_text(encoding="utf-8") == "[store]\n"
 
     replaced = CliRunner().invoke(
         cli, ["central", "demo", "--db", str(db), "--kiosks", "1", "--days", "2", "--replace"]

@@ -17,6 +17,7 @@ failed 35 minutes ago.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -54,10 +55,13 @@ BACKLOG_EVENTS = 3  # at most this many of the busiest kiosk's last events are i
 BACKLOG_FOR = timedelta(hours=1)
 OFFLINE_FOR = timedelta(hours=2)  # the lab's kiosk lost its link this long ago
 DEMO_BY = "kiosk central demo"
+CONFIG_FILE = "central.toml"
+_MARK = "# Written by kiosk central demo: the demo store and its site."
 
 
 class DemoError(Exception):
-    """The demo cannot fill this store: it already holds events or a roster."""
+    """The demo cannot fill this store (it already holds events or a roster) or would
+    overwrite a central.toml it did not write."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,8 @@ class DemoResult:
     kiosks: list[str]
     people: int
     days: int
-    seconds: float
+    seconds: float  # wall-clock time
+    cpu_seconds: float  # this process's processor time: what a busy machine does not stretch
     config_file: Path
 
 
@@ -139,6 +144,24 @@ def empty(store: Store) -> None:
     store.transaction(work)
 
 
+def _toml(text: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    return json.dumps(text, ensure_ascii=False)
+
+
+def check_folder(folder: Path) -> None:
+    """DemoError if ``folder`` holds a central.toml that the demo did not write."""
+    path = folder / CONFIG_FILE
+    try:
+        first = path.read_text(encoding="utf-8").split("\n", 1)[0]
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DemoError(f"{path}: cannot read it: {exc}") from None
+    if first != _MARK:
+        raise DemoError(f"{path} was not written by the demo; give --files another folder")
+
+
 def write_files(
     folder: Path, site: str, db_url: str, tz: str, salt: bytes, people: list[Person]
 ) -> tuple[Path, Path]:
@@ -154,18 +177,15 @@ def write_files(
         handle.write("badge,name,unit,kind,phone\r\n")
         for p in people:
             handle.write(f'{p.badge},{p.name},"{p.unit}",{p.kind},{p.phone or ""}\r\n')
-    config_file = folder / "central.toml"
-    store = (
-        ""
-        if "@" in db_url and ":" in db_url.split("@", maxsplit=1)[0].rsplit("//", maxsplit=1)[-1]
-        else f'[store]\ndb = "{db_url}"\n\n'
-    )
+    config_file = folder / CONFIG_FILE
+    account = db_url.split("@", maxsplit=1)[0].rsplit("//", maxsplit=1)[-1]
+    password = "@" in db_url and ":" in account  # never in the file: give --db instead
+    store = "" if password else f"[store]\ndb = {_toml(db_url)}\n\n"
     config_file.write_text(
-        "# Written by kiosk central demo: the demo store and its site.\n"
-        f"{store}[sites.{site}]\n"
+        f"{_MARK}\n{store}[sites.{site}]\n"
         'name = "Trụ sở chính (demo)"\n'
-        f'timezone = "{tz}"\n'
-        f'subject_salt_file = "{salt_file.resolve()}"\n'
+        f"timezone = {_toml(tz)}\n"
+        f"subject_salt_file = {_toml(str(salt_file.resolve()))}\n"
         'language = "vi"\n',
         encoding="utf-8",
     )
@@ -188,7 +208,8 @@ def fill(
     """Fill ``store`` with ``days`` days of a site's traffic ending ``now`` (default: the
     present), and write the salt, roster file and central.toml into ``folder``. DemoError if
     the store already holds events or a roster, unless ``replace``."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
+    check_folder(folder)
     held_events, held_roster = existing(store)
     if held_events or held_roster:
         if not replace:
@@ -211,8 +232,8 @@ def fill(
     roster.replace(store, site, "import", holders, DEMO_BY, ms(now))
     log.info("demo: %d events stored, %d quarantined, %d people", stored, quarantined, len(holders))
     ids = [k.id for k in simulated.kiosks]
-    seconds = time.perf_counter() - started
-    return DemoResult(stored, quarantined, ids, len(holders), days, seconds, config_file)
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return DemoResult(stored, quarantined, ids, len(holders), days, seconds, cpu, config_file)
 
 
 def _simulate(site: Site, happenings: Iterable[Any], first: Any, now: datetime) -> None:

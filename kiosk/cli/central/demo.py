@@ -68,9 +68,11 @@ def central_demo(
     from kiosk.central.demo import DemoError, fill
 
     url = store_url(ctx, db_url)
+    if not url.startswith(("postgresql://", "postgres://")):  # central.toml names it from anywhere
+        url = str(Path(url.removeprefix("sqlite:///")).resolve())
     if folder is None:
-        sqlite = not url.startswith(("postgresql://", "postgres://"))
-        folder = Path(url.removeprefix("sqlite:///")).resolve().parent if sqlite else Path.cwd()
+        postgresql = url.startswith(("postgresql://", "postgres://"))
+        folder = Path.cwd() if postgresql else Path(url).parent
     tz = central_config(ctx).site(site).timezone
     store = open_store(url)
     try:
@@ -93,8 +95,11 @@ def central_demo(
     config = result.config_file
     click.echo(
         f"{url}: {result.events:,} events from {len(result.kiosks)} kiosks "
-        f"({', '.join(result.kiosks)}) over {result.days} days, {result.people:,} people in "
-        f"{site}'s roster, {result.quarantined} quarantined; {result.seconds:.1f} s"
+        f"({', '.join(result.kiosks)}) over {result.days} day{'s' * (result.days != 1)}, "
+        f"{result.people:,} people in "
+        f"{site}'s roster, {result.quarantined} quarantined; "
+        f"{result.seconds:.1f} s ({result.cpu_seconds:.1f} s of processor time)"
     )
     click.echo(f"Try: kiosk central --config {config} status")
-    click.echo(f"     kiosk central --config {config} roster list --site {site}")
+    for command in ("roster list", "report inside", "report daily --date YYYY-MM-DD"):
+        click.echo(f"     kiosk central --config {config} {command} --site {site}")
