@@ -78,7 +78,8 @@ class SimulationCommands:
         self._factory = factory
         self._pins = gate_pins(kiosk.config)
         self._lock = threading.Lock()
-        self._gone: tuple[bytes | None, float] = (None, 0.0)  # the last code taken away, when
+        self._held: str | None = None  # what the person in front holds up ("code X", …)
+        self._gone: tuple[str | None, float] = (None, 0.0)  # the last thing taken away, when
         self._decisions = Decisions()
         kiosk.add_observer(self._decisions.add)
         self.handlers: dict[str, Handler] = {
@@ -93,33 +94,23 @@ class SimulationCommands:
     def present(self, request: dict[str, Any]) -> dict[str, Any]:
         """A person steps up; the decision the kiosk made for them."""
         _only(request, "present", "code", "image", "temp_c", "forehead", "wait_s")
-        code, image_path = _text(request, "code"), _text(request, "image")
-        if code is not None and image_path is not None:
-            raise RequestError("present shows a code or an image, not both")
-        payload = None if code is None else code.encode()
-        if payload is not None and not 0 < len(payload) <= MAX_CODE_BYTES:
-            raise RequestError(f"a code has 1 to {MAX_CODE_BYTES} bytes")
-        image: Frame | None = None
-        if image_path is not None:
-            if not Path(image_path).is_absolute():
-                raise RequestError("the image's path must be absolute")
-            try:
-                image = read_image(Path(image_path))
-            except ValueError as exc:
-                raise RequestError(str(exc)) from None
+        payload, image, shown = self._held_up(request)
         temp_c = _number(request, "temp_c", DEFAULT_TEMPERATURE_C, *TEMPERATURE_RANGE_C)
         forehead = _flag(request, "forehead", True)
         wait_s = _number(request, "wait_s", DEFAULT_WAIT_S, 0.0, MAX_WAIT_S)
-        shown = f"code {code}" if code is not None else f"image {image_path}"
-        if code is None and image_path is None:
-            shown = f"nothing (the camera shows {self._kiosk.hardware.frames.name})"
         at_sensor = f"a forehead at {temp_c:.1f} °C" if forehead else "nobody at the thermometer"
         said = f"holding up {shown}, {at_sensor}"
         ambient_c = self._scene.ambient_c
         profile = sim.person(temp_c, ambient_c=ambient_c) if forehead else sim.nobody(ambient_c)
-        self._wait_for_rearm(payload)
+        held = None if payload is None and image is None else shown
+        gone, gone_at = self._take_away()
+        if held is not None and held == gone:  # shown again: wait until the camera re-arms
+            rearm_s = self._kiosk.config.camera.rearm_after_s + REARM_MARGIN_S
+            time.sleep(max(0.0, gone_at + rearm_s - time.monotonic()))
         since = time.monotonic()
-        self._scene.step_up(Person(said, payload, profile, "", image))
+        with self._lock:
+            self._scene.step_up(Person(said, payload, profile, "", image))
+            self._held = held
         if not wait_s:
             return {"ok": True, "said": said}
         record = self._decisions.first_since(since, wait_s)
@@ -139,24 +130,38 @@ class SimulationCommands:
             "decision": decision,
         }
 
-    def _wait_for_rearm(self, payload: bytes | None) -> None:
-        """Take away what is held up; a code shown again waits until the camera re-arms."""
+    def _held_up(self, request: dict[str, Any]) -> tuple[bytes | None, Frame | None, str]:
+        """What a present request holds up to the camera: a code, an image, or nothing; and
+        how to say it."""
+        code, image_path = _text(request, "code"), _text(request, "image")
+        if code is not None and image_path is not None:
+            raise RequestError("present shows a code or an image, not both")
+        if code is not None:
+            payload = code.encode()
+            if not 0 < len(payload) <= MAX_CODE_BYTES:
+                raise RequestError(f"a code has 1 to {MAX_CODE_BYTES} bytes")
+            return payload, None, f"code {code}"
+        if image_path is None:
+            return None, None, f"nothing (the camera shows {self._kiosk.hardware.frames.name})"
+        if not Path(image_path).is_absolute():
+            raise RequestError("the image's path must be absolute")
+        try:
+            return None, read_image(Path(image_path)), f"image {image_path}"
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
+
+    def _take_away(self) -> tuple[str | None, float]:
+        """The person in front walks on; what the last one held up, and when it went."""
         with self._lock:
             if self._scene.person is not None:
-                self._gone = (self._scene.payload(), time.monotonic())
+                self._gone = (self._held, time.monotonic())
                 self._scene.leave()
-            gone, gone_at = self._gone
-        rearm_s = self._kiosk.config.camera.rearm_after_s + REARM_MARGIN_S
-        if payload is not None and payload == gone:
-            time.sleep(max(0.0, gone_at + rearm_s - time.monotonic()))
+            return self._gone
 
     def leave(self, request: dict[str, Any]) -> dict[str, Any]:
         """The person walks on."""
         _only(request, "leave")
-        with self._lock:
-            if self._scene.person is not None:
-                self._gone = (self._scene.payload(), time.monotonic())
-            self._scene.leave()
+        self._take_away()
         return {"ok": True, "said": "nobody in front of the camera or the thermometer"}
 
     def fire_alarm(self, request: dict[str, Any]) -> dict[str, Any]:
