@@ -305,7 +305,7 @@ class Model:
         rng = one.rng
         usual = rng.randint(self.visitors_per_day // 2, self.visitors_per_day * 3 // 2)
         count = VISITOR_DAILY_CAP + 4 if busy else usual
-        end = datetime.combine(one.day, time(18), self.tz)
+        end = datetime.combine(one.day, time(23, 59), self.tz)  # a badge for the day
         meetings = [
             (rng.choice(_MEETINGS), _normal(rng, hour, 10, hour - 0.5, hour + 0.5))
             for hour in rng.sample([8.5, 9.5, 10.0, 14.0, 15.0, 16.0], rng.randint(2, 3))
