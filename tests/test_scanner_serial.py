@@ -7,11 +7,13 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from gpiozero import DigitalInputDevice
 from gpiozero.pins.mock import MockConnectedPin, MockFactory
 
+from kiosk.cli.doctor_devices import check_scanner
 from kiosk.config import ConfigError
 from kiosk.decide.decision import Outcome
 from kiosk.sensors import simulated_mlx90614 as sim
@@ -21,6 +23,7 @@ from kiosk.sensors.scanner_serial import SerialScanner
 from kiosk.sensors.simulation import Person
 from kiosk.store.eventlog import read_events
 from tests.support import make_config, running, wait_until
+from tests.web_fakes import FakeStatus, login
 
 RELAY, FEEDBACK = 17, 6
 
@@ -222,3 +225,29 @@ def test_the_scanner_part_fails_when_unplugged_and_recovers_when_back(tmp_path: 
                 health = [e.data for e in read_events(config.log_path, 100, type="health")]
     assert record.decision.outcome is Outcome.GRANT
     assert [h["ok"] for h in health if h["part"] == "scanner"] == [False, True]
+
+
+def test_the_doctor_opens_the_port_and_names_the_fix_when_it_cannot(tmp_path: Path) -> None:
+    assert check_scanner(make_config(tmp_path)).detail == "none configured (scanner.type = none)"
+    with pty() as port:
+        found = check_scanner(
+            make_config(tmp_path, scanner={"type": "serial", "device": port.path})
+        )
+        with opened(scanner(port.path)):
+            taken = check_scanner(
+                make_config(tmp_path, scanner={"type": "serial", "device": port.path})
+            )
+    assert (found.status, found.detail) == ("ok", f"serial:{port.path} at 9600 baud: port opened")
+    assert taken.status == "fail" and "dialout" in taken.fix and "systemctl stop kiosk" in taken.fix
+
+
+def test_the_dashboard_shows_the_scanner_where_one_is_configured(
+    make_app: Any, status: FakeStatus
+) -> None:
+    client = make_app().test_client()
+    assert login(client).status_code == 302
+    assert "Code scanner" not in client.get("/").text  # none configured: no card
+    status.document["scanner"] = {"ok": False, "detail": "serial:/dev/ttyACM0: lost: I/O error"}
+    page = client.get("/").text
+    assert "Code scanner" in page and 'data-ok="scanner.ok"' in page
+    assert '<span data-k="scanner.detail">serial:/dev/ttyACM0: lost: I/O error</span>' in page

@@ -106,6 +106,7 @@ _DASHBOARD: Final[dict[str, tuple[str, str]]] = {
     "dash.failed": ("hỏng", "failed"),
     "dash.camera": ("Camera", "Camera"),
     "dash.frames_per_s": ("khung hình/giây", "frames/s"),
+    "dash.scanner": ("Máy quét mã", "Code scanner"),
     "dash.thermometer": ("Máy đo nhiệt", "Thermometer"),
     "dash.ambient": ("môi trường", "ambient"),
     "dash.object": ("đối tượng", "object"),
