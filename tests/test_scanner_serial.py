@@ -16,13 +16,14 @@ from gpiozero.pins.mock import MockConnectedPin, MockFactory
 from kiosk.cli.doctor_devices import check_scanner
 from kiosk.config import ConfigError
 from kiosk.decide.decision import Outcome
+from kiosk.decide.privacy import Pseudonymizer
 from kiosk.sensors import simulated_mlx90614 as sim
 from kiosk.sensors.qr import ScanFilter
 from kiosk.sensors.scanner import PayloadAssembler, ScannerError
 from kiosk.sensors.scanner_serial import SerialScanner
 from kiosk.sensors.simulation import Person
 from kiosk.store.eventlog import read_events
-from tests.support import make_config, running, wait_until
+from tests.support import SALT, make_config, running, wait_until
 from tests.web_fakes import FakeStatus, login
 
 RELAY, FEEDBACK = 17, 6
@@ -251,3 +252,22 @@ def test_the_dashboard_shows_the_scanner_where_one_is_configured(
     page = client.get("/").text
     assert "Code scanner" in page and 'data-ok="scanner.ok"' in page
     assert '<span data-k="scanner.detail">serial:/dev/ttyACM0: lost: I/O error</span>' in page
+
+
+def test_a_code_the_camera_and_the_scanner_both_read_is_one_decision(tmp_path: Path) -> None:
+    with pty() as port:
+        config = make_config(
+            tmp_path,
+            scanner={"type": "serial", "device": port.path},
+            thermometer={"enabled": False},
+        )
+        with running(config) as kiosk:
+            wait_until(lambda: "baud" in kiosk.kiosk.state()["scanner"]["detail"])  # opened
+            kiosk.scene.step_up(Person("staff", b"S-0001", sim.nobody(), "grant"))
+            kiosk.next_decision()  # the camera's
+            port.send(b"S-0001\r")  # the same phone under the scanner: the same scan
+            wait_until(lambda: "1 codes" in kiosk.kiosk.state()["scanner"]["detail"])
+            port.send(b"S-0002\r")
+            second = kiosk.next_decision()
+    assert second.event is not None
+    assert second.event.data["subject"] == Pseudonymizer(SALT.encode()).subject("S-0002")
