@@ -18,6 +18,9 @@ and raise :data:`VERSION`; never edit a released step.
 - Version 6: the reports' indexes, and ``subject_events``, the events that name a subject in
   plain columns, kept by triggers on ``events`` (:mod:`kiosk.central.presence`,
   :mod:`kiosk.central.trace`).
+- Version 7: ``declarations``, the health declarations made on the site's page (subject, time,
+  status, the answers only when kept), and ``declaration_documents``, the versions of each
+  site's signed declarations document (:mod:`kiosk.central.declarations`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-VERSION = 6
+VERSION = 7
 _PG_LOCK = 0x6B696F736B  # pg_advisory_xact_lock key: one migration at a time
 
 
@@ -223,6 +226,22 @@ def _to_version_6(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
     return []
 
 
+def _to_version_7(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
+    """The health declarations and the versions of each site's declarations document."""
+    cur.execute(
+        f"""CREATE TABLE declarations (
+            id {d.serial}, site TEXT NOT NULL, subject TEXT NOT NULL,
+            declared_at_ms BIGINT NOT NULL, status INTEGER NOT NULL, answers TEXT)"""
+    )
+    cur.execute("CREATE INDEX declarations_site ON declarations (site, declared_at_ms)")
+    cur.execute(
+        """CREATE TABLE declaration_documents (
+            site TEXT PRIMARY KEY, version BIGINT NOT NULL, base BIGINT NOT NULL,
+            base_id BIGINT NOT NULL, built_at_ms BIGINT NOT NULL)"""
+    )
+    return []
+
+
 Step = Callable[[Any, Dialect], list[tuple[Any, ...]]]
 # (version, step): the step upgrades a store of the version before to this one.
 STEPS: list[tuple[int, Step]] = [
@@ -231,6 +250,7 @@ STEPS: list[tuple[int, Step]] = [
     (4, _to_version_4),
     (5, _to_version_5),
     (6, _to_version_6),
+    (7, _to_version_7),
 ]
 
 

@@ -3,8 +3,8 @@
 The keys are declared and checked with the kiosk config's machinery (:mod:`kiosk.config`), so
 a wrong key or value raises :class:`~kiosk.config.ConfigError` naming the file, the line and
 the key, and the CLI exits 78. Sections: ``[store]``, ``[mqtt]``, one ``[sites.<site id>]``
-per site, ``[report]`` and ``[report.smtp]``, ``[web]``. Flags of the ``kiosk central``
-commands override the file. Secrets never live in it: the MQTT password comes from
+per site, ``[report]`` and ``[report.smtp]``, ``[web]``, ``[declarations]``. Flags of the
+``kiosk central`` commands override the file. Secrets never live in it: the MQTT password comes from
 ``KIOSK_CENTRAL_MQTT_PASSWORD``, the command key from ``KIOSK_CENTRAL_COMMAND_KEY`` and the
 SMTP password from ``KIOSK_CENTRAL_SMTP_PASSWORD``. The example file
 ``deploy/central.example.toml`` is generated from the declarations (:func:`example_toml`).
@@ -25,6 +25,7 @@ from kiosk.config.lines import KeyLines
 from kiosk.config.loader import parse_section, read_toml
 from kiosk.config.schema import Language
 from kiosk.config.values import id_check
+from kiosk.ids import TOKEN
 
 CONFIG_ENV = "KIOSK_CENTRAL_CONFIG"
 SMTP_PASSWORD_ENV = "KIOSK_CENTRAL_SMTP_PASSWORD"
@@ -45,6 +46,11 @@ def timezone_check(value: str) -> str | None:
 def clock_check(value: str) -> str | None:
     """``HH:MM``, a local time of day."""
     return None if re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value) else "must be HH:MM"
+
+
+def org_check(value: str) -> str | None:
+    """An organisation id as signed documents carry it (letters, digits, ``._:-``)."""
+    return None if TOKEN.match(value) else "must be 1-64 of A-Z a-z 0-9 . _ : -"
 
 
 def addresses_check(value: tuple[str, ...]) -> str | None:
@@ -146,6 +152,33 @@ class WebSection:
 
 
 @dataclass(frozen=True)
+class DeclarationsSection:
+    """The health declaration page (/s/<site>) and the signed declarations document."""
+
+    signing_key_file: str = key(
+        "",
+        "The document-signing key (PEM, `kiosk pass keygen --name documents`) the declarations "
+        "document is signed with (empty: not published)",
+    )
+    org: str = key(
+        "org",
+        "The organisation id the document carries (as `kiosk pass revoke --org`)",
+        check=org_check,
+    )
+    validity_h: float = key(24.0, "Hours a declaration stays valid", low=1, high=336)
+    snapshot_interval_min: float = key(
+        15.0, "Minutes between full snapshots (deltas follow each declaration)", low=1, high=1440
+    )
+    keep_answers: bool = key(False, "Keep each declaration's answers, not only its status")
+    retention_days: float = key(
+        14.0, "Delete declarations (and their answers) older than this, daily", low=1, high=3650
+    )
+    privacy_url: str = key(
+        "", "Address of the privacy notice the page links (empty: the notice central serves)"
+    )
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     """The whole of central's configuration; build it with :func:`load_central_config`."""
 
@@ -155,6 +188,7 @@ class CentralConfig:
     report: ReportSection = field(default_factory=ReportSection)
     smtp: SmtpSection = field(default_factory=SmtpSection)  # [report.smtp]
     web: WebSection = field(default_factory=WebSection)
+    declarations: DeclarationsSection = field(default_factory=DeclarationsSection)
     source: str = "<defaults>"
 
     def site(self, site_id: str) -> SiteSection:
@@ -168,6 +202,7 @@ _SECTIONS: dict[str, type] = {
     "report": ReportSection,
     "report.smtp": SmtpSection,
     "web": WebSection,
+    "declarations": DeclarationsSection,
 }
 
 
@@ -182,7 +217,7 @@ def parse_central_config(
 ) -> CentralConfig:
     """Validate a mapping shaped like ``central.toml`` and return the frozen config."""
     lines = KeyLines(text)
-    allowed = ("store", "mqtt", "sites", "report", "web")
+    allowed = ("store", "mqtt", "sites", "report", "web", "declarations")
     for name in raw:
         if name not in allowed:
             problem = f"unknown section; allowed: {', '.join(allowed)}"
@@ -219,6 +254,7 @@ def parse_central_config(
         report=section("report"),
         smtp=section("report.smtp"),
         web=section("web"),
+        declarations=section("declarations"),
         source=source,
     )
 
@@ -234,6 +270,6 @@ def example_toml() -> str:
     for name in ("store", "mqtt"):
         lines += section_lines(name, _SECTIONS[name])
     lines += section_lines("sites.site-1", SiteSection)
-    for name in ("report", "report.smtp", "web"):
+    for name in ("report", "report.smtp", "web", "declarations"):
         lines += section_lines(name, _SECTIONS[name])
     return "\n".join(lines)
