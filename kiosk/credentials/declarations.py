@@ -104,13 +104,12 @@ def load_declarations(
     data: bytes,
     anchor: Ed25519PublicKey,
     *,
-    org: str,
     site: str,
     now: datetime,
 ) -> DeclarationsDocument:
     """Verify a signed declarations document; DocumentError says why it must not be used.
 
-    Checks the size, the signature by the trust anchor, the type, the organisation and site,
+    Checks the size, the signature by the trust anchor, the type, that it is ``site``'s,
     that ``iat`` is not later than ``now`` + :data:`SKEW`, and every entry. Whether its version
     is new enough is the merge rule's (:func:`accepts`).
     """
@@ -140,8 +139,8 @@ def load_declarations(
         _check_header(payload)
     except ValueError as error:
         raise DocumentError(f"malformed document: {error}") from None
-    if payload["org"] != org or payload["site"] != site:
-        raise DocumentError(f"for {payload['org']}/{payload['site']}, not {org}/{site}")
+    if payload["site"] != site:
+        raise DocumentError(f"for site {payload['site']!r}, not {site!r}")
     issued_at = datetime.fromtimestamp(payload["iat"], UTC)
     if issued_at > now + SKEW:
         raise DocumentError(f"issued in the future ({issued_at.isoformat()})")
