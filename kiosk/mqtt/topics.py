@@ -28,6 +28,8 @@ class Leaf(StrEnum):
     RECEIPTS = "receipts"
     TRUST = "trust"  # under the site's reserved kiosk id "site": the signed trust list
     REVOCATION = "revocation"  # likewise: the signed revocation list
+    DECLARATIONS = "declarations"  # likewise: the signed declarations snapshot
+    DECLARATIONS_DELTA = "declarations-delta"  # likewise: the snapshot's cumulative delta
     ACTIVITY = "activity"  # live decisions for Home Assistant (kiosk.mqtt.homeassistant)
     PASSAGES = "passages"  # what the site's other kiosks learn from this one's events
 
