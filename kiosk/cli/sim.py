@@ -46,9 +46,21 @@ def sim_group() -> None:
 @sim_group.command()
 @click.argument("code", required=False)
 @click.option("--image", type=click.Path(dir_okay=False, path_type=Path), help="Hold up an image.")
-@click.option("--temp", type=click.FloatRange(0, 80), default=36.6, show_default=True)
+@click.option(
+    "--temp",
+    type=click.FloatRange(0, 80),
+    default=36.6,
+    show_default=True,
+    help="Forehead temperature (°C) the thermometer sees.",
+)
 @click.option("--no-forehead", is_flag=True, help="Nobody in front of the thermometer.")
-@click.option("--wait", type=click.FloatRange(0, 60), default=15.0, show_default=True)
+@click.option(
+    "--wait",
+    type=click.FloatRange(0, 60),
+    default=15.0,
+    show_default=True,
+    help="Seconds to wait for the decision (0: do not wait).",
+)
 @config_option
 @json_option
 def present(
