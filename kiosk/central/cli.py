@@ -10,6 +10,7 @@ import threading
 from collections.abc import Mapping
 from typing import TextIO
 
+from kiosk.central.declarations.publisher import declarations_publisher
 from kiosk.central.fleet import format_fleet, format_quarantine
 from kiosk.central.ingest import Ingest, IngestSettings
 from kiosk.central.reports.deliveries import delivery_alerts, format_alerts
@@ -44,23 +45,27 @@ def run_central(
     reports: CentralConfig | None = None,
 ) -> dict[str, int]:
     """Ingest until ``stop`` is set, applying the retention ``policy`` (default: the
-    config's defaults) at start and daily, and delivering the daily list as ``reports``'
-    [report] says (when it names a folder or recipients); logs the counters now and then and
+    config's defaults) at start and daily, delivering the daily list as ``reports``'
+    [report] says (when it names a folder or recipients) and publishing the sites' signed
+    declarations documents as its [declarations] says; logs the counters now and then and
     returns them."""
     settings = with_env_secrets(settings, os.environ)
     store = open_store(db_url)
     ingest = Ingest(settings, store)
     retention = RetentionJob(store, policy or StoreSection())
     delivery = delivery_job(store, reports) if reports else None
+    declarations = declarations_publisher(store, reports or CentralConfig(), settings)
     log.info("central ingest %s starting: %s:%d", settings.client_id, settings.host, settings.port)
     ingest.start()
     retention.start()
     if delivery:
         delivery.start()
+    declarations.start()
     try:
         while not stop.wait(stats_every_s):
             log.info("ingest counters: %s", ingest.stats())
     finally:
+        declarations.stop()
         if delivery:
             delivery.stop()
         retention.stop()
