@@ -63,7 +63,8 @@ def serve_simulation(kiosk: Kiosk) -> Iterator[Path]:
     from kiosk.run.simcommands import SimulationCommands
 
     path = socket_path(kiosk.config)
-    server = ControlServer(bind_socket(path), SimulationCommands(kiosk).handlers)
+    handlers = SimulationCommands(kiosk).handlers
+    server = ControlServer(bind_socket(path), handlers)
     kiosk.add_background(server.serve)
     log.info("simulation control socket at %s (kiosk sim …)", path)
     try:
