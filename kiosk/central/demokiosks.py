@@ -85,6 +85,7 @@ class Kiosk:
 
     @property
     def id(self) -> str:
+        """The kiosk's id (``kiosk.id``)."""
         return self.config.kiosk.id
 
 
@@ -103,7 +104,7 @@ def layout(site: str, kiosks: int) -> list[Kiosk]:
         identity |= {"direction": direction, "area": area}
         if (
             mode == "checkin"
-        ):  # each meeting's name replaces it (the room's kiosk is set per meeting)
+        ):  # each meeting's name replaces it: the room's kiosk is set per meeting
             identity["meeting"] = "Phòng họp"
         raw = {
             "kiosk": identity,
@@ -142,9 +143,12 @@ class Site:
         self.attendance: set[tuple[str, str]] = set()  # (meeting, subject), today
 
     def uuid(self) -> str:
+        """A random UUID (version 4) from the seeded generator: the same for the same seed."""
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
     def kiosk(self, door: str, key: str) -> Kiosk | None:
+        """The kiosk at ``door`` (or the door that stands in for it), chosen by ``key`` when
+        there are several; None when the site has no such door (no lab, no meeting room)."""
         for wanted in _FALLBACK[door]:
             matching = [k for k in self.kiosks if k.door == wanted]
             if matching:
@@ -154,6 +158,7 @@ class Site:
     def record(
         self, kiosk: Kiosk, at: datetime, type: EventType, data: dict[str, Any]
     ) -> WireEvent:
+        """Log an event at ``kiosk``: its next seq, its current run and clock state."""
         event = WireEvent(
             self.uuid(),
             len(kiosk.events) + 1,
@@ -167,19 +172,22 @@ class Site:
         return event
 
     def start(self, at: datetime) -> None:
+        """Every kiosk starts a run."""
         for kiosk in self.kiosks:
             kiosk.boot_id = self.uuid()
             started = {"mode": kiosk.config.kiosk.mode, "version": __version__, "degraded": []}
             self.record(kiosk, at, EventType.KIOSK_STARTED, started)
 
     def restart(self, kiosk: Kiosk, at: datetime, *, clock_synced: bool) -> None:
-        """A reboot (power cut): the new run has no time server yet if ``clock_synced`` is False."""
+        """A restart (stopped, started again): the new run has no time server if
+        ``clock_synced`` is False."""
         self.record(kiosk, at, EventType.KIOSK_STOPPED, {})
         kiosk.boot_id, kiosk.clock_synced = self.uuid(), clock_synced
         started = {"mode": kiosk.config.kiosk.mode, "version": __version__, "degraded": []}
         self.record(kiosk, at + timedelta(seconds=40), EventType.KIOSK_STARTED, started)
 
     def happen(self, happening: Scan | Incident) -> None:
+        """Record one happening, in time order."""
         local_day = happening.at.astimezone(self.tz).date()
         if local_day != self.day:  # the kiosks' day starts afresh at local midnight
             self.day, self.visitors_today = local_day, 0
@@ -190,6 +198,8 @@ class Site:
             self.incident(happening)
 
     def incident(self, incident: Incident) -> None:
+        """A lockdown command at every gate kiosk, a thermometer's health event, a passage
+        nobody was granted (only a hold-mode kiosk's passage sensor sees one)."""
         if incident.what == "lockdown":
             for kiosk in self.kiosks:
                 if kiosk.config.kiosk.mode == "gate":
@@ -216,6 +226,8 @@ class Site:
             kiosk.passages += 1
 
     def scan(self, scan: Scan) -> None:
+        """A code at a door: the kiosk checks it, applies the rules, measures when it would,
+        decides and logs the decision (and, in hold mode, the person's passage)."""
         kiosk = self.kiosk(scan.door, scan.badge)
         if kiosk is None:
             return
@@ -285,6 +297,7 @@ class Site:
             kiosk.passages += 1
 
     def measure(self, kiosk: Kiosk, body: Body | None) -> Measurement:
+        """The kiosk's measurement of ``body``: a fault while its thermometer has failed."""
         if not kiosk.thermometer.ok:
             return Measurement(
                 TemperatureStatus.FAULT, None, None, 0, False, False, kiosk.thermometer.detail, 0.9
