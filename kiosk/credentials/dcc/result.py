@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Literal
 
 CertificateType = Literal["v", "t", "r"]
+TYPES: tuple[CertificateType, ...] = ("v", "t", "r")
 
 # Steps in the order they run; the first failing one is the result's step and reason.
 STEPS = (
@@ -76,7 +77,7 @@ class Vaccination:
 
 
 @dataclass(frozen=True)
-class TestEntry:
+class DiagnosticTest:
     """A test entry: type (``tt``, e.g. LP6464-4 NAAT), result (``tr``, 260415000 = negative),
     sample time."""
 
@@ -98,7 +99,7 @@ class Recovery:
     country: str
 
 
-Entry = Vaccination | TestEntry | Recovery
+Entry = Vaccination | DiagnosticTest | Recovery
 
 
 @dataclass(frozen=True)

@@ -34,12 +34,13 @@ from kiosk.credentials.dcc.result import (
     NOT_YET_VALID,
     REASONS,
     STEPS,
+    TYPES,
     CertificateType,
     DccResult,
+    DiagnosticTest,
     Entry,
     Holder,
     Recovery,
-    TestEntry,
     Vaccination,
 )
 from kiosk.credentials.dcc.schema import SchemaError, check_hcert
@@ -208,7 +209,7 @@ def _time(value: object) -> int | None:
 def _kind(hcert: object) -> CertificateType | None:
     if not isinstance(hcert, Mapping):
         return None
-    kinds: list[CertificateType] = [kind for kind in ("v", "t", "r") if kind in hcert]
+    kinds = [kind for kind in TYPES if hcert.get(kind) is not None]
     return kinds[0] if len(kinds) == 1 else None
 
 
@@ -259,7 +260,7 @@ def _entry(kind: CertificateType, raw: Mapping[str, Any]) -> Entry:
             raw["tg"], raw["mp"], raw["dn"], raw["sd"], _date(raw.get("dt")), raw["co"]
         )
     if kind == "t":
-        return TestEntry(raw["tg"], raw["tt"], raw["tr"], _datetime(raw.get("sc")), raw["co"])
+        return DiagnosticTest(raw["tg"], raw["tt"], raw["tr"], _datetime(raw.get("sc")), raw["co"])
     return Recovery(
         raw["tg"], _date(raw.get("fr")), _date(raw.get("df")), _date(raw.get("du")), raw["co"]
     )
