@@ -14,17 +14,20 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from click.testing import CliRunner, Result
+from jsonschema import Draft202012Validator
 
 from kiosk.central import Store, open_store, roster
 from kiosk.central.demo import DemoResult, fill
 from kiosk.central.presence import site_inside
 from kiosk.cli.main import cli
+from kiosk.mqtt.protocol import WireEvent, encode_events
 
 pytest_plugins = ("tests.central_fixtures",)
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 NOW = datetime(2026, 11, 25, 10, 30, tzinfo=ZONE)  # a Wednesday morning
 DAYS = 14
+SCHEMAS = Path(__file__).parent.parent / "docs" / "schemas"
 
 
 def central(config: Path, *args: str) -> Result:
@@ -164,6 +167,29 @@ def test_the_traffic_has_what_a_site_sees_in_two_weeks(demo: DemoResult, store: 
     subjects = {d["subject"] for d in made if d["subject"]}
     named = roster.people(store, "hq", subjects)
     assert len(named) > 0.9 * len(subjects)  # all but the unknown badges
+
+
+def schema_errors(name: str, message: dict[str, Any]) -> list[str]:
+    schema = json.loads((SCHEMAS / f"{name}.json").read_text(encoding="utf-8"))
+    return [error.message for error in Draft202012Validator(schema).iter_errors(message)]
+
+
+def test_the_events_and_states_follow_the_published_schemas(demo: DemoResult, store: Store) -> None:
+    """One stored event of each type and decision reason, as its kiosk's events message, and
+    every kiosk's retained state."""
+    samples: dict[tuple[str, str, str], Any] = {}
+    for row in store.events_between(0, 2**62):
+        data = json.loads(row.data)
+        samples.setdefault((row.type, str(data.get("reason")), row.kiosk), (row, data))
+    assert len(samples) > 25
+    for row, data in samples.values():
+        event = WireEvent(
+            row.event_id, row.seq, row.boot_id, row.ts_ms, row.clock_synced, row.type, data
+        )
+        message = json.loads(encode_events(row.site, row.kiosk, [event]))
+        assert schema_errors("events", message) == [], message
+    for kiosk in store.fleet():
+        assert schema_errors("state", kiosk.state) == [], kiosk.kiosk
 
 
 def test_the_same_seed_makes_the_same_store(tmp_path: Path) -> None:
