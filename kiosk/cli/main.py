@@ -14,6 +14,7 @@ from kiosk.cli.central import central
 from kiosk.cli.command import command_group
 from kiosk.cli.common import EX_SOFTWARE, EX_UNAVAILABLE
 from kiosk.cli.configure import config_group, web
+from kiosk.cli.dcc import dcc_group
 from kiosk.cli.device import decode, demo, doctor, relay_safe, run
 from kiosk.cli.issuer import pass_group, site_qr
 from kiosk.cli.reports import checkin, events
@@ -66,5 +67,6 @@ for command in (
     site_qr,
     command_group,
     sim_group,
+    dcc_group,
 ):
     cli.add_command(command)

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Literal, TypeGuard, overload
+from typing import Any, Literal, Protocol, TypeGuard, overload
 
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -57,25 +57,47 @@ class RevocationList:
 Document = TrustList | RevocationList
 
 
+class DocumentHeader(Protocol):
+    """What every signed site document has: its organisation, version and time of issue."""
+
+    @property
+    def org(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def issued_at(self) -> datetime: ...
+
+
 def encode_document(document: Document, signing_key: Ed25519PrivateKey) -> bytes:
     """Sign a document with the organisation's document-signing key; the bytes to distribute."""
-    if document.issued_at.tzinfo is None:
-        raise ValueError("issued_at must be timezone-aware")
-    if not IDENTIFIER.fullmatch(document.org) or document.version < 1:
-        raise ValueError("org must be an id and version >= 1")
-    payload: dict[str, Any] = {
-        "typ": "trust" if isinstance(document, TrustList) else "revocation",
-        "ver": document.version,
-        "iat": int(document.issued_at.timestamp()),
-        "org": document.org,
-    }
+    fields: dict[str, Any] = {}
     if isinstance(document, TrustList):
-        payload["keys"] = [
+        fields["keys"] = [
             key.public_bytes(Encoding.Raw, PublicFormat.Raw) for key in document.keys.values()
         ]
-        _keys(payload["keys"])
+        _keys(fields["keys"])
     else:
-        payload["ids"] = [pass_id_bytes(pass_id) for pass_id in sorted(document.revoked)]
+        fields["ids"] = [pass_id_bytes(pass_id) for pass_id in sorted(document.revoked)]
+    kind = "trust" if isinstance(document, TrustList) else "revocation"
+    return encode_signed(kind, document, fields, signing_key)
+
+
+def encode_signed(
+    kind: str, header: DocumentHeader, fields: Mapping[str, Any], signing_key: Ed25519PrivateKey
+) -> bytes:
+    """Sign a site document of type ``kind``: ``header``'s org, version and time, then
+    ``fields``; ValueError when the header cannot be used."""
+    if header.issued_at.tzinfo is None:
+        raise ValueError("issued_at must be timezone-aware")
+    if not IDENTIFIER.fullmatch(header.org) or header.version < 1:
+        raise ValueError("org must be an id and version >= 1")
+    payload = {
+        "typ": kind,
+        "ver": header.version,
+        "iat": int(header.issued_at.timestamp()),
+        "org": header.org,
+        **fields,
+    }
     return encode_sign1(signing_key, cbor2.dumps(payload))
 
 
@@ -130,8 +152,29 @@ def load_document(
     ``current_version`` is the version in use (None when there is none): a document must be
     newer, so an old list cannot be replayed.
     """
-    if len(data) > MAX_DOCUMENT_BYTES:
-        raise DocumentError(f"document is larger than {MAX_DOCUMENT_BYTES} bytes")
+    payload, version, issued_at, org = open_signed(
+        data, anchor, expected_type=expected_type, current_version=current_version
+    )
+    if expected_type == "trust":
+        return TrustList(org, version, issued_at, _keys(payload.get("keys")))
+    return RevocationList(org, version, issued_at, _pass_ids(payload.get("ids")))
+
+
+def open_signed(
+    data: bytes,
+    anchor: Ed25519PublicKey,
+    *,
+    expected_type: str,
+    current_version: int | None,
+    max_bytes: int = MAX_DOCUMENT_BYTES,
+) -> tuple[Mapping[Any, Any], int, datetime, str]:
+    """A signed site document's payload, version, time and organisation, once its size,
+    signature (by ``anchor``), type and version are checked; DocumentError says why not.
+
+    Each kind of document reads its own fields from the payload; this is what they share.
+    """
+    if len(data) > max_bytes:
+        raise DocumentError(f"document is larger than {max_bytes} bytes")
     try:
         message = decode_sign1(data)
     except ValueError as error:
@@ -160,10 +203,7 @@ def load_document(
         raise DocumentError("malformed document: org must be an id")
     if current_version is not None and version <= current_version:
         raise DocumentError(f"version {version} is not newer than {current_version}")
-    issued_at = datetime.fromtimestamp(issued, UTC)
-    if expected_type == "trust":
-        return TrustList(org, version, issued_at, _keys(payload.get("keys")))
-    return RevocationList(org, version, issued_at, _pass_ids(payload.get("ids")))
+    return payload, version, datetime.fromtimestamp(issued, UTC), org
 
 
 def _is_count(value: object) -> TypeGuard[int]:
