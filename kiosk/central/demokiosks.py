@@ -41,10 +41,10 @@ from kiosk.decide.decision import decide
 from kiosk.decide.entrance import Assessment, entry_policy
 from kiosk.decide.privacy import Pseudonymizer
 from kiosk.decide.rules import EntranceFacts, Holder, check_entry
-from kiosk.events import EventType, decision_event_data, passage_event_data
+from kiosk.events import EventType, Part, decision_event_data, passage_event_data
 from kiosk.gate_parts.data import GateState
 from kiosk.mqtt.protocol import WireEvent
-from kiosk.run.health import DailyCounts, Health, Part, PartState, state_document
+from kiosk.run.health import DailyCounts, Health, PartState, state_document
 from kiosk.sensors.measurement import Measurement, TemperatureStatus
 from kiosk.sensors.mlx90614 import Reading
 from kiosk.store.records import LogStats
