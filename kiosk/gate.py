@@ -34,7 +34,6 @@ from typing import Self
 from gpiozero import DigitalInputDevice, GPIODeviceClosed, OutputDevice
 from gpiozero.pins import Factory
 
-from kiosk.config import RelayMode
 from kiosk.gate_parts.admissions import Credit, Credits, GatePassage, PassageCause
 from kiosk.gate_parts.data import GatePins, GateState, GateTiming
 from kiosk.gate_parts.signals import Signal, SignalDevices
@@ -46,7 +45,6 @@ __all__ = [
     "GateState",
     "GateTiming",
     "PassageCause",
-    "RelayMode",
     "Signal",
     "force_relay_safe",
 ]

@@ -384,28 +384,6 @@ def test_an_older_store_is_migrated_to_per_kiosk_identity(
     assert (again.count(), again.quarantined_count()) == (4, 1)
 
 
-def test_retention_prunes_old_events_and_quarantine_rows_and_forgets_their_gaps(
-    db_url: str, central: Callable[..., Ingest], connect: Callable[[str], Store]
-) -> None:
-    store = connect(db_url)
-    now_ms = time.time_ns() // 1_000_000
-    old = [r._replace(received_at_ms=now_ms - 3 * 86_400_000) for r in rows(SITE, "k1", [1, 3])]
-    store.insert_batch([*old, *rows(SITE, "k1", [5])])  # received at 5 ms: older still
-    store.insert_batch([r._replace(received_at_ms=now_ms) for r in rows(SITE, "k1", [7, 8])])
-    store.quarantine([refusal("kiosk/v1/s1/k1/events", b"x", "old", now_ms - 3 * 86_400_000)])
-    store.quarantine([refusal("kiosk/v1/s1/k1/events", b"y", "new", now_ms)])
-    assert store.gaps(SITE, "k1") == [[2, 2], [4, 4], [6, 6]]
-    ingest = central(store, retention_days=2)
-    wait_until(lambda: store.count() == 2)
-    wait_until(lambda: ingest.stats()["pruned"] == 3)
-    assert stored_seqs(store) == [7, 8]
-    assert [q.reason for q in store.quarantined(5)] == ["new"]
-    assert store.gaps(SITE, "k1") == [[6, 6]]  # gaps at or below a pruned seq are forgotten
-    (k1,) = store.fleet()
-    assert (k1.count, k1.missing) == (5, 3)  # what was ever stored: pruning is not a gap
-
-
-def test_retention_is_off_by_default_and_a_negative_one_is_refused() -> None:
-    assert IngestSettings().retention_days == 0
+def test_a_negative_retention_is_refused() -> None:
     result = CliRunner().invoke(cli, ["central", "run", "--retention-days", "-1"])
     assert result.exit_code == 2 and "--retention-days" in result.output

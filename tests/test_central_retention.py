@@ -58,6 +58,19 @@ def test_old_events_and_quarantine_rows_go_and_the_quarantine_is_bounded(
     assert "deleted the 1 oldest quarantine rows beyond quarantine_max_rows 1" in caplog.text
 
 
+def test_pruning_forgets_the_gaps_it_reaches_and_is_no_gap_itself(store: Store) -> None:
+    at = now_ms()
+    old = [r._replace(received_at_ms=at - 3 * DAY_MS) for r in rows(SITE, "k1", [1, 3])]
+    store.insert_batch([*old, *rows(SITE, "k1", [5])])  # received at 5 ms: older still
+    store.insert_batch([r._replace(received_at_ms=at) for r in rows(SITE, "k1", [7, 8])])
+    assert store.gaps(SITE, "k1") == [[2, 2], [4, 4], [6, 6]]
+    assert apply_retention(store, StoreSection(retention_days=2), at).events == 3
+    assert stored_seqs(store) == [7, 8]
+    assert store.gaps(SITE, "k1") == [[6, 6]]  # gaps at or below a pruned seq are forgotten
+    (k1,) = store.fleet()
+    assert (k1.count, k1.missing) == (5, 3)  # what was ever stored: pruning is not a gap
+
+
 def test_without_a_retention_only_the_bound_applies(store: Store) -> None:
     at = now_ms()
     fill(store, at)

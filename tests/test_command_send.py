@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from kiosk.cli.main import cli
-from kiosk.mqtt.protocol import CommandName, Leaf, command_signature, decode_command
+from kiosk.mqtt.protocol import Leaf, command_signature, decode_command
+from kiosk.operator.actions import Action
 from tests.broker import Broker, Collector, free_port, mqtt_client
 from tests.support import running
 from tests.test_remote import KEY, TOPICS, kiosk_config
@@ -164,7 +165,7 @@ def test_a_missing_key_is_named_and_every_command_has_a_usage_line() -> None:
     assert result.exit_code == 64
     assert "set KIOSK_CENTRAL_COMMAND_KEY to the site's mqtt.command_key" in result.stderr
     help_text = CliRunner().invoke(cli, ["command", "send", "--help"]).stdout
-    assert all(f"  {name.value} " in help_text for name in CommandName)
+    assert all(f"  {name.value} " in help_text for name in Action)
     for command in (["command", "send"], ["central", "run"]):  # where the key comes from
         assert "KIOSK_CENTRAL_COMMAND_KEY" in CliRunner().invoke(cli, [*command, "--help"]).stdout
 

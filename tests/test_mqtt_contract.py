@@ -48,7 +48,6 @@ from kiosk.mqtt import protocol
 from kiosk.mqtt.protocol import (
     Availability,
     Command,
-    CommandName,
     KioskTopics,
     Leaf,
     ProtocolError,
@@ -171,11 +170,11 @@ def test_schema_enums_follow_the_code() -> None:
     assert enum_of(schema("document")["properties"]["typ"]) == set(trust.KINDS)
     # command events: the MQTT commands, plus the status page's relay test
     assert enum_of(event["command"]["properties"]["command"]) == {
-        *(c.value for c in CommandName),
+        *(c.value for c in Action),
         "test_relay",
     }
     command = schema("command")
-    assert enum_of(command["properties"]["command"]) == {c.value for c in CommandName}
+    assert enum_of(command["properties"]["command"]) == {c.value for c in Action}
     assert enum_of(schema("result")["properties"]["error"]) == {None} | {
         e.value for e in CommandError
     }
@@ -1005,7 +1004,7 @@ def _processor(key: bytes | None = KEY, fail: str = "") -> CommandProcessor:
 
 
 def test_every_command_matches_the_schema_and_is_carried_out() -> None:
-    assert set(VALID_ARGS) == {c.value for c in CommandName}
+    assert set(VALID_ARGS) == {c.value for c in Action}
     processor = _processor()
     for name, args in VALID_ARGS.items():
         message = _command(name, args, key=KEY)

@@ -5,8 +5,8 @@ transaction, commits, and only then acknowledges every message (``manual_ack``) 
 one receipt per kiosk. A crash between commit and ack makes the broker redeliver, and the
 store ignores what it already has. What can never be stored (a malformed message, an event
 outside the schema's ranges, a row the database refuses) is quarantined and acknowledged
-(``kiosk.central.commit``), so no message can halt ingest; it gets no receipt. With
-``retention_days`` set, a second thread prunes old events and quarantine rows.
+(``kiosk.central.commit``), so no message can halt ingest; it gets no receipt. Retention is
+not the ingest's: :mod:`kiosk.central.retention` prunes old events and quarantine rows.
 """
 
 from __future__ import annotations
@@ -63,8 +63,6 @@ class IngestSettings:
     batch_wait_s: float = 0.03  # longest wait for a batch to fill
     gap_grace_s: float = 30.0
     resend_expiry_s: int = 300
-    retention_days: float = 0.0  # prune events and quarantine rows older than this; 0: never
-    prune_every_s: float = 3600.0
 
 
 BATCH_LULL_S = 0.002  # no new message for this long: store the batch now
@@ -79,8 +77,7 @@ class Ingest:
 
     Counters: received (messages), stored and duplicates (events), malformed (messages
     refused as a whole), quarantined (messages and single events put in the quarantine, the
-    malformed ones included), receipts_sent, resend_requests, pruned (events deleted by the
-    retention).
+    malformed ones included), receipts_sent, resend_requests.
     """
 
     def __init__(self, settings: IngestSettings, store: Store) -> None:
@@ -96,7 +93,6 @@ class Ingest:
         self._gaps = GapTracker(settings.gap_grace_s)
         self._receipts: list[mqtt.MQTTMessageInfo] = []
         self._worker = threading.Thread(target=self._run, name="central-ingest", daemon=True)
-        self._pruner = threading.Thread(target=self._prune, name="central-prune", daemon=True)
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -117,8 +113,6 @@ class Ingest:
         props.SessionExpiryInterval = self.settings.session_expiry_s
         props.ReceiveMaximum = 2 * self.settings.batch_max  # next batch arrives during a commit
         self._worker.start()
-        if self.settings.retention_days > 0:
-            self._pruner.start()
         self._client.connect_async(
             self.settings.host,
             self.settings.port,
@@ -140,7 +134,7 @@ class Ingest:
     def stats(self) -> dict[str, int]:
         """Counters since start (see the class docstring)."""
         names = ("received", "stored", "duplicates", "malformed", "quarantined", "receipts_sent")
-        return {name: self._counts[name] for name in (*names, "resend_requests", "pruned")}
+        return {name: self._counts[name] for name in (*names, "resend_requests")}
 
     def stop(self, timeout: float = 5.0) -> None:
         """Finish the current batch, let the last receipts go out, then disconnect.
@@ -148,9 +142,8 @@ class Ingest:
         Messages still queued are not acked: the broker sends them again next time.
         """
         self._stop.set()
-        for thread in (self._worker, self._pruner):
-            if thread.is_alive():
-                thread.join(timeout)
+        if self._worker.is_alive():
+            self._worker.join(timeout)
         for info in self._receipts:
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(1.0)
@@ -218,26 +211,6 @@ class Ingest:
                 self._check_gaps()
             except Exception:
                 log.exception("ingest worker error; continuing")
-
-    def _prune(self) -> None:
-        """Delete what is older than the retention, now and every ``prune_every_s``."""
-        s = self.settings
-        while True:
-            try:
-                before_ms = _now_ms() - int(s.retention_days * 86_400_000)
-                events, quarantined = self._store.prune(before_ms)
-                self._counts["pruned"] += events
-                if events or quarantined:
-                    log.info(
-                        "retention: pruned %d events and %d quarantine rows older than %g days",
-                        events,
-                        quarantined,
-                        s.retention_days,
-                    )
-            except Exception as exc:
-                log.error("pruning failed (%s); trying again later", type(exc).__name__)
-            if self._stop.wait(s.prune_every_s):
-                return
 
     def _take(self) -> list[_Message]:
         try:

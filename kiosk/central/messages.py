@@ -13,13 +13,13 @@ from kiosk.mqtt.protocol import (
     MAX_SEQ,
     Availability,
     Command,
-    CommandName,
     Leaf,
     ProtocolError,
     command_signature,
     decode_state,
 )
 from kiosk.mqtt.wire import is_integer, load_message
+from kiosk.operator.actions import Action
 
 Update = tuple[str, str, Leaf, Any, int | None]  # site, kiosk, status/state, value, seen_ms
 
@@ -102,7 +102,7 @@ def resend_command(from_seq: int, key: bytes | None, expiry_s: int, now_ms: int)
     """A ``resend`` command from ``from_seq``, signed when a key is configured."""
     command = Command(
         id=str(uuid.uuid4()),
-        command=CommandName.RESEND.value,
+        command=Action.RESEND.value,
         args={"from_seq": from_seq},
         issued_at_ms=now_ms,
         expires_at_ms=now_ms + expiry_s * 1000,

@@ -33,7 +33,6 @@ from kiosk.cli.common import EX_TEMPFAIL, EX_UNAVAILABLE, EX_USAGE
 from kiosk.mqtt.client import new_client, tls_context
 from kiosk.mqtt.protocol import (
     Command,
-    CommandName,
     KioskTopics,
     Leaf,
     ProtocolError,
@@ -41,18 +40,18 @@ from kiosk.mqtt.protocol import (
     decode_result,
     encode_command,
 )
-from kiosk.operator.actions import ArgumentError, check_arguments
+from kiosk.operator.actions import Action, ArgumentError, check_arguments
 from kiosk.operator.commands import MAX_LIFETIME_MS
 
 REFUSED = 1  # the kiosk answered with an error code
 
 USAGE = {
-    CommandName.LOCKDOWN: "on|off",
-    CommandName.EMERGENCY_OPEN: "on|off",
-    CommandName.SET_FEVER_THRESHOLD: "CELSIUS",
-    CommandName.RESEND: "FROM_SEQ",
-    CommandName.RELOAD_ALLOWLIST: "",
-    CommandName.TEST_RELAY: "",
+    Action.LOCKDOWN: "on|off",
+    Action.EMERGENCY_OPEN: "on|off",
+    Action.SET_FEVER_THRESHOLD: "CELSIUS",
+    Action.RESEND: "FROM_SEQ",
+    Action.RELOAD_ALLOWLIST: "",
+    Action.TEST_RELAY: "",
 }
 
 
@@ -116,7 +115,7 @@ class SendError(Exception):
         self.code = code
 
 
-def parse_arguments(name: CommandName, words: tuple[str, ...]) -> dict[str, Any]:
+def parse_arguments(name: Action, words: tuple[str, ...]) -> dict[str, Any]:
     """The command's ``args`` from the words after its name; ArgumentError says what is wanted."""
     wanted = USAGE[name]
     if len(words) != (1 if wanted else 0):
@@ -126,12 +125,12 @@ def parse_arguments(name: CommandName, words: tuple[str, ...]) -> dict[str, Any]
         if words[0] not in ("on", "off"):
             raise ArgumentError(f"{name} takes on or off, not {words[0]!r}")
         args = {"on": words[0] == "on"}
-    elif name is CommandName.SET_FEVER_THRESHOLD:
+    elif name is Action.SET_FEVER_THRESHOLD:
         try:
             args = {"celsius": float(words[0])}
         except ValueError:
             raise ArgumentError(f"'celsius' must be a number, not {words[0]!r}") from None
-    elif name is CommandName.RESEND:
+    elif name is Action.RESEND:
         if not words[0].isdigit():
             raise ArgumentError(f"'from_seq' must be a whole number, not {words[0]!r}")
         args = {"from_seq": int(words[0])}
@@ -140,7 +139,7 @@ def parse_arguments(name: CommandName, words: tuple[str, ...]) -> dict[str, Any]
 
 
 def build_command(
-    name: CommandName, args: dict[str, Any], key: bytes | None, ttl_s: float, now_ms: int
+    name: Action, args: dict[str, Any], key: bytes | None, ttl_s: float, now_ms: int
 ) -> Command:
     """A fresh command, signed as central signs its own when ``key`` is given."""
     command = Command(str(uuid.uuid4()), name.value, args, now_ms, now_ms + int(ttl_s * 1000))
@@ -270,7 +269,7 @@ def command_group() -> None:
     "--unsigned", is_flag=True, help="Send without a signature (kiosks with no command_key)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the kiosk's result as JSON.")
-@click.argument("name", type=click.Choice([n.value for n in CommandName]), metavar="COMMAND")
+@click.argument("name", type=click.Choice([n.value for n in Action]), metavar="COMMAND")
 @click.argument("words", nargs=-1, metavar="[ARGUMENT]")
 def command_send(
     kiosk_id: str,
@@ -297,7 +296,7 @@ def command_send(
     `kiosk central run` uses it). Exit 0: carried out; 1: refused (the error code is
     printed); 69: the broker cannot be used; 75: no result within --timeout-s.
     """
-    command_name = CommandName(name)
+    command_name = Action(name)
     try:
         args = parse_arguments(command_name, words)
         topics = KioskTopics(site, kiosk_id)

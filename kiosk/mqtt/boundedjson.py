@@ -25,7 +25,6 @@ DEFAULT_MAX_DEPTH = 32
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
 _OPEN = frozenset(b"[{")
-_CLOSE = frozenset(b"]}")
 _NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
 # A JSON string: a quote, runs of plain bytes or escapes, a quote (the unrolled-loop form).
 # An unterminated one runs to the end, so the engine never retries from each later quote
@@ -42,13 +41,6 @@ class JSONLimitError(ValueError):
     """A payload refused before or while parsing; the text says why."""
 
 
-def nesting_depth(raw: bytes, limit: int) -> int:
-    """The deepest nesting of arrays and objects in ``raw``, counting only up to ``limit + 1``.
-
-    Brackets inside strings do not count. The scan is linear and needs no parse."""
-    return _depth(_outside_strings(raw), limit)
-
-
 def _outside_strings(raw: bytes) -> bytes:
     """``raw`` with every complete JSON string cut out, at C speed, not a loop per byte."""
     if b'\\"' in raw:  # an escaped quote: only the full string grammar can tell
@@ -57,6 +49,8 @@ def _outside_strings(raw: bytes) -> bytes:
 
 
 def _depth(code: bytes, limit: int) -> int:
+    """The deepest nesting of arrays and objects in ``code`` (strings cut out), counting only
+    up to ``limit + 1``: a linear scan, no parse."""
     depth = deepest = 0
     for byte in code.translate(None, _NOT_BRACKET):
         if byte in _OPEN:

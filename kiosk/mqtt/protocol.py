@@ -91,7 +91,6 @@ from kiosk.mqtt.wire import (
     UUID,
     ProtocolError,
 )
-from kiosk.operator.actions import Action
 
 __all__ = [
     "DEFAULT_MESSAGE_BYTES",
@@ -112,7 +111,6 @@ __all__ = [
     "UUID",
     "Availability",
     "Command",
-    "CommandName",
     "KioskTopics",
     "Leaf",
     "ProtocolError",
@@ -141,8 +139,3 @@ __all__ = [
     "seq_ranges",
     "subscription",
 ]
-
-
-CommandName = Action
-"""Commands a kiosk accepts on its ``cmd`` topic: the operator actions, one vocabulary with the
-status page's buttons (:class:`kiosk.operator.actions.Action`)."""

@@ -21,7 +21,8 @@ from kiosk.central.web.auth import login_required
 from kiosk.central.web.context import CommandSent, Publisher, central_web
 from kiosk.cli.command import Broker, SendError, build_command, send
 from kiosk.cli.common import EX_TEMPFAIL
-from kiosk.mqtt.protocol import CommandName, KioskTopics
+from kiosk.mqtt.protocol import KioskTopics
+from kiosk.operator.actions import Action
 
 log = logging.getLogger(__name__)
 bp = Blueprint("commands", __name__)
@@ -35,7 +36,7 @@ def broker_publisher(broker: Broker, key: bytes, answer_within_s: float) -> Publ
 
     def one(name: str, args: dict[str, Any], site: str, kiosk: str) -> CommandSent:
         now_ms = time.time_ns() // 1_000_000
-        command = build_command(CommandName(name), args, key, COMMAND_TTL_S, now_ms)
+        command = build_command(Action(name), args, key, COMMAND_TTL_S, now_ms)
         try:
             result = send(broker, KioskTopics(site, kiosk), command, answer_within_s)
         except SendError as exc:
@@ -98,5 +99,5 @@ def lockdown() -> Any:
         target,
         len(targets),
     )
-    deliveries = publisher(CommandName.LOCKDOWN.value, {"on": on}, targets)
+    deliveries = publisher(Action.LOCKDOWN.value, {"on": on}, targets)
     return render_template("sent.html", on=on, deliveries=deliveries)
