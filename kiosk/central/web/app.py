@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from kiosk.central.settings import CentralConfig
 from kiosk.central.store import Store
-from kiosk.central.web import auth, commands, pages, reports, texts
+from kiosk.central.web import auth, commands, declare, pages, reports, texts
 from kiosk.central.web.context import KEY, CentralWeb, Publisher
 from kiosk.central.web.metrics import central_registry
 from kiosk.web.app import harden
@@ -82,6 +82,7 @@ def create_central_app(
     assets = Blueprint("assets", __name__, static_folder="static", static_url_path="/assets")
     for blueprint in (auth.bp, pages.bp, reports.bp, commands.bp, texts.bp, assets):
         app.register_blueprint(blueprint)
+    declare.init_app(app, LoginLimiter(declare.DECLARATIONS_PER_MINUTE, clock))
     app.jinja_env.globals.update(texts.template_globals())
     return app
 
