@@ -211,10 +211,12 @@ def _carry_out(operator: Operator, asked: ActionRequest) -> ActionOutcome:
     a plausible id; otherwise refuse it (logged without either)."""
     if not OPERATOR.match(asked.operator) or not TOKEN.match(asked.request_id):
         log.warning(
-            "refused a %s request from the status page: no operator's login name", asked.action
+            "refused a %s request from the status page: its operator or id is malformed",
+            asked.action,
         )
         return ActionOutcome(
-            "refused: the request does not name an operator's login", ActionError.NOT_ALLOWED
+            "refused: the request names no operator's login or has a malformed id",
+            ActionError.NOT_ALLOWED,
         )
     return operator.perform(dataclasses.replace(asked, source=Source.WEB))
 
