@@ -23,10 +23,10 @@ from collections.abc import Callable
 
 from kiosk import __version__
 from kiosk.decide.pipeline import Pipeline
-from kiosk.events import EventType
+from kiosk.events import EventType, Part
 from kiosk.gate import Signal
 from kiosk.hardware import Hardware
-from kiosk.run.health import Health, Part
+from kiosk.run.health import Health
 from kiosk.run.metrics import KioskMetrics
 from kiosk.run.parts import Monitor
 from kiosk.run.systemd import StopDeadline, notify, watchdog_interval_s, watchdog_loop, where
