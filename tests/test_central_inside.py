@@ -14,7 +14,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, generate_latest
 
-from kiosk.central import Store, roster
+from kiosk.central import Store, roster, schema
 from kiosk.central.presence import PeopleInsideCollector, inside, site_inside
 from kiosk.central.reports.daily import day_bounds
 from kiosk.central.settings import CentralConfig
@@ -177,7 +177,7 @@ def test_the_retention_deletes_the_passages_with_their_events(store: Store) -> N
     assert who(store) == {"main": ["s-new"]}
 
 
-def test_a_version_5_store_gets_the_passages_of_the_events_it_holds(
+def test_the_version_6_step_fills_subject_events_from_the_stored_events(
     db_url: str, connect: Callable[[str], Store]
 ) -> None:
     store = connect(db_url)
@@ -190,10 +190,13 @@ def test_a_version_5_store_gets_the_passages_of_the_events_it_holds(
             f"DROP TRIGGER subject_events_copy{on}",
             f"DROP TRIGGER subject_events_drop{on}",
             "DROP TABLE subject_events",
-            "UPDATE central_schema SET version = 5",
         ],
-    )
+    )  # the store as version 5 left it, events and all
     again = connect(db_url)
+    again.transaction(lambda cur: schema.STEPS[4][1](cur, again.dialect))
+    assert schema.STEPS[4][0] == 6
     assert who(again) == {"main": ["s-a", "s-b"]}
     put(again, decision("s-b", at("2026-12-01 09:00"), direction="exit"))  # triggers are back
+    assert who(again) == {"main": ["s-a"]}
+    again.transaction(lambda cur: schema.STEPS[4][1](cur, again.dialect))  # runs again safely
     assert who(again) == {"main": ["s-a"]}

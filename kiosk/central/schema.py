@@ -179,23 +179,27 @@ def _to_version_6(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
     grant that names a subject, narrowed to plain columns by triggers on ``events`` (kept in
     step when events are stored or deleted), so that who is inside and the trace read no JSON.
     Written so that it can run again on a store that has it."""
+    # Keyed (and in SQLite stored) in time order: who is inside and the trace read a site's
+    # time range; the index person's rows come from the second index.
     cur.execute(
-        """CREATE TABLE IF NOT EXISTS subject_events (
+        f"""CREATE TABLE IF NOT EXISTS subject_events (
             site TEXT NOT NULL, kiosk TEXT NOT NULL, seq BIGINT NOT NULL,
             event_id TEXT NOT NULL, ts_ms BIGINT NOT NULL, type TEXT NOT NULL,
             subject TEXT NOT NULL, area TEXT, direction TEXT, outcome TEXT, kind TEXT,
-            meeting TEXT, PRIMARY KEY (site, kiosk, seq))"""
+            meeting TEXT, PRIMARY KEY (site, ts_ms, kiosk, seq)){
+            " WITHOUT ROWID" if d is SQLITE else ""
+        }"""
     )
     for sql in (
         "CREATE INDEX IF NOT EXISTS events_site_type_ts ON events (site, type, ts_ms)",
-        "CREATE INDEX IF NOT EXISTS subject_events_ts ON subject_events (site, ts_ms)",
         "CREATE INDEX IF NOT EXISTS subject_events_subject"
         " ON subject_events (site, subject, ts_ms)",
     ):
         cur.execute(sql)
     copy = f"INSERT INTO subject_events VALUES ({_subject_values(d, 'NEW')})"
     drop = (
-        "DELETE FROM subject_events WHERE site = OLD.site AND kiosk = OLD.kiosk AND seq = OLD.seq"
+        "DELETE FROM subject_events WHERE site = OLD.site AND ts_ms = OLD.ts_ms"
+        " AND kiosk = OLD.kiosk AND seq = OLD.seq"
     )
     if d is SQLITE:
         cur.execute(
