@@ -28,6 +28,7 @@ from jsonschema import Draft202012Validator
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
 from kiosk.credentials import KINDS, CredentialStatus, trust
 from kiosk.credentials.cose import key_id
+from kiosk.credentials.declarations import load_declarations
 from kiosk.credentials.documents import (
     RevocationList,
     TrustList,
@@ -78,6 +79,7 @@ from tests.support import SALT, make_config, running
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCHEMAS = DOCS / "schemas"
 SCHEMA_FILES = {
+    "declarations",
     "events",
     "receipt",
     "state",
@@ -101,10 +103,17 @@ LEAF_SCHEMA = {
     "activity": "activity",
     "trust": "document",
     "revocation": "document",
+    "declarations": "declarations",
+    "declarations-delta": "declarations",
 }
 # Signed documents: binary COSE_Sign1, published by the issuer under the reserved kiosk id
 # "site" (kiosk.run.runtime.build_sync), not JSON.
-DOCUMENT_LEAVES = {Leaf.TRUST.value, Leaf.REVOCATION.value}
+DOCUMENT_LEAVES = {
+    Leaf.TRUST.value,
+    Leaf.REVOCATION.value,
+    Leaf.DECLARATIONS.value,
+    Leaf.DECLARATIONS_DELTA.value,
+}
 SITE_KIOSK_ID = "site"
 CREDENTIAL_TYPES = {"badge", "pass", "national"}
 KEY = b"test-command-key"
@@ -1184,6 +1193,12 @@ def test_mqtt_md_document_examples_are_real_signed_documents(leaf: str) -> None:
     """The hex example is a document the kiosk accepts; the JSON example is its payload."""
     message, payload = _doc_examples()[leaf]
     document = bytes.fromhex(message)
+    if LEAF_SCHEMA[leaf] == "declarations":  # central's, checked by the kiosk
+        declared = load_declarations(document, DOCUMENT_KEY.public_key(), site=SITE, now=NOW)
+        assert _document_payload(document) == payload
+        assert_valid("declarations", payload)
+        assert (declared.kind, declared.version) == (payload["kind"], payload["ver"])
+        return
     kind = cast(Any, leaf)
     loaded = load_document(
         document, DOCUMENT_KEY.public_key(), expected_type=kind, current_version=None
