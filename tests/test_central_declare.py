@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import cbor2
 import pytest
@@ -39,6 +40,7 @@ from kiosk.credentials.declarations import (
 from kiosk.credentials.documents import DocumentError
 from kiosk.credentials.issuing import issue_pass
 from kiosk.credentials.national import parse_national_qr
+from kiosk.credentials.sitecode import site_checkin_payload
 from kiosk.decide.privacy import Pseudonymizer
 from tests.broker import Broker, Collector, mqtt_client
 from tests.central_web_support import ADMIN, SITE, config, write_users
@@ -111,6 +113,12 @@ def test_the_form_is_vietnamese_by_default_and_english_on_request(client: FlaskC
     english = client.get(f"/s/{SITE}?lang=en").get_data(as_text=True)
     assert "Loss of taste or smell" in english and 'lang="en"' in english
     assert 'name="lang" value="en"' in english  # the result comes back in English too
+
+
+def test_the_posters_address_is_the_page(client: FlaskClient) -> None:
+    url = urlsplit(site_checkin_payload("https://kiosk.example.vn", SITE, "gate-1"))
+    answer = client.get(f"{url.path}?{url.query}")
+    assert answer.status_code == 200 and 'id="submit"' in answer.get_data(as_text=True)
 
 
 def test_a_declaration_without_symptoms_is_ok_and_keeps_no_answers(
