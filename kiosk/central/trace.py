@@ -35,6 +35,19 @@ Reason = Literal["entrance", "area", "meeting"]
 _COLUMNS = "subject, kiosk, event_id, ts_ms, type, area, direction, outcome, kind, meeting"
 
 
+# Everyone inside the area at some moment from {since} to the stay's end: each passage that
+# leaves a subject inside holds until their next passage there, or the stay's end (no later
+# than its local midnight). The kiosks' rules, in SQL; a tie in one millisecond (the kiosks
+# order it by the CRC-32 of the event ids) is ordered by the event id here.
+_OVERLAPS = (
+    "SELECT subject, kind, ts_ms, next_ms FROM (SELECT subject, kind, ts_ms, type, direction,"
+    " LEAD(ts_ms, 1, {p}) OVER (PARTITION BY subject ORDER BY ts_ms, event_id) AS next_ms"
+    " FROM subject_events WHERE site = {p} AND ts_ms >= {p} AND ts_ms < {p} AND area = {p}"
+    " AND direction IN ('entry', 'exit') AND (outcome = 'grant' OR type = 'grant_unused'))"
+    " AS passages WHERE (direction = 'entry') <> (type = 'grant_unused') AND next_ms > {p}"
+)
+
+
 class Row(NamedTuple):
     """One subject_events row as the trace reads it."""
 
@@ -211,30 +224,26 @@ def trace(
                     _Near("meeting", r.subject, r.kind, r.ts_ms, seen.meeting, seen.ts_ms)
                     for r in met
                 ]
-        by_day: dict[tuple[str, int], list[Stay]] = {}  # (area, its local day's start)
         for stay in stays(own, zone, t1):
-            if stay.end_ms > t0:
-                first = day_bounds(_local_day(stay.start_ms, zone), zone)[0]
-                by_day.setdefault((stay.area, first), []).append(stay)
-        for (area, first), mine_there in by_day.items():
-            last = max(stay.end_ms for stay in mine_there)
-            there = rows(cur, f"ts_ms >= {p} AND ts_ms < {p} AND area = {p}", first, last, area)
-            others = stays(there, zone, last)
-            for stay in mine_there:
-                since = max(stay.start_ms, t0)
-                found += [
-                    _Near(
-                        "area",
-                        other.subject,
-                        other.kind,
-                        max(other.start_ms, since),
-                        area,
-                        stay.start_ms,
-                        min(other.end_ms, stay.end_ms),
-                    )
-                    for other in others
-                    if other.start_ms < stay.end_ms and other.end_ms > since
-                ]
+            if stay.end_ms <= t0:
+                continue
+            since = max(stay.start_ms, t0)
+            first = day_bounds(_local_day(stay.start_ms, zone), zone)[0]
+            cur.execute(
+                _OVERLAPS.format(p=p), (stay.end_ms, site, first, stay.end_ms, stay.area, since)
+            )
+            found += [
+                _Near(
+                    "area",
+                    other,
+                    kind,
+                    max(entered, since),
+                    stay.area,
+                    stay.start_ms,
+                    min(left, stay.end_ms),
+                )
+                for other, kind, entered, left in cur.fetchall()
+            ]
         found = [near for near in found if near.subject != subject]
         names = roster.people(cur, site, [subject, *(near.subject for near in found)])
         return mine, found, names
