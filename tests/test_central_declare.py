@@ -306,6 +306,13 @@ def document(
     return encode_declarations(**(values | options))
 
 
+def hand_signed(**fields: Any) -> bytes:
+    """A document signed with the anchor whose payload the encoder would refuse to build."""
+    payload = {"typ": "declarations", "org": "o", "site": SITE, "ver": 2, "iat": 1}
+    payload |= {"kind": "snapshot", "base": 2, "entries": []} | fields
+    return encode_sign1(KEY, cbor2.dumps(payload))
+
+
 def load(data: bytes | bytearray, *, site: str = SITE, now: datetime = T0) -> Any:
     return load_declarations(bytes(data), KEY.public_key(), site=site, now=now)
 
@@ -348,42 +355,9 @@ def test_a_document_verifies_and_the_merge_rule_keeps_the_newest_valid_declarati
             encode_sign1(KEY, cbor2.dumps({"typ": "revocation", "ver": 1})),
             "expected a declarations",
         ),
-        (
-            encode_sign1(
-                KEY,
-                cbor2.dumps(
-                    {
-                        "typ": "declarations",
-                        "org": "o",
-                        "site": SITE,
-                        "ver": 2,
-                        "iat": 1,
-                        "kind": "snapshot",
-                        "base": 1,
-                        "entries": [],
-                    }
-                ),
-            ),
-            "base is its own version",
-        ),
-        (
-            encode_sign1(
-                KEY,
-                cbor2.dumps(
-                    {
-                        "typ": "declarations",
-                        "org": "o",
-                        "site": SITE,
-                        "ver": 2,
-                        "iat": 1,
-                        "kind": "snapshot",
-                        "base": 2,
-                        "entries": [["s-a", 1, 7]],
-                    }
-                ),
-            ),
-            "bad declared_at or status",
-        ),
+        (hand_signed(base=1), "base is its own version"),
+        (hand_signed(entries=[["s-a", 1, 7]]), "bad declared_at or status"),
+        (hand_signed(entries=[["not a subject", 1, 0]]), "not a token"),
     ],
 )
 def test_forged_foreign_future_and_oversized_documents_are_refused(data: bytes, why: str) -> None:

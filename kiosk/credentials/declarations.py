@@ -26,8 +26,8 @@ from typing import Any, Literal, TypeGuard
 import cbor2
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from kiosk.credentials.cose import CBOR_ERRORS, EDDSA, decode_sign1, encode_sign1, key_id
-from kiosk.credentials.documents import DocumentError
+from kiosk.credentials.cose import encode_sign1
+from kiosk.credentials.documents import DocumentError, open_signed
 from kiosk.credentials.passes import IDENTIFIER
 from kiosk.ids import SEGMENT, TOKEN
 
@@ -113,35 +113,15 @@ def load_declarations(
     that ``iat`` is not later than ``now`` + :data:`SKEW`, and every entry. Whether its version
     is new enough is the merge rule's (:func:`accepts`).
     """
-    if len(data) > MAX_DECLARATIONS_BYTES:
-        raise DocumentError(f"document is larger than {MAX_DECLARATIONS_BYTES} bytes")
-    try:
-        message = decode_sign1(data)
-    except ValueError as error:
-        raise DocumentError(f"malformed document: {error}") from None
-    if message.alg != EDDSA:
-        raise DocumentError(f"unsupported algorithm {message.alg!r}; only EdDSA (-8)")
-    if message.kid != key_id(anchor):
-        raise DocumentError(
-            f"signed by key {message.kid.hex()}, not the trust anchor {key_id(anchor).hex()}"
-        )
-    if not message.verify(anchor):
-        raise DocumentError("bad signature")
-    try:
-        payload: Any = cbor2.loads(message.payload)
-    except CBOR_ERRORS:
-        raise DocumentError("malformed document: the payload is not CBOR") from None
-    if not isinstance(payload, Mapping):
-        raise DocumentError("malformed document: the payload is not a map")
-    if payload.get("typ") != TYPE:
-        raise DocumentError(f"expected a {TYPE} document, got {payload.get('typ')!r}")
+    payload, _, issued_at, _ = open_signed(
+        data, anchor, expected_type=TYPE, current_version=None, max_bytes=MAX_DECLARATIONS_BYTES
+    )
     try:
         _check_header(payload)
     except ValueError as error:
         raise DocumentError(f"malformed document: {error}") from None
     if payload["site"] != site:
         raise DocumentError(f"for site {payload['site']!r}, not {site!r}")
-    issued_at = datetime.fromtimestamp(payload["iat"], UTC)
     if issued_at > now + SKEW:
         raise DocumentError(f"issued in the future ({issued_at.isoformat()})")
     return DeclarationsDocument(
