@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,10 +18,12 @@ from urllib.parse import urlsplit
 import cbor2
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from flask import Flask
 from flask.testing import FlaskClient
 
 from kiosk.central import Store
+from kiosk.central.cli import PASSWORD_ENV, run_central
 from kiosk.central.declarations import store as declarations
 from kiosk.central.declarations.form import IdentityError, IdentityKind, phone_digits, subject_of
 from kiosk.central.declarations.publisher import BrokerSender, DeclarationsPublisher
@@ -425,3 +428,28 @@ def test_a_new_declaration_reaches_the_broker_as_a_signed_delta_within_a_second(
     restarted.poll()  # a restart builds a new snapshot, newer than every document before it
     state = declarations.document_state(store, SITE)
     assert state is not None and state.base > delta.version
+
+
+def test_kiosk_central_run_publishes_the_sites_documents(
+    tmp_path: Path, broker: Broker, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "documents.pem"
+    key_file.write_bytes(KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    central = dataclasses.replace(
+        config(tmp_path), declarations=DeclarationsSection(signing_key_file=str(key_file))
+    )
+    monkeypatch.setenv(PASSWORD_ENV, broker.password("central"))
+    settings = IngestSettings(host=broker.host, port=broker.port, username="central")
+    kiosk = Collector(mqtt_client(broker, "central"))
+    kiosk.subscribe("kiosk/v1/+/site/declarations")
+    stop = threading.Event()
+    runner = threading.Thread(
+        target=lambda: run_central(settings, sqlite_url, stop, stats_every_s=0.1, reports=central)
+    )
+    runner.start()
+    try:
+        sites = {kiosk.get(10).topic.split("/")[2] for _ in range(2)}
+    finally:
+        stop.set()
+        runner.join(10)
+    assert sites == {SITE, "depot"}
