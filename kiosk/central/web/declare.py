@@ -4,7 +4,8 @@
 No login, and nothing of the dashboard: this blueprint reads only the site's config and writes
 only the declarations table; its session holds nothing but the CSRF token, which no dashboard
 view accepts as a login. What is typed to identify the person is turned into the site's
-subject at once (:mod:`kiosk.central.declarations.form`) and never kept, logged or put in a
+subject at once (:mod:`kiosk.central.declarations.form`; a photo of a pass or national-app
+code, from the phone's camera, is decoded here first) and never kept, logged or put in a
 URL: the form is POST only and answered in place. Submissions are rate limited per client
 address (the dashboard's login limiter counting every submission).
 """
@@ -12,13 +13,14 @@ address (the dashboard's login limiter counting every submission).
 from __future__ import annotations
 
 import logging
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, abort, current_app, redirect, render_template, request
-from werkzeug.datastructures import MultiDict
+from werkzeug.datastructures import FileStorage, MultiDict
 from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
@@ -35,6 +37,7 @@ from kiosk.central.web.declare_texts import text
 from kiosk.credentials.declarations import DeclarationStatus
 from kiosk.decide.privacy import SecretFileError, read_salt_file
 from kiosk.decide.texts import Language
+from kiosk.sensors.qr import decode_image_file, make_decoder
 from kiosk.web.auth import LoginLimiter
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,7 @@ bp = Blueprint("declare", __name__)
 LIMITER = "kiosk.central.web.declare"  # app.extensions key
 #: Declarations allowed per client address and minute (a site's guest Wi-Fi is one address).
 DECLARATIONS_PER_MINUTE = 30
+PHOTO_DECODER = "zxing-cpp"
 PRIVACY_NOTICE = Path(__file__).parents[3] / "deploy" / "privacy-notice.md"
 
 
@@ -105,7 +109,8 @@ def declare(site: str) -> Any:
     if answers is None or kind not in set(IdentityKind) or form.get("consent") != "yes":
         return _render(site, "form.html", 400, form=form, error="error.missing")
     try:
-        subject = subject_of(IdentityKind(kind), form.get("value", ""), salt)
+        typed = _photo_text(request.files.get("photo")) or form.get("value", "")
+        subject = subject_of(IdentityKind(kind), typed, salt)
     except IdentityError as error:
         return _render(site, "form.html", 400, form=form, error=f"error.{error}")
     settings = context.config.declarations
@@ -123,6 +128,25 @@ def declare(site: str) -> Any:
         until=until.strftime("%H:%M %d/%m/%Y"),
         refer=answers.status is DeclarationStatus.REFER,
     )
+
+
+def _photo_text(photo: FileStorage | None) -> str | None:
+    """The text of the QR code in a photo of the person's pass or national-app screen (the
+    form's camera button), decoded here and not kept; None when no photo was sent.
+
+    :raises IdentityError: ``photo`` when the photo shows no readable QR code.
+    """
+    if photo is None or not photo.filename:
+        return None
+    with tempfile.TemporaryDirectory(prefix="declare-") as folder:
+        path = Path(folder) / "photo"
+        photo.save(path)
+        decoded = decode_image_file(path, make_decoder(PHOTO_DECODER))
+    texts = [code["text"] for code in decoded["codes"] if code["text"]]
+    if not texts:
+        raise IdentityError("photo")
+    text: str = texts[0]
+    return text
 
 
 def _answers(form: Any) -> Answers | None:

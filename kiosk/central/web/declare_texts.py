@@ -29,6 +29,10 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     ),
     "kind.phone": ("Số điện thoại (khách)", "Phone number (visitors)"),
     "value": ("Mã, nội dung hoặc số điện thoại", "Id, code text or phone number"),
+    "photo": (
+        "hoặc chụp mã QR của thẻ / ứng dụng",
+        "or take a photo of the pass's or app's QR code",
+    ),
     "symptoms": (
         "Trong 14 ngày qua, bạn có triệu chứng nào sau đây không?",
         "In the last 14 days, have you had any of these symptoms?",
@@ -63,6 +67,10 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "error.national": (
         "Không đọc được mã khai báo y tế.",
         "That national-app code could not be read.",
+    ),
+    "error.photo": (
+        "Không đọc được mã QR trong ảnh. Chụp lại gần hơn hoặc nhập mã.",
+        "No QR code could be read in the photo. Take it closer or type the code.",
     ),
     "error.phone": ("Số điện thoại không hợp lệ.", "That is not a phone number."),
     "unavailable": (
