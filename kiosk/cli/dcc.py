@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from kiosk.cli.common import EX_USAGE
-from kiosk.cli.lists import anchor_option, fail, key_option, private_key
+from kiosk.cli.lists import anchor_option, fail, key_option, private_key, version_option
 from kiosk.credentials import issuing
 from kiosk.credentials.dcc import Dsc, DscList, verify
 from kiosk.credentials.dcc.trustlist import (
@@ -83,12 +83,7 @@ def trust_group() -> None:
 @click.argument("gateway_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 @key_option
 @click.option("--org", required=True)
-@click.option(
-    "--version",
-    type=click.IntRange(1),
-    required=True,
-    help="Must be higher than the list the kiosks hold.",
-)
+@version_option
 @click.option(
     "--country",
     "countries",

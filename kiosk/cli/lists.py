@@ -54,6 +54,12 @@ anchor_option = click.option(
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="The kiosks' trust anchor: the document-signing public key (credentials.trust_anchor).",
 )
+version_option = click.option(
+    "--version",
+    type=click.IntRange(1),
+    required=True,
+    help="Must be higher than the list the kiosks hold.",
+)
 ANCHOR_FILE = "documents.pub"  # where `kiosk pass keygen --name documents` puts the anchor
 
 
@@ -104,12 +110,7 @@ def _check_key(
 @click.command("trust")
 @key_option
 @click.option("--org", required=True)
-@click.option(
-    "--version",
-    type=click.IntRange(1),
-    required=True,
-    help="Must be higher than the list the kiosks hold.",
-)
+@version_option
 @click.argument(
     "public_keys",
     nargs=-1,

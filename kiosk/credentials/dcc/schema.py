@@ -5,8 +5,9 @@ specification (exactly one of ``v``, ``t``, ``r``, holding exactly one entry).
 The schemas are compiled, once each, into plain Python checks of the keywords they use (type,
 properties, required, items, min/maxItems, maxLength, pattern, minimum, maximum, oneOf, anyOf,
 local ``$ref``; ``format`` is an annotation, as the EU apps and jsonschema treat it). A general
-JSON Schema validator (jsonschema) took about 1 ms of a 1.5 ms verification; these checks take
-a tenth of that, and the tests hold them to jsonschema's verdicts.
+JSON Schema validator (jsonschema) took 0.33 ms CPU per payload, more than the rest of a
+verification (0.24 ms, signature included); these checks take 0.04 ms, and the tests hold them
+to jsonschema's verdicts.
 """
 
 from __future__ import annotations
