@@ -209,18 +209,12 @@ def test_the_same_seed_makes_the_same_store(tmp_path: Path) -> None:
     assert dump(4, "c")[0] != first[0]
 
 
-def test_a_filled_store_is_refused_unless_replace_and_five_kiosks_for_30_days_are_quick(
-    tmp_path: Path,
-) -> None:
+def test_a_filled_store_is_refused_unless_replace(tmp_path: Path) -> None:
     db = tmp_path / "central.db"
     run = CliRunner().invoke(cli, ["central", "demo", "--db", str(db)])
     assert run.exit_code == 0, run.output
-    timing = re.search(r"; ([0-9.]+) s \(([0-9.]+) s of processor time\)\n", run.output)
-    assert timing is not None, run.output
-    seconds, cpu = float(timing.group(1)), float(timing.group(2))
-    print(f"5 kiosks × 30 days: {run.output.splitlines()[0]}")
-    assert cpu < 20  # about 3.5 s here; the wall clock is about as much on an idle machine
-    assert seconds < 120  # ... and stretched by what else runs (30 s at a load of 20)
+    # how long it took is printed (measured, never asserted: docs/central.md gives the figure)
+    assert re.search(r"; [0-9.]+ s \([0-9.]+ s of processor time\)\n", run.output), run.output
     assert (tmp_path / "central.toml").exists() and (tmp_path / "roster-hq.csv").exists()
     assert (tmp_path / "hq.salt").stat().st_mode & 0o077 == 0
 
