@@ -231,15 +231,18 @@ def _to_version_6(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
 
 
 def _to_version_7(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
-    """The health declarations and the versions of each site's declarations document."""
+    """The health declarations and the versions of each site's declarations document.
+    Written so that it can run again on a store that has them."""
     cur.execute(
-        f"""CREATE TABLE declarations (
+        f"""CREATE TABLE IF NOT EXISTS declarations (
             id {d.serial}, site TEXT NOT NULL, subject TEXT NOT NULL,
             declared_at_ms BIGINT NOT NULL, status INTEGER NOT NULL, answers TEXT)"""
     )
-    cur.execute("CREATE INDEX declarations_site ON declarations (site, declared_at_ms)")
     cur.execute(
-        """CREATE TABLE declaration_documents (
+        "CREATE INDEX IF NOT EXISTS declarations_site ON declarations (site, declared_at_ms)"
+    )
+    cur.execute(
+        """CREATE TABLE IF NOT EXISTS declaration_documents (
             site TEXT PRIMARY KEY, version BIGINT NOT NULL, base BIGINT NOT NULL,
             base_id BIGINT NOT NULL, built_at_ms BIGINT NOT NULL)"""
     )

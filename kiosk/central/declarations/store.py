@@ -74,18 +74,6 @@ def entries_after(store: Store, site: str, after_id: int, since_ms: int) -> tupl
     return list(newest.values()), max(after_id, int(last or 0))
 
 
-def last_id(store: Store, site: str) -> int:
-    """The site's last declaration row (0: none)."""
-    p = store.dialect.param
-
-    def work(cur: Any) -> int:
-        cur.execute(f"SELECT max(id) FROM declarations WHERE site = {p}", (site,))
-        return int(cur.fetchone()[0] or 0)
-
-    result: int = store.transaction(work)
-    return result
-
-
 def document_state(store: Store, site: str) -> DocumentState | None:
     """The site's last published document, or None."""
     p = store.dialect.param
