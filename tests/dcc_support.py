@@ -67,8 +67,12 @@ class Vector:
     expected: Mapping[str, bool]  # verifier step -> whether it passes
 
     def trust(self) -> DscList:
-        """The vector's signing certificate as the only trusted DSC."""
-        return DscList([Dsc.from_der(self.certificate)] if self.certificate else [])
+        """The vector's signing certificate as the only trusted DSC (none when there is no
+        certificate, or one that cannot sign DCCs: then the signature step fails)."""
+        try:
+            return DscList([Dsc.from_der(self.certificate)] if self.certificate else [])
+        except ValueError:
+            return DscList([])
 
 
 def load_vector(path: Path) -> Vector:
