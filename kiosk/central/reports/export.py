@@ -20,6 +20,7 @@ from kiosk.central.reports.words import (
     reason_word,
 )
 from kiosk.central.settings import ReportFormat
+from kiosk.central.spreadsheet import inert
 from kiosk.decide.texts import Language
 
 MEDIA_TYPES: dict[str, str] = {
@@ -37,8 +38,9 @@ def file_name(day_text: str, site: str | None, fmt: ReportFormat) -> str:
 
 
 def cells(row: DailyRow, language: Language) -> list[Any]:
-    """A row's cells in column order; the time as a local ``datetime`` without its zone."""
-    return [
+    """A row's cells in column order; the time as a local ``datetime`` without its zone; text
+    that a spreadsheet would run as a formula made inert."""
+    values = [
         row.local_time.replace(tzinfo=None),
         row.site_name,
         row.kiosk,
@@ -50,6 +52,7 @@ def cells(row: DailyRow, language: Language) -> list[Any]:
         reason_word(row.reason, language),
         row.celsius,
     ]
+    return [inert(value) for value in values]
 
 
 def summary_lines(daily: DailyList, language: Language) -> list[tuple[str, str | int]]:
