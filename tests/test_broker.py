@@ -111,6 +111,8 @@ def test_a_kiosk_reads_its_commands_receipts_site_passages_and_trust_lists(
         "kiosk/v1/s1/site/config",
         "kiosk/v1/s1/site/trust",
         "kiosk/v1/s1/site/revocation",
+        "kiosk/v1/s1/site/declarations",
+        "kiosk/v1/s1/site/declarations-delta",
         "kiosk/v1/s1/k1/cmd",
     ]:
         assert central.publish_acked(topic, b"doc") == 0
@@ -120,6 +122,8 @@ def test_a_kiosk_reads_its_commands_receipts_site_passages_and_trust_lists(
         "kiosk/v1/s1/k1/receipts",
         "kiosk/v1/s1/site/trust",
         "kiosk/v1/s1/site/revocation",
+        "kiosk/v1/s1/site/declarations",
+        "kiosk/v1/s1/site/declarations-delta",
         "kiosk/v1/s1/k1/cmd",
     ]
 
@@ -147,7 +151,8 @@ def test_home_assistant_reads_what_its_entities_show_and_nothing_else(broker: Br
     ha = Collector(mqtt_client(broker, "homeassistant"))
     assert ha.subscribe("kiosk/v1/#") == 1
     central = mqtt_client(broker, "central")
-    for topic in ["kiosk/v1/s1/site/trust", "kiosk/v1/s1/site/revocation"]:
+    for leaf in ["trust", "revocation", "declarations", "declarations-delta"]:
+        topic = f"kiosk/v1/s1/site/{leaf}"
         assert central.publish_acked(topic, b"doc") == 0
     leaves = ["events", "passages", "receipts", "result", "cmd", "status", "state", "activity"]
     for leaf in [*leaves, "alerts"]:
