@@ -110,6 +110,21 @@ def test_contacts_carry_names_kinds_times_and_the_reason_in_words(store: Store) 
     assert by[("s-h", "meeting")].detail == "checked in to M1 the same day"
 
 
+def test_one_area_contact_per_day_spans_the_index_persons_stays(store: Store) -> None:
+    put(
+        store,
+        decision("s-x", at("2026-12-01 08:00")),
+        decision("s-x", at("2026-12-01 12:00"), direction="exit"),
+        decision("s-x", at("2026-12-01 13:00")),
+        decision("s-x", at("2026-12-01 16:00"), direction="exit"),
+        decision("s-a", at("2026-12-01 07:00"), kiosk="k2"),  # inside all day
+    )
+    result = trace(store, "s1", "s-x", START, END, ZONE)
+    assert [(c.subject, c.reason, c.at.strftime("%H:%M"), c.detail) for c in result.contacts] == [
+        ("s-a", "area", "08:00", "inside main with the index person until 16:00")
+    ]
+
+
 def test_a_stay_ends_at_the_sites_midnight_as_the_kiosks_count_starts_afresh() -> None:
     def row(subject: str, ts: str, direction: str = "entry") -> Row:
         return Row(

@@ -209,7 +209,8 @@ def trace(
                 seen.type,
             )
             found += [
-                _Near("entrance", r.subject, r.kind, r.ts_ms, seen.kiosk, seen.ts_ms) for r in near
+                _Near("entrance", r.subject, r.kind, r.ts_ms, seen.kiosk, seen.ts_ms, seen.ts_ms)
+                for r in near
             ]
             if seen.meeting and seen.outcome == "grant":
                 first, after = day_bounds(_local_day(seen.ts_ms, zone), zone)
@@ -221,7 +222,9 @@ def trace(
                     seen.meeting,
                 )
                 found += [
-                    _Near("meeting", r.subject, r.kind, r.ts_ms, seen.meeting, seen.ts_ms)
+                    _Near(
+                        "meeting", r.subject, r.kind, r.ts_ms, seen.meeting, seen.ts_ms, seen.ts_ms
+                    )
                     for r in met
                 ]
         for stay in stays(own, zone, t1):
@@ -240,6 +243,7 @@ def trace(
                     max(entered, since),
                     stay.area,
                     stay.start_ms,
+                    first,
                     min(left, stay.end_ms),
                 )
                 for other, kind, entered, left in cur.fetchall()
@@ -270,6 +274,7 @@ class _Near(NamedTuple):
     at_ms: int
     where: str
     index_ms: int
+    occasion: int  # what one contact row stands for: the index passage, or the area's day
     until_ms: int | None = None  # area: the end of the overlap
 
 
@@ -285,41 +290,49 @@ def _sighting(row: Row, zone: ZoneInfo) -> Sighting:
 
 
 def _contacts(found: list[_Near], names: dict[str, Person], zone: ZoneInfo) -> list[Contact]:
-    """One contact per subject, reason, place and index occasion: the closest in time."""
+    """One contact per subject, reason, place and occasion: at an entrance or a meeting the
+    closest in time to the index person's passage; in an area, per local day, from the first
+    moment they shared it to the last."""
     best: dict[tuple[str, str, str, int], _Near] = {}
     for near in found:
-        key = (near.subject, near.reason, near.where, near.index_ms)
+        key = (near.subject, near.reason, near.where, near.occasion)
         held = best.get(key)
-        if held is None or abs(near.at_ms - near.index_ms) < abs(held.at_ms - held.index_ms):
+        if held is None:
             best[key] = near
+        elif near.reason == "area":
+            best[key] = held._replace(
+                at_ms=min(held.at_ms, near.at_ms),
+                index_ms=min(held.index_ms, near.index_ms),
+                until_ms=max(held.until_ms or 0, near.until_ms or 0),
+            )
+        elif abs(near.at_ms - near.index_ms) < abs(held.at_ms - held.index_ms):
+            best[key] = near
+    local: dict[int, datetime] = {}
+
+    def at(ts_ms: int) -> datetime:
+        if ts_ms not in local:
+            local[ts_ms] = datetime.fromtimestamp(ts_ms / 1000, zone)
+        return local[ts_ms]
+
     contacts = []
     for near in sorted(best.values(), key=lambda n: (n.index_ms, n.at_ms, n.reason, n.subject)):
         person = names.get(near.subject)
+        kind = person.kind if person else near.kind or ""
+        where, index_at = near.where, at(near.index_ms)
+        detail = _detail(near, at(near.until_ms or near.at_ms))
         contacts.append(
             Contact(
-                near.subject,
-                person,
-                person.kind if person else near.kind or "",
-                near.reason,
-                _local(near.at_ms, zone),
-                near.where,
-                _local(near.index_ms, zone),
-                _detail(near, zone),
+                near.subject, person, kind, near.reason, at(near.at_ms), where, index_at, detail
             )
         )
     return contacts
 
 
-def _local(ts_ms: int, zone: ZoneInfo) -> datetime:
-    return datetime.fromtimestamp(ts_ms / 1000, zone)
-
-
-def _detail(near: _Near, zone: ZoneInfo) -> str:
+def _detail(near: _Near, until: datetime) -> str:
     """Why the contact is listed, in words."""
     if near.reason == "entrance":
         minutes = abs(near.at_ms - near.index_ms) / 60_000
         return f"passed {near.where} {minutes:.0f} min from the index person"
     if near.reason == "meeting":
         return f"checked in to {near.where} the same day"
-    until = _local(near.until_ms or near.at_ms, zone)
     return f"inside {near.where} with the index person until {until:%H:%M}"
