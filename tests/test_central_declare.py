@@ -133,6 +133,7 @@ def test_a_declaration_without_symptoms_is_ok_and_keeps_no_answers(
     page = answer.get_data(as_text=True)
     assert answer.status_code == 200
     assert "Bình thường" in page and 'id="declared"' in page
+    assert "Result: OK" in page and "Scan your code at the entrance" in page  # both languages
     # 2025-10-09 08:53:20 UTC is 15:53 in Asia/Ho_Chi_Minh; valid 24 h
     assert "15:53 09/10/2025" in page and "15:53 10/10/2025" in page
     subject = Pseudonymizer(SALT).subject("B-1001")

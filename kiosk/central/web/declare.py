@@ -61,11 +61,14 @@ def _language() -> Language:
 
 def _render(site: str, template: str, status: int = 200, **values: Any) -> tuple[str, int]:
     lang = _language()
+    other: Language = "vi" if lang == "en" else "en"
     context = central_web()
     page = render_template(
         f"declare/{template}",
         d=lambda key, **fields: text(key, lang).format(**fields),
+        o=lambda key: text(key, other),  # the other language, for the result
         lang=lang,
+        other=other,
         site=site,
         site_name=context.config.site(site).name or site,
         hours=f"{context.config.declarations.validity_h:g}",
