@@ -282,7 +282,17 @@ def test_subjects_are_the_kiosks() -> None:
     national = parse_national_qr(PC_COVID.encode())
     assert national is not None
     assert subject_of(IdentityKind.NATIONAL, PC_COVID, SALT) == national.subject_hash(SALT)
-    phone = pseudonym.subject("phone:84912345678")
+    # a visitor pass issued with the holder reference phone:<digits> is the same subject
+    visitor_pass = issue_pass(
+        KEY,
+        subject="phone:84912345678",
+        kind="visitor",
+        valid_from=start,
+        valid_until=start + timedelta(days=1),
+        sites=None,
+        issuer="office",
+    )
+    phone = subject_of(IdentityKind.PASS, visitor_pass, SALT)
     for typed in ("0912 345 678", "+84 912.345.678", "0084912345678", "(091) 2345-678"):
         assert subject_of(IdentityKind.PHONE, typed, SALT) == phone
     with pytest.raises(IdentityError):

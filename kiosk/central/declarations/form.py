@@ -6,7 +6,8 @@ kiosks compute it (:mod:`kiosk.decide.entrance`), so the gate matches the declar
 * a signed pass (its ``KP1:`` text): ``subject("pass:" + holder reference)``;
 * a badge id: ``subject(badge id)``;
 * a national-app QR text: its ``n-…`` hash of the ID number (the name is never kept);
-* a phone number (visitors): ``subject("phone:" + E.164 digits)``.
+* a phone number (visitors): ``subject("pass:phone:" + E.164 digits)``, the subject of a
+  visitor pass issued with the holder reference ``phone:<digits>``, so that pass matches it.
 
 Nothing here keeps or logs what was typed: only the subject leaves.
 """
@@ -100,4 +101,4 @@ def subject_of(kind: IdentityKind, text: str, salt: bytes) -> str:
         if national is None:
             raise IdentityError("national")
         return national.subject_hash(salt)
-    return pseudonymizer.subject("phone:" + phone_digits(text))
+    return pseudonymizer.subject("pass:phone:" + phone_digits(text))
