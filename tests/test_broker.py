@@ -72,6 +72,7 @@ def test_a_kiosk_publishes_home_assistant_discovery_for_itself_only(broker: Brok
         "kiosk/v1/s1/k1/cmd",  # commands come from operators, not from the kiosk itself
         "kiosk/v1/s1/k1/receipts",  # receipts come from central
         "kiosk/v1/s1/site/config",  # no site-wide documents yet
+        "kiosk/v1/s1/site/dcc-trust",  # the site's signed lists come from the office
         "kiosk/v1/s1/k1/other",  # no such leaf
     ],
 )
@@ -111,6 +112,7 @@ def test_a_kiosk_reads_its_commands_receipts_site_passages_and_trust_lists(
         "kiosk/v1/s1/site/config",
         "kiosk/v1/s1/site/trust",
         "kiosk/v1/s1/site/revocation",
+        "kiosk/v1/s1/site/dcc-trust",
         "kiosk/v1/s1/site/declarations",
         "kiosk/v1/s1/site/declarations-delta",
         "kiosk/v1/s1/k1/cmd",
@@ -122,6 +124,7 @@ def test_a_kiosk_reads_its_commands_receipts_site_passages_and_trust_lists(
         "kiosk/v1/s1/k1/receipts",
         "kiosk/v1/s1/site/trust",
         "kiosk/v1/s1/site/revocation",
+        "kiosk/v1/s1/site/dcc-trust",
         "kiosk/v1/s1/site/declarations",
         "kiosk/v1/s1/site/declarations-delta",
         "kiosk/v1/s1/k1/cmd",
@@ -151,7 +154,7 @@ def test_home_assistant_reads_what_its_entities_show_and_nothing_else(broker: Br
     ha = Collector(mqtt_client(broker, "homeassistant"))
     assert ha.subscribe("kiosk/v1/#") == 1
     central = mqtt_client(broker, "central")
-    for leaf in ["trust", "revocation", "declarations", "declarations-delta"]:
+    for leaf in ["trust", "revocation", "dcc-trust", "declarations", "declarations-delta"]:
         topic = f"kiosk/v1/s1/site/{leaf}"
         assert central.publish_acked(topic, b"doc") == 0
     leaves = ["events", "passages", "receipts", "result", "cmd", "status", "state", "activity"]
