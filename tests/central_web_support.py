@@ -14,6 +14,7 @@ from werkzeug.security import generate_password_hash
 from kiosk.central import EventRow, Store
 from kiosk.central.quarantine import refusal
 from kiosk.central.settings import CentralConfig, SiteSection, WebSection
+from kiosk.decide.texts import Language
 from tests.web_fakes import healthy_state
 
 ADMIN, VIEWER, PASSWORD = "anh", "binh", "correct horse battery"
@@ -31,7 +32,7 @@ def write_users(path: Path, **roles: str) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def config(tmp_path: Path, language: str = "vi", salt_file: str = "") -> CentralConfig:
+def config(tmp_path: Path, language: Language = "vi", salt_file: str = "") -> CentralConfig:
     """Two sites' config with the users file in ``tmp_path``."""
     sites = {
         SITE: SiteSection(name="Head office", subject_salt_file=salt_file, language=language),
