@@ -13,6 +13,7 @@ from typing import TextIO
 from kiosk.central.declarations.publisher import declarations_publisher
 from kiosk.central.fleet import format_fleet, format_quarantine
 from kiosk.central.ingest import Ingest, IngestSettings
+from kiosk.central.nats import NatsSettings, NatsWorker
 from kiosk.central.reports.deliveries import delivery_alerts, format_alerts
 from kiosk.central.reports.delivery import delivery_job
 from kiosk.central.retention import RetentionJob
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 PASSWORD_ENV = "KIOSK_CENTRAL_MQTT_PASSWORD"
 COMMAND_KEY_ENV = "KIOSK_CENTRAL_COMMAND_KEY"  # the kiosks' [mqtt] command_key
+NATS_PASSWORD_ENV = "KIOSK_CENTRAL_NATS_PASSWORD"
 
 
 def with_env_secrets(settings: IngestSettings, environ: Mapping[str, str]) -> IngestSettings:
@@ -43,15 +45,17 @@ def run_central(
     stats_every_s: float = 300,
     policy: StoreSection | None = None,
     reports: CentralConfig | None = None,
+    nats: NatsSettings | None = None,
 ) -> dict[str, int]:
     """Ingest until ``stop`` is set, applying the retention ``policy`` (default: the
     config's defaults) at start and daily, delivering the daily list as ``reports``'
     [report] says (when it names a folder or recipients) and publishing the sites' signed
     declarations documents as its [declarations] says; logs the counters now and then and
-    returns them."""
+    returns them. With ``nats``, a JetStream worker (:mod:`kiosk.central.nats`) ingests
+    instead of the MQTT consumer; ``settings`` still name the MQTT listener documents go to."""
     settings = with_env_secrets(settings, os.environ)
     store = open_store(db_url)
-    ingest = Ingest(settings, store)
+    ingest: Ingest | NatsWorker = NatsWorker(nats, store) if nats else Ingest(settings, store)
     retention = RetentionJob(store, policy or StoreSection())
     delivery = delivery_job(store, reports) if reports else None
     declarations = declarations_publisher(store, reports or CentralConfig(), settings)

@@ -3,7 +3,8 @@
 The keys are declared and checked with the kiosk config's machinery (:mod:`kiosk.config`), so
 a wrong key or value raises :class:`~kiosk.config.ConfigError` naming the file, the line and
 the key, and the CLI exits 78. Sections: ``[store]``, ``[mqtt]``, one ``[sites.<site id>]``
-per site, ``[report]`` and ``[report.smtp]``, ``[web]``, ``[declarations]``. Flags of the
+per site, ``[report]`` and ``[report.smtp]``, ``[web]``, ``[declarations]``, ``[central]``
+(the transport: mqtt or nats) and ``[nats]`` (the JetStream cluster, docs/scale.md). Flags of the
 ``kiosk central`` commands override the file. Secrets never live in it: the MQTT password comes from
 ``KIOSK_CENTRAL_MQTT_PASSWORD``, the command key from ``KIOSK_CENTRAL_COMMAND_KEY`` and the
 SMTP password from ``KIOSK_CENTRAL_SMTP_PASSWORD``. The example file
@@ -31,6 +32,7 @@ CONFIG_ENV = "KIOSK_CENTRAL_CONFIG"
 SMTP_PASSWORD_ENV = "KIOSK_CENTRAL_SMTP_PASSWORD"
 DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 ReportFormat = Literal["xlsx", "csv", "json"]
+Transport = Literal["mqtt", "nats"]
 _ADDRESS = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
@@ -179,6 +181,33 @@ class DeclarationsSection:
 
 
 @dataclass(frozen=True)
+class CentralSection:
+    """How central receives the kiosks' messages."""
+
+    transport: Transport = key(
+        "mqtt",
+        "mqtt: one ingest on the [mqtt] broker; nats: workers on the [nats] JetStream cluster",
+    )
+
+
+@dataclass(frozen=True)
+class NatsSection:
+    """The NATS JetStream cluster whose MQTT listener the kiosks use (transport = "nats")."""
+
+    servers: tuple[str, ...] = key(
+        ("nats://127.0.0.1:4222",), "The cluster's client URLs (nats:// or tls://)"
+    )
+    durable: str = key("central-ingest", "The pull consumer all workers share")
+    batch_max: int = key(500, "Messages per fetch and transaction", low=1, high=10_000)
+    ack_wait_s: float = key(
+        30.0, "A message unacknowledged this long goes to another worker", low=1, high=3600
+    )
+    user: str = key("", "NATS user (empty: none); password: KIOSK_CENTRAL_NATS_PASSWORD")
+    creds_file: str = key("", "NATS credentials file (empty: none)")
+    ca_file: str = key("", "CA that signed the servers' certificates (tls://)")
+
+
+@dataclass(frozen=True)
 class CentralConfig:
     """The whole of central's configuration; build it with :func:`load_central_config`."""
 
@@ -189,6 +218,8 @@ class CentralConfig:
     smtp: SmtpSection = field(default_factory=SmtpSection)  # [report.smtp]
     web: WebSection = field(default_factory=WebSection)
     declarations: DeclarationsSection = field(default_factory=DeclarationsSection)
+    central: CentralSection = field(default_factory=CentralSection)
+    nats: NatsSection = field(default_factory=NatsSection)
     source: str = "<defaults>"
 
     def site(self, site_id: str) -> SiteSection:
@@ -203,6 +234,8 @@ _SECTIONS: dict[str, type] = {
     "report.smtp": SmtpSection,
     "web": WebSection,
     "declarations": DeclarationsSection,
+    "central": CentralSection,
+    "nats": NatsSection,
 }
 
 
@@ -217,7 +250,7 @@ def parse_central_config(
 ) -> CentralConfig:
     """Validate a mapping shaped like ``central.toml`` and return the frozen config."""
     lines = KeyLines(text)
-    allowed = ("store", "mqtt", "sites", "report", "web", "declarations")
+    allowed = ("store", "mqtt", "sites", "report", "web", "declarations", "central", "nats")
     for name in raw:
         if name not in allowed:
             problem = f"unknown section; allowed: {', '.join(allowed)}"
@@ -255,6 +288,8 @@ def parse_central_config(
         smtp=section("report.smtp"),
         web=section("web"),
         declarations=section("declarations"),
+        central=section("central"),
+        nats=section("nats"),
         source=source,
     )
 
@@ -264,12 +299,13 @@ def example_toml() -> str:
     lines = [
         "# Central server configuration (kiosk central --config FILE). Every key is optional;",
         "# shown with its default. Secrets come from the environment only:",
-        "# KIOSK_CENTRAL_MQTT_PASSWORD, KIOSK_CENTRAL_COMMAND_KEY, KIOSK_CENTRAL_SMTP_PASSWORD.",
+        "# KIOSK_CENTRAL_MQTT_PASSWORD, KIOSK_CENTRAL_COMMAND_KEY, KIOSK_CENTRAL_SMTP_PASSWORD,",
+        "# KIOSK_CENTRAL_NATS_PASSWORD.",
         "",
     ]
     for name in ("store", "mqtt"):
         lines += section_lines(name, _SECTIONS[name])
     lines += section_lines("sites.site-1", SiteSection)
-    for name in ("report", "report.smtp", "web", "declarations"):
+    for name in ("report", "report.smtp", "web", "declarations", "central", "nats"):
         lines += section_lines(name, _SECTIONS[name])
     return "\n".join(lines)

@@ -6,7 +6,7 @@ import dataclasses
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -18,6 +18,10 @@ from kiosk.cli.central.options import (
     store_url,
 )
 from kiosk.cli.command import Broker, broker_options
+
+if TYPE_CHECKING:
+    from kiosk.central.nats import NatsSettings
+    from kiosk.central.settings import CentralConfig
 
 
 @click.command("run")
@@ -58,6 +62,8 @@ def central_run(
     Options given here override the config file's [mqtt] and [store]. The retention runs at
     start and then daily; the daily list is delivered at [report] daily_at when [report]
     names a folder or recipients. The MQTT password comes from KIOSK_CENTRAL_MQTT_PASSWORD.
+    With [central] transport = "nats" the events come from the [nats] JetStream cluster
+    (password: KIOSK_CENTRAL_NATS_PASSWORD) and any number of these may run.
     The resend commands that ask a kiosk for a gap are signed with KIOSK_CENTRAL_COMMAND_KEY,
     the kiosks' mqtt.command_key; without it they go unsigned, and kiosks with a command key
     refuse them.
@@ -98,7 +104,29 @@ def central_run(
         password=broker.password,
         gap_grace_s=mqtt.gap_grace_s,
     )
-    run_central(settings, store_url(ctx, db_url), stop, policy=policy, reports=config)
+    nats = nats_settings(config, mqtt.client_id) if config.central.transport == "nats" else None
+    run_central(settings, store_url(ctx, db_url), stop, policy=policy, reports=config, nats=nats)
+
+
+def nats_settings(config: CentralConfig, name: str) -> NatsSettings:
+    """The JetStream worker's settings from [nats]; the password from the environment."""
+    import os
+
+    from kiosk.central.cli import NATS_PASSWORD_ENV
+    from kiosk.central.nats import NatsSettings
+
+    section = config.nats
+    return NatsSettings(
+        servers=section.servers,
+        durable=section.durable,
+        batch_max=section.batch_max,
+        ack_wait_s=section.ack_wait_s,
+        user=section.user or None,
+        password=os.environ.get(NATS_PASSWORD_ENV) or None,
+        creds_file=section.creds_file or None,
+        ca_file=section.ca_file or None,
+        name=name,
+    )
 
 
 @click.command("status")
