@@ -21,6 +21,7 @@ from typing import Any, cast
 import cbor2
 import pytest
 import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jsonschema import Draft202012Validator
@@ -28,6 +29,8 @@ from jsonschema import Draft202012Validator
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
 from kiosk.credentials import KINDS, CredentialStatus, trust
 from kiosk.credentials.cose import key_id
+from kiosk.credentials.dcc import Dsc
+from kiosk.credentials.dcc import trustlist as dcc_trust
 from kiosk.credentials.declarations import load_declarations
 from kiosk.credentials.documents import (
     RevocationList,
@@ -74,11 +77,13 @@ from kiosk.sensors.simulation import Person
 from kiosk.store.eventlog import EventLog, read_events
 from kiosk.sync import Sync
 from kiosk.sync_send import BACKLOG_FOR_BATCHING
+from tests.dcc_support import make_dsc
 from tests.support import SALT, make_config, running
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 SCHEMAS = DOCS / "schemas"
 SCHEMA_FILES = {
+    "dcc-trust",
     "declarations",
     "events",
     "receipt",
@@ -103,6 +108,7 @@ LEAF_SCHEMA = {
     "activity": "activity",
     "trust": "document",
     "revocation": "document",
+    "dcc-trust": "dcc-trust",
     "declarations": "declarations",
     "declarations-delta": "declarations",
 }
@@ -111,6 +117,7 @@ LEAF_SCHEMA = {
 DOCUMENT_LEAVES = {
     Leaf.TRUST.value,
     Leaf.REVOCATION.value,
+    Leaf.DCC_TRUST.value,
     Leaf.DECLARATIONS.value,
     Leaf.DECLARATIONS_DELTA.value,
 }
@@ -175,7 +182,8 @@ def test_schema_enums_follow_the_code() -> None:
     assert enum_of(credential["status"]) == {s.value for s in CredentialStatus}
     assert enum_of(credential["kind"]) == {*KINDS, None}
     assert enum_of(credential["type"]) == CREDENTIAL_TYPES
-    assert enum_of(event["document"]["properties"]["kind"]) == set(trust.KINDS)
+    documents = {*trust.KINDS, dcc_trust.KIND}
+    assert enum_of(event["document"]["properties"]["kind"]) == documents
     assert enum_of(schema("document")["properties"]["typ"]) == set(trust.KINDS)
     # command events: the MQTT commands, plus the status page's relay test
     assert enum_of(event["command"]["properties"]["command"]) == {
@@ -741,6 +749,22 @@ def test_signed_documents_match_the_schema() -> None:
     assert_invalid("document", {**trusted, "keys": [trusted["keys"][0][:62]]})
 
 
+def test_signed_dcc_trust_lists_match_the_schema() -> None:
+    dsc = Dsc.from_der(make_dsc(ec.generate_private_key(ec.SECP256R1()), country="DE"))
+    signed = dcc_trust.encode_trust_list(
+        [dsc], org="acme", version=2, issued_at=NOW, signing_key=DOCUMENT_KEY
+    )
+    payload = _document_payload(signed)
+    assert_valid("dcc-trust", payload)
+    (entry,) = payload["dscs"]
+    assert (entry["kid"], entry["c"], entry["der"]) == (dsc.kid.hex(), "DE", dsc.der.hex())
+    assert_invalid("dcc-trust", {**payload, "typ": "trust"})
+    assert_invalid("dcc-trust", {**payload, "dscs": []})
+    assert_invalid("dcc-trust", {k: v for k, v in payload.items() if k != "dscs"})
+    assert_invalid("dcc-trust", {**payload, "dscs": [{**entry, "der": entry["der"][:-1]}]})
+    assert_invalid("dcc-trust", {**payload, "dscs": [{"kid": entry["kid"], "c": "DE"}]})
+
+
 def test_events_from_a_simulated_kiosk_and_its_commands(tmp_path: Path) -> None:
     """A real kiosk: its decision, command and lifecycle events and its state document."""
     config = make_config(tmp_path)
@@ -1198,6 +1222,13 @@ def test_mqtt_md_document_examples_are_real_signed_documents(leaf: str) -> None:
         assert _document_payload(document) == payload
         assert_valid("declarations", payload)
         assert (declared.kind, declared.version) == (payload["kind"], payload["ver"])
+        return
+    if LEAF_SCHEMA[leaf] == "dcc-trust":
+        listed = dcc_trust.load_trust_list(document, DOCUMENT_KEY.public_key(), current_version=3)
+        assert _document_payload(document) == payload
+        assert_valid("dcc-trust", payload)
+        (dsc,) = listed.dscs
+        assert (dsc.kid.hex(), dsc.country) == (payload["dscs"][0]["kid"], "VN")
         return
     kind = cast(Any, leaf)
     loaded = load_document(

@@ -16,6 +16,7 @@ leaf            publisher   reader     QoS  retain  payload
 ``receipts``    central     kiosk      1    no      :func:`encode_receipt`: seqs stored
 ``trust``       issuer      kiosks     1    yes     signed trust list, under ``<site>/site/``
 ``revocation``  issuer      kiosks     1    yes     signed revocation list, likewise
+``dcc-trust``   issuer      kiosks     1    yes     signed DCC trust list (DCC signers), likewise
 ==============  ==========  =========  ===  ======  ============================================
 
 ``cmd`` also comes from central (``resend`` when it sees a gap). Kiosks of one site share

@@ -28,6 +28,7 @@ class Leaf(StrEnum):
     RECEIPTS = "receipts"
     TRUST = "trust"  # under the site's reserved kiosk id "site": the signed trust list
     REVOCATION = "revocation"  # likewise: the signed revocation list
+    DCC_TRUST = "dcc-trust"  # likewise: the signed DCC trust list (kiosk.credentials.dcc)
     DECLARATIONS = "declarations"  # likewise: the signed declarations snapshot
     DECLARATIONS_DELTA = "declarations-delta"  # likewise: the snapshot's cumulative delta
     ACTIVITY = "activity"  # live decisions for Home Assistant (kiosk.mqtt.homeassistant)

@@ -32,6 +32,7 @@ from kiosk.credentials.documents import (
     encode_signed,
     open_signed,
 )
+from kiosk.credentials.trust import DocumentUpdate
 from kiosk.store.durable import write_whole
 
 log = logging.getLogger(__name__)
@@ -173,11 +174,46 @@ class DccTrustStore:
                         log.error("%s: %s", path, error)
 
     def offer(self, data: bytes, *, save: bool = True) -> DccTrustList:
-        """Use ``data`` if it is a newer valid list (and save it); DocumentError if not."""
+        """Use ``data`` if it is a newer valid list (and save it); DocumentError if not. The
+        list in force offered again changes nothing."""
+        return self._take(data, save=save)[0]
+
+    def receive(self, data: bytes) -> DocumentUpdate:
+        """What became of a list that arrived (a retained MQTT message), as for the other site
+        documents: the list in force offered again (after every reconnect) is "already in
+        force", no refusal; a refused one leaves the list in force as it is."""
+        try:
+            taken, changed = self._take(data, save=True)
+        except DocumentError as error:
+            return DocumentUpdate(KIND, False, None, str(error))
+        reason = "accepted" if changed else f"version {taken.version} already in force"
+        return DocumentUpdate(KIND, True, taken.version, reason)
+
+    def _take(self, data: bytes, *, save: bool) -> tuple[DccTrustList, bool]:
+        """The list in force once ``data`` is offered, and whether ``data`` replaced it."""
         with self._lock:
-            accepted = load_trust_list(data, self._anchor, current_version=self.version)
+            held = self._current
+            offered = load_trust_list(data, self._anchor, current_version=None)
+            if held is not None and offered.version <= held.version:
+                if offered.version < held.version:
+                    raise DocumentError(
+                        f"version {offered.version} is not newer than {held.version}"
+                    )
+                if _content(offered) != _content(held):
+                    raise DocumentError(
+                        f"version {held.version} differs from the version {held.version} in "
+                        "force: sign the change as a newer version"
+                    )
+                return held, False
+            self._current = offered
             if save:
-                write_whole(self._saved, data)
-            self._current = accepted
-        log.info("DCC trust list v%d accepted: %d DSCs", accepted.version, len(accepted.dscs))
-        return accepted
+                try:
+                    write_whole(self._saved, data)
+                except OSError as error:
+                    log.warning("could not save the DCC trust list (kept in memory): %s", error)
+        log.info("DCC trust list v%d accepted: %d DSCs", offered.version, len(offered.dscs))
+        return offered, True
+
+
+def _content(trust_list: DccTrustList) -> tuple[str, set[tuple[bytes, str, bytes]]]:
+    return trust_list.org, {(dsc.kid, dsc.country, dsc.der) for dsc in trust_list.dscs}
