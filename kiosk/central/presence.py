@@ -79,9 +79,12 @@ def _newest_rows(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[Any
     return {key: row for key, (_, row) in newest.items()}
 
 
+UNUSED = EventType.GRANT_UNUSED.value  # a plain str: compared once per passage read
+
+
 def inside_after(event_type: str, direction: str) -> bool:
     """Whether a passage leaves its subject inside; a withdrawn grant undoes its direction."""
-    return (direction == "entry") != (event_type == EventType.GRANT_UNUSED.value)
+    return (direction == "entry") != (event_type == UNUSED)
 
 
 def site_inside(store: Store, site: str, zone: ZoneInfo, now_s: float) -> list[AreaCount]:
@@ -91,10 +94,9 @@ def site_inside(store: Store, site: str, zone: ZoneInfo, now_s: float) -> list[A
     start_ms, _ = day_bounds(today, zone)
     until_ms = int((now_s + MAX_AHEAD_S) * 1000)
     sql = _NEWEST.format(p=store.dialect.param)
-    unused = EventType.GRANT_UNUSED.value
 
     def work(cur: Any) -> tuple[list[tuple[Any, ...]], dict[str, Person]]:
-        cur.execute(sql, (site, start_ms, until_ms, unused))
+        cur.execute(sql, (site, start_ms, until_ms, UNUSED))
         newest = _newest_rows(cur.fetchall())
         inside = [row for row in newest.values() if inside_after(row[4], row[5])]
         return [*newest.values()], roster.people(cur, site, (row[0] for row in inside))

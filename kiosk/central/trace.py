@@ -25,7 +25,7 @@ from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from kiosk.central import roster
-from kiosk.central.presence import inside_after
+from kiosk.central.presence import UNUSED, inside_after
 from kiosk.central.reports.daily import day_bounds
 from kiosk.central.roster import Entry, Person
 from kiosk.central.store import Store
@@ -64,7 +64,7 @@ class Row(NamedTuple):
 
     def is_passage(self) -> bool:
         """A granted entry or exit, or a withdrawn grant: what moves a subject in or out."""
-        moves = self.outcome == "grant" or self.type == EventType.GRANT_UNUSED.value
+        moves = self.outcome == "grant" or self.type == UNUSED
         return moves and self.direction in ("entry", "exit")
 
 
