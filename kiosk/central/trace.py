@@ -10,9 +10,9 @@ them (place, time, outcome), and as contacts every other subject who
   count starts afresh;
 - checked in to the same meeting on the same local day (``meeting``).
 
-Each contact is listed once per reason and occasion (the index person's passage, stay or
-meeting), with names and kinds from the roster where it has them. Everything is read from
-``subject_events``, so no event's JSON is parsed.
+Each contact is listed once per reason and occasion (the index person's passage, for an
+entrance or a meeting; the local day, for an area), with names and kinds from the roster
+where it has them. Everything is read from ``subject_events``, so no event's JSON is parsed.
 """
 
 from __future__ import annotations

@@ -70,8 +70,16 @@ def inside_command(
 @site_option
 @click.option("--from", "start", required=True, help="ISO date or date-time, site local time.")
 @click.option("--to", "end", required=True, help="ISO date (through its end) or date-time.")
-@click.option("--window-min", default=15.0, show_default=True, type=click.FloatRange(min=0))
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv")
+@click.option(
+    "--window-min",
+    default=15.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Minutes either side of each passage in which others at that entrance are contacts.",
+)
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
 @output_option
 @db_option
 @click.pass_context
