@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kiosk.config.keys import key, key_bounds
+from kiosk.config.keys import STRINGS, key, key_bounds
 from kiosk.config.values import (
     MIN_SALT_CHARS,
     MIN_TOKEN_CHARS,
@@ -38,6 +38,7 @@ Pin = int | Literal[False]  # a BCM GPIO number, or false: not fitted
 ScannerType = Literal["none", "hid", "serial"]
 ScannerLayout = Literal["us", "de", "fr"]
 ScannerTerminator = Literal["cr", "lf", "crlf", "tab"]
+DccMode = Literal["alone", "with_pass"]
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,28 @@ class RulesSection:
 
 
 @dataclass(frozen=True)
+class DccSection:
+    """EU Digital COVID Certificates (HC1: codes) at the gate (docs/dcc.md, At the gate)."""
+
+    enabled: bool = key(False, "Verify HC1: codes (off: they are refused as malformed)")
+    mode: DccMode = key(
+        "alone",
+        "alone: a valid certificate admits a visitor under credentials.national_qr; "
+        "with_pass: a certificate is needed besides a staff or visitor pass",
+    )
+    types: STRINGS = key(("v", "t", "r"), "Certificate types that count: v, t, r")
+    days_after_dose: int = key(
+        14, "A complete vaccination counts this many days after its last dose", low=0, high=365
+    )
+    test_max_age_h: float = key(72.0, "Oldest negative test sample that counts", low=1, high=720)
+    countries: STRINGS = key((), "Accepted issuing countries, ISO codes such as VN (empty: all)")
+    second_scan_window_s: float = key(
+        60.0, "with_pass: the pass and the certificate within this many seconds", low=5, high=600
+    )
+    trust_list_file: str = key("", "Signed DCC trust list file (kiosk dcc trust import)")
+
+
+@dataclass(frozen=True)
 class LogSection:
     """The local event log (outbox)."""
 
@@ -373,6 +396,7 @@ class KioskConfig:
     gate: GateSection = field(default_factory=GateSection)
     credentials: CredentialsSection = field(default_factory=CredentialsSection)
     rules: RulesSection = field(default_factory=RulesSection)
+    dcc: DccSection = field(default_factory=DccSection)
     log: LogSection = field(default_factory=LogSection)
     mqtt: MqttSection = field(default_factory=MqttSection)
     web: WebSection = field(default_factory=WebSection)

@@ -35,6 +35,23 @@ class CredentialStatus(StrEnum):
     BAD_SIGNATURE = "bad_signature"
     WRONG_SITE = "wrong_site"
     REVOKED = "revoked"
+    # EU DCC (HC1:) codes: the verifier's reasons, the [dcc] rules', and with_pass's second scan
+    DCC_MALFORMED = "dcc_malformed"
+    DCC_NOT_TRUSTED = "dcc_not_trusted"
+    DCC_SIGNATURE = "dcc_signature"
+    DCC_EXPIRED = "dcc_expired"
+    DCC_NOT_YET_VALID = "dcc_not_yet_valid"
+    DCC_SCHEMA = "dcc_schema"
+    DCC_KEY_USAGE = "dcc_key_usage"
+    DCC_RULE_TYPE = "dcc_rule_type"
+    DCC_RULE_COUNTRY = "dcc_rule_country"
+    DCC_RULE_INCOMPLETE = "dcc_rule_incomplete"
+    DCC_RULE_TOO_RECENT = "dcc_rule_too_recent"
+    DCC_RULE_TEST_POSITIVE = "dcc_rule_test_positive"
+    DCC_RULE_TEST_TOO_OLD = "dcc_rule_test_too_old"
+    DCC_RULE_RECOVERY_NOT_VALID = "dcc_rule_recovery_not_valid"
+    DCC_REQUIRED = "dcc_required"  # a valid pass; now the certificate
+    DCC_PASS_REQUIRED = "dcc_pass_required"  # a valid certificate; now the pass
 
 
 class AllowlistError(ValueError):
@@ -62,7 +79,7 @@ class CredentialCheck:
     status: CredentialStatus
     badge_id: str | None = None
     kind: str | None = None
-    credential_type: str = "badge"  # badge, pass or national
+    credential_type: str = "badge"  # badge, pass, national or dcc
     unsigned: bool = False
     pass_id: str | None = None
     health_declared_at: datetime | None = None

@@ -2,7 +2,9 @@
 
 1. a signed pass (``KP1:`` prefix), verified offline against the trusted issuer keys;
 2. a national-app personal code (unsigned: proves nothing; handled by policy);
-3. a legacy badge id on the local allowlist (when one is configured).
+3. an EU Digital COVID Certificate (``HC1:`` prefix) when ``[dcc]`` is enabled, verified
+   offline and held to the site's rules (:mod:`kiosk.credentials.dcc.gate`);
+4. a legacy badge id on the local allowlist (when one is configured).
 
 Pure and thread-safe: the trust material is swapped whole when new documents arrive.
 """
@@ -18,6 +20,7 @@ from kiosk.credentials.allowlist import (
     CredentialStatus,
     check_payload,
 )
+from kiosk.credentials.dcc.gate import DccCheck, is_dcc
 from kiosk.credentials.national import parse_national_qr
 from kiosk.credentials.passes import PREFIX, PassStatus, PassVerifier
 
@@ -26,12 +29,18 @@ class Credentials:
     """The kiosk's credential checker; swap its parts with the ``replace_*`` methods."""
 
     def __init__(
-        self, *, allowlist: Allowlist | None, verifier: PassVerifier | None, national_salt: bytes
+        self,
+        *,
+        allowlist: Allowlist | None,
+        verifier: PassVerifier | None,
+        national_salt: bytes,
+        dcc: DccCheck | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._allowlist = allowlist
         self._verifier = verifier
         self._national_salt = national_salt
+        self._dcc = dcc
 
     def replace_allowlist(self, allowlist: Allowlist | None) -> None:
         """Use a newly loaded allowlist (or none)."""
@@ -56,6 +65,8 @@ class Credentials:
             allowlist, verifier = self._allowlist, self._verifier
         if payload.startswith(PREFIX.encode()):
             return self._check_pass(verifier, payload, now)
+        if self._dcc is not None and is_dcc(payload):
+            return self._dcc.check(payload, now)
         national = parse_national_qr(payload)
         if national is not None:
             declared = national.declared_on

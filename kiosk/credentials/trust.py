@@ -76,6 +76,11 @@ class TrustStore:
         return store
 
     @property
+    def anchor(self) -> Ed25519PublicKey | None:
+        """The site's document-signing key the documents are verified with (None: not set)."""
+        return self._anchor
+
+    @property
     def enabled(self) -> bool:
         """Whether signed passes are configured at all."""
         return self._anchor is not None

@@ -4,8 +4,8 @@ Checks run in a fixed order and the first failure wins:
 
 1. lockdown (the entrance is closed by an operator; exits stay free);
 2. the credential (gate and checkin modes): too large, malformed, unknown, bad signature,
-   not yet valid, expired, wrong site, revoked; an unsigned national-app code is granted,
-   referred to reception or denied as configured;
+   not yet valid, expired, wrong site, revoked, an EU DCC's refusal (``dcc_*``); an unsigned
+   national-app code or DCC is granted, referred to reception or denied as configured;
 3. the entry rules (:mod:`kiosk.decide.rules`, entries only): health declaration, visitor hours and
    cap, anti-passback, occupancy;
 4. the temperature (entries in gate mode with a thermometer, and screen mode):
@@ -64,6 +64,23 @@ class Reason(StrEnum):
     NO_PERSON_AT_SENSOR = "no_person_at_sensor"
     FEVER = "fever"
     LOG_UNAVAILABLE = "log_unavailable"
+    # EU DCC (HC1:) codes: docs/dcc.md, At the gate
+    DCC_MALFORMED = "dcc_malformed"
+    DCC_NOT_TRUSTED = "dcc_not_trusted"
+    DCC_SIGNATURE = "dcc_signature"
+    DCC_EXPIRED = "dcc_expired"
+    DCC_NOT_YET_VALID = "dcc_not_yet_valid"
+    DCC_SCHEMA = "dcc_schema"
+    DCC_KEY_USAGE = "dcc_key_usage"
+    DCC_RULE_TYPE = "dcc_rule_type"
+    DCC_RULE_COUNTRY = "dcc_rule_country"
+    DCC_RULE_INCOMPLETE = "dcc_rule_incomplete"
+    DCC_RULE_TOO_RECENT = "dcc_rule_too_recent"
+    DCC_RULE_TEST_POSITIVE = "dcc_rule_test_positive"
+    DCC_RULE_TEST_TOO_OLD = "dcc_rule_test_too_old"
+    DCC_RULE_RECOVERY_NOT_VALID = "dcc_rule_recovery_not_valid"
+    DCC_REQUIRED = "dcc_required"  # with_pass: a valid pass, now the certificate
+    DCC_PASS_REQUIRED = "dcc_pass_required"  # with_pass: a valid certificate, now the pass
 
 
 #: What the display says for each reason, (Vietnamese, English), from :mod:`kiosk.decide.texts`.
@@ -88,6 +105,8 @@ _CREDENTIAL_REASONS: dict[CredentialStatus, Reason] = {
     CredentialStatus.BAD_SIGNATURE: Reason.BAD_SIGNATURE,
     CredentialStatus.WRONG_SITE: Reason.WRONG_SITE,
     CredentialStatus.REVOKED: Reason.REVOKED,
+    # every DCC status is the reason of the same name
+    **{status: Reason(status.value) for status in CredentialStatus if status.startswith("dcc_")},
 }
 
 

@@ -22,6 +22,7 @@ from kiosk.decide.rules import (
     is_repeat_read,
     parse_hours,
 )
+from kiosk.decide.second_scan import SecondScan
 from kiosk.events import EventType
 
 
@@ -73,12 +74,18 @@ class Entrance:
         self.area = AreaState(config.kiosk.area, today.astimezone().date())
         self._attendance: set[str] = set()
         self._lock = threading.Lock()
+        dcc = config.dcc
+        with_pass = dcc.enabled and dcc.mode == "with_pass"
+        self._second_scan = SecondScan(dcc.second_scan_window_s) if with_pass else None
 
     def assess(self, payload: bytes, now: datetime, *, too_large: bool) -> Assessment:
         """Read the credential and apply the entry rules (time passed in)."""
         credential = self.checker.check(payload, now, too_large=too_large)
         subject = self._subject(credential)
         direction = self._direction(subject)
+        if self._second_scan is not None and direction == "entry":
+            credential = self._second_scan.combine(credential, now)  # [dcc] with_pass
+            subject = self._subject(credential)
         rule, repeat = None, False
         if credential.status is CredentialStatus.VALID and subject:
             facts = self.area.facts(subject, now)
@@ -127,8 +134,8 @@ class Entrance:
     def _subject(self, credential: CredentialCheck) -> str | None:
         if credential.badge_id is None:
             return None
-        if credential.credential_type == "national":
-            return credential.badge_id  # already a salted hash of the ID number ("n-…")
+        if credential.credential_type in ("national", "dcc"):
+            return credential.badge_id  # already a salted hash (ID number; DCC name and birth)
         # Badge ids and pass subjects share one keyed namespace, kept apart by a prefix.
         prefix = "pass:" if credential.credential_type == "pass" else ""
         return self._pseudonymizer.subject(prefix + credential.badge_id)

@@ -68,6 +68,40 @@ _REASONS: Final[dict[str, tuple[str, str]]] = {
         "Lỗi hệ thống: vui lòng gặp bảo vệ",
         "System fault: please see the guard",
     ),
+    "reason.dcc_malformed": ("Chứng nhận không hợp lệ", "Invalid certificate"),
+    "reason.dcc_not_trusted": ("Chứng nhận không được công nhận", "Certificate not recognised"),
+    "reason.dcc_signature": ("Chứng nhận không hợp lệ", "Invalid certificate"),
+    "reason.dcc_expired": ("Chứng nhận đã hết hạn", "Certificate expired"),
+    "reason.dcc_not_yet_valid": ("Chứng nhận chưa có hiệu lực", "Certificate not valid yet"),
+    "reason.dcc_schema": ("Chứng nhận không hợp lệ", "Invalid certificate"),
+    "reason.dcc_key_usage": ("Chứng nhận không hợp lệ", "Invalid certificate"),
+    "reason.dcc_rule_type": (
+        "Loại chứng nhận này không được chấp nhận",
+        "This kind of certificate is not accepted",
+    ),
+    "reason.dcc_rule_country": (
+        "Chứng nhận của nước này không được chấp nhận",
+        "Certificates from this country are not accepted",
+    ),
+    "reason.dcc_rule_incomplete": ("Chưa tiêm đủ liều", "Vaccination not complete"),
+    "reason.dcc_rule_too_recent": (
+        "Mũi tiêm cuối chưa đủ số ngày",
+        "Too soon after the last dose",
+    ),
+    "reason.dcc_rule_test_positive": (
+        "Kết quả xét nghiệm không âm tính: vui lòng gặp bảo vệ",
+        "Test not negative: please see the guard",
+    ),
+    "reason.dcc_rule_test_too_old": ("Kết quả xét nghiệm đã quá hạn", "Test result too old"),
+    "reason.dcc_rule_recovery_not_valid": (
+        "Chứng nhận khỏi bệnh không còn hiệu lực",
+        "Recovery certificate not valid today",
+    ),
+    "reason.dcc_required": (
+        "Bây giờ vui lòng quét chứng nhận COVID",
+        "Now show your COVID certificate",
+    ),
+    "reason.dcc_pass_required": ("Bây giờ vui lòng quét thẻ ra vào", "Now show your pass"),
     "exit.ok": ("Tạm biệt, hẹn gặp lại", "Goodbye, see you again"),
 }
 

@@ -16,6 +16,7 @@ from kiosk import __version__
 from kiosk.config import KioskConfig
 from kiosk.credentials import Allowlist, AllowlistError, parse_allowlist
 from kiosk.credentials.checker import Credentials
+from kiosk.credentials.dcc.gate import build_dcc_check, open_dcc_trust
 from kiosk.credentials.trust import TrustStore
 from kiosk.decide.entrance import Entrance
 from kiosk.decide.privacy import Pseudonymizer, load_or_create_salt
@@ -184,11 +185,16 @@ def attach_sync(kiosk: Kiosk, sync: Sync, config: KioskConfig, trust: TrustStore
 
 
 def build_entrance(config: KioskConfig, salt: bytes, trust: TrustStore | None = None) -> Entrance:
-    """The credential checks, entry rules and area state for ``config``."""
+    """The credential checks, entry rules and area state for ``config``; with ``[dcc]`` on,
+    the DCC trust list signed by the anchor of ``trust`` (else of the configured anchor)."""
+    dcc_trust = None
+    if config.dcc.enabled:
+        dcc_trust = open_dcc_trust(config, (trust or TrustStore.open(config)).anchor)
     credentials = Credentials(
         allowlist=load_allowlist(config),
         verifier=None if trust is None else trust.verifier(),
         national_salt=salt,
+        dcc=build_dcc_check(config, dcc_trust, salt),
     )
     return Entrance(config, credentials, Pseudonymizer(salt), datetime.now(UTC))
 
