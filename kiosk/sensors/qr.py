@@ -17,9 +17,13 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from kiosk.sensors.imagesize import image_size
+
 logger = logging.getLogger(__name__)
 
 DECODER_NAMES = ("zxing-cpp", "pyzbar")
+#: In :func:`decode_image_file`'s error for an image over its ``max_pixels``.
+TOO_MANY_PIXELS = "more pixels than allowed"
 
 _ZBAR_ALL_SYMBOLOGIES = 0
 _ZBAR_CFG_ENABLE = 0
@@ -287,7 +291,9 @@ class ScanFilter:
         return Scan(payload=payload[: self.max_payload_bytes], too_large=too_large, seen_at=now)
 
 
-def decode_image_file(path: str | Path, decoder: QRDecoder) -> dict[str, Any]:
+def decode_image_file(
+    path: str | Path, decoder: QRDecoder, *, max_pixels: int | None = None
+) -> dict[str, Any]:
     """Decode every QR code in an image file, as a JSON-ready dict (``kiosk decode IMAGE``).
 
     Shape, with every key always present::
@@ -299,6 +305,10 @@ def decode_image_file(path: str | Path, decoder: QRDecoder) -> dict[str, Any]:
     ``text`` is the payload decoded as UTF-8, or ``None`` when it is not valid UTF-8; ``hex`` is
     the payload's bytes in lower-case hex; ``bytes`` its length. A missing or unreadable file gives
     ``codes: []`` and an ``error`` message instead of an exception.
+
+    With ``max_pixels`` the size is read from the file's header first
+    (:func:`kiosk.sensors.imagesize.image_size`) and an image larger than that, or of a format
+    whose size is not known, is refused the same way without being decoded.
     """
     import cv2
 
@@ -318,6 +328,11 @@ def decode_image_file(path: str | Path, decoder: QRDecoder) -> dict[str, Any]:
     except OSError as error:
         result["error"] = f"cannot read image: {error.strerror or error}"
         return result
+    if max_pixels is not None:
+        refusal = _size_refusal(encoded.tobytes(), max_pixels)
+        if refusal:
+            result["error"] = f"cannot read image: {refusal}"
+            return result
     gray = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE) if encoded.size else None
     if gray is None:
         result["error"] = "cannot read image: not an image in a format OpenCV reads"
@@ -325,6 +340,17 @@ def decode_image_file(path: str | Path, decoder: QRDecoder) -> dict[str, Any]:
     frame = np.asarray(gray, dtype=np.uint8)
     result["codes"] = [_describe_payload(payload) for payload in decoder.decode(frame)]
     return result
+
+
+def _size_refusal(data: bytes, max_pixels: int) -> str | None:
+    """Why an image of these bytes is not decoded under ``max_pixels``, or None."""
+    size = image_size(data)
+    if size is None:
+        return "not a PNG, JPEG, WebP, GIF or BMP image"
+    width, height = size
+    if width * height > max_pixels:
+        return f"{width}x{height} pixels: {TOO_MANY_PIXELS} ({max_pixels})"
+    return None
 
 
 def _describe_payload(payload: bytes) -> dict[str, Any]:

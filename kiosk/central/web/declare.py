@@ -37,7 +37,7 @@ from kiosk.central.web.declare_texts import text
 from kiosk.credentials.declarations import DeclarationStatus
 from kiosk.decide.privacy import SecretFileError, read_salt_file
 from kiosk.decide.texts import Language
-from kiosk.sensors.qr import decode_image_file, make_decoder
+from kiosk.sensors.qr import TOO_MANY_PIXELS, decode_image_file, make_decoder
 from kiosk.web.auth import LoginLimiter
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,9 @@ LIMITER = "kiosk.central.web.declare"  # app.extensions key
 #: Declarations allowed per client address and minute (a site's guest Wi-Fi is one address).
 DECLARATIONS_PER_MINUTE = 30
 PHOTO_DECODER = "zxing-cpp"
+#: The largest photo accepted, in bytes and in pixels (a phone camera's 12 MP fits both).
+MAX_PHOTO_BYTES = 4 * 1024 * 1024
+MAX_PHOTO_PIXELS = 20_000_000
 PRIVACY_NOTICE = Path(__file__).parents[3] / "deploy" / "privacy-notice.md"
 
 
@@ -137,14 +140,22 @@ def _photo_text(photo: FileStorage | None) -> str | None:
     """The text of the QR code in a photo of the person's pass or national-app screen (the
     form's camera button), decoded here and not kept; None when no photo was sent.
 
-    :raises IdentityError: ``photo`` when the photo shows no readable QR code.
+    :raises IdentityError: ``photo_large`` when the photo is over :data:`MAX_PHOTO_BYTES` or
+        :data:`MAX_PHOTO_PIXELS` (read from its header, before it is decoded), ``photo`` when it
+        shows no readable QR code.
     """
     if photo is None or not photo.filename:
         return None
+    data = photo.stream.read(MAX_PHOTO_BYTES + 1)
+    if len(data) > MAX_PHOTO_BYTES:
+        raise IdentityError("photo_large")
     with tempfile.TemporaryDirectory(prefix="declare-") as folder:
         path = Path(folder) / "photo"
-        photo.save(path)
-        decoded = decode_image_file(path, make_decoder(PHOTO_DECODER))
+        path.write_bytes(data)
+        decoder = make_decoder(PHOTO_DECODER)
+        decoded = decode_image_file(path, decoder, max_pixels=MAX_PHOTO_PIXELS)
+    if TOO_MANY_PIXELS in (decoded["error"] or ""):
+        raise IdentityError("photo_large")
     texts = [code["text"] for code in decoded["codes"] if code["text"]]
     if not texts:
         raise IdentityError("photo")

@@ -72,6 +72,10 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
         "Không đọc được mã QR trong ảnh. Chụp lại gần hơn hoặc nhập mã.",
         "No QR code could be read in the photo. Take it closer or type the code.",
     ),
+    "error.photo_large": (
+        "Ảnh quá lớn. Chụp lại ảnh nhỏ hơn hoặc nhập mã.",
+        "The photo is too large. Take a smaller one or type the code.",
+    ),
     "error.phone": ("Số điện thoại không hợp lệ.", "That is not a phone number."),
     "unavailable": (
         "Trang khai báo của địa điểm này chưa được cài đặt. Vui lòng báo bảo vệ.",
