@@ -167,9 +167,11 @@ NORMAL = measurement(TemperatureStatus.NORMAL)
 
 @pytest.mark.parametrize("rule", list(RuleRefusal))
 def test_an_entry_rule_refusal_denies_with_its_own_reason(rule: RuleRefusal) -> None:
+    """A declaration with a symptom or a contact sends the person to the guard; the others deny."""
     decision = decide("gate", VALID, NORMAL, rule=rule)
+    referred = rule is RuleRefusal.HEALTH_DECLARATION_REFER
     assert (decision.outcome, decision.reason.value, decision.opens_gate) == (
-        Outcome.DENY,
+        Outcome.REFER if referred else Outcome.DENY,
         rule.value,
         False,
     )

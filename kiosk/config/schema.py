@@ -217,6 +217,11 @@ class RulesSection:
     health_declaration_max_age_h: float = key(
         0.0, "Require a health declaration newer than this many hours (R4)", low=0, high=720
     )
+    health_declaration_url: str = key(
+        "",
+        "The site's declaration page as the poster shows it, e.g. hd.example.vn/s/hq: "
+        "the display names it to whoever must declare first",
+    )
     visitor_hours: str = key(
         "", "Visitors only between these local times, e.g. 07:30-17:30", check=hours_check
     )

@@ -12,7 +12,7 @@ Pure and thread-safe: the trust material is swapped whole when new documents arr
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime, time
+from datetime import datetime
 
 from kiosk.credentials.allowlist import (
     Allowlist,
@@ -69,16 +69,13 @@ class Credentials:
             return self._dcc.check(payload, now)
         national = parse_national_qr(payload)
         if national is not None:
-            declared = national.declared_on
             return CredentialCheck(
                 CredentialStatus.VALID,
                 national.subject_hash(self._national_salt),
                 "visitor",
                 credential_type="national",
                 unsigned=True,
-                health_declared_at=None
-                if declared is None
-                else datetime.combine(declared, time.min, tzinfo=UTC),
+                health_declared_at=national.declared_at,
             )
         if allowlist is None:
             return CredentialCheck(CredentialStatus.UNKNOWN)

@@ -17,10 +17,12 @@ unsigned credential (``EVENT_CREDENTIAL``), so that central never mistakes it fo
 
 The point of this module is to keep personal data out of the kiosk's records. A parsed code
 (``NationalQr``) keeps the ID number only in a private slot, to hash it with the organisation's
-secret salt (``subject_hash``), plus the app, the declaration type and the declaration date when
-they can be recognised. The name, birth date, gender and address are checked for shape while
-parsing and then dropped: they are never attributes and never in ``repr()``. Callers must not
-log or store the raw payload either.
+secret salt (``subject_hash``), plus the app, the declaration type and the declaration time when
+they can be recognised (``declared_at``: the date and, where the code carries one, the time of
+day, read in Vietnam's time zone; a date alone counts from the start of that day, so a
+declaration is never taken for newer than it is). The name, birth date, gender and address
+are checked for shape while parsing and then dropped: they are never attributes and never in
+``repr()``. Callers must not log or store the raw payload either.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import hashlib
 import hmac
 import re
 import unicodedata
-from datetime import date
+from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum
 from typing import ClassVar, Final, NoReturn
 
@@ -49,7 +51,9 @@ _DATE_FORMATS = (
     re.compile(r"(?P<d>[0-9]{1,2})[/.-](?P<m>[0-9]{1,2})[/.-](?P<y>[0-9]{4})"),
     re.compile(r"(?P<y>[0-9]{4})-(?P<m>[0-9]{2})-(?P<d>[0-9]{2})"),
 )
-_TIME_SUFFIX = re.compile(r"(?:[ T][0-9]{1,2}:[0-9]{2}(?::[0-9]{2})?)?")
+_TIME_SUFFIX = re.compile(r"(?:[ T](?P<H>[0-9]{1,2}):(?P<M>[0-9]{2})(?::(?P<S>[0-9]{2}))?)?")
+VIETNAM = timezone(timedelta(hours=7), "ICT")
+"""The national apps' clock: Vietnam's time (UTC+7, no daylight saving)."""
 _YEAR = re.compile(r"[0-9]{4}")
 _NAME_PUNCTUATION = frozenset(".'-")
 _GENDERS = frozenset({"nam", "nu", "male", "female", "m", "f", "khac", "other"})
@@ -116,7 +120,7 @@ class NationalQr:
     The ID number is held privately, only to be hashed; it is not shown by ``repr()``.
     """
 
-    __slots__ = ("__app", "__declaration", "__declared_on", "__id_number")
+    __slots__ = ("__app", "__declaration", "__declared_at", "__id_number")
     signed: ClassVar[bool] = False
     """Always False: nothing in the code proves who issued it."""
 
@@ -126,14 +130,16 @@ class NationalQr:
         *,
         app: NationalApp | None = None,
         declaration: DeclarationType | None = None,
-        declared_on: date | None = None,
+        declared_at: datetime | None = None,
     ) -> None:
         if not _ID_NUMBER.fullmatch(id_number):
             raise ValueError("an ID number has 9 (CMND) or 12 (CCCD) digits")
         self.__id_number = id_number
         self.__app = app
         self.__declaration = declaration
-        self.__declared_on = declared_on
+        if declared_at is not None and declared_at.tzinfo is None:
+            raise ValueError("declared_at must be timezone-aware")
+        self.__declared_at = declared_at
 
     @property
     def app(self) -> NationalApp | None:
@@ -146,9 +152,15 @@ class NationalQr:
         return self.__declaration
 
     @property
+    def declared_at(self) -> datetime | None:
+        """When the declaration was made, only next to an app or declaration marker: the
+        code's time of day, or the start of its day (Vietnam's time), timezone-aware."""
+        return self.__declared_at
+
+    @property
     def declared_on(self) -> date | None:
-        """The declaration date (a day, no time), only next to an app or declaration marker."""
-        return self.__declared_on
+        """The declaration's day in Vietnam's time, only next to an app or declaration marker."""
+        return None if self.__declared_at is None else self.__declared_at.astimezone(VIETNAM).date()
 
     @property
     def id_kind(self) -> str:
@@ -167,10 +179,10 @@ class NationalQr:
         return "n-" + digest[:20]
 
     def __repr__(self) -> str:
-        declared = self.declared_on.isoformat() if self.declared_on else None
+        declared = self.declared_at.isoformat() if self.declared_at else None
         return (
             f"NationalQr(id_kind={self.id_kind!r}, app={self.app}, "
-            f"declaration={self.declaration}, declared_on={declared}, signed=False)"
+            f"declaration={self.declaration}, declared_at={declared}, signed=False)"
         )
 
     def __reduce__(self) -> NoReturn:
@@ -214,12 +226,12 @@ def parse_national_qr(payload: bytes) -> NationalQr | None:
         marker = _marker(value)
         app = app or _APP_MARKERS.get(marker)
         declaration = declaration or _DECLARATION_MARKERS.get(marker)
-    declared_on = None
+    declared_at = None
     if app is not None or declaration is not None:
-        dates = [d for d in map(_parse_date, rest) if d is not None]
-        if dates and dates[-1] >= EARLIEST_DECLARATION:
-            declared_on = dates[-1]
-    return NationalQr(id_number, app=app, declaration=declaration, declared_on=declared_on)
+        moments = [m for m in map(_parse_moment, rest) if m is not None]
+        if moments and moments[-1].date() >= EARLIEST_DECLARATION:
+            declared_at = moments[-1]
+    return NationalQr(id_number, app=app, declaration=declaration, declared_at=declared_at)
 
 
 def _split(payload: bytes) -> list[str] | None:
@@ -258,14 +270,22 @@ def _is_name(text: str) -> bool:
 
 
 def _parse_date(text: str) -> date | None:
+    moment = _parse_moment(text)
+    return None if moment is None else moment.date()
+
+
+def _parse_moment(text: str) -> datetime | None:
+    """A date with an optional time of day, in Vietnam's time; a date alone: its start."""
     for pattern in _DATE_FORMATS:
         match = pattern.match(text)
-        if match and _TIME_SUFFIX.fullmatch(text, match.end()):
+        clock = _TIME_SUFFIX.fullmatch(text, match.end()) if match else None
+        if match and clock:
             try:
-                parsed = date(int(match["y"]), int(match["m"]), int(match["d"]))
+                day = date(int(match["y"]), int(match["m"]), int(match["d"]))
+                at = time(int(clock["H"] or 0), int(clock["M"] or 0), int(clock["S"] or 0))
             except ValueError:
                 return None
-            return parsed if 1900 <= parsed.year <= 2100 else None
+            return datetime.combine(day, at, VIETNAM) if 1900 <= day.year <= 2100 else None
     return None
 
 

@@ -6,7 +6,8 @@ Checks run in a fixed order and the first failure wins:
 2. the credential (gate and checkin modes): too large, malformed, unknown, bad signature,
    not yet valid, expired, wrong site, revoked, an EU DCC's refusal (``dcc_*``); an unsigned
    national-app code or DCC is granted, referred to reception or denied as configured;
-3. the entry rules (:mod:`kiosk.decide.rules`, entries only): health declaration, visitor hours and
+3. the entry rules (:mod:`kiosk.decide.rules`, entries only): health declaration (missing or
+   too old → deny, saying how to declare; ``refer`` → refer to the guard), visitor hours and
    cap, anti-passback, occupancy;
 4. the temperature (entries in gate mode with a thermometer, and screen mode):
    sensor fault → refer to the guard; nobody at the sensor → deny, try again;
@@ -55,6 +56,7 @@ class Reason(StrEnum):
     UNSIGNED_CREDENTIAL = "unsigned_credential"
     HEALTH_DECLARATION_MISSING = "health_declaration_missing"
     HEALTH_DECLARATION_STALE = "health_declaration_stale"
+    HEALTH_DECLARATION_REFER = "health_declaration_refer"
     VISITOR_OUTSIDE_HOURS = "visitor_outside_hours"
     VISITOR_CAP_REACHED = "visitor_cap_reached"
     ALREADY_INSIDE = "already_inside"
@@ -83,15 +85,36 @@ class Reason(StrEnum):
     DCC_PASS_REQUIRED = "dcc_pass_required"  # with_pass: a valid certificate, now the pass
 
 
-#: What the display says for each reason, (Vietnamese, English), from :mod:`kiosk.decide.texts`.
-MESSAGES: dict[Reason, tuple[str, str]] = {
-    reason: pair(f"reason.{reason.value}") for reason in Reason
-}
+@dataclass(frozen=True)
+class DeclarationAdvice:
+    """What a person without a recent enough health declaration is told: the rule's age and
+    the short address of the site's declaration page (the poster's QR; may be empty)."""
+
+    max_age_h: float = 24.0
+    url: str = ""
 
 
-def messages(reason: Reason, *, exiting: bool = False) -> tuple[str, str]:
-    """The (Vietnamese, English) words for the person: a granted exit says goodbye."""
-    return pair("exit.ok") if exiting and reason is Reason.OK else MESSAGES[reason]
+_DECLARE_AGAIN = frozenset({Reason.HEALTH_DECLARATION_MISSING, Reason.HEALTH_DECLARATION_STALE})
+
+
+def messages(
+    reason: Reason, *, exiting: bool = False, advice: DeclarationAdvice | None = None
+) -> tuple[str, str]:
+    """The (Vietnamese, English) words for the person: a granted exit says goodbye; a missing
+    or stale declaration says how to declare (``advice``, else 24 h and no address)."""
+    if exiting and reason is Reason.OK:
+        return pair("exit.ok")
+    vi, en = pair(f"reason.{reason.value}")
+    if reason not in _DECLARE_AGAIN:
+        return vi, en
+    advice = advice or DeclarationAdvice()
+    hours, url = f"{advice.max_age_h:g}", f": {advice.url}" if advice.url else ""
+    return vi.format(hours=hours, url=url), en.format(hours=hours, url=url)
+
+
+#: What the display says for each reason, (Vietnamese, English), from :mod:`kiosk.decide.texts`
+#: (a missing or stale declaration as :func:`messages` words it without advice).
+MESSAGES: dict[Reason, tuple[str, str]] = {reason: messages(reason) for reason in Reason}
 
 
 _CREDENTIAL_REASONS: dict[CredentialStatus, Reason] = {
@@ -117,16 +140,17 @@ class Decision:
     outcome: Outcome
     reason: Reason
     opens_gate: bool
+    advice: DeclarationAdvice | None = None  # for a missing or stale health declaration
 
     @property
     def message_vi(self) -> str:
         """The Vietnamese message for the display."""
-        return MESSAGES[self.reason][0]
+        return messages(self.reason, advice=self.advice)[0]
 
     @property
     def message_en(self) -> str:
         """The English message for the display."""
-        return MESSAGES[self.reason][1]
+        return messages(self.reason, advice=self.advice)[1]
 
 
 def decide(
@@ -139,13 +163,15 @@ def decide(
     unsigned_policy: str = "refer",
     exiting: bool = False,
     checked_in_before: bool = False,
+    advice: DeclarationAdvice | None = None,
 ) -> Decision:
     """Decide for one person.
 
     ``credential`` is None in screen mode; ``temperature`` is None when no
     measurement is required (checkin mode, exits, a kiosk without a thermometer) or
     when an earlier check already failed. ``rule`` is the entry rules' refusal, if any;
-    ``unsigned_policy`` (grant, refer, deny) says what an unsigned national-app code gets.
+    ``unsigned_policy`` (grant, refer, deny) says what an unsigned national-app code gets;
+    ``advice`` goes with a missing or stale health declaration (a ``refer`` one refers).
     A gate or checkin decision without a credential, or a screen decision without a
     temperature, is a programming error and raises ValueError.
     """
@@ -166,7 +192,15 @@ def decide(
         reason = Reason.ALREADY_CHECKED_IN if checked_in_before else Reason.CHECKED_IN
         return Decision(Outcome.GRANT, reason, opens_gate=False)
     if rule is not None and not exiting:
-        return Decision(Outcome.DENY, Reason(rule.value), opens_gate=False)
+        reason = Reason(rule.value)
+        if reason is Reason.HEALTH_DECLARATION_REFER:
+            return Decision(Outcome.REFER, reason, opens_gate=False)
+        return Decision(
+            Outcome.DENY,
+            reason,
+            opens_gate=False,
+            advice=advice if reason in _DECLARE_AGAIN else None,
+        )
     if temperature is not None:
         if temperature.status is TemperatureStatus.FAULT:
             return Decision(Outcome.REFER, Reason.SENSOR_FAULT, opens_gate=False)

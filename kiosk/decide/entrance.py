@@ -5,6 +5,7 @@ direction, the entry rules' verdict and attendance — and what it learns from e
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +13,9 @@ from typing import Any
 from kiosk.config import KioskConfig
 from kiosk.credentials import CredentialCheck, CredentialStatus
 from kiosk.credentials.checker import Credentials
+from kiosk.credentials.declarations import Declaration, DeclarationStatus
 from kiosk.decide.area import AreaState, passage_from_event, passage_from_unused
+from kiosk.decide.decision import DeclarationAdvice
 from kiosk.decide.privacy import Pseudonymizer
 from kiosk.decide.rules import (
     EntryPolicy,
@@ -57,8 +60,18 @@ def entry_policy(config: KioskConfig) -> EntryPolicy:
     )
 
 
+def declaration_advice(config: KioskConfig) -> DeclarationAdvice:
+    """What the display tells someone who must declare first, from the [rules] section."""
+    r = config.rules
+    return DeclarationAdvice(r.health_declaration_max_age_h, r.health_declaration_url)
+
+
 class Entrance:
-    """The entrance's memory: who is inside, who checked in, and how to read a credential."""
+    """The entrance's memory: who is inside, who checked in, and how to read a credential.
+
+    :param declarations: a subject's newest health declaration at central (the kiosk's
+        :class:`~kiosk.credentials.declared.DeclaredStore`), or None without one.
+    """
 
     def __init__(
         self,
@@ -66,9 +79,12 @@ class Entrance:
         checker: Credentials,
         pseudonymizer: Pseudonymizer,
         today: datetime,
+        *,
+        declarations: Callable[[str], Declaration | None] | None = None,
     ) -> None:
         self.config = config
         self.checker = checker
+        self._declarations = declarations
         self._pseudonymizer = pseudonymizer
         self._policy = entry_policy(config)
         self.area = AreaState(config.kiosk.area, today.astimezone().date())
@@ -91,7 +107,7 @@ class Entrance:
             facts = self.area.facts(subject, now)
             repeat = is_repeat_read(self._policy, facts, now)
             if direction == "entry" and not repeat:
-                holder = Holder(subject, credential.kind or "staff", credential.health_declared_at)
+                holder = self._holder(subject, credential)
                 rule = check_entry(holder, self._policy, facts, now)
         with self._lock:
             checked_in = subject is not None and subject in self._attendance
@@ -130,6 +146,17 @@ class Entrance:
             passage = passage_from_unused(event_id, ts_ms, data)
             if passage is not None:
                 self.area.record(passage)
+
+    def _holder(self, subject: str, credential: CredentialCheck) -> Holder:
+        """The holder with the newest of the credential's declaration claim and central's
+        document entry (whose status counts when it is the newer, or as new)."""
+        kind = credential.kind or "staff"
+        claimed = credential.health_declared_at
+        declared = None if self._declarations is None else self._declarations(subject)
+        if declared is None or (claimed is not None and claimed > declared.declared_at):
+            return Holder(subject, kind, claimed)
+        refer = declared.status is DeclarationStatus.REFER
+        return Holder(subject, kind, declared.declared_at, health_refer=refer)
 
     def _subject(self, credential: CredentialCheck) -> str | None:
         if credential.badge_id is None:

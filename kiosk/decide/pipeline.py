@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from kiosk.config import KioskConfig
 from kiosk.credentials import CredentialCheck
 from kiosk.decide.decision import Decision, Outcome, Reason, decide, when_log_unavailable
-from kiosk.decide.entrance import Assessment, Entrance
+from kiosk.decide.entrance import Assessment, Entrance, declaration_advice
 from kiosk.events import (
     EventType,
     Part,
@@ -202,6 +202,7 @@ class Pipeline:
             unsigned_policy=self.config.credentials.national_qr,
             exiting=assessment is not None and assessment.exiting,
             checked_in_before=assessment is not None and assessment.checked_in_before,
+            advice=declaration_advice(self.config),
         )
         data = decision_event_data(
             self.config,

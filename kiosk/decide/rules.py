@@ -2,7 +2,8 @@
 
 The decision core checks the credential; these rules then look at who the holder is and
 what the entrance knows (``EntranceFacts``), and return the first refusal, or None. Checks,
-in order: health declaration age (R4) → visitor hours and daily visitor cap (R5) →
+in order: health declaration age (R4) and status (a ``refer`` declaration sends the holder to
+the guard, whether or not the age is checked) → visitor hours and daily visitor cap (R5) →
 anti-passback → occupancy cap (R7). Exits are never refused by a rule: nobody is trapped
 inside. Time is always passed in.
 
@@ -25,6 +26,7 @@ class RuleRefusal(StrEnum):
 
     HEALTH_DECLARATION_MISSING = "health_declaration_missing"
     HEALTH_DECLARATION_STALE = "health_declaration_stale"
+    HEALTH_DECLARATION_REFER = "health_declaration_refer"  # a symptom or a contact: the guard
     VISITOR_OUTSIDE_HOURS = "visitor_outside_hours"
     VISITOR_CAP_REACHED = "visitor_cap_reached"
     ALREADY_INSIDE = "already_inside"
@@ -50,7 +52,8 @@ class Holder:
 
     subject: str
     kind: str  # staff, visitor, contractor
-    health_declared_at: datetime | None = None
+    health_declared_at: datetime | None = None  # the newest of the pass's claim and central's
+    health_refer: bool = False  # that newest declaration said refer (a symptom or a contact)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ def check_entry(
         age = now - holder.health_declared_at
         if age > timedelta(hours=policy.health_declaration_max_age_h):
             return RuleRefusal.HEALTH_DECLARATION_STALE
+    if holder.health_refer:
+        return RuleRefusal.HEALTH_DECLARATION_REFER
     if holder.kind == "visitor":
         if policy.visitor_hours is not None and not _within(now, policy.visitor_hours):
             return RuleRefusal.VISITOR_OUTSIDE_HOURS

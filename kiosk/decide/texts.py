@@ -5,6 +5,8 @@ Keys are dotted names: ``reason.<code>`` (what the display says for each decisio
 screen), ``dash.*`` (the operator's dashboard and its login), ``poster.*`` (the site's check-in
 poster). Templates and views take their words from here and nowhere else (a test holds that),
 so a translator reads one file: each pair is a Vietnamese text and the English it means.
+``{hours}`` and ``{url}`` in the health declaration texts are filled in by
+:func:`kiosk.decide.decision.messages` (the rule's age and the poster's address).
 docs/web.md lists the pairs whose wording is still doubtful.
 """
 
@@ -34,12 +36,20 @@ _REASONS: Final[dict[str, tuple[str, str]]] = {
     ),
     "reason.unsigned_credential": ("Vui lòng đến quầy lễ tân", "Please go to reception"),
     "reason.health_declaration_missing": (
-        "Vui lòng khai báo y tế trước khi vào",
-        "Please make a health declaration first",
+        "Chưa có khai báo y tế trong {hours} giờ qua: quét mã QR trên áp phích để khai báo, "
+        "rồi quét lại{url}",
+        "No health declaration in the last {hours} h: scan the poster's QR and declare, "
+        "then scan again{url}",
     ),
     "reason.health_declaration_stale": (
-        "Khai báo y tế đã quá hạn: vui lòng khai báo lại",
-        "Health declaration too old: please declare again",
+        "Khai báo y tế của bạn đã quá {hours} giờ: quét mã QR trên áp phích để khai báo, "
+        "rồi quét lại{url}",
+        "Your declaration is older than {hours} h: scan the poster's QR and declare, "
+        "then scan again{url}",
+    ),
+    "reason.health_declaration_refer": (
+        "Khai báo y tế có triệu chứng hoặc tiếp xúc: vui lòng gặp bảo vệ",
+        "Your health declaration reports a symptom or a contact: please see the guard",
     ),
     "reason.visitor_outside_hours": ("Ngoài giờ tiếp khách", "Outside visiting hours"),
     "reason.visitor_cap_reached": (

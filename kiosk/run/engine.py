@@ -51,7 +51,7 @@ class Kiosk:
     (:meth:`add_observer`, :meth:`add_health_observer`, :meth:`add_background`); what it
     reports (:meth:`health`, :meth:`state`, :meth:`people_inside`,
     :attr:`fever_threshold_c`); and what others ask of it (:meth:`perform`, the one way in
-    for operators, and :meth:`apply_trust_update`).
+    for operators, :meth:`apply_trust_update` and :meth:`record_document`).
 
     :param resender: sends every event from a seq again (the sync's, for the ``resend``
         action; None: MQTT is off).
@@ -205,9 +205,14 @@ class Kiosk:
         """A signed trust or revocation list arrived: log the outcome, use it if accepted."""
         if accepted:
             self.entrance.checker.replace_verifier(verifier)
-            log.info("%s list version %s in force", kind, version)
+        self.record_document(kind, accepted, version, reason)
+
+    def record_document(self, kind: str, accepted: bool, version: int | None, reason: str) -> None:
+        """Log a signed site document's arrival as a ``document`` event (a refusal alerts)."""
+        if accepted:
+            log.info("%s document version %s in force", kind, version)
         else:
-            log.warning("refused a %s list: %s", kind, reason)
+            log.warning("refused a %s document: %s", kind, reason)
         self._monitor.record(
             EventType.DOCUMENT,
             {"kind": kind, "accepted": accepted, "version": version, "reason": reason},

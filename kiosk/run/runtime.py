@@ -17,6 +17,7 @@ from kiosk.config import KioskConfig
 from kiosk.credentials import Allowlist, AllowlistError, parse_allowlist
 from kiosk.credentials.checker import Credentials
 from kiosk.credentials.dcc.gate import build_dcc_check, open_dcc_trust
+from kiosk.credentials.declared import DeclaredStore
 from kiosk.credentials.trust import TrustStore
 from kiosk.decide.entrance import Entrance
 from kiosk.decide.privacy import Pseudonymizer, load_or_create_salt
@@ -104,7 +105,10 @@ def build_sync(
     site_documents = KioskTopics(config.kiosk.site, SITE_DOCUMENTS)
     listen = [subscription(Leaf.PASSAGES, site=config.kiosk.site)]
     if trust.enabled:
-        listen += [site_documents.topic(Leaf.TRUST), site_documents.topic(Leaf.REVOCATION)]
+        listen += [
+            site_documents.topic(leaf)
+            for leaf in (Leaf.TRUST, Leaf.REVOCATION, Leaf.DECLARATIONS, Leaf.DECLARATIONS_DELTA)
+        ]
     return Sync(
         Uplink(mqtt, topics, client_id(topics)),
         event_log,
@@ -120,9 +124,15 @@ def build_sync(
     )
 
 
-def attach_sync(kiosk: Kiosk, sync: Sync, config: KioskConfig, trust: TrustStore) -> None:
-    """Take commands, share passages and signed lists, and send the kiosk's events over MQTT,
-    in a thread of :meth:`Kiosk.run`."""
+def attach_sync(
+    kiosk: Kiosk,
+    sync: Sync,
+    config: KioskConfig,
+    trust: TrustStore,
+    declared: DeclaredStore | None = None,
+) -> None:
+    """Take commands, share passages, signed lists and health declarations, and send the
+    kiosk's events over MQTT, in a thread of :meth:`Kiosk.run`."""
     mqtt = config.mqtt
 
     def used_ids() -> list[str]:
@@ -176,6 +186,10 @@ def attach_sync(kiosk: Kiosk, sync: Sync, config: KioskConfig, trust: TrustStore
             kiosk.apply_trust_update(
                 update.kind, update.accepted, update.version, update.reason, trust.verifier()
             )
+        elif leaf in (Leaf.DECLARATIONS, Leaf.DECLARATIONS_DELTA) and declared is not None:
+            update = declared.offer(leaf.value, message.payload)
+            if not update.accepted or update.reason == "accepted":  # else: nothing changed
+                kiosk.record_document(update.kind, update.accepted, update.version, update.reason)
 
     sync.on_command = on_command
     sync.on_message = on_message
@@ -184,7 +198,12 @@ def attach_sync(kiosk: Kiosk, sync: Sync, config: KioskConfig, trust: TrustStore
     kiosk.add_observer(on_decision)
 
 
-def build_entrance(config: KioskConfig, salt: bytes, trust: TrustStore | None = None) -> Entrance:
+def build_entrance(
+    config: KioskConfig,
+    salt: bytes,
+    trust: TrustStore | None = None,
+    declared: DeclaredStore | None = None,
+) -> Entrance:
     """The credential checks, entry rules and area state for ``config``; with ``[dcc]`` on,
     the DCC trust list signed by the anchor of ``trust`` (else of the configured anchor)."""
     dcc_trust = None
@@ -196,7 +215,26 @@ def build_entrance(config: KioskConfig, salt: bytes, trust: TrustStore | None = 
         national_salt=salt,
         dcc=build_dcc_check(config, dcc_trust, salt),
     )
-    return Entrance(config, credentials, Pseudonymizer(salt), datetime.now(UTC))
+    return Entrance(
+        config,
+        credentials,
+        Pseudonymizer(salt),
+        datetime.now(UTC),
+        declarations=None if declared is None else declared.lookup,
+    )
+
+
+def open_declarations(config: KioskConfig, trust: TrustStore) -> DeclaredStore | None:
+    """The health declarations saved in ``state_dir`` (None without a trust anchor: central's
+    documents could not be verified)."""
+    if trust.anchor is None:
+        return None
+    return DeclaredStore.open(
+        config.kiosk.site,
+        trust.anchor,
+        Path(config.kiosk.state_dir),
+        max_age_h=config.rules.health_declaration_max_age_h,
+    )
 
 
 def learn_from_neighbour(kiosk: Kiosk, sender: KioskTopics, payload: bytes) -> None:
@@ -251,6 +289,7 @@ def open_kiosk(
     credentials = config.credentials
     salt = load_or_create_salt(credentials.subject_salt, credentials.subject_salt_file, state_dir)
     trust = TrustStore.open(config)
+    declared = open_declarations(config, trust)
     config.log_path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         event_log = stack.enter_context(
@@ -278,10 +317,13 @@ def open_kiosk(
             pin_factory=pin_factory,
         )
         stack.callback(hardware.close)
-        entrance = build_entrance(config, salt, trust)
+        entrance = build_entrance(config, salt, trust, declared)
 
         def state() -> dict[str, Any]:  # the sync asks once running, after the kiosk is built
-            return kiosk.state()
+            document = kiosk.state()
+            if declared is not None:
+                document["declarations"] = declared.state()
+            return document
 
         sync = build_sync(config, event_log, trust, state=state) if config.mqtt.enabled else None
         kiosk = Kiosk(
@@ -296,7 +338,7 @@ def open_kiosk(
         fire_alarms.attach(kiosk.pipeline.on_fire_alarm)
         kiosk.metrics.watch_backlog(lambda: _backlog(event_log))
         if sync is not None:
-            attach_sync(kiosk, sync, config, trust)
+            attach_sync(kiosk, sync, config, trust, declared)
         if config.web.enabled:
             from kiosk.run.statuspage import attach_web
 

@@ -80,7 +80,7 @@ class LastDecision:
     def _decided(self, record: DecisionRecord) -> None:
         measurement = record.measurement
         exiting = record.event is not None and record.event.data.get("direction") == "exit"
-        vi, en = messages(record.decision.reason, exiting=exiting)
+        vi, en = messages(record.decision.reason, exiting=exiting, advice=record.decision.advice)
         last = {
             "seq": None if record.event is None else record.event.seq,
             "ts_ms": None if record.event is None else record.event.ts_ms,
