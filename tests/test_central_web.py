@@ -26,7 +26,7 @@ from kiosk.central.reports.deliveries import Delivery
 from kiosk.central.rosterfile import Holder
 from kiosk.central.settings import DEFAULT_TIMEZONE, WebSection
 from kiosk.central.web import create_central_app
-from kiosk.central.web.context import CommandSent
+from kiosk.central.web.context import KEY, CentralWeb, CommandSent
 from kiosk.central.web.server import serve
 from kiosk.central.web.texts import TEXTS
 from kiosk.central.web.users import read_users
@@ -131,6 +131,46 @@ def test_a_wrong_password_is_refused_and_rate_limited(make_app: Any) -> None:
         login(client, ADMIN, "wrong password")
     refused = login(client, ADMIN)
     assert refused.status_code == 429 and "Retry-After" in refused.headers
+
+
+def proxied_app(make_app: Any, **web: Any) -> Flask:
+    app: Flask = make_app()
+    central: CentralWeb = app.extensions[KEY]
+    settings = dataclasses.replace(central.config.web, **web)
+    cfg = dataclasses.replace(central.config, web=settings)
+    return create_central_app(central.store, cfg, now_ms=lambda: NOON_MS)
+
+
+def proxied_login(client: FlaskClient, address: str, password: str = PASSWORD) -> Any:
+    """A login through the TLS proxy (10.0.0.1) from the client at ``address``."""
+    forwarded = {"X-Forwarded-For": address, "X-Forwarded-Proto": "https"}
+    page = client.get("/login", headers=forwarded, environ_base={"REMOTE_ADDR": "10.0.0.1"})
+    form = {"user": ADMIN, "password": password, "csrf_token": token(page.text)}
+    return client.post(
+        "/login", data=form, headers=forwarded, environ_base={"REMOTE_ADDR": "10.0.0.1"}
+    )
+
+
+def test_behind_a_trusted_proxy_each_client_is_limited_on_its_own_with_a_secure_cookie(
+    make_app: Any,
+) -> None:
+    client = proxied_app(make_app, trusted_proxies=1).test_client()
+    for _ in range(5):
+        assert proxied_login(client, "203.0.113.7", "wrong password").status_code == 401
+    assert proxied_login(client, "203.0.113.7").status_code == 429
+    answer = proxied_login(client, "198.51.100.2")
+    assert answer.status_code == 302
+    assert "Secure" in answer.headers["Set-Cookie"]
+
+
+def test_without_a_trusted_proxy_a_forwarded_address_is_not_believed(make_app: Any) -> None:
+    client = proxied_app(make_app).test_client()
+    for _ in range(5):
+        proxied_login(client, "203.0.113.7", "wrong password")
+    assert proxied_login(client, "198.51.100.2").status_code == 429
+    answer = proxied_app(make_app, secure_cookie="yes").test_client()
+    assert "Secure" in proxied_login(answer, "198.51.100.2").headers["Set-Cookie"]
+    assert "Secure" not in login(make_app().test_client(), VIEWER).headers["Set-Cookie"]
 
 
 def test_a_post_without_the_csrf_token_is_refused(make_app: Any, recorder: Recorder) -> None:

@@ -151,6 +151,22 @@ class WebSection:
     session_minutes: int = key(
         30, "Minutes without a request after which a login ends", low=1, high=720
     )
+    trusted_proxies: int = key(
+        0,
+        "Reverse proxies in front of the dashboard (nginx with TLS: 1), whose X-Forwarded-For "
+        "and X-Forwarded-Proto are believed (0: the connection's address is the client's)",
+        low=0,
+        high=5,
+    )
+    secure_cookie: Literal["auto", "yes", "no"] = key(
+        "auto", "Send the session cookie over HTTPS only (auto: when trusted_proxies is set)"
+    )
+
+    def cookie_secure(self) -> bool:
+        """Whether the session cookie is sent over HTTPS only."""
+        if self.secure_cookie == "auto":
+            return self.trusted_proxies > 0
+        return self.secure_cookie == "yes"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from flask import Blueprint, Flask
 from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 from prometheus_client import CollectorRegistry
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from kiosk.central.settings import CentralConfig
 from kiosk.central.store import Store
@@ -39,16 +40,16 @@ def create_central_app(
     *,
     publisher: Publisher | None = None,
     registry: CollectorRegistry | None = None,
-    secure_cookie: bool = False,
     clock: Callable[[], float] = time.monotonic,
     now_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
 ) -> Flask:
     """Build the dashboard over ``store``.
 
-    :param config: central's config: ``[web]`` (users file, session minutes), the sites.
+    :param config: central's config: ``[web]`` (users file, session minutes, the proxies in
+        front whose forwarded client address and scheme are believed, the cookie's Secure flag),
+        the sites.
     :param publisher: sends signed commands (None: no command key, commands are refused).
     :param registry: what ``/metrics`` serves (default: the fleet's gauges).
-    :param secure_cookie: send the session cookie over HTTPS only (behind a TLS proxy).
     :param clock: monotonic seconds, for the login rate limit and session expiry.
     :param now_ms: wall-clock milliseconds, for ages and acknowledgements.
     """
@@ -63,7 +64,7 @@ def create_central_app(
         app,
         secret_key=secrets.token_bytes(32),  # sessions live in memory: a restart ends them
         cookie_name="central_session",
-        secure_cookie=secure_cookie,
+        secure_cookie=config.web.cookie_secure(),
         max_content_length=MAX_UPLOAD,
     )
     app.config[texts.DEFAULT_LANGUAGE] = texts.default_language(
@@ -84,6 +85,9 @@ def create_central_app(
         app.register_blueprint(blueprint)
     declare.init_app(app, LoginLimiter(declare.DECLARATIONS_PER_MINUTE, clock))
     app.jinja_env.globals.update(texts.template_globals())
+    if config.web.trusted_proxies:
+        proxies = config.web.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
     return app
 
 
