@@ -1351,6 +1351,8 @@ def test_kiosks_subscribe_to_the_documented_topics(
         f"{protocol.PREFIX}/{SITE}/+/passages",
         f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/trust",
         f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/revocation",
+        f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/declarations",
+        f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/declarations-delta",
     }
 
 
