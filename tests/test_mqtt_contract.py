@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from jsonschema import Draft202012Validator
 
 from kiosk.config import FEVER_MAX_C, FEVER_MIN_C
-from kiosk.credentials import KINDS, CredentialStatus, trust
+from kiosk.credentials import KINDS, CredentialStatus, declared, trust
 from kiosk.credentials.cose import key_id
 from kiosk.credentials.dcc import Dsc
 from kiosk.credentials.dcc import trustlist as dcc_trust
@@ -182,7 +182,7 @@ def test_schema_enums_follow_the_code() -> None:
     assert enum_of(credential["status"]) == {s.value for s in CredentialStatus}
     assert enum_of(credential["kind"]) == {*KINDS, None}
     assert enum_of(credential["type"]) == CREDENTIAL_TYPES
-    documents = {*trust.KINDS, dcc_trust.KIND}
+    documents = {*trust.KINDS, dcc_trust.KIND, *declared.KINDS.values()}
     assert enum_of(event["document"]["properties"]["kind"]) == documents
     assert enum_of(schema("document")["properties"]["typ"]) == set(trust.KINDS)
     # command events: the MQTT commands, plus the status page's relay test
@@ -1346,7 +1346,9 @@ def test_kiosks_subscribe_to_the_documented_topics(
     enabled = cast(TrustStore, type("Trust", (), {"enabled": True})())
     with EventLog(tmp_path / "events.db", boot_id=BOOT) as outbox:
         runtime.build_sync(config, outbox, enabled, state=dict)
-    (arguments,) = created
+        dcc_list = dcc_trust.DccTrustStore(DOCUMENT_KEY.public_key(), tmp_path / "dcc-trust.cose")
+        runtime.build_sync(config, outbox, enabled, state=dict, dcc_trust=dcc_list)
+    (arguments, with_dcc) = created
     assert set(arguments["listen"]) == {
         f"{protocol.PREFIX}/{SITE}/+/passages",
         f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/trust",
@@ -1354,6 +1356,8 @@ def test_kiosks_subscribe_to_the_documented_topics(
         f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/declarations",
         f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/declarations-delta",
     }
+    dcc = f"{protocol.PREFIX}/{SITE}/{SITE_KIOSK_ID}/dcc-trust"  # with [dcc] on
+    assert set(with_dcc["listen"]) == {*arguments["listen"], dcc}
 
 
 def _refs(node: Any) -> Iterator[str]:

@@ -17,6 +17,7 @@ from kiosk.config import KioskConfig
 from kiosk.credentials import Allowlist, AllowlistError, parse_allowlist
 from kiosk.credentials.checker import Credentials
 from kiosk.credentials.dcc.gate import build_dcc_check, open_dcc_trust
+from kiosk.credentials.dcc.trustlist import DccTrustStore
 from kiosk.credentials.declared import DeclaredStore
 from kiosk.credentials.trust import TrustStore
 from kiosk.decide.entrance import Entrance
@@ -87,9 +88,11 @@ def build_sync(
     trust: TrustStore,
     *,
     state: Callable[[], dict[str, Any]],
+    dcc_trust: DccTrustStore | None = None,
 ) -> Sync:
     """The MQTT sync of the kiosk's events, built before the kiosk (whose ``resend`` action it
-    serves) and connected to it by :func:`attach_sync`; ``state`` is the kiosk's document."""
+    serves) and connected to it by :func:`attach_sync`; ``state`` is the kiosk's document.
+    With ``dcc_trust`` it also listens for the site's DCC trust list."""
     topics = KioskTopics(config.kiosk.site, config.kiosk.id)
     mqtt = config.mqtt
     announce = []
@@ -109,6 +112,8 @@ def build_sync(
             site_documents.topic(leaf)
             for leaf in (Leaf.TRUST, Leaf.REVOCATION, Leaf.DECLARATIONS, Leaf.DECLARATIONS_DELTA)
         ]
+    if dcc_trust is not None:
+        listen.append(site_documents.topic(Leaf.DCC_TRUST))
     return Sync(
         Uplink(mqtt, topics, client_id(topics)),
         event_log,
@@ -130,6 +135,7 @@ def attach_sync(
     config: KioskConfig,
     trust: TrustStore,
     declared: DeclaredStore | None = None,
+    dcc_trust: DccTrustStore | None = None,
 ) -> None:
     """Take commands, share passages, signed lists and health declarations, and send the
     kiosk's events over MQTT, in a thread of :meth:`Kiosk.run`."""
@@ -190,6 +196,10 @@ def attach_sync(
             update = declared.offer(leaf.value, message.payload)
             if not update.accepted or update.reason == "accepted":  # else: nothing changed
                 kiosk.record_document(update.kind, update.accepted, update.version, update.reason)
+        elif leaf is Leaf.DCC_TRUST and dcc_trust is not None and message.payload:
+            update = dcc_trust.receive(message.payload)  # the DCC check reads it at each scan
+            if not update.accepted or update.reason == "accepted":  # else: nothing changed
+                kiosk.record_document(update.kind, update.accepted, update.version, update.reason)
 
     sync.on_command = on_command
     sync.on_message = on_message
@@ -203,11 +213,12 @@ def build_entrance(
     salt: bytes,
     trust: TrustStore | None = None,
     declared: DeclaredStore | None = None,
+    dcc_trust: DccTrustStore | None = None,
 ) -> Entrance:
     """The credential checks, entry rules and area state for ``config``; with ``[dcc]`` on,
-    the DCC trust list signed by the anchor of ``trust`` (else of the configured anchor)."""
-    dcc_trust = None
-    if config.dcc.enabled:
+    the DCC trust list ``dcc_trust`` (when not given, opened here with the anchor of ``trust``,
+    else of the configured anchor)."""
+    if dcc_trust is None and config.dcc.enabled:
         dcc_trust = open_dcc_trust(config, (trust or TrustStore.open(config)).anchor)
     credentials = Credentials(
         allowlist=load_allowlist(config),
@@ -290,6 +301,7 @@ def open_kiosk(
     salt = load_or_create_salt(credentials.subject_salt, credentials.subject_salt_file, state_dir)
     trust = TrustStore.open(config)
     declared = open_declarations(config, trust)
+    dcc_trust = open_dcc_trust(config, trust.anchor) if config.dcc.enabled else None
     config.log_path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         event_log = stack.enter_context(
@@ -317,7 +329,7 @@ def open_kiosk(
             pin_factory=pin_factory,
         )
         stack.callback(hardware.close)
-        entrance = build_entrance(config, salt, trust, declared)
+        entrance = build_entrance(config, salt, trust, declared, dcc_trust)
 
         def state() -> dict[str, Any]:  # the sync asks once running, after the kiosk is built
             document = kiosk.state()
@@ -325,7 +337,9 @@ def open_kiosk(
                 document["declarations"] = declared.state()
             return document
 
-        sync = build_sync(config, event_log, trust, state=state) if config.mqtt.enabled else None
+        sync = None
+        if config.mqtt.enabled:
+            sync = build_sync(config, event_log, trust, state=state, dcc_trust=dcc_trust)
         kiosk = Kiosk(
             config,
             hardware,
@@ -338,7 +352,7 @@ def open_kiosk(
         fire_alarms.attach(kiosk.pipeline.on_fire_alarm)
         kiosk.metrics.watch_backlog(lambda: _backlog(event_log))
         if sync is not None:
-            attach_sync(kiosk, sync, config, trust, declared)
+            attach_sync(kiosk, sync, config, trust, declared, dcc_trust)
         if config.web.enabled:
             from kiosk.run.statuspage import attach_web
 
