@@ -58,10 +58,3 @@ def event_log_path(config_path: Path, db: Path | None) -> Path:
         click.echo(f"kiosk: no event log at {db}{hint}", err=True)
         sys.exit(EX_UNAVAILABLE)
     return db
-
-
-db_file_option = click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Event log file (default: the one --config names).",
-)
