@@ -54,6 +54,15 @@ class Mailbox:
         self.logins: list[str] = []
         self.attempts = 0
         self.refuse = 0
+        self.unknown: set[str] = set()
+
+    async def handle_RCPT(  # noqa: N802 (aiosmtpd's name)
+        self, _server: Any, _session: Any, envelope: Any, address: str, _options: Any
+    ) -> str:
+        if address in self.unknown:
+            return "550 5.1.1 No such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, _server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's name)
         self.attempts += 1
@@ -208,6 +217,24 @@ def test_a_refused_mail_is_shown_and_retried_with_backoff_until_the_next_day(
     assert [a.day for a in delivery_alerts(store, int((now + 86_400) * 1000))] == [
         DAY + timedelta(days=1)
     ]
+
+
+def test_a_mail_some_recipients_refused_is_a_failure_retried_that_names_none(
+    tmp_path: Path, mailbox: tuple[Mailbox, int], store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    box, port = mailbox
+    box.unknown = {RECIPIENTS[1]}
+    a_day(store, SITE, DAY)
+    job = DeliveryJob(store, load_central_config(write_config(tmp_path, port)), backoff=Backoff(60))
+    now = local_ms(DAY + timedelta(days=1), 8, 0) / 1000
+    assert job.run_pending(now) == 60
+    assert box.recipients == [RECIPIENTS[:1]]
+    (alert,) = delivery_alerts(store, int(now * 1000))
+    assert alert.error == "RecipientsRefusedError: the server refused 1 of 2 recipients"
+    assert "example.org" not in kiosk_log(caplog)
+    box.unknown = set()
+    job.run_pending(now + 61)
+    assert box.recipients[-1] == RECIPIENTS and delivery_alerts(store, int(now * 1000)) == []
 
 
 def test_a_day_given_up_is_not_retried_once_the_next_day_is_due(

@@ -15,6 +15,13 @@ from kiosk.central.settings import SMTP_PASSWORD_ENV, CentralConfig
 _ADDRESS = re.compile(r"\S+@\S+")
 
 
+class RecipientsRefusedError(Exception):
+    """The server took the message for some recipients and refused the others: not delivered."""
+
+    def __init__(self, refused: int, recipients: int) -> None:
+        super().__init__(f"the server refused {refused} of {recipients} recipients")
+
+
 def describe(exc: BaseException) -> str:
     """What went wrong, for the log and the status: the SMTP reply code and text or the
     error, with any e-mail address blanked."""
@@ -40,7 +47,11 @@ def send_mail(
     media_type: str,
     timeout_s: float = 30.0,
 ) -> None:
-    """Mail ``attachment`` to the recipients through ``[report.smtp]``; raises what fails."""
+    """Mail ``attachment`` to the recipients through ``[report.smtp]``; raises what fails.
+
+    :raises RecipientsRefusedError: when the server refused any recipient (the message is sent
+        again to all of them on the next attempt).
+    """
     smtp = config.smtp
     if smtp.username and not password:
         raise RuntimeError(f"{SMTP_PASSWORD_ENV} is not set but [report.smtp] username is")
@@ -58,4 +69,6 @@ def send_mail(
             client.ehlo()
         if smtp.username:
             client.login(smtp.username, password or "")
-        client.send_message(message)
+        refused = client.send_message(message)
+    if refused:
+        raise RecipientsRefusedError(len(refused), len(config.report.recipients))
