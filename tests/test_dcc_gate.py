@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gpiozero.pins.mock import MockFactory
+from jsonschema import Draft202012Validator
 
 from kiosk.credentials.dcc import Dsc, DscList, verify
 from kiosk.credentials.dcc.rules import DccRules, RuleReason, check_rules
@@ -31,6 +32,7 @@ from kiosk.sensors.simulation import Scene
 from kiosk.store.eventlog import EventLog, read_events
 from tests.dcc_support import (
     ISSUED,
+    REPO,
     Vector,
     load_vector,
     make_code,
@@ -41,6 +43,8 @@ from tests.dcc_support import (
 from tests.support import SALT, make_config
 
 ROOT = vectors_dir()
+_EVENTS = json.loads((REPO / "docs" / "schemas" / "events.json").read_text(encoding="utf-8"))
+DECISION_SCHEMA = Draft202012Validator({"$ref": "#/$defs/decision", "$defs": _EVENTS["$defs"]})
 pytestmark = pytest.mark.skipif(ROOT is None, reason="the EU DCC test vectors are missing")
 
 VACCINATED = "GR/1.json"  # 2 of 2 doses, the last 109 days before its clock
@@ -110,7 +114,12 @@ class Gate:
         return self.scan(v.text.encode(), v.clock if at is None else at)
 
     def events(self) -> list[dict[str, Any]]:
-        return [event.data for event in read_events(self.config.log_path, type="decision")]
+        """The logged decisions, each checked against the published events schema."""
+        found = [event.data for event in read_events(self.config.log_path, type="decision")]
+        for data in found:
+            errors = [error.message for error in DECISION_SCHEMA.iter_errors(data)]
+            assert errors == [], data
+        return found
 
     def close(self) -> None:
         self.hardware.close()

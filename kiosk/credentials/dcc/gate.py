@@ -57,8 +57,8 @@ class DccCheck:
         self._pseudonymizer = pseudonymizer
 
     def check(self, payload: bytes, now: datetime) -> CredentialCheck:
-        """The verdict on one ``HC1:`` payload at ``now``: a valid one is an unsigned visitor
-        credential (it proves vaccination, test or recovery, not a right to enter)."""
+        """The verdict on one ``HC1:`` payload at ``now``, always an unsigned credential (it
+        proves vaccination, test or recovery, not a right to enter); a valid one is a visitor's."""
         try:
             text = payload.decode("ascii")
         except UnicodeDecodeError:
@@ -106,7 +106,7 @@ def build_dcc_check(
 
 
 def _refused(status: CredentialStatus, subject: str | None = None) -> CredentialCheck:
-    return CredentialCheck(status, subject, credential_type=CREDENTIAL_TYPE)
+    return CredentialCheck(status, subject, credential_type=CREDENTIAL_TYPE, unsigned=True)
 
 
 def _identity(holder: Holder) -> str:
