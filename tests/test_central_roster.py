@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from kiosk.central import Store, roster
 from kiosk.central.schema import VERSION
+from kiosk.central.trace import find_people
 from kiosk.cli.main import cli
 from kiosk.credentials.register import COLUMNS as REGISTER_COLUMNS
 from kiosk.decide.privacy import Pseudonymizer, read_salt_file
@@ -82,6 +84,22 @@ def test_import_names_the_subjects_kiosks_record_for_badges_passes_and_national_
     assert {e.phone for e in roster.entries(store)} == {"0901 234 567", None}
     listed = central(config, db_url, "roster", "list")
     assert listed.exit_code == 0 and "Nguyễn Thị Hằng" in listed.output
+
+
+def test_names_are_stored_composed_and_found_without_accents_or_case(
+    tmp_path: Path, config: Path, db_url: str, store: Store
+) -> None:
+    decomposed = unicodedata.normalize("NFD", "Trần Văn Đức")
+    path = roster_file(
+        tmp_path, HEADER + f"B-1,,,{decomposed},Kho,staff,\nB-2,,,Lê Thị An,Kho,staff,\n"
+    )
+    assert central(config, db_url, "roster", "import", str(path), "--site", SITE).exit_code == 0
+    names = [e.name for e in roster.entries(store)]
+    assert "Trần Văn Đức" in names  # NFC, as a name typed on a Vietnamese keyboard
+    for typed in ("đức", "DUC", "tran van duc", decomposed.lower(), "Trần Văn Đức"):
+        found = [e.name for e in find_people(store, SITE, typed)]
+        assert found == ["Trần Văn Đức"], typed
+    assert find_people(store, SITE, "dung") == []
 
 
 def test_a_reimport_replaces_the_sites_rows_and_a_bad_file_stores_nothing(

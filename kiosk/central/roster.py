@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,6 +46,19 @@ class Entry:
     source: str
     imported_by: str
     imported_at_ms: int
+
+
+def search_key(text: str) -> str:
+    """``text`` as a name search compares it: without accents or case, so that "Đức", "duc"
+    and a decomposed "Đức" all match (combining marks dropped after NFD; đ is d)."""
+    decomposed = unicodedata.normalize("NFD", text)
+    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return bare.replace("đ", "d").replace("Đ", "D").casefold()
+
+
+def name_matches(name: str, text: str) -> bool:
+    """Whether ``name`` contains ``text``, ignoring accents and case (:func:`search_key`)."""
+    return search_key(text) in search_key(name)
 
 
 def replace(

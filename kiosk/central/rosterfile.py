@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,7 +178,7 @@ def _text(
     if len(value) > _MAX_TEXT or _CONTROL.search(value):
         problem = "is too long" if len(value) > _MAX_TEXT else "has control characters"
         raise RosterFileError(f"{path}:{line}: column {column!r} {problem}")
-    return value
+    return unicodedata.normalize("NFC", value)
 
 
 def _kind(path: Path, line: int, value: str) -> str:

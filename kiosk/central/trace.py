@@ -119,9 +119,8 @@ class Stay(NamedTuple):
 
 
 def find_people(store: Store, site: str, text: str) -> list[Entry]:
-    """The site's roster rows whose name contains ``text`` (ignoring case)."""
-    wanted = text.casefold()
-    return [e for e in roster.entries(store, site) if wanted in e.name.casefold()]
+    """The site's roster rows whose name contains ``text``, ignoring accents and case."""
+    return [e for e in roster.entries(store, site) if roster.name_matches(e.name, text)]
 
 
 def stays(rows: Iterable[Row], zone: ZoneInfo, until_ms: int) -> list[Stay]:
