@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,6 +22,7 @@ from kiosk.credentials.declared import DeclaredStore
 from kiosk.credentials.national import VIETNAM, parse_national_qr
 from kiosk.decide.decision import DeclarationAdvice, Outcome, Reason, decide
 from kiosk.decide.rules import EntranceFacts, EntryPolicy, Holder, RuleRefusal, check_entry
+from kiosk.run.statuspage import LastDecision
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 KEY = Ed25519PrivateKey.generate()
@@ -200,6 +203,27 @@ def test_a_stale_declaration_says_how_to_declare_with_the_posters_address() -> N
     refer = decide("gate", valid, None, rule=RuleRefusal.HEALTH_DECLARATION_REFER, advice=advice)
     assert (refer.outcome, refer.reason) == (Outcome.REFER, Reason.HEALTH_DECLARATION_REFER)
     assert "see the guard" in refer.message_en and "gặp bảo vệ" in refer.message_vi
+
+
+def test_the_entrance_display_names_the_posters_address() -> None:
+    observers: list[Any] = []
+    last = LastDecision(cast(Any, SimpleNamespace(add_observer=observers.append)))
+    valid = CredentialCheck(CredentialStatus.VALID, "S-0001", "staff")
+    missing = decide(
+        "gate",
+        valid,
+        None,
+        rule=RuleRefusal.HEALTH_DECLARATION_MISSING,
+        advice=DeclarationAdvice(12, "hd.example.vn/s/hq"),
+    )
+    observers[0](SimpleNamespace(decision=missing, event=None, measurement=None))
+    shown = last()
+    assert shown is not None
+    assert shown["message_en"] == (
+        "No health declaration in the last 12 h: scan the poster's QR and declare, "
+        "then scan again: hd.example.vn/s/hq"
+    )
+    assert "12 giờ" in shown["message_vi"] and "hd.example.vn/s/hq" in shown["message_vi"]
 
 
 # --- item 3: the national app's declaration time ------------------------------------------
