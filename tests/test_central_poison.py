@@ -22,6 +22,7 @@ import pytest
 from kiosk.central import Ingest, Store, open_store, print_status
 from kiosk.central.cli import PASSWORD_ENV
 from kiosk.central.messages import read_events
+from kiosk.central.quarantine import QUARANTINE_BYTES
 from kiosk.central.validation import event_problem
 from kiosk.mqtt import boundedjson
 from kiosk.mqtt.protocol import ProtocolError
@@ -130,7 +131,7 @@ def test_poison_messages_are_quarantined_and_every_later_message_is_stored(
     assert any("nested deeper" in reason for reason in by_reason)
     assert any("differ from the topic" in reason for reason in by_reason)
     (big,) = [q for q in rows if q.size > 256 * 1024]
-    assert len(big.payload) == 64 * 1024  # raw bytes kept, bounded
+    assert len(big.payload) == QUARANTINE_BYTES  # raw bytes kept, bounded
     (single,) = [q for q in rows if q.seq == 2]
     assert json.loads(single.payload)["data"] == {"s": "\x00"}
     text = status_text(db_url)

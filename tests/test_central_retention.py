@@ -9,15 +9,17 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from kiosk.central import Store, open_store
 from kiosk.central.cli import PASSWORD_ENV
-from kiosk.central.quarantine import refusal
+from kiosk.central.quarantine import QUARANTINE_MAX_ROWS, refusal
 from kiosk.central.retention import RetentionJob, apply_retention, bound_quarantine
 from kiosk.central.settings import StoreSection
+from kiosk.central.web import alerts
 from tests.broker import Broker
 from tests.central_support import SITE, rows, stored_seqs
 from tests.support import wait_until
@@ -54,7 +56,9 @@ def test_old_events_and_quarantine_rows_go_and_the_quarantine_is_bounded(
     assert (pruned.events, pruned.quarantined, pruned.over_bound) == (2, 3, 1)
     assert stored_seqs(store) == [3, 4]
     assert [q.reason for q in store.quarantined(10)] == ["q4"]  # the newest is kept
-    assert "deleted 2 events and 3 quarantine rows older than 2 days" in caplog.text
+    assert "deleted 2 events, 3 quarantine rows and 0 daily list files older than 2 days" in (
+        caplog.text
+    )
     assert "deleted the 1 oldest quarantine rows beyond quarantine_max_rows 1" in caplog.text
 
 
@@ -78,6 +82,46 @@ def test_without_a_retention_only_the_bound_applies(store: Store) -> None:
     assert store.count() == 4
     assert sorted(q.reason for q in store.quarantined(10)) == ["q2", "q3", "q4"]
     assert bound_quarantine(store, 3) == 0
+
+
+def test_the_daily_lists_older_than_the_retention_leave_the_report_folder(
+    store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "lists"
+    folder.mkdir()
+    at = now_ms()
+    today = datetime.fromtimestamp(at / 1000, UTC).date()
+    old, recent = (today - timedelta(days=3)).isoformat(), (today - timedelta(days=1)).isoformat()
+    names = [
+        f"entries-{SITE}-{old}.xlsx",
+        f"entries-{old}.csv",
+        f"entries-{SITE}-{recent}.json",
+        f"notes-{old}.txt",
+    ]
+    for name in names:
+        (folder / name).write_text("x", encoding="utf-8")
+    pruned = apply_retention(store, StoreSection(retention_days=2), at, str(folder))
+    assert pruned.report_files == 2
+    assert sorted(p.name for p in folder.iterdir()) == sorted(names[2:])
+    assert apply_retention(store, StoreSection(), at, str(folder)).report_files == 0
+
+
+def test_the_quarantine_bound_holds_as_rows_are_written(store: Store) -> None:
+    store.quarantine_max_rows = 3
+    at = now_ms()
+    for n in range(5):
+        store.quarantine([refusal(TOPIC, f"q{n}".encode(), f"q{n}", at + n)])
+    assert [q.reason for q in store.quarantined(10)] == ["q4", "q3", "q2"]
+    assert StoreSection().quarantine_max_rows == QUARANTINE_MAX_ROWS == Store.quarantine_max_rows
+
+
+def test_acknowledgements_older_than_the_alerts_feed_go(store: Store) -> None:
+    at = now_ms()
+    alerts.acknowledge(store, "old", "anh", at - 8 * DAY_MS)
+    alerts.acknowledge(store, "new", "anh", at - DAY_MS)
+    assert apply_retention(store, StoreSection(), at).acks == 1
+    left = store.transaction(lambda cur: cur.execute("SELECT alert FROM alert_acks").fetchall())
+    assert [tuple(row) for row in left] == [("new",)]
 
 
 def test_the_job_runs_at_start_and_again_after_its_interval(store: Store) -> None:

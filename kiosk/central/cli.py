@@ -55,8 +55,11 @@ def run_central(
     instead of the MQTT consumer; ``settings`` still name the MQTT listener documents go to."""
     settings = with_env_secrets(settings, os.environ)
     store = open_store(db_url)
+    policy = policy or StoreSection()
+    store.quarantine_max_rows = policy.quarantine_max_rows
     ingest: Ingest | NatsWorker = NatsWorker(nats, store) if nats else Ingest(settings, store)
-    retention = RetentionJob(store, policy or StoreSection())
+    folder = reports.report.folder if reports else ""
+    retention = RetentionJob(store, policy, report_folder=folder)
     delivery = delivery_job(store, reports) if reports else None
     declarations = declarations_publisher(store, reports or CentralConfig(), settings)
     log.info("central ingest %s starting: %s:%d", settings.client_id, settings.host, settings.port)

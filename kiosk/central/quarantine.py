@@ -3,7 +3,9 @@
 A message that cannot be parsed, or one event in it that breaks the schema's ranges or that
 the store refuses, is written to the ``quarantine`` table with its topic, its first
 :data:`QUARANTINE_BYTES` bytes and the reason, then acknowledged, so one bad message never
-holds up the ones behind it. ``kiosk central status`` shows the count and the latest reasons.
+holds up the ones behind it. Each write keeps the table to its bound (:func:`trim`), the rows
+last refused longest ago going first, so a flood of poison cannot fill the disk between two
+retention runs. ``kiosk central status`` shows the count and the latest reasons.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from kiosk.central.rows import EventRow
 from kiosk.mqtt.protocol import ProtocolError, parse_topic
@@ -31,7 +33,9 @@ class Quarantined(NamedTuple):
     repeats: int = 1  # how many times the same bytes were refused for the same reason
 
 
-QUARANTINE_BYTES = 64 * 1024
+QUARANTINE_BYTES = 16 * 1024
+#: Most rows the quarantine keeps unless ``[store] quarantine_max_rows`` says otherwise.
+QUARANTINE_MAX_ROWS = 10_000
 _DATA_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,  # includes UnicodeEncodeError and psycopg's "NUL in a text field"
     ArithmeticError,  # OverflowError: an integer SQLite cannot hold
@@ -79,6 +83,21 @@ def refusal(
     return Quarantined(
         received_ms, topic, site, kiosk, seq, len(payload), payload[:QUARANTINE_BYTES], reason
     )
+
+
+def trim(cur: Any, param: str, max_rows: int) -> int:
+    """Inside a store transaction, delete the quarantine rows last refused longest ago until
+    ``max_rows`` are left (``param``: the dialect's placeholder); returns how many went."""
+    cur.execute("SELECT count(*) FROM quarantine")
+    excess = int(cur.fetchone()[0]) - max_rows
+    if excess <= 0:
+        return 0
+    cur.execute(
+        "DELETE FROM quarantine WHERE id IN (SELECT id FROM quarantine"
+        f" ORDER BY last_ms, id LIMIT {param})",
+        (excess,),
+    )
+    return excess
 
 
 def stored_row(q: Quarantined) -> tuple[object, ...]:

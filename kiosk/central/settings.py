@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from kiosk.central.quarantine import QUARANTINE_MAX_ROWS
 from kiosk.config.example import section_lines
 from kiosk.config.keys import ConfigError, key
 from kiosk.config.lines import KeyLines
@@ -73,8 +74,8 @@ class StoreSection:
         high=36500,
     )
     quarantine_max_rows: int = key(
-        100_000,
-        "Most quarantined messages kept; beyond it the oldest are deleted, once a day",
+        QUARANTINE_MAX_ROWS,
+        "Most quarantined messages kept; beyond it the oldest are deleted as new ones come",
         low=1,
         high=10_000_000,
     )

@@ -17,7 +17,13 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from kiosk.central.quarantine import Quarantined, leftover, stored_row
+from kiosk.central.quarantine import (
+    QUARANTINE_MAX_ROWS,
+    Quarantined,
+    leftover,
+    stored_row,
+    trim,
+)
 from kiosk.central.rows import EventRow, KioskStatus, Stored, event_of, state_of
 from kiosk.central.schema import POSTGRES, SQLITE, Dialect, migrate
 
@@ -47,6 +53,9 @@ _CHUNK = 500  # rows per IN (...) list or DELETE: far below either database's pa
 
 class Store:
     """Events and fleet status behind one DB-API connection (see :func:`open_store`)."""
+
+    #: Most quarantine rows kept ([store] quarantine_max_rows; set by ``kiosk central run``).
+    quarantine_max_rows = QUARANTINE_MAX_ROWS
 
     def __init__(self, connect: Callable[[], Any], dialect: Dialect) -> None:
         self._connect = connect
@@ -185,10 +194,16 @@ class Store:
 
     def quarantine(self, items: Iterable[Quarantined]) -> None:
         """Keep what can never be stored; the same bytes refused again for the same reason
-        count as a repeat of the first row, not a new one."""
+        count as a repeat of the first row, not a new one; the table is kept to
+        :attr:`quarantine_max_rows` (the rows last refused longest ago go)."""
         params = [stored_row(q) for q in items]
         if params:
-            self._write(lambda cur: cur.executemany(self._quarantine_sql, params))
+
+            def work(cur: Any) -> None:
+                cur.executemany(self._quarantine_sql, params)
+                trim(cur, self._d.param, self.quarantine_max_rows)
+
+            self._write(work)
 
     def quarantined_count(self) -> int:
         """How many messages or events are in the quarantine (repeats not counted)."""
