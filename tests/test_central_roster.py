@@ -102,6 +102,16 @@ def test_names_are_stored_composed_and_found_without_accents_or_case(
     assert find_people(store, SITE, "dung") == []
 
 
+def test_the_listed_roster_cannot_run_as_a_formula_in_a_spreadsheet(
+    tmp_path: Path, config: Path, db_url: str
+) -> None:
+    text = HEADER + 'B-1,,,"=HYPERLINK(""http://x"")",+Kho,staff,+84 901\n'
+    path = roster_file(tmp_path, text)
+    assert central(config, db_url, "roster", "import", str(path), "--site", SITE).exit_code == 0
+    (line,) = central(config, db_url, "roster", "list").output.splitlines()[1:]
+    assert line.split("\t")[2:6] == ['\'=HYPERLINK("http://x")', "'+Kho", "staff", "'+84 901"]
+
+
 def test_a_reimport_replaces_the_sites_rows_and_a_bad_file_stores_nothing(
     tmp_path: Path, config: Path, db_url: str, store: Store
 ) -> None:

@@ -17,6 +17,16 @@ if TYPE_CHECKING:  # kiosk.central loads paho and the store: only when a command
 
 _CONFIG_KEY = "kiosk.central.config"
 
+
+def tsv_line(*cells: str | None) -> str:
+    """One tab-separated output line, each cell made inert for a spreadsheet that opens it
+    (:func:`kiosk.central.spreadsheet.inert`: a name typed as ``=HYPERLINK(…)`` stays text);
+    None is shown as ``-``."""
+    from kiosk.central.spreadsheet import inert
+
+    return "\t".join("-" if cell is None else str(inert(cell)) for cell in cells)
+
+
 db_option = click.option(
     "--db",
     "db_url",

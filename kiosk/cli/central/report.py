@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from kiosk.cli.central.options import central_config, db_option, store_url
+from kiosk.cli.central.options import central_config, db_option, store_url, tsv_line
 from kiosk.cli.common import EX_CANTCREAT, EX_TEMPFAIL, EX_USAGE
 from kiosk.config import EX_CONFIG
 from kiosk.config.values import id_check
@@ -162,10 +162,10 @@ def report_attendance(
             }
             click.echo(json.dumps(record, ensure_ascii=False))
         else:
-            name = person.name if person else one.subject
-            cells = (one.site, f"{one.first_seen:%Y-%m-%d %H:%M:%S}", name)
-            kind = (person.kind if person else one.kind) or "-"
-            click.echo("\t".join((*cells, person.unit if person else "-", kind)))
+            name, unit = (person.name, person.unit) if person else (one.subject, None)
+            kind = (person.kind if person else one.kind) or None
+            seen = f"{one.first_seen:%Y-%m-%d %H:%M:%S}"
+            click.echo(tsv_line(one.site, seen, name, unit, kind))
     if not as_json:
         click.echo(f"{len(attended)} attended {meeting}")
 

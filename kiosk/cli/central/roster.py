@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import click
 
-from kiosk.cli.central.options import central_config, db_option, store_url
+from kiosk.cli.central.options import central_config, db_option, store_url, tsv_line
 from kiosk.cli.common import EX_DATAERR
 from kiosk.config import EX_CONFIG
 from kiosk.config.values import id_check
@@ -134,10 +134,10 @@ def roster_list(ctx: click.Context, site: str | None, db_url: str | None) -> Non
         rows = roster.entries(store, site)
     finally:
         store.close()
-    click.echo("\t".join(("SITE", "SUBJECT", "NAME", "UNIT", "KIND", "PHONE", "SOURCE", "BY")))
+    click.echo(tsv_line("SITE", "SUBJECT", "NAME", "UNIT", "KIND", "PHONE", "SOURCE", "BY"))
     for row in rows:
         cells = (row.site, row.subject, row.name, row.unit, row.kind, row.phone or "")
-        click.echo("\t".join((*cells, row.source, row.imported_by)))
+        click.echo(tsv_line(*cells, row.source, row.imported_by))
 
 
 def _pseudonymizer(ctx: click.Context, site: str) -> Pseudonymizer:
