@@ -259,6 +259,11 @@ def test_the_alerts_feed_and_who_acknowledged_what(make_app: Any, store: Store) 
     page = client.get("/alerts").text
     assert re.search(r'<tr class="alert fever acked">.*?binh, \d{4}-', page, re.S)
     assert fever_key not in re.findall(r'name="alert" value="([^"]+)"', page)
+    for made_up in ("event:hq/gate-1/999", "x" * 150):
+        refused = client.post("/alerts/ack", data={"alert": made_up, "csrf_token": token(page)})
+        assert refused.status_code == 400
+    count = store.transaction(lambda cur: cur.execute("SELECT count(*) FROM alert_acks").fetchone())
+    assert count[0] == 1
 
 
 def test_languages_default_from_the_sites_and_switch(make_app: Any) -> None:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from kiosk.central.reports.deliveries import delivery_alerts
 from kiosk.central.store import Store
 from kiosk.events import EventType, alert_for, alert_pretests
+from kiosk.operator.actions import Action
 
 #: Alerts from events received within this many days.
 FEED_DAYS = 7
@@ -50,7 +51,7 @@ def _event_alert(row: tuple[Any, ...]) -> Alert | None:
     if kind == EventType.COMMAND.value:
         args = parsed.get("args")
         on = isinstance(args, dict) and args.get("on") is True
-        if parsed.get("command") != "lockdown" or not on:
+        if parsed.get("command") != Action.LOCKDOWN or not on:
             return None
         return Alert(key, int(ts_ms), site, kiosk, "lockdown", "lockdown on")
     found = alert_for(_Logged(kind, parsed))
@@ -61,7 +62,7 @@ def feed(store: Store, now_ms: int) -> list[Alert]:
     """The alerts of the last :data:`FEED_DAYS` days, newest first, at most
     :data:`FEED_LIMIT`, each with its acknowledgement if any."""
     p = store.dialect.param
-    words = {**alert_pretests(), EventType.COMMAND.value: "lockdown"}
+    words = {**alert_pretests(), EventType.COMMAND.value: Action.LOCKDOWN.value}
     match = " OR ".join(f"(type = {p} AND CAST(data AS TEXT) LIKE {p})" for _ in words)
     params: list[object] = [now_ms - FEED_DAYS * 86_400_000]
     for kind, word in words.items():

@@ -86,13 +86,14 @@ def alert_feed() -> str:
 @bp.post("/alerts/ack")
 @login_required()
 def acknowledge() -> WerkzeugResponse:
-    """Acknowledge one alert as the logged-in user (viewers too: the facilities staff on
-    duty are the ones who see to it)."""
+    """Acknowledge one alert of the feed as the logged-in user (viewers too: the facilities
+    staff on duty are the ones who see to it); any other key is refused."""
     key = request.form.get("alert", "")
-    if not key or len(key) > 200:
-        abort(400, "No alert named.")
     context = central_web()
-    alerts.acknowledge(context.store, key, g.user.name, context.now_ms())
+    now_ms = context.now_ms()
+    if key not in {alert.key for alert in alerts.feed(context.store, now_ms)}:
+        abort(400, "No such alert in the feed.")
+    alerts.acknowledge(context.store, key, g.user.name, now_ms)
     return redirect(url_for("pages.alert_feed"))
 
 
