@@ -134,7 +134,10 @@ def test_the_xlsx_list_has_the_local_days_rows_with_names_and_a_summary_sheet(
     assert f"{out}: 8 rows" in result.output and "Lượt được vào: 4" in result.output
     book = load_workbook(out)
     sheet = book["Danh sách"]
-    assert sheet.freeze_panes == "A2" and sheet.column_dimensions["E"].width == 28
+    assert sheet.freeze_panes == "A2"
+    assert sheet.column_dimensions["E"].width == pytest.approx(28, abs=1)  # plus cell padding
+    assert all(cell.font.bold for cell in sheet[1])
+    assert book.worksheets[1]["A1"].font.bold
     values = [[cell.value for cell in row] for row in sheet.iter_rows()]
     assert values[0] == VI_HEADER
     assert [(r[0].strftime("%H:%M:%S"), r[2], r[4], r[7]) for r in values[1:]] == [

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -133,37 +132,39 @@ def _json(daily: DailyList, language: Language) -> bytes:
 
 
 def _xlsx(daily: DailyList, language: Language) -> bytes:
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font
-    from openpyxl.utils import get_column_letter
+    """XlsxWriter in constant-memory mode (rows streamed to a temporary file as written);
+    text goes through ``write_string``, which never makes a formula."""
+    import xlsxwriter
 
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet(label("list_sheet", language))
-    sheet.freeze_panes = "A2"
-    for index, width in enumerate(_WIDTHS, start=1):
-        sheet.column_dimensions[get_column_letter(index)].width = width
-    bold = Font(bold=True)
-
-    def header(values: Sequence[str]) -> list[WriteOnlyCell]:
-        made = []
-        for value in values:
-            cell = WriteOnlyCell(sheet, value=value)
-            cell.font = bold
-            made.append(cell)
-        return made
-
-    sheet.append(header(column_names(language)))
-    for row in daily.rows:
-        sheet.append(cells(row, language))  # openpyxl gives a datetime a date-time format
-    summary = book.create_sheet(label("sheet", language))
-    summary.column_dimensions["A"].width = 44
-    summary.column_dimensions["B"].width = 24
-    summary.append(header([label("title", language)]))
-    for name, value in summary_lines(daily, language):
-        summary.append([name, value])
     out = io.BytesIO()
-    book.save(out)
+    book = xlsxwriter.Workbook(out, {"constant_memory": True})
+    bold = book.add_format({"bold": True})
+    moment = book.add_format({"num_format": "yyyy-mm-dd hh:mm:ss"})
+    sheet = book.add_worksheet(label("list_sheet", language))
+    sheet.freeze_panes(1, 0)
+    for index, width in enumerate(_WIDTHS):
+        sheet.set_column(index, index, width)
+    for col, name in enumerate(column_names(language)):
+        sheet.write_string(0, col, name, bold)
+    for number, row in enumerate(daily.rows, start=1):
+        for col, value in enumerate(cells(row, language)):
+            if isinstance(value, str) and value:  # empty text: an empty cell
+                sheet.write_string(number, col, value)
+            elif isinstance(value, datetime):
+                sheet.write_datetime(number, col, value, moment)
+            elif isinstance(value, int | float):
+                sheet.write_number(number, col, value)
+    summary = book.add_worksheet(label("sheet", language))
+    summary.set_column(0, 0, 44)
+    summary.set_column(1, 1, 24)
+    summary.write_string(0, 0, label("title", language), bold)
+    for number, (name, value) in enumerate(summary_lines(daily, language), start=1):
+        summary.write_string(number, 0, name)
+        if isinstance(value, str):
+            summary.write_string(number, 1, value)
+        else:
+            summary.write_number(number, 1, value)
+    book.close()
     return out.getvalue()
 
 
