@@ -312,3 +312,27 @@ def test_a_roster_name_that_looks_like_a_formula_stays_text(fmt: ReportFormat) -
         assert (name_cell.data_type, unit_cell.data_type) == ("s", "s")  # no formula cell
         name, unit = name_cell.value, unit_cell.value
     assert (name, unit) == ("'" + formula, "'+1 Phòng")
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["report", "daily", "--date", "9999-12-31"], "--date"),
+        (["report", "daily", "--date", "0001-01-01"], "--date"),
+        (["report", "deliver", "--date", "9999-12-31"], "--date"),
+        (["trace", "--subject", "s-x", "--from", "2026-12-01", "--to", "9999-12-31"], "--to"),
+        (
+            ["trace", "--subject", "s-x", "--from", "0001-01-01T00:00", "--to", "2026-12-01"],
+            "--from",
+        ),
+    ],
+)
+def test_dates_outside_1970_to_9998_are_refused_as_usage_errors(
+    config: Path, db_url: str, args: list[str], named: str
+) -> None:
+    if args[0] == "trace":
+        args = [*args, "--site", SITE]
+    result = central(config, db_url, *args)
+    assert result.exit_code == 2, result.output
+    assert f"{named} must be from 1970-01-01 to 9998-12-31" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,17 @@ if TYPE_CHECKING:  # kiosk.central loads paho and the store: only when a command
     from kiosk.central.settings import CentralConfig
 
 _CONFIG_KEY = "kiosk.central.config"
+#: The days the commands accept: a day's end and its UTC time stay within what Python and the
+#: stores can hold.
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)
+
+
+def within_range(day: date, label: str) -> date:
+    """``day`` if it is from :data:`FIRST_DAY` to :data:`LAST_DAY`; else a usage error
+    (exit 2) naming ``label``."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise click.BadParameter(f"{label} must be from {FIRST_DAY} to {LAST_DAY} (got {day})")
+    return day
 
 
 def tsv_line(*cells: str | None) -> str:

@@ -4,14 +4,14 @@ was near a person, with names from the roster."""
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
 
 import click
 
-from kiosk.cli.central.options import central_config, db_option, store_url
+from kiosk.cli.central.options import central_config, db_option, store_url, within_range
 from kiosk.cli.central.roster import _pseudonymizer, _site_id, site_option
 from kiosk.cli.common import EX_DATAERR, EX_USAGE
 
@@ -108,17 +108,13 @@ def trace_command(
     from kiosk.central.people_formats import trace_text
     from kiosk.central.rosterfile import subject_of
     from kiosk.central.trace import find_people, trace
-    from kiosk.credentials.office import parse_moment
 
     given = [(c, v) for c, v in (("badge", badge), ("pass", holder), ("subject", subject)) if v]
     if len(given) + bool(name) != 1:
         raise click.UsageError("give exactly one of --badge, --pass, --subject or --name")
     zone = ZoneInfo(central_config(ctx).site(site).timezone)
-    try:
-        t0 = parse_moment(start, "--from", zone=zone)
-        t1 = parse_moment(end, "--to", zone=zone, end_of_day=True)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    t0 = _moment(start, "--from", zone)
+    t1 = _moment(end, "--to", zone, end_of_day=True)
     if t1 <= t0:
         raise click.BadParameter("--to must be after --from")
     store = open_store(store_url(ctx, db_url))
@@ -134,6 +130,19 @@ def trace_command(
         store.close()
     text = trace_text(result, "json" if fmt == "json" else "csv")
     _emit(text + ("\n" if fmt == "json" else ""), fmt, output)
+
+
+def _moment(text: str, label: str, zone: ZoneInfo, *, end_of_day: bool = False) -> datetime:
+    """``--from`` or ``--to`` (:func:`kiosk.credentials.office.parse_moment`), on a day
+    :func:`within_range`; a usage error (exit 2) otherwise."""
+    from kiosk.credentials.office import parse_moment
+
+    try:
+        start = parse_moment(text[:10], label, zone=zone)
+        within_range(start.date(), label)
+        return parse_moment(text, label, zone=zone, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _one_named(matches: list[Entry], site: str, text: str) -> str:

@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, cast
 
 import click
 
-from kiosk.cli.central.options import central_config, db_option, store_url, tsv_line
+from kiosk.cli.central.options import (
+    central_config,
+    db_option,
+    store_url,
+    tsv_line,
+    within_range,
+)
 from kiosk.cli.common import EX_CANTCREAT, EX_TEMPFAIL, EX_USAGE
 from kiosk.config import EX_CONFIG
 from kiosk.config.values import id_check
@@ -25,9 +31,10 @@ if TYPE_CHECKING:
 
 def _day(_ctx: click.Context, _param: click.Parameter, value: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD") from None
+    return within_range(day, "--date")
 
 
 def _site(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
