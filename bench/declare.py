@@ -11,7 +11,7 @@ The web app, ingest and kiosk run in this process (threads), each talking to the
 over loopback HTTP and MQTT. Each submission comes from its own X-Forwarded-For address (one
 trusted proxy), so the page's per-address limit does not pace the run.
 
-    .venv/bin/python -m bench.declare --count 50
+    .venv/bin/python bench/declare.py --count 50
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchlib import machine_info, percentiles, running_kiosk
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -40,7 +41,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from werkzeug.serving import make_server
 
-from bench.benchlib import machine_info, percentiles, running_kiosk
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from kiosk.central.cli import PASSWORD_ENV, run_central
 from kiosk.central.ingest import IngestSettings
 from kiosk.central.settings import CentralConfig, DeclarationsSection, SiteSection, WebSection
