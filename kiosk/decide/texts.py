@@ -48,8 +48,8 @@ _REASONS: Final[dict[str, tuple[str, str]]] = {
         "then scan again{url}",
     ),
     "reason.health_declaration_refer": (
-        "Khai báo y tế có triệu chứng hoặc tiếp xúc: vui lòng gặp bảo vệ",
-        "Your health declaration reports a symptom or a contact: please see the guard",
+        "Vui lòng gặp bảo vệ về khai báo y tế của bạn",
+        "Please see the guard about your health declaration",
     ),
     "reason.visitor_outside_hours": ("Ngoài giờ tiếp khách", "Outside visiting hours"),
     "reason.visitor_cap_reached": (
