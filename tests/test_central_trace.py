@@ -125,6 +125,29 @@ def test_one_area_contact_per_day_spans_the_index_persons_stays(store: Store) ->
     ]
 
 
+def test_a_trace_through_today_ends_the_open_stays_now(store: Store) -> None:
+    put(
+        store,
+        decision("s-x", at("2026-12-01 08:00")),  # still inside
+        decision("s-a", at("2026-12-01 07:00"), kiosk="k2"),  # still inside
+    )
+    result = trace(
+        store,
+        "s1",
+        "s-x",
+        START,
+        END,
+        ZONE,
+        now=datetime.fromtimestamp(at("2026-12-01 10:30") / 1000, ZONE),
+    )
+    assert [(c.subject, c.reason, c.detail) for c in result.contacts] == [
+        ("s-a", "area", "inside main with the index person until 10:30")
+    ]
+    assert result.end == END
+    later = trace(store, "s1", "s-x", START, END, ZONE, now=END + timedelta(days=1))
+    assert later.contacts[0].detail == "inside main with the index person until 00:00"
+
+
 def test_a_stay_ends_at_the_sites_midnight_as_the_kiosks_count_starts_afresh() -> None:
     def row(subject: str, ts: str, direction: str = "entry") -> Row:
         return Row(

@@ -6,6 +6,7 @@ browser against a real broker."""
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 import threading
 import urllib.request
@@ -23,9 +24,10 @@ from flask.testing import FlaskClient
 from kiosk.central import Store, roster, web
 from kiosk.central.reports import deliveries
 from kiosk.central.reports.deliveries import Delivery
-from kiosk.central.rosterfile import Holder
+from kiosk.central.rosterfile import MAX_FILE_BYTES, Holder
 from kiosk.central.settings import DEFAULT_TIMEZONE, WebSection
 from kiosk.central.web import create_central_app
+from kiosk.central.web.app import MAX_UPLOAD
 from kiosk.central.web.context import KEY, CentralWeb, CommandSent
 from kiosk.central.web.server import serve
 from kiosk.central.web.texts import TEXTS
@@ -289,11 +291,13 @@ def test_roster_upload_is_for_admins_and_counts_per_site(make_app: Any, tmp_path
     assert page.status_code == 200 and f"<td>{SITE}</td><td>2</td>" in page.text
     wrong = admin.post("/roster", data=form | {"file": (_file("name\nAn\n"), "r.csv")})
     assert wrong.status_code == 400 and "roster.csv" in wrong.text
+    big = io.BytesIO(b"badge,name,unit,kind\n" + b"x" * MAX_UPLOAD)
+    too_large = admin.post("/roster", data=form | {"file": (big, "r.csv")})
+    assert too_large.status_code == 413
+    assert f"Tệp gửi lên lớn hơn {MAX_FILE_BYTES // 1048576} MiB" in too_large.text
 
 
 def _file(text: str) -> Any:
-    import io
-
     return io.BytesIO(text.encode("utf-8"))
 
 
@@ -366,6 +370,10 @@ def test_an_admin_traces_a_person_by_name(make_app: Any, store: Store) -> None:
     text = one.data.decode("utf-8-sig")
     assert "Nguyễn Văn An" in text and "Nguyễn Thị Ánh" in text  # at gate-1 within the hour
     assert client.get(f"{query}&name=Nobody").status_code == 404
+    empty = client.get(f"{query}&name=%20")
+    assert empty.status_code == 400 and "Nhập một phần tên cần tìm" in empty.text
+    assert "Nguyễn" not in empty.text  # not the whole roster
+    assert client.get("/reports/daily?date=9999-12-31&format=csv").status_code == 400
 
 
 def test_serve_answers_until_stopped(tmp_path: Path, sqlite_url: str) -> None:

@@ -180,10 +180,13 @@ def trace(
     end: datetime,
     zone: ZoneInfo,
     window: timedelta = timedelta(minutes=15),
+    now: datetime | None = None,
 ) -> Trace:
     """The trace of ``subject`` at ``site`` from ``start`` to ``end``, read in one
-    transaction; local times in ``zone``."""
+    transaction; local times in ``zone``. A stay still open ends at ``end`` or ``now``,
+    whichever is earlier (a trace through today does not place anyone inside until midnight)."""
     t0, t1 = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+    cut_ms = t1 if now is None else min(t1, int(now.timestamp() * 1000))
     w = int(window.total_seconds() * 1000)
     p = store.dialect.param
 
@@ -226,7 +229,7 @@ def trace(
                     )
                     for r in met
                 ]
-        for stay in stays(own, zone, t1):
+        for stay in stays(own, zone, cut_ms):
             if stay.end_ms <= t0:
                 continue
             since = max(stay.start_ms, t0)

@@ -17,6 +17,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader, PrefixLoader
 from prometheus_client import CollectorRegistry
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from kiosk.central.rosterfile import MAX_FILE_BYTES
 from kiosk.central.settings import CentralConfig
 from kiosk.central.store import Store
 from kiosk.central.web import auth, commands, declare, pages, reports, texts
@@ -30,8 +31,9 @@ from kiosk.web.sessions import Sessions
 KIOSK_WEB = Path(__file__).parent.parent.parent / "web"
 #: Failed logins allowed per client address and minute.
 LOGINS_PER_MINUTE = 5
-#: The largest upload (a roster CSV of tens of thousands of people).
-MAX_UPLOAD = 8 * 1024 * 1024
+#: The largest request: a roster CSV as large as ``kiosk central roster import`` reads, and
+#: the form around it (a bigger one gets the 413 page, which names the file limit).
+MAX_UPLOAD = MAX_FILE_BYTES + 64 * 1024
 
 
 def create_central_app(
@@ -84,7 +86,7 @@ def create_central_app(
     for blueprint in (auth.bp, pages.bp, reports.bp, commands.bp, texts.bp, assets):
         app.register_blueprint(blueprint)
     declare.init_app(app, LoginLimiter(declare.DECLARATIONS_PER_MINUTE, clock))
-    app.jinja_env.globals.update(texts.template_globals())
+    app.jinja_env.globals.update(texts.template_globals(), upload_mib=MAX_FILE_BYTES // 1048576)
     if config.web.trusted_proxies:
         proxies = config.web.trusted_proxies
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]

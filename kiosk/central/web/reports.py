@@ -4,7 +4,7 @@ file (admins): the same functions as ``kiosk central report`` and ``kiosk centra
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -47,7 +47,12 @@ def index() -> str:
     return _forms()
 
 
-def _forms(matches: Sequence[Entry] = (), query: Mapping[str, str] | None = None) -> str:
+def _forms(
+    matches: Sequence[Entry] = (),
+    query: Mapping[str, str] | None = None,
+    error: str | None = None,
+) -> str:
+    """The forms page; ``error`` is a text key shown above the trace form."""
     today = date.today().isoformat()
     return render_template(
         "reports.html",
@@ -56,6 +61,7 @@ def _forms(matches: Sequence[Entry] = (), query: Mapping[str, str] | None = None
         downloads=DOWNLOADS,
         matches=matches,
         query=dict(query or {}),
+        error=error,
     )
 
 
@@ -79,6 +85,8 @@ def daily() -> Response:
         listed = daily_list(context.store, context.config, day, site)
     except UnknownSiteError:
         abort(400, "Unknown site.")
+    except OverflowError:  # the day after 9999-12-31
+        abort(400, "The date is out of range.")
     return _download(
         render(listed, fmt, language()), MEDIA_TYPES[fmt], file_name(day.isoformat(), site, fmt)
     )
@@ -103,14 +111,18 @@ def trace() -> Any:
         start = parse_moment(request.args.get("from", ""), "from", zone=zone)
         end = parse_moment(request.args.get("to", ""), "to", zone=zone, end_of_day=True)
         window = timedelta(minutes=float(request.args.get("window", "15")))
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: the end of 9999-12-31
         abort(400, str(exc))
     if not subject:
-        matches = find_people(context.store, site, request.args.get("name", "").strip())
-        if len(matches) != 1 or not request.args.get("name", "").strip():
+        name = request.args.get("name", "").strip()
+        if not name:
+            return _forms(query=request.args, error="reports.name_empty"), 400
+        matches = find_people(context.store, site, name)
+        if len(matches) != 1:
             return _forms(matches, request.args), 200 if matches else 404
         subject = matches[0].subject
-    found = trace_of(context.store, site, subject, start, end, zone, window)
+    now = datetime.fromtimestamp(context.now_ms() / 1000, UTC)
+    found = trace_of(context.store, site, subject, start, end, zone, window, now=now)
     name = f"trace-{site}-{start.date().isoformat()}.csv"
     return _download(file_bytes(trace_text(found, "csv"), "csv"), "text/csv", name)
 

@@ -128,7 +128,12 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     "reports.window": ("Khoảng thời gian (phút)", "Window (minutes)"),
     "reports.choose": ("Nhiều người khớp tên này: chọn một", "Several people match: choose one"),
     "reports.nobody": ("Không ai trong danh sách có tên này", "Nobody in the roster has this name"),
+    "reports.name_empty": ("Nhập một phần tên cần tìm", "Type part of the name to look for"),
     "back": ("Quay lại", "Back"),
+    "too_large": (
+        "Tệp gửi lên lớn hơn {mib} MiB, mức tối đa cho phép.",
+        "The upload is larger than {mib} MiB, the most accepted.",
+    ),
     "forbidden": ("Tài khoản của bạn không được phép làm việc này", "Your role may not do this"),
 }
 

@@ -4,7 +4,7 @@ was near a person, with names from the roster."""
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 from zoneinfo import ZoneInfo
@@ -125,7 +125,8 @@ def trace_command(
             ((column, value),) = given
             pseudonymizer = _pseudonymizer(ctx, site) if column != "subject" else None
             subject = value if pseudonymizer is None else subject_of(value, column, pseudonymizer)
-        result = trace(store, site, subject, t0, t1, zone, timedelta(minutes=window_min))
+        window = timedelta(minutes=window_min)
+        result = trace(store, site, subject, t0, t1, zone, window, now=datetime.now(UTC))
     finally:
         store.close()
     text = trace_text(result, "json" if fmt == "json" else "csv")
