@@ -22,6 +22,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from kiosk.config import KioskConfig
 from kiosk.credentials.declarations import (
     Declaration,
     DeclarationsDocument,
@@ -182,3 +183,16 @@ class DeclaredStore:
             write_whole(path, data)
         except OSError as exc:
             log.warning("could not save the %s document (kept in memory): %s", kind, exc)
+
+
+def open_declarations(config: KioskConfig, anchor: Ed25519PublicKey | None) -> DeclaredStore | None:
+    """The kiosk's store, holding what ``state_dir`` saved (None without a trust anchor:
+    central's documents could not be verified)."""
+    if anchor is None:
+        return None
+    return DeclaredStore.open(
+        config.kiosk.site,
+        anchor,
+        Path(config.kiosk.state_dir),
+        max_age_h=config.rules.health_declaration_max_age_h,
+    )

@@ -18,7 +18,7 @@ from kiosk.credentials import Allowlist, AllowlistError, parse_allowlist
 from kiosk.credentials.checker import Credentials
 from kiosk.credentials.dcc.gate import build_dcc_check, open_dcc_trust
 from kiosk.credentials.dcc.trustlist import DccTrustStore
-from kiosk.credentials.declared import DeclaredStore
+from kiosk.credentials.declared import DeclaredStore, open_declarations
 from kiosk.credentials.trust import TrustStore
 from kiosk.decide.entrance import Entrance
 from kiosk.decide.privacy import Pseudonymizer, load_or_create_salt
@@ -235,19 +235,6 @@ def build_entrance(
     )
 
 
-def open_declarations(config: KioskConfig, trust: TrustStore) -> DeclaredStore | None:
-    """The health declarations saved in ``state_dir`` (None without a trust anchor: central's
-    documents could not be verified)."""
-    if trust.anchor is None:
-        return None
-    return DeclaredStore.open(
-        config.kiosk.site,
-        trust.anchor,
-        Path(config.kiosk.state_dir),
-        max_age_h=config.rules.health_declaration_max_age_h,
-    )
-
-
 def learn_from_neighbour(kiosk: Kiosk, sender: KioskTopics, payload: bytes) -> None:
     """Another kiosk of the site granted or withdrew passages: share occupancy, anti-passback
     and attendance.
@@ -300,7 +287,7 @@ def open_kiosk(
     credentials = config.credentials
     salt = load_or_create_salt(credentials.subject_salt, credentials.subject_salt_file, state_dir)
     trust = TrustStore.open(config)
-    declared = open_declarations(config, trust)
+    declared = open_declarations(config, trust.anchor)
     dcc_trust = open_dcc_trust(config, trust.anchor) if config.dcc.enabled else None
     config.log_path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
