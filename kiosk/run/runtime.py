@@ -192,7 +192,7 @@ def attach_sync(
             kiosk.apply_trust_update(
                 update.kind, update.accepted, update.version, update.reason, trust.verifier()
             )
-        elif leaf in (Leaf.DECLARATIONS, Leaf.DECLARATIONS_DELTA) and declared is not None:
+        elif leaf in (Leaf.DECLARATIONS, Leaf.DECLARATIONS_DELTA) and declared and message.payload:
             update = declared.offer(leaf.value, message.payload)
             if not update.accepted or update.reason == "accepted":  # else: nothing changed
                 kiosk.record_document(update.kind, update.accepted, update.version, update.reason)
