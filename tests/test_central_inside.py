@@ -187,7 +187,6 @@ def test_the_version_6_step_fills_subject_events_from_the_stored_events(
     execute(
         db_url,
         [
-            f"DROP TRIGGER subject_events_copy{on}",
             f"DROP TRIGGER subject_events_drop{on}",
             "DROP TABLE subject_events",
         ],
@@ -200,3 +199,36 @@ def test_the_version_6_step_fills_subject_events_from_the_stored_events(
     assert who(again) == {"main": ["s-a"]}
     again.transaction(lambda cur: schema.STEPS[4][1](cur, again.dialect))  # runs again safely
     assert who(again) == {"main": ["s-a"]}
+
+
+def subject_rows(store: Store) -> list[tuple[object, ...]]:
+    return list(
+        store.transaction(
+            lambda cur: (
+                cur.execute("SELECT kiosk, seq, subject, area, kind FROM subject_events"),
+                cur.fetchall(),
+            )[1]
+        )
+    )
+
+
+def test_the_ingest_writes_subject_events_once_per_event_and_no_trigger_does(
+    store: Store,
+) -> None:
+    first = decision("s-a", at("2026-12-01 08:00"))
+    put(store, first, unused("s-a", at("2026-12-01 08:01"), direction="exit"))
+    put(store, first)  # delivered again
+    other = decision("s-b", at("2026-12-01 08:02"))._replace(seq=first.seq)
+    assert [row for row, _ in store.insert_batch([other]).conflicts] == [other]
+    store.insert_batch([decision("s-c", at("2026-12-01 08:03"))._replace(data="{}")])
+    assert sorted(subject_rows(store)) == [
+        ("k1", first.seq, "s-a", "main", "staff"),
+        ("k1", first.seq + 1, "s-a", "main", None),
+    ]
+    sql = (
+        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger'"
+        if store.dialect.name == "sqlite"
+        else "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'events'::regclass"
+        " AND NOT tgisinternal"
+    )
+    assert store.transaction(lambda cur: (cur.execute(sql), cur.fetchone()[0])[1]) == 1

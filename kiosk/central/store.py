@@ -25,7 +25,14 @@ from kiosk.central.quarantine import (
     trim,
 )
 from kiosk.central.rows import EventRow, KioskStatus, Stored, event_of, state_of
-from kiosk.central.schema import POSTGRES, SQLITE, Dialect, migrate
+from kiosk.central.schema import (
+    POSTGRES,
+    SQLITE,
+    Dialect,
+    migrate,
+    subject_event,
+    subject_event_insert,
+)
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +74,7 @@ class Store:
             f"INSERT INTO events VALUES ({', '.join(p for _ in EventRow._fields)}) "
             "ON CONFLICT DO NOTHING"
         )
+        self._subject_sql = subject_event_insert(d)
         self._events_kiosk_sql = _upsert_kiosk(
             d,
             "last_seen_ms, highest_seq, event_count",
@@ -141,7 +149,8 @@ class Store:
     def insert_batch(self, rows: Iterable[EventRow]) -> Stored:
         """Store new events in one transaction; an event already stored (same kiosk, seq and
         event id) is ignored, one whose seq or event id its kiosk already used for another
-        event is not stored and comes back in :attr:`Stored.conflicts`."""
+        event is not stored and comes back in :attr:`Stored.conflicts`. The events that
+        name a subject also go to ``subject_events``, in the same transaction."""
         batch = sorted(rows, key=lambda r: (r.site, r.kiosk))
 
         def insert(cur: Any) -> Stored:
@@ -157,6 +166,9 @@ class Store:
                     last_seen = max(r.received_at_ms for r in stored)
                     highest = max(r.seq for r in stored)
                     cur.execute(self._events_kiosk_sql, (site, kiosk, last_seen, highest, added))
+                    named = [s for s in map(subject_event, stored) if s is not None]
+                    if named:
+                        cur.executemany(self._subject_sql, named)
                 new += added
             return Stored(new, conflicts)
 
