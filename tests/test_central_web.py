@@ -28,6 +28,7 @@ from kiosk.central.rosterfile import MAX_FILE_BYTES, Holder
 from kiosk.central.settings import DEFAULT_TIMEZONE, WebSection
 from kiosk.central.web import create_central_app
 from kiosk.central.web.app import MAX_UPLOAD
+from kiosk.central.web.commands import MAX_RUNNING
 from kiosk.central.web.context import KEY, CentralWeb, CommandSent
 from kiosk.central.web.server import serve
 from kiosk.central.web.texts import TEXTS
@@ -199,10 +200,49 @@ def test_a_site_lockdown_is_sent_only_after_its_confirmation(
     assert asked.status_code == 200 and recorder.sent == []
     assert all(f"{SITE}/{kiosk}" in asked.text for kiosk in ("gate-1", "gate-2", "lobby"))
     form = {"target": SITE, "on": "1", "confirm": "1", "csrf_token": token(asked.text)}
-    sent = client.post("/commands/lockdown", data=form)
-    assert sent.status_code == 200 and "đã thực hiện" in sent.text
+    sent = answers(client, client.post("/commands/lockdown", data=form))
+    assert sent.count("đã thực hiện") == 3
     targets = [(SITE, "gate-1"), (SITE, "gate-2"), (SITE, "lobby")]
     assert recorder.sent == [("lockdown", {"on": True}, targets)]
+
+
+def answers(client: FlaskClient, posted: Any) -> str:
+    """The page of a command sent in the background, once every kiosk's answer is in."""
+    assert posted.status_code == 303
+    location = posted.headers["Location"]
+    wait_until(lambda: 'id="sent"' in client.get(location).text)
+    page: str = client.get(location).text
+    return page
+
+
+def test_a_command_is_sent_in_the_background_and_its_page_reloads_until_answered(
+    tmp_path: Path, store: Store
+) -> None:
+    fill(store, NOON_MS)
+    write_users(tmp_path / "users.toml", **{ADMIN: "admin"})
+    release = threading.Event()
+    started: list[int] = []
+
+    def slow(name: str, args: dict[str, Any], targets: Sequence[tuple[str, str]]) -> Any:
+        started.append(len(targets))
+        release.wait(30)
+        return [CommandSent(site, kiosk, "pending", "") for site, kiosk in targets]
+
+    app = create_central_app(store, config(tmp_path), publisher=slow, now_ms=lambda: NOON_MS)
+    client = app.test_client()
+    login(client, ADMIN)
+    csrf = token(client.get("/commands").text)
+    form = {"target": SITE, "on": "1", "confirm": "1", "csrf_token": csrf}
+    posted = [client.post("/commands/lockdown", data=form) for _ in range(MAX_RUNNING)]
+    assert all(p.status_code == 303 for p in posted)  # answered while the kiosks are asked
+    wait_until(lambda: len(started) == MAX_RUNNING)
+    assert client.post("/commands/lockdown", data=form).status_code == 503  # bounded
+    waiting = client.get(posted[0].headers["Location"])
+    assert waiting.status_code == 200 and waiting.headers["Refresh"] == "2"
+    assert 'id="sending"' in waiting.text and 'id="sent"' not in waiting.text
+    release.set()
+    assert answers(client, posted[0]).count('class="delivery pending"') == 3
+    assert client.get("/commands/sent/made-up").status_code == 404
 
 
 def test_one_kiosk_needs_no_confirmation_and_unknown_targets_are_refused(
@@ -211,7 +251,7 @@ def test_one_kiosk_needs_no_confirmation_and_unknown_targets_are_refused(
     client = logged_in(make_app, ADMIN)
     csrf = token(client.get("/commands").text)
     form = {"target": f"{SITE}/gate-2", "on": "0", "csrf_token": csrf}
-    assert client.post("/commands/lockdown", data=form).status_code == 200
+    assert "gate-2" in answers(client, client.post("/commands/lockdown", data=form))
     assert recorder.sent == [("lockdown", {"on": False}, [(SITE, "gate-2")])]
     for target in ("nowhere", f"{SITE}/gate-9", "depot"):
         refused = client.post("/commands/lockdown", data=form | {"target": target, "confirm": "1"})

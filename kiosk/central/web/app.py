@@ -83,8 +83,9 @@ def create_central_app(
         now_ms=now_ms,
     )
     assets = Blueprint("assets", __name__, static_folder="static", static_url_path="/assets")
-    for blueprint in (auth.bp, pages.bp, reports.bp, commands.bp, texts.bp, assets):
+    for blueprint in (auth.bp, pages.bp, reports.bp, texts.bp, assets):
         app.register_blueprint(blueprint)
+    commands.init_app(app)
     declare.init_app(app, LoginLimiter(declare.DECLARATIONS_PER_MINUTE, clock))
     app.jinja_env.globals.update(texts.template_globals(), upload_mib=MAX_FILE_BYTES // 1048576)
     if config.web.trusted_proxies:

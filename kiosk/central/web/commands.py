@@ -1,21 +1,38 @@
 """Signed lockdown commands from the dashboard (admins only), and what became of each.
 
-A command goes to one kiosk or to every kiosk of a site, built, signed with the site's command
-key (``KIOSK_CENTRAL_COMMAND_KEY``) and published exactly as ``kiosk command send`` does
-(:func:`kiosk.cli.command.build_command`, :func:`kiosk.cli.command.send`), one connection per
-kiosk at once. A command to a whole site first shows a confirmation page that lists every
-kiosk it reaches; only the form on that page sends it.
+A command goes to one kiosk or to every kiosk of a site, built, signed with central's one
+command key (``KIOSK_CENTRAL_COMMAND_KEY``, the same for every site) and published exactly as
+``kiosk command send`` does (:func:`kiosk.cli.command.build_command`,
+:func:`kiosk.cli.command.send`), one connection per kiosk at once. A command to a whole site
+first shows a confirmation page that lists every kiosk it reaches; only the form on that page
+sends it. Sending runs in the background (:class:`Sends`, at most :data:`MAX_RUNNING` at once)
+and the request answers at once with a page that reloads itself until every kiosk's answer is
+in, then lists them.
 """
 
 from __future__ import annotations
 
 import logging
+import secrets
+import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, abort, g, render_template, request
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask.typing import ResponseReturnValue
 
 from kiosk.central.web.auth import login_required
 from kiosk.central.web.context import CommandSent, Publisher, central_web
@@ -29,6 +46,57 @@ bp = Blueprint("commands", __name__)
 
 #: The kiosk refuses a command it gets later than this (the broker keeps it until then).
 COMMAND_TTL_S = 300.0
+#: Commands being sent at once; one more is refused (503) until one of them ends.
+MAX_RUNNING = 4
+#: Commands whose status page can be shown; beyond it the oldest finished one is forgotten.
+KEEP_SENT = 32
+#: Seconds between reloads of the page of a command still being sent.
+RELOAD_S = 2
+SENDS = "kiosk.central.web.commands"  # app.extensions key
+
+
+@dataclass(frozen=True)
+class Sending:
+    """One command sent in the background: lockdown on or off, and what became of each kiosk."""
+
+    on: bool
+    result: Future[list[CommandSent]]
+
+
+class Sends:
+    """The commands the dashboard sends in the background, each found by a random id."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(MAX_RUNNING, thread_name_prefix="central-command")
+        self._sending: dict[str, Sending] = {}
+        self._lock = threading.Lock()
+
+    def start(
+        self, publisher: Publisher, on: bool, targets: Sequence[tuple[str, str]]
+    ) -> str | None:
+        """Send lockdown ``on`` to ``targets`` in the background; its id, or None when
+        :data:`MAX_RUNNING` commands are still being sent."""
+        with self._lock:
+            if sum(not s.result.done() for s in self._sending.values()) >= MAX_RUNNING:
+                return None
+            result = self._pool.submit(publisher, Action.LOCKDOWN.value, {"on": on}, targets)
+            key = secrets.token_urlsafe(16)
+            self._sending[key] = Sending(on, result)
+            finished = [k for k, s in self._sending.items() if s.result.done()]
+            for old in finished[: max(0, len(self._sending) - KEEP_SENT)]:
+                del self._sending[old]
+            return key
+
+    def get(self, key: str) -> Sending | None:
+        """The command of id ``key``, if it is still kept."""
+        with self._lock:
+            return self._sending.get(key)
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands' pages on ``app`` with their own background :class:`Sends`."""
+    app.extensions[SENDS] = Sends()
+    app.register_blueprint(bp)
 
 
 def broker_publisher(broker: Broker, key: bytes, answer_within_s: float) -> Publisher:
@@ -99,5 +167,22 @@ def lockdown() -> Any:
         target,
         len(targets),
     )
-    deliveries = publisher(Action.LOCKDOWN.value, {"on": on}, targets)
-    return render_template("sent.html", on=on, deliveries=deliveries)
+    sends: Sends = current_app.extensions[SENDS]
+    key = sends.start(publisher, on, targets)
+    if key is None:
+        abort(503, "Other commands are still being sent; try again in a moment.")
+    return redirect(url_for("commands.sent", key=key), 303)
+
+
+@bp.get("/commands/sent/<key>")
+@login_required(admin=True)
+def sent(key: str) -> ResponseReturnValue:
+    """A command sent in the background: a page that reloads itself while it is being sent,
+    then each kiosk's answer."""
+    sending = current_app.extensions[SENDS].get(key)
+    if sending is None:
+        abort(404)
+    if not sending.result.done():
+        page = render_template("sending.html", on=sending.on)
+        return page, 200, {"Refresh": str(RELOAD_S)}
+    return render_template("sent.html", on=sending.on, deliveries=sending.result.result())

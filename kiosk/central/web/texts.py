@@ -107,6 +107,10 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
     ),
     "commands.yes": ("Có, gửi lệnh", "Yes, send it"),
     "commands.cancel": ("Hủy", "Cancel"),
+    "commands.sending": (
+        "Đang gửi lệnh tới các kiosk; trang sẽ tự cập nhật khi có trả lời.",
+        "Sending to the kiosks; this page updates itself when their answers are in.",
+    ),
     "commands.done": ("đã thực hiện", "carried out"),
     "commands.refused": ("từ chối", "refused"),
     "commands.pending": (
