@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kiosk.central.rows import EventRow
+from kiosk.events import EventType
 
 VERSION = 8
 _PG_LOCK = 0x6B696F736B  # pg_advisory_xact_lock key: one migration at a time
@@ -151,8 +152,8 @@ def _to_version_5(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
 
 # What each subject_events column holds, read from an events row (NEW in a trigger).
 _SUBJECT_FIELDS = ("subject", "area", "direction", "outcome", "credential.kind", "meeting")
-_SUBJECT_KINDS = ("decision", "grant_unused")
-_SUBJECT_TYPES = "('decision', 'grant_unused')"
+_SUBJECT_KINDS = (EventType.DECISION.value, EventType.GRANT_UNUSED.value)
+_SUBJECT_TYPES = "(" + ", ".join(f"'{kind}'" for kind in _SUBJECT_KINDS) + ")"
 
 
 def _subject_values(d: Dialect, row: str) -> str:

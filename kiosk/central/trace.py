@@ -29,10 +29,12 @@ from kiosk.central.presence import UNUSED, inside_after
 from kiosk.central.reports.daily import day_bounds
 from kiosk.central.roster import Entry, Person
 from kiosk.central.store import Store
+from kiosk.decide.decision import Outcome
 from kiosk.events import EventType
 
 Reason = Literal["entrance", "area", "meeting"]
 _COLUMNS = "subject, kiosk, event_id, ts_ms, type, area, direction, outcome, kind, meeting"
+GRANT = Outcome.GRANT.value  # a plain str, as UNUSED: compared once per row read
 
 
 # Everyone inside the area at some moment from {since} to the stay's end: each passage that
@@ -43,8 +45,8 @@ _OVERLAPS = (
     "SELECT subject, kind, ts_ms, next_ms FROM (SELECT subject, kind, ts_ms, type, direction,"
     " LEAD(ts_ms, 1, {p}) OVER (PARTITION BY subject ORDER BY ts_ms, event_id) AS next_ms"
     " FROM subject_events WHERE site = {p} AND ts_ms >= {p} AND ts_ms < {p} AND area = {p}"
-    " AND direction IN ('entry', 'exit') AND (outcome = 'grant' OR type = 'grant_unused'))"
-    " AS passages WHERE (direction = 'entry') <> (type = 'grant_unused') AND next_ms > {p}"
+    f" AND direction IN ('entry', 'exit') AND (outcome = '{GRANT}' OR type = '{UNUSED}'))"
+    f" AS passages WHERE (direction = 'entry') <> (type = '{UNUSED}') AND next_ms > {{p}}"
 )
 
 
@@ -64,7 +66,7 @@ class Row(NamedTuple):
 
     def is_passage(self) -> bool:
         """A granted entry or exit, or a withdrawn grant: what moves a subject in or out."""
-        moves = self.outcome == "grant" or self.type == UNUSED
+        moves = self.outcome == GRANT or self.type == UNUSED
         return moves and self.direction in ("entry", "exit")
 
 
@@ -214,11 +216,11 @@ def trace(
                 _Near("entrance", r.subject, r.kind, r.ts_ms, seen.kiosk, seen.ts_ms, seen.ts_ms)
                 for r in near
             ]
-            if seen.meeting and seen.outcome == "grant":
+            if seen.meeting and seen.outcome == GRANT:
                 first, after = day_bounds(_local_day(seen.ts_ms, zone), zone)
                 met = rows(
                     cur,
-                    f"ts_ms >= {p} AND ts_ms < {p} AND meeting = {p} AND outcome = 'grant'",
+                    f"ts_ms >= {p} AND ts_ms < {p} AND meeting = {p} AND outcome = '{GRANT}'",
                     first,
                     after,
                     seen.meeting,
