@@ -112,9 +112,10 @@ def test_a_viewer_sees_every_kiosk_with_its_health_and_counts(make_app: Any) -> 
         ("offline", f"{SITE}/lobby"),
     ]
     lobby = rows[2][2]
-    assert "mất kết nối" in lobby and "thermometer" in lobby and "chưa đồng bộ" in lobby
+    assert "mất kết nối" in lobby and "nhiệt kế" in lobby and "chưa đồng bộ" in lobby
+    assert "15 giây trước" in lobby and "ago" not in page.text
     gate = rows[0][2]
-    assert "0.1.0" in gate and ">17<" in gate and ">42s<" in gate and "91 vào" in gate
+    assert "0.1.0" in gate and ">17<" in gate and ">42 giây<" in gate and "91 vào" in gate
 
 
 def test_the_kiosk_pages_security_headers_and_cookie(make_app: Any) -> None:
@@ -301,6 +302,9 @@ def test_the_alerts_feed_and_who_acknowledged_what(make_app: Any, store: Store) 
     page = client.get("/alerts").text
     assert re.search(r'<tr class="alert fever acked">.*?binh, \d{4}-', page, re.S)
     assert fever_key not in re.findall(r'name="alert" value="([^"]+)"', page)
+    vi = logged_in(make_app, VIEWER).get("/alerts").text
+    assert "sốt, đã đo lại để xác nhận" in vi and "3 lần thử: SMTP refused" in vi
+    assert "đã bật khóa lối vào" in vi and "confirmed on retest" not in vi
     for made_up in ("event:hq/gate-1/999", "x" * 150):
         refused = client.post("/alerts/ack", data={"alert": made_up, "csrf_token": token(page)})
         assert refused.status_code == 400

@@ -12,15 +12,21 @@ from kiosk.central.rows import KioskStatus
 _HEADERS = ("SITE", "KIOSK", "STATUS", "LAST SEEN", "BACKLOG", "OLDEST UNCONF.", "EVENTS", "GAPS")
 
 
+def age_parts(seconds: float) -> tuple[int, str]:
+    """An age in its largest whole unit: ``(42, "s")``, ``(5, "m")``, ``(3, "h")``, ``(2, "d")``."""
+    seconds = max(0.0, seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return int(seconds // size), unit
+    return int(seconds), "s"
+
+
 def format_age(seconds: float | None) -> str:
     """``42s``, ``5m``, ``3h``, ``2d``; ``-`` when unknown."""
     if seconds is None:
         return "-"
-    seconds = max(0.0, seconds)
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
+    number, unit = age_parts(seconds)
+    return f"{number}{unit}"
 
 
 def _number(value: object) -> float | None:

@@ -35,6 +35,13 @@ class Alert:
     detail: str
     acked_by: str | None = None
     acked_at_ms: int | None = None
+    #: The detail as a key of the dashboard's texts and its fields, shown in the page's
+    #: language instead of ``detail`` (None: ``detail`` is a recorded message, shown as is).
+    words: tuple[str, tuple[tuple[str, object], ...]] | None = None
+
+
+#: Alerts whose detail is always the same sentence (``alert_detail.<name>`` in the texts).
+FIXED_DETAILS = frozenset({"fever", "tailgating", "fire_alarm", "lockdown"})
 
 
 class _Logged(NamedTuple):
@@ -53,9 +60,14 @@ def _event_alert(row: tuple[Any, ...]) -> Alert | None:
         on = isinstance(args, dict) and args.get("on") is True
         if parsed.get("command") != Action.LOCKDOWN or not on:
             return None
-        return Alert(key, int(ts_ms), site, kiosk, "lockdown", "lockdown on")
-    found = alert_for(_Logged(kind, parsed))
-    return None if found is None else Alert(key, int(ts_ms), site, kiosk, *found)
+        found: tuple[str, str] | None = ("lockdown", "lockdown on")
+    else:
+        found = alert_for(_Logged(kind, parsed))
+    if found is None:
+        return None
+    name, detail = found
+    words = (f"alert_detail.{name}", ()) if name in FIXED_DETAILS else None
+    return Alert(key, int(ts_ms), site, kiosk, name, detail, words=words)
 
 
 def feed(store: Store, now_ms: int) -> list[Alert]:
@@ -96,8 +108,12 @@ def feed(store: Store, now_ms: int) -> list[Alert]:
         )
     for failed in delivery_alerts(store, now_ms):
         key = f"delivery:{failed.site}/{failed.day}/{failed.last_ms}"
-        detail = f"{failed.day}: {failed.attempts} attempts: {failed.error or ''}"
-        alerts.append(Alert(key, failed.last_ms, failed.site, None, "delivery_failed", detail))
+        error = failed.error or ""
+        detail = f"{failed.day}: {failed.attempts} attempts: {error}"
+        fields = (("day", failed.day), ("attempts", failed.attempts), ("error", error))
+        said = ("alert_detail.delivery_failed", fields)
+        alert = Alert(key, failed.last_ms, failed.site, None, "delivery_failed", detail, words=said)
+        alerts.append(alert)
     alerts.sort(key=lambda a: a.at_ms, reverse=True)
     return [
         replace(a, acked_by=acks[a.key][0], acked_at_ms=acks[a.key][1]) if a.key in acks else a

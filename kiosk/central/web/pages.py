@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from kiosk.central import roster
-from kiosk.central.fleet import fleet_row
+from kiosk.central.fleet import age_parts, fleet_row
 from kiosk.central.rows import KioskStatus
 from kiosk.central.web import alerts
 from kiosk.central.web.auth import login_required
@@ -35,10 +35,30 @@ def local_time(at_ms: int, site: str | None) -> str:
     return datetime.fromtimestamp(at_ms / 1000, ZoneInfo(zone)).strftime("%Y-%m-%d %H:%M")
 
 
+def age_text(seconds: float | None) -> str:
+    """An age in the page's language (``5 phút``, ``5m``); ``-`` when unknown."""
+    if seconds is None:
+        return "-"
+    number, unit = age_parts(seconds)
+    return t(f"age.{unit}").format(n=number)
+
+
+def alert_detail(alert: alerts.Alert) -> str:
+    """An alert's detail in the page's language where it is one of the dashboard's sentences,
+    else as recorded (a kiosk's part message, a quarantine reason, a mail server's answer)."""
+    if alert.words is None:
+        return alert.detail
+    key, fields = alert.words
+    return t(key).format(**dict(fields))
+
+
 def kiosk_view(status: KioskStatus, now_ms: int) -> dict[str, Any]:
     """What the fleet page shows of one kiosk."""
-    site, kiosk, availability, seen, backlog, oldest, _count, gaps = fleet_row(status, now_ms)
+    site, kiosk, availability, _seen, backlog, _oldest, _count, gaps = fleet_row(status, now_ms)
     state = status.state
+    log_state = part if isinstance(part := state.get("log"), dict) else {}
+    oldest = log_state.get("oldest_unconfirmed_age_s")
+    seen = None if status.last_seen_ms is None else (now_ms - status.last_seen_ms) / 1000
     gate, today = (
         part if isinstance(part := state.get(name), dict) else {} for name in ("gate", "today")
     )
@@ -51,13 +71,13 @@ def kiosk_view(status: KioskStatus, now_ms: int) -> dict[str, Any]:
         "site": site,
         "kiosk": kiosk,
         "availability": availability,
-        "seen": seen,
+        "seen": "-" if seen is None else t("fleet.ago").format(age=age_text(seen)),
         "version": state.get("version", "-"),
         "clock_synced": state.get("clock_synced"),
-        "failing": failing,
+        "failing": [t(f"part.{part}") for part in failing],
         "lockdown": bool(gate.get("lockdown")),
         "backlog": backlog,
-        "oldest": oldest,
+        "oldest": age_text(oldest if isinstance(oldest, int | float) else None),
         "gaps": gaps,
         "today": {name: today.get(name, 0) for name in TODAY},
     }
@@ -79,7 +99,10 @@ def alert_feed() -> str:
     """The alerts of the last days, newest first, acknowledged or not."""
     context = central_web()
     return render_template(
-        "alerts.html", alerts=alerts.feed(context.store, context.now_ms()), local_time=local_time
+        "alerts.html",
+        alerts=alerts.feed(context.store, context.now_ms()),
+        local_time=local_time,
+        detail=alert_detail,
     )
 
 
