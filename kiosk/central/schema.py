@@ -21,19 +21,18 @@ and raise :data:`VERSION`; never edit a released step.
 - Version 7: ``declarations``, the health declarations made on the site's page (subject, time,
   status, the answers only when kept), and ``declaration_documents``, the versions of each
   site's signed declarations document (:mod:`kiosk.central.declarations`).
-- Version 8: the ingest writes ``subject_events`` itself (:func:`subject_event`, in the events'
-  transaction) instead of the insert trigger, which halved its speed; the delete trigger stays
-  (it costs an insert nothing), so the retention's delete still takes the rows with it.
+- Version 8: the ingest writes ``subject_events`` itself, one statement per kiosk of a batch
+  in the events' transaction (:func:`subject_events_copy`), instead of the row-by-row insert
+  trigger; the delete trigger stays (it costs an insert nothing), so the retention's delete
+  still takes the rows with it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from kiosk.central.rows import EventRow
 from kiosk.events import EventType
 
 VERSION = 8
@@ -257,32 +256,16 @@ def _to_version_7(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
     return []
 
 
-def subject_event(row: EventRow) -> tuple[Any, ...] | None:
-    """The ``subject_events`` row of a stored event (the values the version-6 trigger took
-    from its JSON), or None when the event names no subject that the table keeps."""
-    if row.type not in _SUBJECT_KINDS:
-        return None
-    fields = json.loads(row.data)
-    if not isinstance(fields, dict) or not isinstance(fields.get("subject"), str):
-        return None
-    credential = fields.get("credential")
-    values = [fields.get(name) for name in _SUBJECT_FIELDS[:-2]]
-    values.append(credential.get("kind") if isinstance(credential, dict) else None)
-    values.append(fields.get("meeting"))
-    key = (row.site, row.kiosk, row.seq, row.event_id, row.ts_ms, row.type)
-    return (*key, *map(_column, values))
-
-
-def _column(value: object) -> str | None:
-    """A JSON value as a text column: text as it is, anything else as its JSON."""
-    return value if value is None or isinstance(value, str) else json.dumps(value)
-
-
-def subject_event_insert(d: Dialect) -> str:
-    """The insert of one :func:`subject_event` row; an event stored again (its site, kiosk
-    and seq, hence its time, already there) adds nothing."""
-    marks = ", ".join(d.param for _ in range(6 + len(_SUBJECT_FIELDS)))
-    return f"INSERT INTO subject_events VALUES ({marks}) ON CONFLICT DO NOTHING"
+def subject_events_copy(d: Dialect) -> str:
+    """The ingest's copy of its just-stored events that name a subject into
+    ``subject_events``: parameters site, kiosk and the seqs (a JSON array in SQLite, a list in
+    PostgreSQL); an event stored again (its row already there) adds nothing."""
+    seqs = "IN (SELECT value FROM json_each(?))" if d is SQLITE else "= ANY(%s)"
+    return (
+        f"INSERT INTO subject_events SELECT {_subject_values(d, 'e')} FROM events e"
+        f" WHERE e.site = {d.param} AND e.kiosk = {d.param} AND e.seq {seqs}"
+        f" AND {_subject_condition(d, 'e')} ON CONFLICT DO NOTHING"
+    )
 
 
 def _to_version_8(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:

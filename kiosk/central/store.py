@@ -30,8 +30,7 @@ from kiosk.central.schema import (
     SQLITE,
     Dialect,
     migrate,
-    subject_event,
-    subject_event_insert,
+    subject_events_copy,
 )
 
 log = logging.getLogger(__name__)
@@ -74,7 +73,7 @@ class Store:
             f"INSERT INTO events VALUES ({', '.join(p for _ in EventRow._fields)}) "
             "ON CONFLICT DO NOTHING"
         )
-        self._subject_sql = subject_event_insert(d)
+        self._subject_sql = subject_events_copy(d)
         self._events_kiosk_sql = _upsert_kiosk(
             d,
             "last_seen_ms, highest_seq, event_count",
@@ -166,9 +165,9 @@ class Store:
                     last_seen = max(r.received_at_ms for r in stored)
                     highest = max(r.seq for r in stored)
                     cur.execute(self._events_kiosk_sql, (site, kiosk, last_seen, highest, added))
-                    named = [s for s in map(subject_event, stored) if s is not None]
-                    if named:
-                        cur.executemany(self._subject_sql, named)
+                    seqs = [r.seq for r in stored]
+                    listed = json.dumps(seqs) if self._d is SQLITE else seqs
+                    cur.execute(self._subject_sql, (site, kiosk, listed))
                 new += added
             return Stored(new, conflicts)
 
