@@ -31,7 +31,7 @@ MqttProtocol = Literal["5", "3.1.1"]
 Direction = Literal["entry", "exit", "toggle"]
 NationalQrPolicy = Literal["grant", "refer", "deny"]
 ConfirmMode = Literal["receipt", "puback"]
-Language = Literal["vi", "en"]
+Language = Literal["vi", "en"]  # what people read: kiosk.decide.texts has each text in both
 # kiosk.gate drives the relay; the mode is declared here so that loading a config needs no gpiozero
 RelayMode = Literal["pulse", "hold"]
 Pin = int | Literal[False]  # a BCM GPIO number, or false: not fitted
@@ -79,7 +79,9 @@ class CameraSection:
     rearm_after_s: float = key(
         2.0, "Seconds a code must be out of view before it counts as a new scan", low=0.2, high=30
     )
-    max_payload_bytes: int = key(1024, "Longer QR payloads are refused", low=16, high=4096)
+    max_payload_bytes: int = key(
+        2048, "Longer QR payloads are refused (EU DCC codes reach about 1,100)", low=16, high=4096
+    )
 
 
 @dataclass(frozen=True)

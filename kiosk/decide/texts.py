@@ -12,9 +12,10 @@ docs/web.md lists the pairs whose wording is still doubtful.
 
 from __future__ import annotations
 
-from typing import Final, Literal
+from typing import Final
 
-Language = Literal["vi", "en"]
+from kiosk.config.schema import Language
+
 LANGUAGES: Final[tuple[Language, ...]] = ("vi", "en")
 
 _REASONS: Final[dict[str, tuple[str, str]]] = {
