@@ -9,8 +9,9 @@ passage leaves them inside. The count starts afresh at midnight, in the site's t
 today. A passage dated more than :data:`~kiosk.decide.area.MAX_AHEAD_S` ahead of now is not
 counted. A check-in kiosk's grants are entries into its area, as its neighbours count them.
 
-Everything is read from ``subject_events`` (plain columns kept by the schema's triggers) with
-one query per site, plus one on the roster for the names.
+Everything is read from ``subject_events`` (plain columns the ingest writes) with two queries
+per site (each subject's newest passage per area, and the rare passages that tie in one
+millisecond), plus one on the roster for the names.
 """
 
 from __future__ import annotations
@@ -57,12 +58,23 @@ class AreaCount:
     people: tuple[Present, ...]
 
 
-_NEWEST = (
-    "SELECT subject, area, ts_ms, event_id, type, direction, kiosk, kind FROM ("
-    "SELECT subject, area, ts_ms, event_id, type, direction, kiosk, kind,"
-    " max(ts_ms) OVER (PARTITION BY subject, area) AS newest FROM subject_events"
-    " WHERE site = {p} AND ts_ms >= {p} AND ts_ms <= {p} AND direction IN ('entry', 'exit')"
-    " AND (outcome = 'grant' OR type = {p})) AS passages WHERE ts_ms = newest"
+_PASSAGES = (
+    " FROM subject_events WHERE site = {p} AND ts_ms >= {p} AND ts_ms <= {p}"
+    " AND direction IN ('entry', 'exit') AND (outcome = 'grant' OR type = {p})"
+)
+_COLUMNS = "subject, area, ts_ms, event_id, type, direction, kiosk, kind"
+# One newest passage per (subject, area): SQLite's bare columns come from the max() row.
+_NEWEST = {
+    "sqlite": f"SELECT {_COLUMNS.replace('ts_ms', 'max(ts_ms)')}{_PASSAGES} GROUP BY subject, area",
+    "postgresql": f"SELECT DISTINCT ON (subject, area) {_COLUMNS}{_PASSAGES}"
+    " ORDER BY subject, area, ts_ms DESC",
+}
+# The passages that share their millisecond with another of the same subject and area (rare):
+# the kiosks' tie-break needs them all.
+_TIED = (
+    f"SELECT {_COLUMNS}{_PASSAGES} AND (subject, COALESCE(area, ''), ts_ms) IN"
+    f" (SELECT subject, COALESCE(area, ''), ts_ms{_PASSAGES}"
+    " GROUP BY subject, COALESCE(area, ''), ts_ms HAVING count(*) > 1)"
 )
 
 
@@ -93,11 +105,16 @@ def site_inside(store: Store, site: str, zone: ZoneInfo, now_s: float) -> list[A
     today = datetime.fromtimestamp(now_s, zone).date()
     start_ms, _ = day_bounds(today, zone)
     until_ms = int((now_s + MAX_AHEAD_S) * 1000)
-    sql = _NEWEST.format(p=store.dialect.param)
+    p = store.dialect.param
+    passages = (site, start_ms, until_ms, UNUSED)
 
     def work(cur: Any) -> tuple[list[tuple[Any, ...]], dict[str, Person]]:
-        cur.execute(sql, (site, start_ms, until_ms, UNUSED))
-        newest = _newest_rows(cur.fetchall())
+        cur.execute(_NEWEST[store.dialect.name].format(p=p), passages)
+        found = cur.fetchall()
+        cur.execute(_TIED.format(p=p), passages * 2)
+        at = {(row[0], row[1]): row[2] for row in found}
+        found += [row for row in cur.fetchall() if at[(row[0], row[1])] == row[2]]
+        newest = _newest_rows(found)
         inside = [row for row in newest.values() if inside_after(row[4], row[5])]
         return [*newest.values()], roster.people(cur, site, (row[0] for row in inside))
 
