@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from kiosk.sensors.imagesize import image_size
-from kiosk.sensors.qr import TOO_MANY_PIXELS, decode_image_file, make_decoder
+from kiosk.sensors.imagesize import TOO_MANY_PIXELS, image_size
+from kiosk.sensors.qr import decode_image_file, make_decoder
 
 
 def png_header(width: int, height: int) -> bytes:

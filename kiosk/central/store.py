@@ -17,13 +17,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
-from kiosk.central.quarantine import (
-    QUARANTINE_MAX_ROWS,
-    Quarantined,
-    leftover,
-    stored_row,
-    trim,
-)
+from kiosk.central.quarantine import QUARANTINE_MAX_ROWS, Quarantined, leftover, stored_row, trim
 from kiosk.central.rows import EventRow, KioskStatus, Stored, event_of, state_of
 from kiosk.central.schema import (
     POSTGRES,

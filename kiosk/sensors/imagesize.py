@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 
+#: In :func:`size_refusal`'s answer for an image over its ``max_pixels``.
+TOO_MANY_PIXELS = "more pixels than allowed"
 #: JPEG start-of-frame markers (C4, C8 and CC are other segments).
 _JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
@@ -32,6 +34,17 @@ def image_size(data: bytes) -> tuple[int, int] | None:
             return abs(width), abs(height)
     except struct.error:
         return None
+    return None
+
+
+def size_refusal(data: bytes, max_pixels: int) -> str | None:
+    """Why an image of these bytes is not to be decoded under ``max_pixels``, or None."""
+    size = image_size(data)
+    if size is None:
+        return "not a PNG, JPEG, WebP, GIF or BMP image"
+    width, height = size
+    if width * height > max_pixels:
+        return f"{width}x{height} pixels: {TOO_MANY_PIXELS} ({max_pixels})"
     return None
 
 

@@ -17,13 +17,11 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from kiosk.sensors.imagesize import image_size
+from kiosk.sensors.imagesize import size_refusal
 
 logger = logging.getLogger(__name__)
 
 DECODER_NAMES = ("zxing-cpp", "pyzbar")
-#: In :func:`decode_image_file`'s error for an image over its ``max_pixels``.
-TOO_MANY_PIXELS = "more pixels than allowed"
 
 _ZBAR_ALL_SYMBOLOGIES = 0
 _ZBAR_CFG_ENABLE = 0
@@ -307,7 +305,7 @@ def decode_image_file(
     ``codes: []`` and an ``error`` message instead of an exception.
 
     With ``max_pixels`` the size is read from the file's header first
-    (:func:`kiosk.sensors.imagesize.image_size`) and an image larger than that, or of a format
+    (:func:`kiosk.sensors.imagesize.size_refusal`) and an image larger than that, or of a format
     whose size is not known, is refused the same way without being decoded.
     """
     import cv2
@@ -329,7 +327,7 @@ def decode_image_file(
         result["error"] = f"cannot read image: {error.strerror or error}"
         return result
     if max_pixels is not None:
-        refusal = _size_refusal(encoded.tobytes(), max_pixels)
+        refusal = size_refusal(encoded.tobytes(), max_pixels)
         if refusal:
             result["error"] = f"cannot read image: {refusal}"
             return result
@@ -340,17 +338,6 @@ def decode_image_file(
     frame = np.asarray(gray, dtype=np.uint8)
     result["codes"] = [_describe_payload(payload) for payload in decoder.decode(frame)]
     return result
-
-
-def _size_refusal(data: bytes, max_pixels: int) -> str | None:
-    """Why an image of these bytes is not decoded under ``max_pixels``, or None."""
-    size = image_size(data)
-    if size is None:
-        return "not a PNG, JPEG, WebP, GIF or BMP image"
-    width, height = size
-    if width * height > max_pixels:
-        return f"{width}x{height} pixels: {TOO_MANY_PIXELS} ({max_pixels})"
-    return None
 
 
 def _describe_payload(payload: bytes) -> dict[str, Any]:

@@ -37,7 +37,8 @@ from kiosk.central.web.declare_texts import text
 from kiosk.credentials.declarations import DeclarationStatus
 from kiosk.decide.privacy import SecretFileError, read_salt_file
 from kiosk.decide.texts import Language
-from kiosk.sensors.qr import TOO_MANY_PIXELS, decode_image_file, make_decoder
+from kiosk.sensors.imagesize import TOO_MANY_PIXELS
+from kiosk.sensors.qr import decode_image_file, make_decoder
 from kiosk.web.auth import LoginLimiter
 
 log = logging.getLogger(__name__)
