@@ -275,6 +275,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 **measure(db_url, appended),
                 "unconfirmed": unconfirmed,
                 "confirmed_s": max(result["confirmed_s"] for result in results),
+                **{
+                    name: sum(result[name] for result in results)
+                    for name in ("resent_events", "ignored_messages", "kiosks_receipted")
+                },
                 "node_kills": counts["node_kills"],
                 "worker_kills": worker_kills,
             }

@@ -56,6 +56,8 @@ mqtt {{
   listen: 127.0.0.1:{ports["mqtt"]}
   stream_replicas: 3
   ack_wait: "10s"
+  consumer_replicas: 1
+  consumer_memory_storage: true
 }}
 """
 

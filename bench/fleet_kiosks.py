@@ -106,7 +106,15 @@ def main(spec: dict[str, Any]) -> None:
     for one in kiosks:
         one.thread.join(10)
         one.log.close()
-    print(json.dumps({"kiosks": result, "confirmed_s": round(confirmed_s, 2)}), flush=True)
+    stats = [one.sync.stats for one in kiosks]
+    totals = {
+        "resent_events": sum(st.resent_events for st in stats),
+        "ignored_messages": sum(st.ignored_messages for st in stats),
+        "kiosks_receipted": sum(1 for st in stats if st.last_receipt_ms),
+    }
+    print(
+        json.dumps({"kiosks": result, "confirmed_s": round(confirmed_s, 2), **totals}), flush=True
+    )
 
 
 if __name__ == "__main__":
