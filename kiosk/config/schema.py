@@ -17,6 +17,8 @@ from kiosk.config.keys import STRINGS, key, key_bounds
 from kiosk.config.values import (
     MIN_SALT_CHARS,
     MIN_TOKEN_CHARS,
+    certificate_types_check,
+    country_codes_check,
     hours_check,
     id_check,
     kiosk_id_check,
@@ -255,12 +257,18 @@ class DccSection:
         "alone: a valid certificate admits a visitor under credentials.national_qr; "
         "with_pass: a certificate is needed besides a staff or visitor pass",
     )
-    types: STRINGS = key(("v", "t", "r"), "Certificate types that count: v, t, r")
+    types: STRINGS = key(
+        ("v", "t", "r"), "Certificate types that count: v, t, r", check=certificate_types_check
+    )
     days_after_dose: int = key(
         14, "A complete vaccination counts this many days after its last dose", low=0, high=365
     )
     test_max_age_h: float = key(72.0, "Oldest negative test sample that counts", low=1, high=720)
-    countries: STRINGS = key((), "Accepted issuing countries, ISO codes such as VN (empty: all)")
+    countries: STRINGS = key(
+        (),
+        "Accepted issuing countries, ISO codes such as VN (empty: all)",
+        check=country_codes_check,
+    )
     second_scan_window_s: float = key(
         60.0, "with_pass: the pass and the certificate within this many seconds", low=5, high=600
     )

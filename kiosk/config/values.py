@@ -62,3 +62,19 @@ def source_check(value: str) -> str | None:
     if value == "picamera2" or (value.split(":", 1)[0] in ("opencv", "folder") and ":" in value):
         return None
     return "must be 'picamera2', 'opencv:<index, /dev/videoN or file>' or 'folder:<path>'"
+
+
+def certificate_types_check(value: tuple[str, ...]) -> str | None:
+    """EU DCC certificate types: v (vaccination), t (test), r (recovery), at least one."""
+    unknown = [kind for kind in value if kind not in ("v", "t", "r")]
+    if unknown or not value:
+        return f"must list some of 'v', 't', 'r' (got {', '.join(map(repr, unknown)) or 'none'})"
+    return None
+
+
+def country_codes_check(value: tuple[str, ...]) -> str | None:
+    """ISO 3166-1 alpha-2 country codes in capitals, as certificates name their issuer."""
+    wrong = [code for code in value if len(code) != 2 or not code.isascii() or not code.isupper()]
+    if wrong:
+        return f"must be two capital letters each, such as 'VN' (got {', '.join(map(repr, wrong))})"
+    return None
