@@ -186,8 +186,17 @@ def test_a_signed_revocation_list_over_mqtt_stops_a_pass(tmp_path: Path, broker:
         assert [(d["accepted"], d["version"]) for d in documents()] == [(False, None), (True, 3)]
         alert = json.loads(alerts.get(timeout=15).payload)
         assert alert["alert"] == "document_refused" and "not the trust anchor" in alert["detail"]
+        # the list in force again (as after every reconnect) changes nothing and logs nothing
+        central.publish_acked(SITE.topic(Leaf.REVOCATION), genuine, retain=True)
+        newer = encode_document(RevocationList("org", 4, NOW, frozenset({claims.pass_id})), anchor)
+        central.publish_acked(SITE.topic(Leaf.REVOCATION), newer, retain=True)
+        wait_until(lambda: len(documents()) == 3, timeout=15)
+        assert [(d["accepted"], d["version"], d["reason"]) for d in documents()[1:]] == [
+            (True, 3, "accepted"),
+            (True, 4, "accepted"),
+        ]
         frames = door.kiosk.health().frames_read  # the code has been out of view long enough
         wait_until(lambda: door.kiosk.health().frames_read > frames + 10)  # (rearm 0.2 s)
         door.scene.step_up(Person("pass holder", staff_pass.encode(), sim.nobody(), "deny"))
         assert door.next_decision().decision.reason is Reason.REVOKED
-    assert (tmp_path / "k1" / "revocation.cose").read_bytes() == genuine
+    assert (tmp_path / "k1" / "revocation.cose").read_bytes() == newer

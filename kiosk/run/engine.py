@@ -208,7 +208,12 @@ class Kiosk:
         self.record_document(kind, accepted, version, reason)
 
     def record_document(self, kind: str, accepted: bool, version: int | None, reason: str) -> None:
-        """Log a signed site document's arrival as a ``document`` event (a refusal alerts)."""
+        """Log a signed site document's arrival as a ``document`` event (a refusal alerts).
+
+        The document in force arriving again (retained, after every reconnect) changed nothing
+        and is not logged: an accepted document's event always says ``accepted``."""
+        if accepted and reason != "accepted":
+            return
         if accepted:
             log.info("%s document version %s in force", kind, version)
         else:

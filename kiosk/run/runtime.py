@@ -194,12 +194,10 @@ def attach_sync(
             )
         elif leaf in (Leaf.DECLARATIONS, Leaf.DECLARATIONS_DELTA) and declared and message.payload:
             update = declared.offer(leaf.value, message.payload)
-            if not update.accepted or update.reason == "accepted":  # else: nothing changed
-                kiosk.record_document(update.kind, update.accepted, update.version, update.reason)
+            kiosk.record_document(update.kind, update.accepted, update.version, update.reason)
         elif leaf is Leaf.DCC_TRUST and dcc_trust is not None and message.payload:
             update = dcc_trust.receive(message.payload)  # the DCC check reads it at each scan
-            if not update.accepted or update.reason == "accepted":  # else: nothing changed
-                kiosk.record_document(update.kind, update.accepted, update.version, update.reason)
+            kiosk.record_document(update.kind, update.accepted, update.version, update.reason)
 
     sync.on_command = on_command
     sync.on_message = on_message
