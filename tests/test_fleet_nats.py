@@ -62,7 +62,9 @@ class Kiosk:
         self.subscribed = False
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_: setattr(self, "subscribed", True)
-        self.client.on_message = lambda _c, _u, m: self.receipts.extend(decode_receipt(m.payload))
+        self.client.on_message = lambda _c, _u, m: self.receipts.extend(
+            decode_receipt(bytes(m.payload))
+        )
 
     def _on_connect(self, client: mqtt.Client, *_: object) -> None:
         client.subscribe(f"kiosk/v1/{SITE}/{self.kiosk}/receipts", qos=1)
