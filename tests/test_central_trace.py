@@ -125,6 +125,25 @@ def test_one_area_contact_per_day_spans_the_index_persons_stays(store: Store) ->
     ]
 
 
+def test_the_gap_between_two_stays_of_a_day_makes_no_contact(store: Store) -> None:
+    put(
+        store,
+        decision("s-x", at("2026-12-01 08:00")),
+        decision("s-x", at("2026-12-01 12:00"), direction="exit"),
+        decision("s-x", at("2026-12-01 13:00")),
+        decision("s-x", at("2026-12-01 16:00"), direction="exit"),
+        decision("s-lunch", at("2026-12-01 12:10"), kiosk="k2"),  # inside only at lunch
+        decision("s-lunch", at("2026-12-01 12:50"), kiosk="k2", direction="exit"),
+        decision("s-pm", at("2026-12-01 12:30"), kiosk="k2"),  # from lunch on
+        decision("s-pm", at("2026-12-01 14:00"), kiosk="k2", direction="exit"),
+    )
+    result = trace(store, "s1", "s-x", START, END, ZONE)
+    assert [
+        (c.subject, c.at.strftime("%H:%M"), c.index_at.strftime("%H:%M"), c.detail)
+        for c in result.contacts
+    ] == [("s-pm", "13:00", "13:00", "inside main with the index person until 14:00")]
+
+
 def test_a_trace_through_today_ends_the_open_stays_now(store: Store) -> None:
     put(
         store,

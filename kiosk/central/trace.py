@@ -231,27 +231,13 @@ def trace(
                     )
                     for r in met
                 ]
+        days: dict[tuple[int, str], list[Stay]] = {}  # the stays per local day and area
         for stay in stays(own, zone, cut_ms):
-            if stay.end_ms <= t0:
-                continue
-            since = max(stay.start_ms, t0)
-            first = day_bounds(_local_day(stay.start_ms, zone), zone)[0]
-            cur.execute(
-                _OVERLAPS.format(p=p), (stay.end_ms, site, first, stay.end_ms, stay.area, since)
-            )
-            found += [
-                _Near(
-                    "area",
-                    other,
-                    kind,
-                    max(entered, since),
-                    stay.area,
-                    stay.start_ms,
-                    first,
-                    min(left, stay.end_ms),
-                )
-                for other, kind, entered, left in cur.fetchall()
-            ]
+            if stay.end_ms > t0:
+                first = day_bounds(_local_day(stay.start_ms, zone), zone)[0]
+                days.setdefault((first, stay.area), []).append(stay)
+        for (first, area), held in days.items():
+            found += _shared(cur, p, site, first, area, held, t0)
         found = [near for near in found if near.subject != subject]
         names = roster.people(cur, site, [subject, *(near.subject for near in found)])
         return mine, found, names
@@ -267,6 +253,35 @@ def trace(
         [_sighting(row, zone) for row in sorted(mine, key=lambda r: (r.ts_ms, r.kiosk))],
         _contacts(found, names, zone),
     )
+
+
+def _shared(
+    cur: Any, p: str, site: str, first: int, area: str, held: list[Stay], t0: int
+) -> list[_Near]:
+    """Everyone inside ``area`` during one of the index person's ``held`` stays of the local
+    day that begins at ``first``, once each: from the first moment they shared it (and the
+    earliest stay that met them) to the last. One query for the day, from the earliest stay's
+    start (or ``t0``) to the latest's end; each overlap is then cut to each stay it meets."""
+    end = max(stay.end_ms for stay in held)
+    since = max(min(stay.start_ms for stay in held), t0)
+    cur.execute(_OVERLAPS.format(p=p), (end, site, first, end, area, since))
+    overlaps = cur.fetchall()
+    spans: dict[str, list[Any]] = {}  # subject: [kind, from, stay start, until]
+    for stay in held:
+        since, until = max(stay.start_ms, t0), stay.end_ms
+        for other, kind, entered, left in overlaps:
+            if entered < until and left > since:
+                span = spans.get(other)
+                if span is None:
+                    spans[other] = [kind, max(entered, since), stay.start_ms, min(left, until)]
+                else:
+                    span[1] = min(span[1], max(entered, since))
+                    span[2] = min(span[2], stay.start_ms)
+                    span[3] = max(span[3], min(left, until))
+    return [
+        _Near("area", other, kind, at_ms, area, index_ms, first, until_ms)
+        for other, (kind, at_ms, index_ms, until_ms) in spans.items()
+    ]
 
 
 class _Near(NamedTuple):
@@ -295,21 +310,13 @@ def _sighting(row: Row, zone: ZoneInfo) -> Sighting:
 
 def _contacts(found: list[_Near], names: dict[str, Person], zone: ZoneInfo) -> list[Contact]:
     """One contact per subject, reason, place and occasion: at an entrance or a meeting the
-    closest in time to the index person's passage; in an area, per local day, from the first
-    moment they shared it to the last."""
+    closest in time to the index person's passage (an area's come one per subject and local
+    day already, :func:`_shared`)."""
     best: dict[tuple[str, str, str, int], _Near] = {}
     for near in found:
         key = (near.subject, near.reason, near.where, near.occasion)
         held = best.get(key)
-        if held is None:
-            best[key] = near
-        elif near.reason == "area":
-            best[key] = held._replace(
-                at_ms=min(held.at_ms, near.at_ms),
-                index_ms=min(held.index_ms, near.index_ms),
-                until_ms=max(held.until_ms or 0, near.until_ms or 0),
-            )
-        elif abs(near.at_ms - near.index_ms) < abs(held.at_ms - held.index_ms):
+        if held is None or abs(near.at_ms - near.index_ms) < abs(held.at_ms - held.index_ms):
             best[key] = near
     local: dict[int, datetime] = {}
 
@@ -318,12 +325,21 @@ def _contacts(found: list[_Near], names: dict[str, Person], zone: ZoneInfo) -> l
             local[ts_ms] = datetime.fromtimestamp(ts_ms / 1000, zone)
         return local[ts_ms]
 
+    # An area's words name a local minute: the same for a place and a minute since the epoch
+    # (every zone's offset is a whole number of minutes), so worded once per place and minute.
+    said: dict[tuple[str, int], str] = {}
     contacts = []
     for near in sorted(best.values(), key=lambda n: (n.index_ms, n.at_ms, n.reason, n.subject)):
         person = names.get(near.subject)
         kind = person.kind if person else near.kind or ""
         where, index_at = near.where, at(near.index_ms)
-        detail = _detail(near, at(near.until_ms or near.at_ms))
+        if near.reason != "area":
+            detail = _detail(near, at)
+        else:
+            minute = (where, (near.until_ms or near.at_ms) // 60_000)
+            if minute not in said:
+                said[minute] = _detail(near, at)
+            detail = said[minute]
         contacts.append(
             Contact(
                 near.subject, person, kind, near.reason, at(near.at_ms), where, index_at, detail
@@ -332,11 +348,13 @@ def _contacts(found: list[_Near], names: dict[str, Person], zone: ZoneInfo) -> l
     return contacts
 
 
-def _detail(near: _Near, until: datetime) -> str:
+def _detail(near: _Near, at: Callable[[int], datetime]) -> str:
     """Why the contact is listed, in words."""
     if near.reason == "entrance":
         minutes = abs(near.at_ms - near.index_ms) / 60_000
         return f"passed {near.where} {minutes:.0f} min from the index person"
     if near.reason == "meeting":
         return f"checked in to {near.where} the same day"
-    return f"inside {near.where} with the index person until {until:%H:%M}"
+    return (
+        f"inside {near.where} with the index person until {at(near.until_ms or near.at_ms):%H:%M}"
+    )
