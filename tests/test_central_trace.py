@@ -47,6 +47,14 @@ def day_of_contacts(store: Store, index: str = "s-x") -> None:
     )
 
 
+TWO_STAYS = (  # the index person in main from 08:00 to 12:00 and from 13:00 to 16:00
+    decision("s-x", at("2026-12-01 08:00")),
+    decision("s-x", at("2026-12-01 12:00"), direction="exit"),
+    decision("s-x", at("2026-12-01 13:00")),
+    decision("s-x", at("2026-12-01 16:00"), direction="exit"),
+)
+
+
 def reasons(store: Store, index: str = "s-x", window_min: float = 15) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     result = trace(store, "s1", index, START, END, ZONE, timedelta(minutes=window_min))
@@ -113,10 +121,7 @@ def test_contacts_carry_names_kinds_times_and_the_reason_in_words(store: Store) 
 def test_one_area_contact_per_day_spans_the_index_persons_stays(store: Store) -> None:
     put(
         store,
-        decision("s-x", at("2026-12-01 08:00")),
-        decision("s-x", at("2026-12-01 12:00"), direction="exit"),
-        decision("s-x", at("2026-12-01 13:00")),
-        decision("s-x", at("2026-12-01 16:00"), direction="exit"),
+        *TWO_STAYS,
         decision("s-a", at("2026-12-01 07:00"), kiosk="k2"),  # inside all day
     )
     result = trace(store, "s1", "s-x", START, END, ZONE)
@@ -128,10 +133,7 @@ def test_one_area_contact_per_day_spans_the_index_persons_stays(store: Store) ->
 def test_the_gap_between_two_stays_of_a_day_makes_no_contact(store: Store) -> None:
     put(
         store,
-        decision("s-x", at("2026-12-01 08:00")),
-        decision("s-x", at("2026-12-01 12:00"), direction="exit"),
-        decision("s-x", at("2026-12-01 13:00")),
-        decision("s-x", at("2026-12-01 16:00"), direction="exit"),
+        *TWO_STAYS,
         decision("s-lunch", at("2026-12-01 12:10"), kiosk="k2"),  # inside only at lunch
         decision("s-lunch", at("2026-12-01 12:50"), kiosk="k2", direction="exit"),
         decision("s-pm", at("2026-12-01 12:30"), kiosk="k2"),  # from lunch on
