@@ -80,15 +80,15 @@ _TIED = (
 
 def _newest_rows(rows: list[tuple[Any, ...]]) -> dict[tuple[str, str], tuple[Any, ...]]:
     """Each (subject, area)'s newest passage; a tie in one millisecond goes to the higher
-    CRC-32 of the event id, as at the kiosks."""
-    newest: dict[tuple[str, str], tuple[int, tuple[Any, ...]]] = {}
+    CRC-32 of the event id, as at the kiosks (``rows`` holds the newest passages and those
+    tied with them, so only a tie needs a CRC)."""
+    newest: dict[tuple[str, str], tuple[Any, ...]] = {}
     for row in rows:
         key = (row[0], str(row[1] or ""))
-        tiebreak = zlib.crc32(row[3].encode())
         held = newest.get(key)
-        if held is None or tiebreak > held[0]:
-            newest[key] = (tiebreak, row)
-    return {key: row for key, (_, row) in newest.items()}
+        if held is None or zlib.crc32(row[3].encode()) > zlib.crc32(held[3].encode()):
+            newest[key] = row
+    return newest
 
 
 UNUSED = EventType.GRANT_UNUSED.value  # a plain str: compared once per passage read
