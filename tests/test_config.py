@@ -96,7 +96,7 @@ def test_values_from_file_are_typed(tmp_path: Path) -> None:
         ('\n[mqt]\nhost = "x"\n', "mqt", "unknown section", 2),
         ('[camera]\nsource = "webcam"\n', "camera.source", "'picamera2', 'opencv:", 2),
         ('[dcc]\nenabled = true\ntypes = ["v", "vaccine"]\n', "dcc.types", "'vaccine'", 3),
-        ('[dcc]\n\ncountries = ["VN", "vn", "VNM"]\n', "dcc.countries", "'vn', 'VNM'", 3),
+        ('[dcc]\n\ncountries = ["VN", "vn", "VNM", "V1"]\n', "dcc.countries", "'VNM', 'V1'", 3),
     ],
 )
 def test_bad_values_name_file_key_and_allowed(

@@ -73,8 +73,8 @@ def certificate_types_check(value: tuple[str, ...]) -> str | None:
 
 
 def country_codes_check(value: tuple[str, ...]) -> str | None:
-    """ISO 3166-1 alpha-2 country codes in capitals, as certificates name their issuer."""
-    wrong = [code for code in value if len(code) != 2 or not code.isascii() or not code.isupper()]
+    """ISO 3166-1 alpha-2 country codes (two letters; compared without regard to case)."""
+    wrong = [code for code in value if len(code) != 2 or not code.isascii() or not code.isalpha()]
     if wrong:
-        return f"must be two capital letters each, such as 'VN' (got {', '.join(map(repr, wrong))})"
+        return f"must be two letters each, such as 'VN' (got {', '.join(map(repr, wrong))})"
     return None
