@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -11,7 +12,16 @@ from pathlib import Path
 def write_whole(path: Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, rename it over ``path``
     and fsync the directory, so the rename survives a power cut too. Raises OSError; the old
-    file is then still whole."""
+    file is then still whole.
+
+    A device or a pipe (``-o /dev/null``, ``-o /dev/stdout``) is written to, not renamed over:
+    a rename would put a regular file in the device's place."""
+    with contextlib.suppress(FileNotFoundError):
+        mode = path.stat().st_mode
+        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            with open(path, "wb") as stream:
+                stream.write(data)
+            return
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
