@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -308,8 +309,13 @@ def browser() -> webdriver.Chrome:
     return webdriver.Chrome(service=service, options=options)
 
 
-def wait_for(driver: webdriver.Chrome, condition: Any, timeout: float = 15) -> Any:
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition)
+def wait_for(driver: webdriver.Chrome, condition: Any, timeout: float = 30) -> Any:
+    """Poll ``condition`` until it holds; an element that a navigation (a login's redirect)
+    made stale between finding and reading it is looked for again."""
+    wait = WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=(StaleElementReferenceException,)
+    )
+    return wait.until(condition)
 
 
 def fever_look(driver: webdriver.Chrome) -> tuple[str, str, bool]:
