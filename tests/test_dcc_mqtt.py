@@ -20,11 +20,14 @@ from kiosk.mqtt.protocol import KioskTopics, Leaf
 from kiosk.run.engine import Kiosk
 from tests.broker import Broker, Collector, mqtt_client
 from tests.dcc_support import ISSUED, load_vector, make_dsc, vectors_dir
-from tests.support import wait_until
+from tests.support import in_ci, wait_until
 from tests.test_site import SITE, kiosk_config, online, write_pem
 
 ROOT = vectors_dir()
-pytestmark = pytest.mark.skipif(ROOT is None, reason="the EU DCC test vectors are missing")
+# Missing vectors skip these tests on a developer's machine and fail them under CI.
+pytestmark = pytest.mark.skipif(
+    ROOT is None and not in_ci(), reason="the EU DCC test vectors are missing"
+)
 
 VACCINATED = "GR/1.json"  # valid at its clock: 2 of 2 doses, the last 109 days before
 

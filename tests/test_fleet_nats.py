@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -63,9 +64,13 @@ class Kiosk:
         self.subscribed = False
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = lambda *_: setattr(self, "subscribed", True)
-        self.client.on_message = lambda _c, _u, m: self.receipts.extend(
-            decode_receipt(bytes(m.payload))
-        )
+        self.receipted = threading.Condition()
+        self.client.on_message = lambda _c, _u, m: self._receipt(bytes(m.payload))
+
+    def _receipt(self, payload: bytes) -> None:
+        with self.receipted:
+            self.receipts.extend(decode_receipt(payload))
+            self.receipted.notify_all()
 
     def _on_connect(self, client: mqtt.Client, *_: object) -> None:
         client.subscribe(f"kiosk/v1/{SITE}/{self.kiosk}/receipts", qos=1)
@@ -90,14 +95,13 @@ def until_receipted(kiosk: Kiosk, seqs: range, again: Callable[[], None]) -> Non
     an MQTT subscriber) and is lost if it reaches a node before the subscription's interest
     has: then ``again()`` does what the kiosk does, sending again after its resend time."""
     deadline = time.monotonic() + 60
-    while not set(seqs) <= set(kiosk.receipts):
-        resend_at = time.monotonic() + 5
-        while not set(seqs) <= set(kiosk.receipts) and time.monotonic() < resend_at:
-            time.sleep(0.05)
+    while True:
+        with kiosk.receipted:  # released before again(): paho's thread takes it to record
+            if kiosk.receipted.wait_for(lambda: set(seqs) <= set(kiosk.receipts), timeout=5):
+                return
         if time.monotonic() > deadline:
             pytest.fail(f"no receipt for {sorted(set(seqs) - set(kiosk.receipts))} in 60 s")
-        if not set(seqs) <= set(kiosk.receipts):
-            again()
+        again()
 
 
 @pytest.fixture
