@@ -263,14 +263,22 @@ class Sender:
             for seq in seqs:
                 self._in_flight.pop(seq, None)
 
-    def resend_overdue(self, now: float) -> None:
-        """Send again everything from the oldest event in flight for ``resend_after_s``."""
+    @property
+    def marks_waiting(self) -> bool:
+        """Whether acknowledged events wait for :meth:`flush_marks`."""
+        return bool(self._acked)
+
+    def resend_overdue(self, now: float) -> float | None:
+        """Send again everything from the oldest event in flight for ``resend_after_s``.
+
+        Returns when the next event still in flight falls overdue (None: none is)."""
+        overdue, oldest = [], None
         with self._lock:
-            overdue = [
-                seq
-                for seq, (_, handed) in self._in_flight.items()
-                if now - handed >= self._resend_after_s
-            ]
+            for seq, (_, handed) in self._in_flight.items():
+                if now - handed >= self._resend_after_s:
+                    overdue.append(seq)
+                elif oldest is None or handed < oldest:
+                    oldest = handed
         if overdue:
             log.warning(
                 "%d events not confirmed after %.0f s: sending them again",
@@ -279,6 +287,11 @@ class Sender:
             )
             self.stats.resent_events += len(overdue)
             self.resend_from(min(overdue))
+            oldest = None  # resend_from took every event after the oldest overdue one
+            with self._lock:
+                for _, handed in self._in_flight.values():
+                    oldest = handed if oldest is None else min(oldest, handed)
+        return None if oldest is None else oldest + self._resend_after_s
 
     def resend_from(self, seq: int) -> None:
         """Send every unconfirmed event from ``seq`` on again (central asked, or overdue)."""

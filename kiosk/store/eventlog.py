@@ -149,6 +149,7 @@ class EventLog(OutboxMarks, Pruning):
         self._missed: Counter[str] = Counter()
         self._rows = self._confirmed = self._dropped = 0
         self._unreported = 0  # unconfirmed rows dropped whose alert is not written yet
+        self._appended: list[Callable[[], None]] = []  # told of each append (the sync's wake)
         try:
             self._connect()
         except LogOpenError as exc:
@@ -198,7 +199,18 @@ class EventLog(OutboxMarks, Pruning):
                     self._prune_size()
                 except LogWriteError:  # the event is durable; the periodic prune retries
                     log.warning("pruning after append failed", exc_info=True)
+        for observer in self._appended:
+            try:
+                observer()
+            except Exception:  # the event is durable: a failing observer must not undo that
+                log.exception("an append observer failed")
         return Event(event_id, seq, self._boot_id, ts_ms, synced, type, json.loads(payload))
+
+    def add_append_observer(self, observer: Callable[[], None]) -> None:
+        """Call ``observer()`` after each event committed by this object, from the appending
+        thread, outside the lock: it must be quick (the sync's :meth:`~kiosk.sync.Sync.wake`
+        only puts a value on a queue). Appends by other processes are not seen."""
+        self._appended.append(observer)
 
     def _recovery_detail(self) -> str:
         lost = ", ".join(f"{n} {kind}" for kind, n in sorted(self._missed.items()))
