@@ -17,6 +17,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any
 
+from kiosk.central.pgbulk import BulkInsert
 from kiosk.central.quarantine import QUARANTINE_MAX_ROWS, Quarantined, leftover, stored_row, trim
 from kiosk.central.rows import EventRow, KioskStatus, Stored, event_of, state_of
 from kiosk.central.schema import (
@@ -68,12 +69,14 @@ class Store:
             "ON CONFLICT DO NOTHING"
         )
         self._subject_sql = subject_events_copy(d)
-        self._events_kiosk_sql = _upsert_kiosk(
-            d,
-            "last_seen_ms, highest_seq, event_count",
+        events_kiosk = (
             f"{_seen(d)}, highest_seq = {d.greatest}(kiosks.highest_seq, excluded.highest_seq),"
-            " event_count = kiosks.event_count + excluded.event_count",
+            " event_count = kiosks.event_count + excluded.event_count"
         )
+        self._events_kiosk_sql = _upsert_kiosk(
+            d, "last_seen_ms, highest_seq, event_count", events_kiosk
+        )
+        self._bulk = BulkInsert(events_kiosk) if d is POSTGRES else None
         self._status_sql = _upsert_kiosk(
             d, "availability, last_seen_ms", f"availability = excluded.availability, {_seen(d)}"
         )
@@ -143,7 +146,14 @@ class Store:
         """Store new events in one transaction; an event already stored (same kiosk, seq and
         event id) is ignored, one whose seq or event id its kiosk already used for another
         event is not stored and comes back in :attr:`Stored.conflicts`. The events that
-        name a subject also go to ``subject_events``, in the same transaction."""
+        name a subject also go to ``subject_events``, in the same transaction. PostgreSQL
+        takes a batch in a few statements (:mod:`kiosk.central.pgbulk`), SQLite row by row."""
+        if self._bulk is not None:
+            bulk, listed_rows = self._bulk, list(rows)
+            if not listed_rows:
+                return Stored(0, [])
+            stored_pg: Stored = self._write(lambda cur: bulk(cur, listed_rows))
+            return stored_pg
         batch = sorted(rows, key=lambda r: (r.site, r.kiosk))
 
         def insert(cur: Any) -> Stored:
