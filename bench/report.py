@@ -14,6 +14,11 @@ traffic) through ``Store.insert_batch``, the ingest's own insert (no MQTT), and 
 
 Prints one JSON object per store as it goes, then one JSON line with them all.
 
+``--keep NAME``: keep the stores (the SQLite file ``NAME.db`` in the system's temporary
+folder, the PostgreSQL database ``NAME``) and reuse them when they are already filled, so
+that a later run times the reports without filling again (the data end at 17:00 of the day
+they were filled; reuse them that day).
+
 ``--insert-cost``: instead, what ``subject_events`` costs the ingest's insert (since schema
 version 8 the ingest writes its rows; the delete trigger stays): 100,000 decisions stored in
 transactions of 1,000 with ``insert_batch``, into a fresh store as it is and one without them
@@ -190,12 +195,14 @@ def measure(name: str, url: str, args: argparse.Namespace, now: datetime) -> dic
     store = open_store(url)
     try:
         start = time.perf_counter()
-        events = fill(store, args.events, args.days, args.roster, now)
-        holders = [
-            Holder(subject_of(i), f"Người {i}", f"Phòng {i % 40}", "staff", None, 0)
-            for i in range(args.roster)
-        ]
-        roster.replace(store, "hq", "import", holders, "bench", 0)
+        events = 0
+        if store.count() == 0:  # else a kept store, filled by an earlier run
+            events = fill(store, args.events, args.days, args.roster, now)
+            holders = [
+                Holder(subject_of(i), f"Người {i}", f"Phòng {i % 40}", "staff", None, 0)
+                for i in range(args.roster)
+            ]
+            roster.replace(store, "hq", "import", holders, "bench", 0)
         fill_s = time.perf_counter() - start
         since = now - timedelta(days=3)
         subject, day = busiest(store, int(since.timestamp() * 1000))
@@ -292,18 +299,28 @@ def sqlite_file() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def pg_database(admin_url: str) -> Iterator[str]:
-    """A database of its own on the server ``admin_url`` reaches, dropped afterwards."""
+def kept_file(name: str) -> Iterator[str]:
+    """The SQLite file ``name``.db in the temporary folder, kept afterwards."""
+    yield str(Path(tempfile.gettempdir()) / f"{name}.db")
+
+
+@contextlib.contextmanager
+def pg_database(admin_url: str, keep: str = "") -> Iterator[str]:
+    """A database of its own on the server ``admin_url`` reaches, dropped afterwards; or the
+    database ``keep``, created if missing and kept."""
     import psycopg
 
-    name = f"kiosk_bench_report_{uuid.uuid4().hex[:8]}"
+    name = keep or f"kiosk_bench_report_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"CREATE DATABASE {name}")
+        missing = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if missing.fetchone() is None:
+            admin.execute(f"CREATE DATABASE {name}")
     try:
         yield admin_url.rsplit("/", 1)[0] + "/" + name
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+        if not keep:
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def main() -> None:
@@ -312,6 +329,7 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--roster", type=int, default=20_000)
     parser.add_argument("--pg", default=PG_URL, help="PostgreSQL server URL ('' to skip)")
+    parser.add_argument("--keep", default="", help="keep and reuse the stores under this name")
     parser.add_argument("--insert-cost", action="store_true", help="subject_events' insert cost.")
     args = parser.parse_args()
     if args.insert_cost:
@@ -322,10 +340,12 @@ def main() -> None:
         return
     now = datetime.combine(datetime.now(ZONE).date(), clock(17), ZONE)
     results = []
-    with sqlite_file() as path:
+    if args.keep and not args.keep.isidentifier():
+        parser.error("--keep takes a name of letters, digits and underscores")
+    with kept_file(args.keep) if args.keep else sqlite_file() as path:
         results.append(measure("sqlite", path, args, now))
     if args.pg:
-        with pg_database(args.pg) as url:
+        with pg_database(args.pg, args.keep) as url:
             results.append(measure("postgresql", url, args, now))
     print(json.dumps({"machine": machine_info(), "results": results}))
 

@@ -254,3 +254,29 @@ def test_trace_command_finds_the_index_person_by_badge_name_or_subject(
     assert nobody.exit_code == 65
     both = central(config, db_url, "trace", "--name", "Lê", "--subject", "s-e", *period)
     assert both.exit_code == 2 and "exactly one of" in both.output
+
+
+def test_two_passages_of_a_contact_in_one_millisecond_are_ordered_by_their_event_ids(
+    store: Store,
+) -> None:
+    """The area's passages are read in time order; a subject's two in one millisecond are
+    ordered by event id (as before the rows were read in time order), whoever stored first."""
+    noon = at("2026-12-01 12:00")
+    put(
+        store,
+        *TWO_STAYS,
+        # s-a: in at 09:00; out and in again at noon, the exit's event id first: inside until 16:00
+        decision("s-a", at("2026-12-01 09:00"), kiosk="k2"),
+        decision("s-a", noon - 3_600_000, kiosk="k2", event_id="e-2"),
+        decision("s-a", noon - 3_600_000, kiosk="k3", direction="exit", event_id="e-1"),
+        # s-b: the same, the entry's event id first: the exit is the later, so out from 11:00
+        # (the kiosks' names order each pair the other way)
+        decision("s-b", at("2026-12-01 09:00"), kiosk="k2"),
+        decision("s-b", noon - 3_600_000, kiosk="k3", event_id="f-1"),
+        decision("s-b", noon - 3_600_000, kiosk="k2", direction="exit", event_id="f-2"),
+    )
+    result = trace(store, "s1", "s-x", START, END, ZONE)
+    assert [(c.subject, c.at.strftime("%H:%M"), c.detail) for c in result.contacts] == [
+        ("s-a", "09:00", "inside main with the index person until 16:00"),
+        ("s-b", "09:00", "inside main with the index person until 11:00"),
+    ]

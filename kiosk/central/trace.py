@@ -23,6 +23,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from operator import itemgetter
 from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -39,16 +40,17 @@ _COLUMNS = "subject, kiosk, event_id, ts_ms, type, area, direction, outcome, kin
 GRANT = Outcome.GRANT.value  # a plain str, as UNUSED: compared once per row read
 
 
-# Everyone inside the area at some moment from {since} to the stay's end: each passage that
-# leaves a subject inside holds until their next passage there, or the stay's end (no later
-# than its local midnight). The kiosks' rules, in SQL; a tie in one millisecond (the kiosks
-# order it by the CRC-32 of the event ids) is ordered by the event id here.
-_OVERLAPS = (
-    "SELECT subject, kind, ts_ms, next_ms FROM (SELECT subject, kind, ts_ms, type, direction,"
-    " LEAD(ts_ms, 1, {p}) OVER (PARTITION BY subject ORDER BY ts_ms, event_id) AS next_ms"
+# The passages into and out of an area in time order, each with whether it leaves its subject
+# inside (the kiosks' rules, :func:`~kiosk.central.presence.inside_after`); ``{order}`` is
+# ``ts_ms`` (the key's order: nothing to sort) or, when one subject has two passages in one
+# millisecond, ``ts_ms, event_id`` (the kiosks order such a tie by the CRC-32 of the event ids;
+# here by the event id).
+_INSIDE = f"(direction = 'entry') <> (type = '{UNUSED}')"
+_PASSAGES = (  # the kind only of a passage that leaves its subject inside: fewer strings to read
+    f"SELECT subject, ts_ms, {_INSIDE}, CASE WHEN {_INSIDE} THEN kind END"
     " FROM subject_events WHERE site = {p} AND ts_ms >= {p} AND ts_ms < {p} AND area = {p}"
-    f" AND direction IN ('entry', 'exit') AND (outcome = '{GRANT}' OR type = '{UNUSED}'))"
-    f" AS passages WHERE (direction = 'entry') <> (type = '{UNUSED}') AND next_ms > {{p}}"
+    f" AND direction IN ('entry', 'exit') AND (outcome = '{GRANT}' OR type = '{UNUSED}')"
+    " ORDER BY {order}"
 )
 
 
@@ -84,7 +86,7 @@ class Sighting:
     meeting: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a trace makes thousands
 class Contact:
     """Another subject near the index person, why, and when."""
 
@@ -200,13 +202,19 @@ def trace(
         )
         return [Row(*row) for row in cur.fetchall()]
 
-    def work(cur: Any) -> tuple[list[Row], list[_Near], dict[str, Person]]:
+    def who(cur: Any, where: str, *params: object) -> list[tuple[str, str | None, int]]:
+        """subject, kind and ts_ms of the rows ``where`` says (the contacts' only columns)."""
+        sql = f"SELECT subject, kind, ts_ms FROM subject_events WHERE site = {p} AND {where}"
+        cur.execute(sql, (site, *params))
+        return list(cur.fetchall())
+
+    def work(cur: Any) -> tuple[list[Row], list[_Near], list[_Near], dict[str, Person]]:
         day_start = day_bounds(_local_day(t0, zone), zone)[0]
         own = rows(cur, f"subject = {p} AND ts_ms >= {p} AND ts_ms < {p}", subject, day_start, t1)
         mine = [r for r in own if r.type == EventType.DECISION.value and r.ts_ms >= t0]
         found: list[_Near] = []
         for seen in mine:
-            near = rows(
+            near = who(
                 cur,
                 f"ts_ms >= {p} AND ts_ms <= {p} AND kiosk = {p} AND type = {p}",
                 seen.ts_ms - w,
@@ -215,12 +223,12 @@ def trace(
                 seen.type,
             )
             found += [
-                _Near("entrance", r.subject, r.kind, r.ts_ms, seen.kiosk, seen.ts_ms, seen.ts_ms)
-                for r in near
+                _Near("entrance", other, kind, ts_ms, seen.kiosk, seen.ts_ms, seen.ts_ms)
+                for other, kind, ts_ms in near
             ]
             if seen.meeting and seen.outcome == GRANT:
                 first, after = day_bounds(_local_day(seen.ts_ms, zone), zone)
-                met = rows(
+                met = who(
                     cur,
                     f"ts_ms >= {p} AND ts_ms < {p} AND meeting = {p} AND outcome = '{GRANT}'",
                     first,
@@ -228,23 +236,22 @@ def trace(
                     seen.meeting,
                 )
                 found += [
-                    _Near(
-                        "meeting", r.subject, r.kind, r.ts_ms, seen.meeting, seen.ts_ms, seen.ts_ms
-                    )
-                    for r in met
+                    _Near("meeting", other, kind, ts_ms, seen.meeting, seen.ts_ms, seen.ts_ms)
+                    for other, kind, ts_ms in met
                 ]
         days: dict[tuple[int, str], list[Stay]] = {}  # the stays per local day and area
         for stay in stays(own, zone, cut_ms):
             if stay.end_ms > t0:
                 first = day_bounds(_local_day(stay.start_ms, zone), zone)[0]
                 days.setdefault((first, stay.area), []).append(stay)
+        shared: list[_Near] = []  # in an area: one per subject and local day already
         for (first, area), held in days.items():
-            found += _shared(cur, p, site, first, area, held, t0)
+            shared += _shared(cur, p, site, first, area, held, t0, subject)
         found = [near for near in found if near.subject != subject]
-        names = roster.people(cur, site, [subject, *(near.subject for near in found)])
-        return mine, found, names
+        names = roster.people(cur, site, [subject, *(near.subject for near in found + shared)])
+        return mine, found, shared, names
 
-    mine, found, names = store.transaction(work)
+    mine, found, shared, names = store.transaction(work)
     return Trace(
         site,
         subject,
@@ -253,37 +260,78 @@ def trace(
         end,
         window,
         [_sighting(row, zone) for row in sorted(mine, key=lambda r: (r.ts_ms, r.kiosk))],
-        _contacts(found, names, zone),
+        _contacts(found, shared, names, zone),
     )
 
 
 def _shared(
-    cur: Any, p: str, site: str, first: int, area: str, held: list[Stay], t0: int
+    cur: Any, p: str, site: str, first: int, area: str, held: list[Stay], t0: int, index: str
 ) -> list[_Near]:
-    """Everyone inside ``area`` during one of the index person's ``held`` stays of the local
+    """Everyone but ``index`` inside ``area`` during one of their ``held`` stays of the local
     day that begins at ``first``, once each: from the first moment they shared it (and the
-    earliest stay that met them) to the last. One query for the day, from the earliest stay's
-    start (or ``t0``) to the latest's end; each overlap is then cut to each stay it meets."""
+    earliest stay that met them) to the last. One query for the day's passages there up to
+    the latest stay's end, in time order (:func:`_spans`)."""
     end = max(stay.end_ms for stay in held)
-    since = max(min(stay.start_ms for stay in held), t0)
-    cur.execute(_OVERLAPS.format(p=p), (end, site, first, end, area, since))
-    overlaps = cur.fetchall()
-    spans: dict[str, list[Any]] = {}  # subject: [kind, from, stay start, until]
-    for stay in held:
-        since, until = max(stay.start_ms, t0), stay.end_ms
-        for other, kind, entered, left in overlaps:
-            if entered < until and left > since:
-                span = spans.get(other)
-                if span is None:
-                    spans[other] = [kind, max(entered, since), stay.start_ms, min(left, until)]
-                else:
-                    span[1] = min(span[1], max(entered, since))
-                    span[2] = min(span[2], stay.start_ms)
-                    span[3] = max(span[3], min(left, until))
+    cuts = [(max(stay.start_ms, t0), stay.end_ms, stay.start_ms) for stay in held]
+    params = (site, first, end, area)
+    spans = _spans(cur, _PASSAGES.format(p=p, order="ts_ms"), params, end, cuts)
+    if spans is None:  # one subject's passages tied in a millisecond: order them by event id
+        sql = _PASSAGES.format(p=p, order="ts_ms, event_id")
+        spans = _spans(cur, sql, params, end, cuts, ties=True) or {}  # never None so
+    spans.pop(index, None)
     return [
         _Near("area", other, kind, at_ms, area, index_ms, first, until_ms)
-        for other, (kind, at_ms, index_ms, until_ms) in spans.items()
+        for other, (kind, at_ms, index_ms, until_ms, _) in spans.items()
     ]
+
+
+def _spans(
+    cur: Any,
+    sql: str,
+    params: tuple[object, ...],
+    end: int,
+    cuts: list[tuple[int, int, int]],
+    ties: bool = False,
+) -> dict[str, list[Any]] | None:
+    """Who the passages of the query ``sql`` place inside while the index person is there.
+
+    Each passage that leaves its subject inside holds until the subject's next passage there,
+    or ``end``; where that meets one of the index person's stays, ``cuts`` (from, until, the
+    stay's start), each in time order, the subject's span grows to cover it. Returns per subject
+    [kind, from, the earliest stay's start, until, that stay's place in ``cuts``] (the kind
+    of the first passage to meet the earliest stay met); None if a subject has two passages in
+    one millisecond, unless ``ties`` says the rows come in the tie's order (read them so)."""
+    cur.execute(sql, params)
+    spans: dict[str, list[Any]] = {}
+    since = cuts[0][0] if len(cuts) == 1 else min(cut[0] for cut in cuts)
+
+    def meet(subject: str, kind: str | None, entered: int, left: int) -> None:
+        for place, (start, until, stay) in enumerate(cuts):
+            if entered < until and left > start:
+                span = spans.get(subject)
+                if span is None:
+                    spans[subject] = [kind, max(entered, start), stay, min(left, until), place]
+                    continue
+                if place < span[4]:
+                    span[0], span[4] = kind, place
+                span[1] = min(span[1], max(entered, start))
+                span[2] = min(span[2], stay)
+                span[3] = max(span[3], min(left, until))
+
+    last: dict[str, tuple[int, bool, str | None]] = {}  # subject: their latest passage
+    for subject, ts_ms, inside, kind in cur.fetchall():
+        held = last.get(subject)
+        if held is not None:
+            if held[0] == ts_ms and not ties:
+                return None
+            if held[1] and ts_ms > since:
+                meet(subject, held[2], held[0], ts_ms)
+        last[subject] = (ts_ms, inside, kind)
+    if end > since:
+        for subject, (ts_ms, inside, kind) in last.items():
+            if inside:
+                meet(subject, kind, ts_ms, end)
+    return spans
 
 
 class _Near(NamedTuple):
@@ -310,10 +358,12 @@ def _sighting(row: Row, zone: ZoneInfo) -> Sighting:
     )
 
 
-def _contacts(found: list[_Near], names: dict[str, Person], zone: ZoneInfo) -> list[Contact]:
-    """One contact per subject, reason, place and occasion: at an entrance or a meeting the
-    closest in time to the index person's passage (an area's come one per subject and local
-    day already, :func:`_shared`)."""
+def _contacts(
+    found: list[_Near], shared: list[_Near], names: dict[str, Person], zone: ZoneInfo
+) -> list[Contact]:
+    """One contact per subject, reason, place and occasion: of those ``found`` at an entrance
+    or a meeting the closest in time to the index person's passage; those ``shared`` in an
+    area come one per subject and local day already (:func:`_shared`)."""
     best: dict[tuple[str, str, str, int], _Near] = {}
     for near in found:
         key = (near.subject, near.reason, near.where, near.occasion)
@@ -323,31 +373,39 @@ def _contacts(found: list[_Near], names: dict[str, Person], zone: ZoneInfo) -> l
     local: dict[int, datetime] = {}
 
     def at(ts_ms: int) -> datetime:
-        if ts_ms not in local:
-            local[ts_ms] = datetime.fromtimestamp(ts_ms / 1000, zone)
-        return local[ts_ms]
+        when = local.get(ts_ms)
+        if when is None:
+            when = local[ts_ms] = datetime.fromtimestamp(ts_ms / 1000, zone)
+        return when
 
     # An area's words name a local minute: the same for a place and a minute since the epoch
     # (every zone's offset is a whole number of minutes), so worded once per place and minute.
     said: dict[tuple[str, int], str] = {}
     contacts = []
-    for near in sorted(best.values(), key=lambda n: (n.index_ms, n.at_ms, n.reason, n.subject)):
-        person = names.get(near.subject)
-        kind = person.kind if person else near.kind or ""
-        where, index_at = near.where, at(near.index_ms)
-        if near.reason != "area":
+    for near in sorted([*best.values(), *shared], key=_CONTACT_ORDER):
+        reason, other, kind, at_ms, where, index_ms, _, until_ms = near
+        person = names.get(other)
+        if reason != "area":
             detail = _detail(near, at)
         else:
-            minute = (where, (near.until_ms or near.at_ms) // 60_000)
-            if minute not in said:
-                said[minute] = _detail(near, at)
-            detail = said[minute]
+            minute = (where, (until_ms or at_ms) // 60_000)
+            detail = said.get(minute) or said.setdefault(minute, _detail(near, at))
         contacts.append(
             Contact(
-                near.subject, person, kind, near.reason, at(near.at_ms), where, index_at, detail
+                other,
+                person,
+                person.kind if person else kind or "",
+                reason,
+                local.get(at_ms) or at(at_ms),
+                where,
+                local.get(index_ms) or at(index_ms),
+                detail,
             )
         )
     return contacts
+
+
+_CONTACT_ORDER = itemgetter(5, 3, 0, 1)  # a _Near's index_ms, at_ms, reason, subject
 
 
 def _detail(near: _Near, at: Callable[[int], datetime]) -> str:
