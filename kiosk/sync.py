@@ -47,6 +47,7 @@ from kiosk.mqtt.uplink import (
     Disconnected,
     Published,
     Received,
+    SubscriptionsChanged,
     Uplink,
     UplinkEvent,
 )
@@ -164,6 +165,8 @@ class Sync:
             self.stats.connected = False
             self.stats.last_error = event.reason
             log.error("MQTT connection failed: %s", event.reason)
+        elif isinstance(event, SubscriptionsChanged):
+            self.request_state()  # a refused subscription shows in the state soon
 
     def _connected(self, event: Connected) -> None:
         self.stats.connected = True
@@ -244,7 +247,8 @@ class Sync:
 
     def mqtt_state(self) -> dict[str, Any]:
         """The sync's part of the state document: link up, events in flight, last receipt,
-        messages ignored, events too large to send, restarts of the loop after a crash."""
+        messages ignored, events too large to send, restarts of the loop after a crash, and
+        the subscriptions the broker refused (:meth:`Uplink.subscription_state`)."""
         return {
             "connected": self.stats.connected,
             "in_flight": self._sender.in_flight,
@@ -252,7 +256,12 @@ class Sync:
             "ignored_messages": self.stats.ignored_messages,
             "unsendable_events": self.stats.unsendable_events,
             "restarts": max(self.stats.runs - 1, 0),
-        }
+        } | self._subscriptions()
+
+    def _subscriptions(self) -> dict[str, Any]:
+        """The uplink's ``refused_subscriptions`` (test fakes have none)."""
+        state = getattr(self.uplink, "subscription_state", None)
+        return state() if state is not None else {}
 
     def publish_activity(self, payload: bytes) -> None:
         """A live decision for dashboards and Home Assistant (QoS 0, not retained)."""
