@@ -21,6 +21,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from flask.testing import FlaskClient
 from jsonschema import Draft202012Validator
 
 from bench.fleet_cluster import free_ports, server_binary
@@ -30,6 +31,7 @@ from kiosk.mqtt.uplink import Uplink, client_id
 from kiosk.store.eventlog import EventLog
 from kiosk.sync import Sync
 from tests.support import wait_until
+from tests.web_fakes import FakeStatus
 
 REPO = Path(__file__).resolve().parents[1]
 ACCOUNTS = REPO / "deploy" / "nats" / "accounts.conf"
@@ -187,3 +189,13 @@ def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
         if match:
             found.append(match.group(1))
     return found
+
+
+def test_the_status_page_shows_refused_subscriptions(
+    operator: FlaskClient, status: FakeStatus
+) -> None:
+    label = '">subscriptions refused: <span data-k="mqtt.refused_subscriptions">'
+    status.document["mqtt"] |= {"connected": True, "refused_subscriptions": ["receipts", "cmd"]}
+    assert f'class="bad{label}receipts, cmd<' in operator.get("/").text
+    status.document["mqtt"]["refused_subscriptions"] = []
+    assert f'class="ok{label}—<' in operator.get("/").text

@@ -165,6 +165,7 @@ _DASHBOARD: Final[dict[str, tuple[str, str]]] = {
     "dash.mqtt": ("MQTT", "MQTT"),
     "dash.connected": ("đã kết nối", "connected"),
     "dash.disconnected": ("mất kết nối", "disconnected"),
+    "dash.refused_subscriptions": ("đăng ký bị từ chối", "subscriptions refused"),
     "dash.backlog": ("tồn đọng", "backlog"),
     "dash.events_unit": ("sự kiện", "events"),
     "dash.oldest_unconfirmed": ("cũ nhất chưa xác nhận", "oldest unconfirmed"),

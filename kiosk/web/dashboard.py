@@ -41,6 +41,8 @@ def fmt(value: Any) -> str:
         return "—"
     if isinstance(value, bool):
         return t("dash.yes") if value else t("dash.no")
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "—"
     return str(value)
 
 

@@ -20,6 +20,7 @@
   function fmt(value) {  // same rules as the server's "fmt" filter
     if (value === null || value === undefined) return "—";
     if (typeof value === "boolean") return value ? main.dataset.yes : main.dataset.no;
+    if (Array.isArray(value)) return value.length ? value.join(", ") : "—";
     return String(value);
   }
 
@@ -37,7 +38,8 @@
       el.textContent = ok ? el.dataset.good : el.dataset.bad;
     });
     main.querySelectorAll("[data-on]").forEach((el) => {
-      el.className = get(state, el.dataset.on) ? "bad" : "ok";
+      const on = get(state, el.dataset.on);  // an empty list is "off", as in the template
+      el.className = (Array.isArray(on) ? on.length : on) ? "bad" : "ok";
     });
   }
 
