@@ -69,6 +69,23 @@ def test_a_tie_in_one_millisecond_goes_to_the_higher_crc_of_the_event_id(store: 
     assert who(store) == {"main": ["s-a"]}  # the entry's CRC-32 is the higher
 
 
+def test_a_tie_goes_to_the_higher_crc_whichever_passage_was_stored_first(store: Store) -> None:
+    """Whoever reads the newest passages (one row per subject and area) must notice the tie:
+    the row it happens to pick (the first stored, or the first kiosk's) is an exit for one of
+    the two subjects."""
+    ids = sorted(
+        (f"00000000-0000-4000-8000-00000000000{i}" for i in range(4)),
+        key=lambda i: zlib.crc32(i.encode()),
+        reverse=True,
+    )
+    ts = at("2026-12-01 09:00")
+    put(store, decision("s-a", ts, kiosk="k2", direction="exit", event_id=ids[2]))
+    put(store, decision("s-a", ts, kiosk="k1", event_id=ids[0]))  # the higher CRC-32
+    put(store, decision("s-b", ts, kiosk="k2", event_id=ids[1]))  # the higher CRC-32
+    put(store, decision("s-b", ts, kiosk="k1", direction="exit", event_id=ids[3]))
+    assert who(store) == {"main": ["s-a", "s-b"]}
+
+
 def test_withdrawn_grants_put_the_person_back_where_they_were(store: Store) -> None:
     put(
         store,

@@ -36,7 +36,7 @@ from kiosk.decide.area import MAX_AHEAD_S
 from kiosk.events import EventType
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: who is inside makes thousands
 class Present:
     """One person inside an area: since their last passage, at which kiosk."""
 
@@ -62,15 +62,34 @@ _PASSAGES = (
     " FROM subject_events WHERE site = {p} AND ts_ms >= {p} AND ts_ms <= {p}"
     " AND direction IN ('entry', 'exit') AND (outcome = 'grant' OR type = {p})"
 )
-_COLUMNS = "subject, area, ts_ms, event_id, type, direction, kiosk, kind"
-# One newest passage per (subject, area): SQLite's bare columns come from the max() row.
+# Whether a subject has two passages in one millisecond today (rare): if none, no tie needs
+# the kiosks' tie-break, and each (subject, area)'s newest passage is one row. SQLite asks
+# first; PostgreSQL's newest rows say whether the next older passage is in the same
+# millisecond, with the same sort (in bytes' order: quicker than the database's collation).
+_ANY_TIE = f"SELECT 1{_PASSAGES} GROUP BY subject, ts_ms HAVING count(*) > 1 LIMIT 1"
+# One newest passage per (subject, area) (SQLite's bare columns come from the max() row): the
+# subject, area, time, whether it leaves the subject inside, only then kiosk and kind, and
+# whether it is tied.
+_IN = f"(direction = 'entry') <> (type = '{EventType.GRANT_UNUSED.value}')"
+_SHORT = (
+    f"subject, area, ts_ms, {_IN}, CASE WHEN {_IN} THEN kiosk END, CASE WHEN {_IN} THEN kind END"
+)
+_GROUP = 'subject COLLATE "C", area COLLATE "C"'
 _NEWEST = {
+    "sqlite": f"SELECT {_SHORT.replace('ts_ms', 'max(ts_ms)', 1)}, 0{_PASSAGES}"
+    " GROUP BY subject, area",
+    "postgresql": f"SELECT DISTINCT ON ({_GROUP}) {_SHORT},"
+    f" ts_ms = lead(ts_ms) OVER (PARTITION BY {_GROUP} ORDER BY ts_ms DESC){_PASSAGES}"
+    f" ORDER BY {_GROUP}, ts_ms DESC",
+}
+# With a tie today: the newest passages in full, and those that share their millisecond with
+# another of the same subject and area; the kiosks' tie-break needs them all.
+_COLUMNS = "subject, area, ts_ms, event_id, type, direction, kiosk, kind"
+_NEWEST_FULL = {
     "sqlite": f"SELECT {_COLUMNS.replace('ts_ms', 'max(ts_ms)')}{_PASSAGES} GROUP BY subject, area",
     "postgresql": f"SELECT DISTINCT ON (subject, area) {_COLUMNS}{_PASSAGES}"
     " ORDER BY subject, area, ts_ms DESC",
 }
-# The passages that share their millisecond with another of the same subject and area (rare):
-# the kiosks' tie-break needs them all.
 _TIED = (
     f"SELECT {_COLUMNS}{_PASSAGES} AND (subject, COALESCE(area, ''), ts_ms) IN"
     f" (SELECT subject, COALESCE(area, ''), ts_ms{_PASSAGES}"
@@ -109,27 +128,53 @@ def site_inside(store: Store, site: str, zone: ZoneInfo, now_s: float) -> list[A
     passages = (site, start_ms, until_ms, UNUSED)
 
     def work(cur: Any) -> tuple[list[tuple[Any, ...]], dict[str, Person]]:
-        cur.execute(_NEWEST[store.dialect.name].format(p=p), passages)
-        found = cur.fetchall()
-        cur.execute(_TIED.format(p=p), passages * 2)
-        at = {(row[0], row[1]): row[2] for row in found}
-        found += [row for row in cur.fetchall() if at[(row[0], row[1])] == row[2]]
-        newest = _newest_rows(found)
-        inside = [row for row in newest.values() if inside_after(row[4], row[5])]
-        return [*newest.values()], roster.people(cur, site, (row[0] for row in inside))
+        rows: list[tuple[Any, ...]] = []
+        tied = False
+        if store.dialect.name == "sqlite":
+            cur.execute(_ANY_TIE.format(p=p), passages)
+            tied = cur.fetchone() is not None
+        if not tied:
+            cur.execute(_NEWEST[store.dialect.name].format(p=p), passages)
+            rows = cur.fetchall()
+            tied = any(row[6] for row in rows)
+        if tied:
+            rows = _newest_with_ties(cur, store.dialect.name, p, passages)
+        return rows, roster.people(cur, site, (row[0] for row in rows if row[3]))
 
     rows, people = store.transaction(work)
     areas: dict[str, list[Present]] = {}
-    for subject, area, ts_ms, _, event_type, direction, kiosk, kind in rows:
+    local: dict[int, datetime] = {}  # many pass in the same second
+    for subject, area, ts_ms, inside, kiosk, kind, _ in rows:
         members = areas.setdefault(str(area or ""), [])
-        if inside_after(event_type, direction):
+        if inside:
             person = people.get(subject)
-            since = datetime.fromtimestamp(int(ts_ms) / 1000, zone)
+            since = local.get(ts_ms)
+            if since is None:
+                since = local[ts_ms] = datetime.fromtimestamp(int(ts_ms) / 1000, zone)
             who = person.kind if person else str(kind or "")
             members.append(Present(site, str(area or ""), subject, since, kiosk, who, person))
     return [
         AreaCount(site, area, tuple(sorted(members, key=_order)))
         for area, members in sorted(areas.items())
+    ]
+
+
+def _newest_with_ties(
+    cur: Any, dialect: str, p: str, passages: tuple[object, ...]
+) -> list[tuple[Any, ...]]:
+    """The newest passages as :data:`_NEWEST` reads them, each tie in one millisecond broken
+    as the kiosks break it (:func:`_newest_rows`)."""
+    cur.execute(_NEWEST_FULL[dialect].format(p=p), passages)
+    found = cur.fetchall()
+    cur.execute(_TIED.format(p=p), passages * 2)
+    at = {(row[0], row[1]): row[2] for row in found}
+    found += [row for row in cur.fetchall() if at[(row[0], row[1])] == row[2]]
+    return [
+        (subject, area, ts_ms, inside, kiosk if inside else None, kind if inside else None, 0)
+        for subject, area, ts_ms, _, event_type, direction, kiosk, kind in (
+            _newest_rows(found).values()
+        )
+        for inside in [inside_after(event_type, direction)]
     ]
 
 
