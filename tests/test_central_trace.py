@@ -4,11 +4,14 @@ same time and at the same meeting, and nobody else; on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
+import pytest
 from click.testing import CliRunner, Result
 
 from kiosk.central import Store, roster
@@ -280,3 +283,21 @@ def test_two_passages_of_a_contact_in_one_millisecond_are_ordered_by_their_event
         ("s-a", "09:00", "inside main with the index person until 16:00"),
         ("s-b", "09:00", "inside main with the index person until 11:00"),
     ]
+
+
+def test_a_trace_leaves_the_garbage_collector_as_it_found_it(store: Store) -> None:
+    """The trace pauses the cyclic collector while it builds its contacts, and only then."""
+    day_of_contacts(store)
+    assert gc.isenabled()
+    assert trace(store, "s1", "s-x", START, END, ZONE).contacts
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        trace(store, "s1", "s-x", START, END, ZONE)
+        assert not gc.isenabled()  # paused by someone else: left so
+    finally:
+        gc.enable()
+    failing = mock.patch("kiosk.central.trace._contacts", side_effect=ValueError("boom"))
+    with pytest.raises(ValueError, match="boom"), failing:
+        trace(store, "s1", "s-x", START, END, ZONE)
+    assert gc.isenabled()

@@ -19,8 +19,10 @@ together.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from operator import itemgetter
@@ -86,8 +88,7 @@ class Sighting:
     meeting: str | None
 
 
-@dataclass(frozen=True, slots=True)  # slots: a trace makes thousands
-class Contact:
+class Contact(NamedTuple):  # a tuple: a trace makes thousands, quickly
     """Another subject near the index person, why, and when."""
 
     subject: str
@@ -251,7 +252,9 @@ def trace(
         names = roster.people(cur, site, [subject, *(near.subject for near in found + shared)])
         return mine, found, shared, names
 
-    mine, found, shared, names = store.transaction(work)
+    with _collector_paused():
+        mine, found, shared, names = store.transaction(work)
+        contacts = _contacts(found, shared, names, zone)
     return Trace(
         site,
         subject,
@@ -260,8 +263,23 @@ def trace(
         end,
         window,
         [_sighting(row, zone) for row in sorted(mine, key=lambda r: (r.ts_ms, r.kiosk))],
-        _contacts(found, shared, names, zone),
+        contacts,
     )
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused: a trace makes tens of thousands of small objects
+    (no cycles) that live until it returns, which the collector would otherwise walk again
+    and again (a fifth of a 15,000-contact trace's time). Process-wide, as the collector is;
+    left paused if it was (by another thread's trace, say)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _shared(
@@ -273,11 +291,12 @@ def _shared(
     the latest stay's end, in time order (:func:`_spans`)."""
     end = max(stay.end_ms for stay in held)
     cuts = [(max(stay.start_ms, t0), stay.end_ms, stay.start_ms) for stay in held]
-    params = (site, first, end, area)
-    spans = _spans(cur, _PASSAGES.format(p=p, order="ts_ms"), params, end, cuts)
-    if spans is None:  # one subject's passages tied in a millisecond: order them by event id
-        sql = _PASSAGES.format(p=p, order="ts_ms, event_id")
-        spans = _spans(cur, sql, params, end, cuts, ties=True) or {}  # never None so
+    cur.execute(_PASSAGES.format(p=p, order="ts_ms"), (site, first, end, area))
+    try:
+        spans = _spans(_inside(cur.fetchall(), end, cuts, ties=False), cuts)
+    except _TiedError:  # one subject's passages in one millisecond: read them in event-id order
+        cur.execute(_PASSAGES.format(p=p, order="ts_ms, event_id"), (site, first, end, area))
+        spans = _spans(_inside(cur.fetchall(), end, cuts, ties=True), cuts)
     spans.pop(index, None)
     return [
         _Near("area", other, kind, at_ms, area, index_ms, first, until_ms)
@@ -285,27 +304,56 @@ def _shared(
     ]
 
 
-def _spans(
-    cur: Any,
-    sql: str,
-    params: tuple[object, ...],
+class _TiedError(Exception):
+    """A subject's two passages in one millisecond, read in the key's order, not the tie's."""
+
+
+def _inside(
+    rows: Iterable[tuple[str, int, Any, str | None]],
     end: int,
     cuts: list[tuple[int, int, int]],
-    ties: bool = False,
-) -> dict[str, list[Any]] | None:
-    """Who the passages of the query ``sql`` place inside while the index person is there.
+    ties: bool,
+) -> Iterator[tuple[str, str | None, int, int]]:
+    """(subject, kind, from, until) for each of ``rows`` (passages in time order: subject,
+    ts_ms, whether it leaves the subject inside, kind) that leaves its subject inside, held
+    until their next passage or ``end``, if it lasts past the earliest of ``cuts``' starts.
+    Raises :class:`_TiedError` if a subject has two passages in one millisecond, unless
+    ``ties`` says the rows come in the tie's order."""
+    since = min(cut[0] for cut in cuts)
+    last: dict[str, tuple[int, Any, str | None]] = {}  # subject: their latest passage
+    for subject, ts_ms, inside, kind in rows:
+        held = last.get(subject)
+        if held is not None:
+            if held[0] == ts_ms and not ties:
+                raise _TiedError
+            if held[1] and ts_ms > since:
+                yield subject, held[2], held[0], ts_ms
+        last[subject] = (ts_ms, inside, kind)
+    if end > since:
+        for subject, (ts_ms, inside, kind) in last.items():
+            if inside:
+                yield subject, kind, ts_ms, end
 
-    Each passage that leaves its subject inside holds until the subject's next passage there,
-    or ``end``; where that meets one of the index person's stays, ``cuts`` (from, until, the
-    stay's start), each in time order, the subject's span grows to cover it. Returns per subject
-    [kind, from, the earliest stay's start, until, that stay's place in ``cuts``] (the kind
-    of the first passage to meet the earliest stay met); None if a subject has two passages in
-    one millisecond, unless ``ties`` says the rows come in the tie's order (read them so)."""
-    cur.execute(sql, params)
+
+def _spans(
+    found: Iterable[tuple[str, str | None, int, int]], cuts: list[tuple[int, int, int]]
+) -> dict[str, list[Any]]:
+    """Per subject, the span of what was ``found`` inside during the index person's stays,
+    ``cuts`` (from, until, the stay's start; in time order): [kind, from, the earliest met
+    stay's start, until, that stay's place in ``cuts``], the kind of the subject's first
+    passage to meet that stay."""
     spans: dict[str, list[Any]] = {}
-    since = cuts[0][0] if len(cuts) == 1 else min(cut[0] for cut in cuts)
-
-    def meet(subject: str, kind: str | None, entered: int, left: int) -> None:
+    if len(cuts) == 1:  # the usual day: one stay, its start, and the spans come in time order
+        ((start, until, stay),) = cuts
+        for subject, kind, entered, left in found:
+            if entered < until and left > start:
+                span = spans.get(subject)
+                if span is None:
+                    spans[subject] = [kind, max(entered, start), stay, min(left, until), 0]
+                else:
+                    span[3] = max(span[3], min(left, until))
+        return spans
+    for subject, kind, entered, left in found:
         for place, (start, until, stay) in enumerate(cuts):
             if entered < until and left > start:
                 span = spans.get(subject)
@@ -317,20 +365,6 @@ def _spans(
                 span[1] = min(span[1], max(entered, start))
                 span[2] = min(span[2], stay)
                 span[3] = max(span[3], min(left, until))
-
-    last: dict[str, tuple[int, bool, str | None]] = {}  # subject: their latest passage
-    for subject, ts_ms, inside, kind in cur.fetchall():
-        held = last.get(subject)
-        if held is not None:
-            if held[0] == ts_ms and not ties:
-                return None
-            if held[1] and ts_ms > since:
-                meet(subject, held[2], held[0], ts_ms)
-        last[subject] = (ts_ms, inside, kind)
-    if end > since:
-        for subject, (ts_ms, inside, kind) in last.items():
-            if inside:
-                meet(subject, kind, ts_ms, end)
     return spans
 
 
