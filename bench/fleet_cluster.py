@@ -42,7 +42,8 @@ def server_binary() -> str:
 
 
 def node_config(name: str, ports: dict[str, int], routes: list[int], store: Path) -> str:
-    """One node's configuration: client, cluster and MQTT listeners, JetStream, R3 MQTT streams."""
+    """One node's configuration: client, cluster and MQTT listeners, JetStream, R3 MQTT streams,
+    the MQTT listener's JetStream API timeout and consumers as in deploy/nats/nats-server.conf."""
     route_urls = ", ".join(f'"nats-route://127.0.0.1:{port}"' for port in routes)
     return f"""server_name: {name}
 listen: 127.0.0.1:{ports["client"]}
@@ -56,7 +57,7 @@ mqtt {{
   listen: 127.0.0.1:{ports["mqtt"]}
   stream_replicas: 3
   ack_wait: "10s"
-  consumer_replicas: 1
+  js_api_timeout: "10s"
   consumer_memory_storage: true
 }}
 """
