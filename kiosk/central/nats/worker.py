@@ -8,7 +8,8 @@ publish; :meth:`NatsWorker.start` creates it. Each batch is read and stored with
 ingest's own code (:func:`kiosk.central.commit.read_message` and
 :func:`~kiosk.central.commit.commit`), and only then acknowledged. A worker killed mid-batch
 loses nothing (the server redelivers after ``ack_wait_s``) and duplicates nothing (the store is
-idempotent per kiosk and seq).
+idempotent per kiosk and seq). The next batch is fetched and read while the last is being
+stored (at most two batches held), so on a backlog decoding and the database overlap.
 
 Receipts go out as plain NATS publishes on ``kiosk.v1.<site>.<kiosk>.receipts``, which the
 MQTT listener hands to a connected subscriber at QoS 0. A kiosk that was offline, or missed
@@ -26,7 +27,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from kiosk.central.commit import Done, Work, commit, read_message
 from kiosk.central.store import Store
@@ -73,9 +74,33 @@ def _filters() -> list[str]:
     return [f"{STREAM_PREFIX}kiosk.v1.*.*.{leaf.value}" for leaf in leaves]
 
 
+def consumer_config(settings: NatsSettings) -> Any:
+    """The shared durable consumer every worker binds to (``nats.js.api.ConsumerConfig``)."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    return ConsumerConfig(
+        durable_name=settings.durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=settings.ack_wait_s,
+        max_ack_pending=settings.max_ack_pending,
+        max_deliver=-1,
+        filter_subjects=_filters(),
+    )
+
+
 async def _connection_error(exc: Exception) -> None:
     """nats-py's report of a connection problem: one line, no traceback (it reconnects)."""
     log.warning("NATS connection: %s", type(exc).__name__)
+
+
+class _Read(NamedTuple):
+    """A fetched batch as read: its messages (to acknowledge), what to store, and the kiosks
+    whose status said online (to receipt what central holds of them)."""
+
+    batch: list[Any]
+    work: Work
+    online: list[tuple[str, str]]
 
 
 class NatsWorker:
@@ -148,37 +173,37 @@ class NatsWorker:
                 await asyncio.sleep(RETRY_S)
         if nc is None:
             return
+        storing: asyncio.Task[None] | None = None  # the batch being stored, then acked
         try:
             js = nc.jetstream()
             sub = await self._bind(js)
             while sub is not None and not self._stop.is_set():
+                # The next batch is fetched and read while the last one is stored: on a
+                # backlog the database and this thread work at the same time.
+                read = None
                 try:
                     batch = await sub.fetch(s.batch_max, timeout=s.fetch_wait_s)
+                    read = self._read(batch) if batch else None
                 except TimeoutError:  # nothing to fetch (nats' TimeoutError is one too)
-                    continue
+                    pass
                 except Exception as exc:
                     log.warning("fetch failed (%s); retrying", type(exc).__name__)
                     await asyncio.sleep(RETRY_S / 4)
-                    continue
-                await self._handle(nc, batch)
+                if storing is not None and (read is not None or storing.done()):
+                    await storing
+                    storing = None
+                if read is not None:
+                    storing = asyncio.create_task(self._commit(nc, read))
         finally:
+            if storing is not None:
+                await storing  # stored and acked, or (stopped while retrying) not acked
             await nc.close()  # what is fetched and unacknowledged is redelivered
 
     async def _bind(self, js: Any) -> Any:
         """The pull subscription on the shared consumer, created when missing; None if
         stopped first. The stream appears when the first MQTT client connects."""
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
         s = self.settings
-        config = ConsumerConfig(
-            durable_name=s.durable,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=s.ack_wait_s,
-            max_ack_pending=s.max_ack_pending,
-            max_deliver=-1,
-            filter_subjects=_filters(),
-        )
+        config = consumer_config(s)
         while not self._stop.is_set():
             try:
                 await js.add_consumer(STREAM, config)
@@ -191,8 +216,7 @@ class NatsWorker:
                 await asyncio.sleep(RETRY_S)
         return None
 
-    async def _handle(self, nc: Any, batch: list[Any]) -> None:
-        loop = asyncio.get_running_loop()
+    def _read(self, batch: list[Any]) -> _Read:
         work = Work(time.time_ns() // 1_000_000)
         online: list[tuple[str, str]] = []
         for msg in batch:
@@ -204,13 +228,18 @@ class NatsWorker:
             if leaf is Leaf.STATUS and value == Availability.ONLINE:
                 online.append((site, kiosk))
         self._counts["received"] += len(batch)
-        done = await loop.run_in_executor(self._db, commit, self._store, work, self._stop)
+        return _Read(batch, work, online)
+
+    async def _commit(self, nc: Any, read: _Read) -> None:
+        """Commit a batch read, then acknowledge its messages and send its receipts."""
+        loop = asyncio.get_running_loop()
+        done = await loop.run_in_executor(self._db, commit, self._store, read.work, self._stop)
         if done is None:
             return  # stopping: nothing acknowledged, all of it comes again
-        for msg in batch:
+        for msg in read.batch:
             await msg.ack()
-        await self._receipts(nc, work, done)
-        for site, kiosk in online:
+        await self._receipts(nc, read.work, done)
+        for site, kiosk in read.online:
             await self._catch_up(nc, site, kiosk)
 
     async def _receipts(self, nc: Any, work: Work, done: Done) -> None:
