@@ -21,6 +21,13 @@ This module is the loop and the receiving half: everything runs in one thread re
 :attr:`Uplink.inbox`; a watchdog restarts a paho client whose network thread died. No message
 received can stop the loop: whatever handling one raises is logged in one line (topic and
 error type, no content), counted and skipped. It also publishes the kiosk's state.
+
+An idle loop sleeps: it blocks on the inbox until paho reports something, the event log says
+an event was appended (:meth:`Sync.wake`, which the log calls through
+``add_append_observer``), another thread asks for the state or a resend, or the next thing
+falls due (a resend, the state, the sent-marks, the watchdog); at the latest after
+``poll_s`` (1 s), which also finds events another process appended and is how long a stop
+may take to be noticed.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, cast
 
 from kiosk.mqtt.protocol import (
     DEFAULT_MESSAGE_BYTES,
@@ -59,6 +66,8 @@ log = logging.getLogger(__name__)
 MARK_EVERY_S = 0.05  # sent-marks are written in one transaction at most this often
 WATCHDOG_EVERY_S = 5.0
 IGNORED_LOG_LINES = 20  # lines about ignored messages per minute; the rest are only counted
+POLL_S = 1.0  # an idle loop looks at the outbox at least this often (other processes' appends)
+_WAKE = object()  # put on the inbox by Sync.wake: "look at the outbox" (never from paho)
 
 
 CommandHandler = Callable[[Received], None]
@@ -84,6 +93,7 @@ class Sync:
         listen: Iterable[str] = (),
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         clock: Callable[[], float] = time.monotonic,
+        poll_s: float = POLL_S,
     ) -> None:
         self.uplink = uplink
         self.stats = SyncStats()
@@ -110,6 +120,14 @@ class Sync:
         self._last_watchdog = 0.0
         self._ignored_logged, self._ignored_since = 0, 0.0  # log lines in this minute
         self._state_requested = threading.Event()
+        self._poll_s = poll_s
+        self._resend_after_s = resend_after_s
+        self._resend_at: float | None = None  # when the oldest event in flight is overdue
+        self._wake_queued = False  # a _WAKE is on the inbox, not handled yet
+        self.rounds = 0  # times the loop woke (tests count them: an idle loop sleeps)
+        watch = getattr(outbox, "add_append_observer", None)  # EventLog has it; fakes may not
+        if watch is not None:
+            watch(self.wake)
 
     # --- the loop --------------------------------------------------------------------
 
@@ -123,24 +141,28 @@ class Sync:
         clean = False
         try:
             while not stop.is_set():
-                self.step(timeout=0.02)
+                self.step(timeout=self._sleep_s())
             clean = True
         finally:
             self._flush_marks()
             self.uplink.stop(clean=clean)
 
     def step(self, timeout: float = 0.0) -> None:
-        """One round: handle what paho reported, refill the window, housekeeping."""
+        """One round: wait up to ``timeout`` for what paho reported (or a wake-up), handle
+        it, refill the window, housekeeping."""
         try:
             self._handle(self.uplink.inbox.get(timeout=timeout))
             while True:
                 self._handle(self.uplink.inbox.get_nowait())
         except queue.Empty:
             pass
+        self.rounds += 1
         now = self._clock()
         if self.uplink.connected:
-            self._sender.resend_overdue(now)
+            self._resend_at = self._sender.resend_overdue(now)
             self._sender.fill_window(now)
+            if self._resend_at is None and self._sender.in_flight:  # all handed just now
+                self._resend_at = now + self._resend_after_s
             due = now - self._last_state >= self._state_interval_s
             if due or self._state_requested.is_set():
                 self.publish_state()
@@ -151,8 +173,30 @@ class Sync:
             if not self.uplink.is_alive():
                 self.uplink.restart()
 
+    def wake(self) -> None:
+        """Look at the outbox soon (an event was appended); thread-safe and cheap: at most
+        one wake-up waits on the inbox at a time."""
+        if not self._wake_queued:
+            self._wake_queued = True
+            self.uplink.inbox.put(cast(UplinkEvent, _WAKE))
+
+    def _sleep_s(self) -> float:
+        """How long the loop may wait for the inbox: until the next thing falls due."""
+        now = self._clock()
+        due = [now + self._poll_s, self._last_watchdog + WATCHDOG_EVERY_S]
+        if self._sender.marks_waiting:
+            due.append(self._last_mark + MARK_EVERY_S)
+        if self.uplink.connected:
+            state_at = self._last_state + self._state_interval_s
+            due.append(now if self._state_requested.is_set() else state_at)
+            if self._resend_at is not None:
+                due.append(self._resend_at)
+        return max(0.0, min(due) - now)
+
     def _handle(self, event: UplinkEvent) -> None:
-        if isinstance(event, Published):
+        if event is _WAKE:
+            self._wake_queued = False  # handled before the window is refilled below
+        elif isinstance(event, Published):
             self._sender.published(event)
         elif isinstance(event, Received):
             self._received(event)
@@ -237,6 +281,7 @@ class Sync:
     def request_state(self) -> None:
         """Ask for the state to be published soon (a part failed or recovered); thread-safe."""
         self._state_requested.set()
+        self.wake()
 
     def publish_state(self) -> None:
         """Publish the retained health state now (from the sync thread)."""
@@ -279,6 +324,7 @@ class Sync:
     def resend_from(self, seq: int) -> None:
         """Send every unconfirmed event from ``seq`` on again (central asked, or overdue)."""
         self._sender.resend_from(seq)
+        self.wake()
 
     @property
     def in_flight(self) -> int:

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -25,7 +26,7 @@ from kiosk.store.eventlog import EventLog, read_events
 from kiosk.sync import Sync
 from kiosk.sync_send import pack
 from tests.broker import Broker, Collector, mqtt_client
-from tests.support import wait_until
+from tests.support import holds_for, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = KioskTopics("s1", "k1")
@@ -467,3 +468,82 @@ def test_a_crashed_sync_loop_leaves_with_its_will_never_stopped(broker: Broker) 
     assert [str(exc) for exc in crashes] == ["a bug in the outbox"]
     assert watcher.get(timeout=15).payload == b"offline"
     assert sync.stats.runs == 1
+
+
+def settled(sync: Sync, watcher: Collector) -> int:
+    """Wait until the kiosk is connected and has published its state; its loop's rounds."""
+    watcher.get_until(TOPICS.topic(Leaf.STATE), timeout=20)
+    wait_until(lambda: sync.stats.connected and not sync.in_flight)
+    return sync.rounds
+
+
+def test_an_idle_sync_loop_sleeps_until_its_fallback_poll(broker: Broker, tmp_path: Path) -> None:
+    """An idle kiosk's loop wakes about once a second (the fallback poll; the watchdog every
+    5 s), not 50 times a second: four rounds take at least three poll intervals."""
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.STATE))
+    settings = mqtt_settings(broker.port, state_interval_s=600.0)
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, settings, poll_s=1.0) as sync,
+    ):
+        start = settled(sync, watcher)
+        began = time.monotonic()
+        wait_until(lambda: sync.rounds >= start + 4)
+        assert time.monotonic() - began >= 2.5
+
+
+def test_an_appended_event_wakes_the_loop_and_is_published_at_once(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The log tells the sync of each append: the event goes out in a few rounds, long before
+    the fallback poll (60 s here) would have found it."""
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.STATE))
+    watcher.subscribe(TOPICS.topic(Leaf.EVENTS))
+    settings = mqtt_settings(broker.port, state_interval_s=600.0, confirm="puback")
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, settings, poll_s=60.0) as sync,
+    ):
+        start = settled(sync, watcher)
+        assert holds_for(lambda: sync.rounds <= start + 3, 1.0)  # asleep (a 20 ms tick: 50)
+        start = sync.rounds
+        appended = time.monotonic()
+        fill(log, 1)
+        assert seqs_seen(watcher, 1, timeout=20) == [1]
+        assert time.monotonic() - appended < 20  # the poll would take 60 s
+        wait_until(lambda: log.stats().unconfirmed == 0)
+        assert sync.rounds - start <= 5  # wake-up, PUBACK, mark flush (+ the watchdog)
+
+
+def test_resends_and_the_state_fall_due_without_the_fallback_poll(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The loop sleeps until the next resend or state publish, not a fixed tick."""
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.STATE))
+    settings = mqtt_settings(broker.port, resend_after_s=1.0, state_interval_s=1.0)
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, settings, poll_s=60.0) as sync,
+    ):
+        fill(log, 3)
+        wait_until(lambda: sync.stats.resent_events >= 6)  # no central: sent again, twice
+        for _ in range(3):  # the first state, then one each second
+            watcher.get_until(TOPICS.topic(Leaf.STATE), timeout=20)
+
+
+def test_a_failing_append_observer_does_not_fail_the_append(tmp_path: Path) -> None:
+    """The event is durable before observers hear of it; one that raises is only logged."""
+    told: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("observer bug")
+
+    with EventLog(tmp_path / "events.db", boot_id="b1") as log:
+        log.add_append_observer(broken)
+        log.add_append_observer(lambda: told.append(1))
+        event = log.append("decision", {"n": 1})
+        assert event.seq == 1 and told == [1]
+        assert log.stats().rows == 1
