@@ -10,6 +10,7 @@ stand in: its acl_file grants every subscription and only filters what it delive
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -63,7 +64,7 @@ class NatsServer:
         self.accounts = root / "accounts.conf"
         self.accounts.write_text(accounts(receipts=False), encoding="utf-8")
         self.log = root / "nats.log"
-        conf = root / "nats.conf"
+        self.conf = conf = root / "nats.conf"
         conf.write_text(
             f"listen: 127.0.0.1:{client}\n"
             f'jetstream {{ store_dir: "{root / "js"}" }}\n'
@@ -71,14 +72,23 @@ class NatsServer:
             "include accounts.conf\n",
             encoding="utf-8",
         )
+        self.process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        starts = self.log_text().count("Listening for MQTT clients")
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [server_binary(), "-c", str(conf)], stdout=out, stderr=subprocess.STDOUT
+            process = subprocess.Popen(
+                [server_binary(), "-c", str(self.conf)], stdout=out, stderr=subprocess.STDOUT
             )
-        wait_until(lambda: "Listening for MQTT clients" in self.log_text())
+        wait_until(lambda: self.log_text().count("Listening for MQTT clients") > starts)
+        return process
+
+    def restart(self) -> None:
+        self.stop()
+        self.process = self._start()
 
     def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def allow_receipts(self) -> None:
         self.accounts.write_text(accounts(receipts=True), encoding="utf-8")
@@ -124,17 +134,15 @@ class Central:
         self.client.loop_stop()
 
 
-def test_a_refused_receipts_subscription_is_reported_retried_and_then_receipts_flow(
-    server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level(logging.INFO, logger="kiosk.mqtt.uplink")
-    central = Central(server.mqtt_port)
+@contextlib.contextmanager
+def kiosk_k1(port: int, log: EventLog) -> Iterator[tuple[Uplink, Sync]]:
+    """The kiosk k1's real uplink (MQTT 3.1.1) and sync loop over ``log``, in a thread."""
     settings = parse_config(
         {
             "mqtt": {
                 "enabled": True,
                 "host": "127.0.0.1",
-                "port": server.mqtt_port,
+                "port": port,
                 "tls": False,
                 "protocol": "3.1.1",
                 "username": "k1",
@@ -144,39 +152,68 @@ def test_a_refused_receipts_subscription_is_reported_retried_and_then_receipts_f
             }
         }
     ).mqtt
-    log = EventLog(tmp_path / "k1.db", boot_id="boot-1")
-    for n in range(3):
-        log.append("decision", {"outcome": "grant", "reason": "ok", "n": n})
     uplink = Uplink(settings, TOPICS, client_id(TOPICS))
     sync = Sync(uplink, log, confirm=settings.confirm, resend_after_s=2.0, state_interval_s=1.0)
     stop = threading.Event()
     thread = threading.Thread(target=sync.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        # Refused: reported (only the topic's last level), asked for again after 1 s, 2 s, 4 s.
-        wait_until(lambda: uplink.subscription_state()["refused_subscriptions"] == ["receipts"])
-        assert sync.mqtt_state()["refused_subscriptions"] == ["receipts"]
-        assert not uplink.subscribed
-        schema = json.loads(STATE_SCHEMA.read_text(encoding="utf-8"))
-        mqtt_part = schema["properties"]["mqtt"] | {"$defs": schema["$defs"]}
-        Draft202012Validator(mqtt_part).validate(sync.mqtt_state())
-        wait_until(lambda: len(refusals(caplog)) >= 3)
-        assert refusals(caplog)[:3] == ["1", "2", "4"]
-        assert not any("k1" in r.getMessage() for r in caplog.records)  # no kiosk names
-        wait_until(lambda: central.answered >= 2)  # the events arrive, their receipts do not
-        assert log.stats().unconfirmed == 3
-
-        server.allow_receipts()  # the operator fixes the permissions and reloads
-
-        wait_until(lambda: uplink.subscribed, timeout=60)
-        assert sync.mqtt_state()["refused_subscriptions"] == []
-        wait_until(lambda: log.stats().unconfirmed == 0, timeout=60)
-        assert any("granted after" in r.getMessage() for r in caplog.records)
+        yield uplink, sync
     finally:
         stop.set()
         thread.join(10)
+
+
+def test_a_refused_receipts_subscription_is_reported_retried_and_then_receipts_flow(
+    server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="kiosk.mqtt.uplink")
+    central = Central(server.mqtt_port)
+    log = EventLog(tmp_path / "k1.db", boot_id="boot-1")
+    for n in range(3):
+        log.append("decision", {"outcome": "grant", "reason": "ok", "n": n})
+    try:
+        with kiosk_k1(server.mqtt_port, log) as (uplink, sync):
+            # Refused: reported (only the topic's last level), asked for again after 1 s, 2 s, 4 s.
+            wait_until(lambda: uplink.subscription_state()["refused_subscriptions"] == ["receipts"])
+            assert sync.mqtt_state()["refused_subscriptions"] == ["receipts"]
+            assert not uplink.subscribed
+            schema = json.loads(STATE_SCHEMA.read_text(encoding="utf-8"))
+            mqtt_part = schema["properties"]["mqtt"] | {"$defs": schema["$defs"]}
+            Draft202012Validator(mqtt_part).validate(sync.mqtt_state())
+            wait_until(lambda: len(refusals(caplog)) >= 3)
+            assert refusals(caplog)[:3] == ["1", "2", "4"]
+            assert not any("k1" in r.getMessage() for r in caplog.records)  # no kiosk names
+            wait_until(lambda: central.answered >= 2)  # the events arrive, their receipts do not
+            assert log.stats().unconfirmed == 3
+
+            server.allow_receipts()  # the operator fixes the permissions and reloads
+
+            wait_until(lambda: uplink.subscribed, timeout=60)
+            assert sync.mqtt_state()["refused_subscriptions"] == []
+            wait_until(lambda: log.stats().unconfirmed == 0, timeout=60)
+            assert any("granted after" in r.getMessage() for r in caplog.records)
+    finally:
         central.stop()
         log.close()
+
+
+def test_a_refused_subscription_is_asked_for_again_at_once_after_a_reconnect(
+    server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The retry's delay grows while the connection lasts and starts again at 1 s on the next
+    one: a new connection subscribes to everything at once."""
+    caplog.set_level(logging.INFO, logger="kiosk.mqtt.uplink")
+    with (
+        EventLog(tmp_path / "k1.db", boot_id="boot-1") as log,
+        kiosk_k1(server.mqtt_port, log) as (uplink, _),
+    ):
+        wait_until(lambda: len(refusals(caplog)) >= 3)
+        assert refusals(caplog)[:3] == ["1", "2", "4"]
+        before = len(refusals(caplog))
+        server.restart()  # the kiosk reconnects: asked for at once, then again after 1 s
+        wait_until(lambda: "1" in refusals(caplog)[before:], timeout=60)
+        assert uplink.subscription_state() == {"refused_subscriptions": ["receipts"]}
 
 
 def refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
