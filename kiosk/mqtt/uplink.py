@@ -6,11 +6,11 @@ decides what to do. The client comes from :func:`kiosk.mqtt.client.new_client`; 
 the only kiosk modules that import paho.
 
 Every SUBACK is checked: a broker may refuse a subscription (return code 0x80; nats-server
-does when it cannot create the subscription's JetStream consumer in time, mosquitto when its
-ACL denies it). A refused filter is logged (its last level only), asked for again after 1 s,
-2 s, 4 s … up to 30 s, and again on every reconnect, and :meth:`Uplink.subscription_state`
-reports it until the broker grants it: a kiosk without its receipts subscription would never
-hear that its events arrived.
+does when it cannot create the subscription's JetStream consumer in time or the user may not
+subscribe, mosquitto when an auth plugin denies it). A refused filter is logged (its last
+level only), asked for again after 1 s, 2 s, 4 s … up to 30 s, and again on every reconnect,
+and :meth:`Uplink.subscription_state` reports it until the broker grants it: a kiosk without
+its receipts subscription would never hear that its events arrived.
 """
 
 from __future__ import annotations
