@@ -214,18 +214,11 @@ def trace(
         own = rows(cur, f"subject = {p} AND ts_ms >= {p} AND ts_ms < {p}", subject, day_start, t1)
         mine = [r for r in own if r.type == EventType.DECISION.value and r.ts_ms >= t0]
         found: list[_Near] = []
-        for seen in mine:
-            near = who(
-                cur,
-                f"ts_ms >= {p} AND ts_ms <= {p} AND kiosk = {p} AND type = {p}",
-                seen.ts_ms - w,
-                seen.ts_ms + w,
-                seen.kiosk,
-                seen.type,
-            )
+        near = _entrances(cur, p, site, mine, w)
+        for i, seen in enumerate(mine):
             found += [
                 _Near("entrance", other, kind, ts_ms, seen.kiosk, seen.ts_ms, seen.ts_ms)
-                for other, kind, ts_ms in near
+                for other, kind, ts_ms in near.get(i, ())
             ]
             if seen.meeting and seen.outcome == GRANT:
                 first, after = day_bounds(_local_day(seen.ts_ms, zone), zone)
@@ -265,6 +258,34 @@ def trace(
         [_sighting(row, zone) for row in sorted(mine, key=lambda r: (r.ts_ms, r.kiosk))],
         contacts,
     )
+
+
+def _entrances(
+    cur: Any, p: str, site: str, mine: list[Row], w: int
+) -> dict[int, list[tuple[str, str | None, int]]]:
+    """Who passed the kiosk of each of the index person's decisions ``mine`` within ``w`` ms
+    of it (subject, kind, ts_ms), by the decision's place in ``mine``: one query for all."""
+    if not mine:
+        return {}
+    windows = ", ".join(f"({p}, {p}, {p}, {p}, {p})" for _ in mine)
+    cur.execute(
+        f"WITH w (i, lo, hi, kiosk, type) AS (VALUES {windows})"
+        " SELECT w.i, s.subject, s.kind, s.ts_ms FROM w JOIN subject_events s"
+        f" ON s.site = {p} AND s.ts_ms >= w.lo AND s.ts_ms <= w.hi AND s.kiosk = w.kiosk"
+        " AND s.type = w.type",
+        (
+            *(
+                x
+                for i, r in enumerate(mine)
+                for x in (i, r.ts_ms - w, r.ts_ms + w, r.kiosk, r.type)
+            ),
+            site,
+        ),
+    )
+    near: dict[int, list[tuple[str, str | None, int]]] = {}
+    for i, subject, kind, ts_ms in cur.fetchall():
+        near.setdefault(i, []).append((subject, kind, ts_ms))
+    return near
 
 
 @contextlib.contextmanager
