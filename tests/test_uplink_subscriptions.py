@@ -167,7 +167,7 @@ def kiosk_k1(port: int, log: EventLog) -> Iterator[tuple[Uplink, Sync]]:
 def test_a_refused_receipts_subscription_is_reported_retried_and_then_receipts_flow(
     server: NatsServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="kiosk.mqtt.uplink")
+    caplog.set_level(logging.INFO, logger="kiosk.mqtt.subscriptions")
     central = Central(server.mqtt_port)
     log = EventLog(tmp_path / "k1.db", boot_id="boot-1")
     for n in range(3):
@@ -203,7 +203,7 @@ def test_a_refused_subscription_is_asked_for_again_at_once_after_a_reconnect(
 ) -> None:
     """The retry's delay grows while the connection lasts and starts again at 1 s on the next
     one: a new connection subscribes to everything at once."""
-    caplog.set_level(logging.INFO, logger="kiosk.mqtt.uplink")
+    caplog.set_level(logging.INFO, logger="kiosk.mqtt.subscriptions")
     with (
         EventLog(tmp_path / "k1.db", boot_id="boot-1") as log,
         kiosk_k1(server.mqtt_port, log) as (uplink, _),

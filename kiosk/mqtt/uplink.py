@@ -5,12 +5,8 @@ exception in a callback kills paho's network thread). The sync loop reads the va
 decides what to do. The client comes from :func:`kiosk.mqtt.client.new_client`; these two are
 the only kiosk modules that import paho.
 
-Every SUBACK is checked: a broker may refuse a subscription (return code 0x80; nats-server
-does when it cannot create the subscription's JetStream consumer in time or the user may not
-subscribe, mosquitto when an auth plugin denies it). A refused filter is logged (its last
-level only), asked for again after 1 s, 2 s, 4 s … up to 30 s, and again on every reconnect,
-and :meth:`Uplink.subscription_state` reports it until the broker grants it: a kiosk without
-its receipts subscription would never hear that its events arrived.
+Every SUBACK is checked (:mod:`kiosk.mqtt.subscriptions`): a subscription the broker refuses
+is asked for again until granted, and reported meanwhile (:meth:`Uplink.subscription_state`).
 """
 
 from __future__ import annotations
@@ -34,6 +30,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from kiosk.config import MqttSection
 from kiosk.mqtt import client as mqtt_client
 from kiosk.mqtt.protocol import Availability, KioskTopics, Leaf
+from kiosk.mqtt.subscriptions import Subscriptions
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +92,6 @@ class SubscriptionsChanged:
 
 UplinkEvent = Connected | Disconnected | ConnectFailed | Published | Received | SubscriptionsChanged
 
-RESUBSCRIBE_MIN_S = 1.0  # a refused subscription is asked for again after this long,
-RESUBSCRIBE_MAX_S = 30.0  # doubling after each refusal up to this
-
-
-def leaf_of(topic: str) -> str:
-    """A topic filter's last level: what the kiosk logs of it (no site or kiosk names)."""
-    return topic.rsplit("/", 1)[-1]
-
 
 def read_password(settings: MqttSection) -> str | None:
     """The password from config or its file; refuses a file others can read."""
@@ -142,16 +131,9 @@ class Uplink:
         self._password = read_password(settings)
         self._client = self._new_client()
         self._diagnosed = threading.Event()
-        # Subscriptions: the filters wanted, those granted, the refused ones (with how often),
-        # the requests awaiting their SUBACK (mid -> filters) and the retry timer.
-        self._subs_lock = threading.Lock()
-        self._wanted: tuple[str, ...] = ()
-        self._granted: set[str] = set()
-        self._refused: dict[str, int] = {}
-        self._pending: dict[int, tuple[str, ...]] = {}
-        self._retry_s = RESUBSCRIBE_MIN_S
-        self._retry: threading.Timer | None = None
-        self._reported: tuple[str, ...] = ()  # the refused filters last put on the inbox
+        self._subscriptions = Subscriptions(
+            self._send_subscribe, lambda refused: self.inbox.put(SubscriptionsChanged(refused))
+        )
 
     @property
     def is_v5(self) -> bool:
@@ -217,7 +199,7 @@ class Uplink:
                 log.warning("could not publish 'stopped' before disconnecting")
         elif not clean and self.is_v5:
             reason = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
-        self._forget_requests()
+        self._subscriptions.forget()
         self._client.disconnect(reasoncode=reason)
         self._client.loop_stop()
 
@@ -233,7 +215,7 @@ class Uplink:
             self._client.loop_stop()
         except Exception:
             log.exception("stopping the dead MQTT client failed")
-        self._forget_requests()
+        self._subscriptions.forget()
         self._client = self._new_client()
         self.start()
 
@@ -270,64 +252,26 @@ class Uplink:
     def subscribe(self, *topics: str) -> None:
         """Subscribe at QoS 1 (idempotent; call on every connect). Each SUBACK is checked: a
         refused filter is asked for again with a growing delay until the broker grants it."""
-        with self._subs_lock:
-            self._cancel_retry()
-            self._wanted = tuple(dict.fromkeys(topics))
-            self._granted.clear()
-            self._refused = {t: n for t, n in self._refused.items() if t in self._wanted}
-            self._retry_s = RESUBSCRIBE_MIN_S
-            self._request(self._wanted)
+        self._subscriptions.subscribe(topics)
 
     def subscription_state(self) -> dict[str, Any]:
-        """For the state document: ``refused_subscriptions``, the last levels of the filters
-        the broker refused at its last answer, being asked for again (empty on a healthy
-        kiosk; a request still awaiting its answer is not counted); thread-safe."""
-        with self._subs_lock:
-            return {"refused_subscriptions": list(self._refused_leaves())}
+        """``refused_subscriptions`` for the state document; thread-safe."""
+        return self._subscriptions.state()
 
     @property
     def subscribed(self) -> bool:
         """Whether the broker granted every filter the kiosk asked for on this connection."""
-        with self._subs_lock:
-            return bool(self._wanted) and self._granted.issuperset(self._wanted)
+        return self._subscriptions.granted_all
 
-    def _refused_leaves(self) -> tuple[str, ...]:
-        return tuple(leaf_of(t) for t in self._wanted if t in self._refused)
-
-    def _request(self, topics: tuple[str, ...]) -> None:
-        """Send one SUBSCRIBE for ``topics`` (holding the lock, so that its SUBACK, handled in
-        paho's thread, finds the request); not connected: the next connect subscribes."""
-        if not topics:
-            return
+    def _send_subscribe(self, topics: tuple[str, ...]) -> int | None:
+        """One SUBSCRIBE at QoS 1; its mid, or None when not connected (the next connect
+        subscribes) or paho refused it."""
         rc, mid = self._client.subscribe([(topic, 1) for topic in topics])
         if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
-            self._pending[mid] = topics
-        elif rc != MQTTErrorCode.MQTT_ERR_NO_CONN:
+            return int(mid)
+        if rc != MQTTErrorCode.MQTT_ERR_NO_CONN:
             log.warning("subscribing refused by the client: %s", paho.error_string(rc))
-
-    def _resubscribe(self, timer: threading.Timer) -> None:
-        """The retry timer: ask again for the filters still refused."""
-        try:
-            with self._subs_lock:
-                if self._retry is not timer:  # cancelled or replaced meanwhile
-                    return
-                self._retry = None
-                self._request(tuple(t for t in self._wanted if t in self._refused))
-        except Exception:
-            log.exception("asking again for a refused subscription failed")
-
-    def _cancel_retry(self) -> None:
-        if self._retry is not None:
-            self._retry.cancel()
-            self._retry = None
-
-    def _forget_requests(self) -> None:
-        """The connection ends: no SUBACK will come for what is pending; the next connect
-        subscribes to everything again."""
-        with self._subs_lock:
-            self._cancel_retry()
-            self._pending.clear()
-            self._granted.clear()
+        return None
 
     # --- paho callbacks: hand over a value, never raise ----------------------------
 
@@ -355,7 +299,7 @@ class Uplink:
         self, client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
     ) -> None:
         try:
-            self._forget_requests()
+            self._subscriptions.forget()
             self.inbox.put(Disconnected(str(reason_code)))
         except Exception:
             log.exception("in on_disconnect")
@@ -372,53 +316,9 @@ class Uplink:
         self, client: Any, userdata: Any, mid: int, reason_codes: Any, properties: Any
     ) -> None:
         try:
-            with self._subs_lock:
-                topics = self._pending.pop(mid, None)
-                if topics is None:  # a request of an earlier connection
-                    return
-                refused, delay = self._answered(topics, list(reason_codes))
-                now_refused = self._refused_leaves()
-                changed, self._reported = now_refused != self._reported, now_refused
-            if refused:
-                log.warning(
-                    "the broker refused the subscription to %s (%s); asking again in %g s",
-                    ", ".join(leaf_of(t) for t, _ in refused),
-                    ", ".join(sorted({code for _, code in refused})),
-                    delay,
-                )
-            if changed:
-                self.inbox.put(SubscriptionsChanged(now_refused))
+            self._subscriptions.answered(mid, list(reason_codes))
         except Exception:
             log.exception("in on_subscribe")
-
-    def _answered(
-        self, topics: tuple[str, ...], codes: list[Any]
-    ) -> tuple[list[tuple[str, str]], float]:
-        """Record a SUBACK's codes (holding the lock): the refused filters with their codes,
-        and the delay before they are asked for again (it doubles each time, up to the
-        maximum; a retry already waiting is kept)."""
-        refused = []
-        for topic, code in zip(topics, codes, strict=False):
-            if code.is_failure:
-                self._granted.discard(topic)
-                self._refused[topic] = self._refused.get(topic, 0) + 1
-                refused.append((topic, str(code)))
-            else:
-                self._granted.add(topic)
-                times = self._refused.pop(topic, 0)
-                if times:
-                    log.info("subscription to %s granted after %d refusals", leaf_of(topic), times)
-        for topic in topics[len(codes) :]:  # a SUBACK shorter than the request: ask again
-            self._refused[topic] = self._refused.get(topic, 0) + 1
-            refused.append((topic, "no return code"))
-        delay = self._retry_s
-        if refused and self._retry is None:
-            timer = threading.Timer(delay, lambda: self._resubscribe(timer))
-            timer.daemon = True
-            self._retry = timer
-            self._retry_s = min(delay * 2, RESUBSCRIBE_MAX_S)
-            timer.start()
-        return refused, delay
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
