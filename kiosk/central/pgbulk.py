@@ -6,7 +6,8 @@ from there: one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` for the events,
 rows not stored as they are (only when some were not), one upsert of the batch's kiosks and
 one ``INSERT … SELECT`` into ``subject_events``. What it stores and reports is what
 :meth:`kiosk.central.store.Store.insert_batch` does row by row in SQLite: rows are tried by
-kiosk, then in batch order, so of two rows of a batch with one seq the first wins.
+kiosk, then in batch order, so of two rows of a batch with one seq the first wins; the
+conflicts come back in that order.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from kiosk.central.schema import POSTGRES, _subject_condition, _subject_values
 
 STAGE = "central_batch"
 _COLUMNS = ", ".join(EventRow._fields)
-# Kiosks in byte order, as Python sorts them: every worker takes the rows' locks in one order.
-_BY_KIOSK = 'site COLLATE "C", kiosk COLLATE "C"'
 _SAME_EVENT = "e.site = b.site AND e.kiosk = b.kiosk AND e.seq = b.seq"
 
 SEQ_TAKEN = "seq already stored for another event"
@@ -40,7 +39,7 @@ class BulkInsert:
         self.copy_sql = f"COPY {STAGE} ({_COLUMNS}, ord) FROM STDIN"
         self.insert_sql = (
             f"WITH added AS (INSERT INTO events SELECT {_COLUMNS} FROM {STAGE}"
-            f" ORDER BY {_BY_KIOSK}, ord ON CONFLICT DO NOTHING RETURNING site, kiosk)"
+            " ORDER BY ord ON CONFLICT DO NOTHING RETURNING site, kiosk)"
             " SELECT site, kiosk, count(*) FROM added GROUP BY site, kiosk"
         )
         self.conflicts_sql = (
@@ -48,7 +47,7 @@ class BulkInsert:
             f"SELECT b.ord, e.seq IS NOT NULL FROM {STAGE} b LEFT JOIN LATERAL (SELECT seq,"
             f" event_id FROM events e WHERE {_SAME_EVENT} LIMIT 1) e ON true"
             " WHERE e.event_id IS DISTINCT FROM b.event_id"
-            ' ORDER BY b.site COLLATE "C", b.kiosk COLLATE "C", b.ord'
+            " ORDER BY b.ord"
         )
         self.kiosks_sql = (
             "INSERT INTO kiosks (site, kiosk, last_seen_ms, highest_seq, event_count)"
@@ -66,6 +65,10 @@ class BulkInsert:
 
     def __call__(self, cur: Any, rows: list[EventRow]) -> Stored:
         """Store ``rows`` in the cursor's open transaction (the caller commits)."""
+        # By kiosk (in code point order, the order of UTF-8 bytes), then as they came: every
+        # worker takes the rows' locks in one order, and PostgreSQL's sort on ord finds its
+        # input sorted already.
+        rows = sorted(rows, key=lambda r: (r.site, r.kiosk))
         cur.execute(self.stage_sql)
         with cur.copy(self.copy_sql) as copy:
             for ord_, row in enumerate(rows):
