@@ -4,6 +4,7 @@ all a site's kiosks, the site's local day, names from the roster, the Prometheus
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 import zlib
@@ -249,3 +250,18 @@ def test_the_ingest_writes_subject_events_once_per_event_and_no_trigger_does(
         " AND NOT tgisinternal"
     )
     assert store.transaction(lambda cur: (cur.execute(sql), cur.fetchone()[0])[1]) == 1
+
+
+def test_who_is_inside_leaves_the_garbage_collector_as_it_found_it(store: Store) -> None:
+    """The collector is paused while the rows become people (it would walk them again and
+    again), and only then."""
+    put(store, decision("s-a", at("2026-12-01 08:00")))
+    assert gc.isenabled()
+    assert who(store) == {"main": ["s-a"]}
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        assert who(store) == {"main": ["s-a"]}
+        assert not gc.isenabled()  # paused by someone else: left so
+    finally:
+        gc.enable()

@@ -19,8 +19,6 @@ together.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from kiosk.central import roster
-from kiosk.central.presence import UNUSED, inside_after
+from kiosk.central.presence import UNUSED, collector_paused, inside_after
 from kiosk.central.reports.daily import day_bounds
 from kiosk.central.roster import Entry, Person
 from kiosk.central.store import Store
@@ -245,7 +243,7 @@ def trace(
         names = roster.people(cur, site, [subject, *(near.subject for near in found + shared)])
         return mine, found, shared, names
 
-    with _collector_paused():
+    with collector_paused():
         mine, found, shared, names = store.transaction(work)
         contacts = _contacts(found, shared, names, zone)
     return Trace(
@@ -286,21 +284,6 @@ def _entrances(
     for i, subject, kind, ts_ms in cur.fetchall():
         near.setdefault(i, []).append((subject, kind, ts_ms))
     return near
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused: a trace makes tens of thousands of small objects
-    (no cycles) that live until it returns, which the collector would otherwise walk again
-    and again (a fifth of a 15,000-contact trace's time). Process-wide, as the collector is;
-    left paused if it was (by another thread's trace, say)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _shared(
