@@ -8,24 +8,29 @@ PostgreSQL, with nodes and workers killed -9 on the way; one JSON line at the en
 
 The cluster (bench/fleet_cluster.py) runs on free loopback ports; each worker is a real
 ``kiosk central run`` with ``[central] transport = "nats"``; the kiosks are the project's
-``Sync`` over their own event logs, 50 per process (bench/fleet_kiosks.py), spread over the
-three nodes' MQTT listeners. The result: kiosks, workers, events (appended by the kiosks),
-stored, lost, duplicated (rows stored twice for one kiosk and seq), unconfirmed (events a kiosk
-still had no receipt for at the end), events_per_s (stored ÷ from the first to the last
-central commit), lag_ms p50/p99 (an event's commit in its kiosk's log to central's read of
-its batch), node_kills, worker_kills, confirmed_s (traffic end to every kiosk confirmed).
+``Sync`` over their own event logs, 50 per process (``--per-process``; bench/fleet_kiosks.py),
+spread over the three nodes' MQTT listeners. The result: kiosks, workers, events (appended by
+the kiosks), stored, lost, duplicated (rows stored twice for one kiosk and seq), unconfirmed
+(events a kiosk still had no receipt for at the end), events_per_s (stored ÷ from the first to
+the last central commit), lag_ms p50/p99 (an event's commit in its kiosk's log to central's
+read of its batch), node_kills, worker_kills, confirmed_s (traffic end to every kiosk
+confirmed), cpu_s (CPU seconds of the nats-servers, the workers and the kiosk processes over
+the run) and the machine's 1-minute load average (the highest sampled, and at the end).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +41,6 @@ from fleet_cluster import Cluster, environment  # noqa: E402
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SITE = "fleet"
-PER_PROCESS = 50
 NODE_DOWN_S = 5.0  # a killed node is started again after this long
 
 
@@ -152,18 +156,19 @@ def wait_consumer(cluster: Cluster, timeout: float) -> None:
 
 
 def run_kiosks(args: argparse.Namespace, cluster: Cluster, root: Path) -> list[Any]:
-    """Start the kiosk processes (50 kiosks each); returns them."""
+    """Start the kiosk processes (``--per-process`` kiosks each); returns them."""
     ids = [f"k{i:05d}" for i in range(args.kiosks)]
     ports = [cluster.mqtt_ports[i % 3] for i in range(args.kiosks)]
     procs = []
-    for first in range(0, args.kiosks, PER_PROCESS):
+    per = args.per_process
+    for first in range(0, args.kiosks, per):
         folder = root / f"kiosks{first}"
         folder.mkdir()
         spec = {
             "dir": str(folder),
             "site": SITE,
-            "kiosks": ids[first : first + PER_PROCESS],
-            "ports": ports[first : first + PER_PROCESS],
+            "kiosks": ids[first : first + per],
+            "ports": ports[first : first + per],
             "seconds": args.seconds,
             "rate": args.rate,
             "drain_s": args.drain_s,
@@ -210,6 +215,48 @@ def chaos(
     return thread, counts
 
 
+class CpuMeter:
+    """Samples the CPU time (user + system) of each role's processes every second while the
+    run lasts, and the machine's load average: what carried the load, and how loaded it was.
+    A killed process keeps what it had at its last sample."""
+
+    def __init__(self, roles: dict[str, Callable[[], list[int]]]) -> None:
+        self.roles = roles
+        self.seen: dict[str, dict[int, float]] = {role: {} for role in roles}
+        self.load_max = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._thread.start()
+
+    def _cpu_s(self, pid: int) -> float | None:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime
+
+    def _loop(self) -> None:
+        while not self._stop.wait(1.0):
+            self.load_max = max(self.load_max, os.getloadavg()[0])
+            for role, pids in self.roles.items():
+                for pid in pids():
+                    cpu = self._cpu_s(pid)
+                    if cpu is not None:
+                        self.seen[role][pid] = cpu
+
+    def result(self) -> dict[str, Any]:
+        """Stop sampling; CPU seconds per role, the highest and the last 1-minute load."""
+        self._stop.set()
+        self._thread.join()
+        return {
+            "cpu_s": {role: round(sum(seen.values()), 1) for role, seen in self.seen.items()},
+            "loadavg_max": round(self.load_max, 1),
+            "loadavg_end": [round(x, 1) for x in os.getloadavg()],
+        }
+
+
 def measure(db_url: str, appended: dict[str, int]) -> dict[str, Any]:
     """Stored, lost, duplicated, the commit span's rate and the lag percentiles."""
     import psycopg
@@ -242,6 +289,13 @@ def measure(db_url: str, appended: dict[str, int]) -> dict[str, Any]:
     }
 
 
+def keep_logs(root: Path, into: Path) -> None:
+    """Copy the run's logs (nodes, workers, kiosk processes) into ``into``."""
+    into.mkdir(parents=True, exist_ok=True)
+    for log in [*root.glob("*.log"), *root.glob("nats/*.log")]:
+        shutil.copy(log, into / log.name)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """One fleet run; the result dictionary."""
     schema, db_url = fresh_schema(args.db)
@@ -255,10 +309,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wait_consumer(cluster, 60)
             stop = threading.Event()
             kiosks = run_kiosks(args, cluster, root)
+            meter = CpuMeter(
+                {
+                    "nats": lambda: [p.pid for p in cluster.procs if p is not None],
+                    "workers": lambda: [p.pid for p in workers.procs] if workers else [],
+                    "kiosks": lambda: [p.pid for p in kiosks],
+                }
+            )
             thread, counts = chaos(args, cluster, workers, stop)
             results = [json.loads(proc.communicate()[0].splitlines()[-1]) for proc in kiosks]
             stop.set()
             thread.join()
+            machine = meter.result()
             appended: dict[str, int] = {}
             unconfirmed = 0
             for result in results:
@@ -270,6 +332,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             workers = None
             return {
                 "kiosks": args.kiosks,
+                "per_process": args.per_process,
+                "rate": args.rate,
+                "seconds": args.seconds,
                 "workers": args.workers,
                 "events": sum(appended.values()),
                 **measure(db_url, appended),
@@ -277,16 +342,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "confirmed_s": max(result["confirmed_s"] for result in results),
                 **{
                     name: sum(result[name] for result in results)
-                    for name in ("resent_events", "ignored_messages", "kiosks_receipted")
+                    for name in (
+                        "resent_events",
+                        "ignored_messages",
+                        "kiosks_receipted",
+                        "kiosks_subscribed",
+                    )
                 },
                 "node_kills": counts["node_kills"],
                 "worker_kills": worker_kills,
+                **machine,
             }
         finally:
             if workers is not None:
                 workers.stop()
             cluster.stop()
             drop_schema(args.db, schema)
+            if args.keep_logs:
+                keep_logs(root, Path(args.keep_logs))
 
 
 def main() -> None:
@@ -294,6 +367,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kiosks", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--per-process", type=int, default=50, help="kiosks per process")
     parser.add_argument("--seconds", type=float, default=120.0, help="traffic duration")
     parser.add_argument("--rate", type=float, default=0.2, help="passages per kiosk per second")
     parser.add_argument("--backlog", type=int, default=0, help="events per kiosk log at start")
@@ -301,6 +375,7 @@ def main() -> None:
     parser.add_argument("--worker-kill-s", type=float, default=20.0, help="0: no worker kills")
     parser.add_argument("--drain-s", type=float, default=120.0, help="longest wait for receipts")
     parser.add_argument("--resend-after-s", type=float, default=15.0, help="the kiosks' setting")
+    parser.add_argument("--keep-logs", default="", help="copy the run's logs into this folder")
     parser.add_argument("--db", default=PG_URL, help="PostgreSQL URL (a schema is made in it)")
     parser.add_argument("--quick", action="store_true", help="100 kiosks, 30 s, 1+1 kills")
     args = parser.parse_args()

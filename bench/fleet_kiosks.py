@@ -4,7 +4,9 @@ real ``Sync`` + ``Uplink`` (MQTT 3.1.1) over its own ``EventLog``, with people p
 ``python bench/fleet_kiosks.py SPEC_JSON``: SPEC has dir, site, kiosks (ids), ports (one MQTT
 port per kiosk), seconds, rate (passages per kiosk per second), drain_s, resend_after_s and
 backlog (events put in each log before its kiosk connects). Prints one JSON line:
-``{"kiosks": {id: [appended, unconfirmed]}, "confirmed_s": seconds after traffic ended}``.
+``{"kiosks": {id: [appended, unconfirmed]}, "confirmed_s": seconds after traffic ended}`` and
+totals: events resent, messages ignored, kiosks that had a receipt, kiosks whose subscriptions
+the broker all granted (at the end).
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def main(spec: dict[str, Any]) -> None:
         "resent_events": sum(st.resent_events for st in stats),
         "ignored_messages": sum(st.ignored_messages for st in stats),
         "kiosks_receipted": sum(1 for st in stats if st.last_receipt_ms),
+        "kiosks_subscribed": sum(1 for one in kiosks if one.sync.uplink.subscribed),
     }
     print(
         json.dumps({"kiosks": result, "confirmed_s": round(confirmed_s, 2), **totals}), flush=True
