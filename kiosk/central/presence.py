@@ -9,9 +9,10 @@ passage leaves them inside. The count starts afresh at midnight, in the site's t
 today. A passage dated more than :data:`~kiosk.decide.area.MAX_AHEAD_S` ahead of now is not
 counted. A check-in kiosk's grants are entries into its area, as its neighbours count them.
 
-Everything is read from ``subject_events`` (plain columns the ingest writes) with two queries
-per site (each subject's newest passage per area, and the rare passages that tie in one
-millisecond), plus one on the roster for the names.
+Everything is read from ``subject_events`` (plain columns the ingest writes): on a day
+without two passages of one subject in one millisecond (SQLite asks first; PostgreSQL's query
+says it) one query per site for each subject's newest passage per area; on a day with one,
+the full rows and those tied, as the kiosks need them; plus one on the roster for the names.
 """
 
 from __future__ import annotations
@@ -71,7 +72,9 @@ _ANY_TIE = f"SELECT 1{_PASSAGES} GROUP BY subject, ts_ms HAVING count(*) > 1 LIM
 # One newest passage per (subject, area) (SQLite's bare columns come from the max() row): the
 # subject, area, time, whether it leaves the subject inside, only then kiosk and kind, and
 # whether it is tied.
-_IN = f"(direction = 'entry') <> (type = '{EventType.GRANT_UNUSED.value}')"
+# Whether a passage leaves its subject inside (:func:`inside_after`), in SQL.
+INSIDE_SQL = f"(direction = 'entry') <> (type = '{EventType.GRANT_UNUSED.value}')"
+_IN = INSIDE_SQL
 _SHORT = (
     f"subject, area, ts_ms, {_IN}, CASE WHEN {_IN} THEN kiosk END, CASE WHEN {_IN} THEN kind END"
 )

@@ -13,7 +13,7 @@ them (place, time, outcome), and as contacts every other subject who
 Each contact is listed once per reason and occasion (the index person's passage, for an
 entrance or a meeting; the local day, for an area), with names and kinds from the roster
 where it has them. Everything is read from ``subject_events``, so no event's JSON is parsed.
-A little over 350 lines: the three kinds of contact, their queries and their merging belong
+About 450 lines: the three kinds of contact, their queries and their merging belong
 together.
 """
 
@@ -28,7 +28,7 @@ from typing import Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
 
 from kiosk.central import roster
-from kiosk.central.presence import UNUSED, collector_paused, inside_after
+from kiosk.central.presence import INSIDE_SQL, UNUSED, collector_paused, inside_after
 from kiosk.central.reports.daily import day_bounds
 from kiosk.central.roster import Entry, Person
 from kiosk.central.store import Store
@@ -45,9 +45,8 @@ GRANT = Outcome.GRANT.value  # a plain str, as UNUSED: compared once per row rea
 # ``ts_ms`` (the key's order: nothing to sort) or, when one subject has two passages in one
 # millisecond, ``ts_ms, event_id`` (the kiosks order such a tie by the CRC-32 of the event ids;
 # here by the event id).
-_INSIDE = f"(direction = 'entry') <> (type = '{UNUSED}')"
 _PASSAGES = (  # the kind only of a passage that leaves its subject inside: fewer strings to read
-    f"SELECT subject, ts_ms, {_INSIDE}, CASE WHEN {_INSIDE} THEN kind END"
+    f"SELECT subject, ts_ms, {INSIDE_SQL}, CASE WHEN {INSIDE_SQL} THEN kind END"
     " FROM subject_events WHERE site = {p} AND ts_ms >= {p} AND ts_ms < {p} AND area = {p}"
     f" AND direction IN ('entry', 'exit') AND (outcome = '{GRANT}' OR type = '{UNUSED}')"
     " ORDER BY {order}"
