@@ -47,7 +47,7 @@ def node_config(name: str, ports: dict[str, int], routes: list[int], store: Path
     route_urls = ", ".join(f'"nats-route://127.0.0.1:{port}"' for port in routes)
     return f"""server_name: {name}
 listen: 127.0.0.1:{ports["client"]}
-jetstream {{ store_dir: "{store}" }}
+jetstream {{ store_dir: "{store}", limits {{ default_max_consumers: -1 }} }}
 cluster {{
   name: fleet
   listen: 127.0.0.1:{ports["cluster"]}
