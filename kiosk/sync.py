@@ -25,14 +25,14 @@ error type, no content), counted and skipped. It also publishes the kiosk's stat
 An idle loop sleeps: it blocks on the inbox until paho reports something, the event log says
 an event was appended (:meth:`Sync.wake`, which the log calls through
 ``add_append_observer``), another thread asks for the state or a resend, or the next thing
-falls due (a resend, the state, the sent-marks, the watchdog); at the latest after
-``poll_s`` (1 s), which also finds events another process appended and is how long a stop
-may take to be noticed.
+falls due (a resend, the state, the sent-marks, the watchdog), or ``stop`` is set; at the
+latest after ``poll_s`` (1 s), which also finds events another process appended.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -94,7 +94,11 @@ class Sync:
         now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         clock: Callable[[], float] = time.monotonic,
         poll_s: float = POLL_S,
+        watchdog_s: float = WATCHDOG_EVERY_S,
     ) -> None:
+        for name, value in (("poll_s", poll_s), ("watchdog_s", watchdog_s)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"Sync: {name} must be a finite number of seconds above 0")
         self.uplink = uplink
         self.stats = SyncStats()
         self._sender = Sender(
@@ -120,7 +124,8 @@ class Sync:
         self._last_watchdog = 0.0
         self._ignored_logged, self._ignored_since = 0, 0.0  # log lines in this minute
         self._state_requested = threading.Event()
-        self._poll_s = poll_s
+        self._poll_s, self._watchdog_s = poll_s, watchdog_s
+        self._stop_watched: threading.Event | None = None  # wakes the loop when set
         self._resend_after_s = resend_after_s
         self._resend_at: float | None = None  # when the oldest event in flight is overdue
         self._wake_queued = False  # a _WAKE is on the inbox, not handled yet
@@ -137,6 +142,7 @@ class Sync:
         If the loop itself crashes, the kiosk is not stopped: the connection ends with the
         will (``offline``) and whoever runs the loop starts it again."""
         self.stats.runs += 1
+        self._wake_on(stop)
         self.uplink.start()
         clean = False
         try:
@@ -168,7 +174,7 @@ class Sync:
                 self.publish_state()
         if now - self._last_mark >= MARK_EVERY_S:
             self._flush_marks()
-        if now - self._last_watchdog >= WATCHDOG_EVERY_S:
+        if now - self._last_watchdog >= self._watchdog_s:
             self._last_watchdog = now
             if not self.uplink.is_alive():
                 self.uplink.restart()
@@ -180,10 +186,23 @@ class Sync:
             self._wake_queued = True
             self.uplink.inbox.put(cast(UplinkEvent, _WAKE))
 
+    def _wake_on(self, stop: threading.Event) -> None:
+        """Wake the loop when ``stop`` is set, so that a stop is noticed at once: one thread
+        blocked on the event (kept for the next run after a crash, which gets the same)."""
+        if self._stop_watched is stop:
+            return
+        self._stop_watched = stop
+
+        def watch() -> None:
+            stop.wait()
+            self.wake()
+
+        threading.Thread(target=watch, name="sync-stop", daemon=True).start()
+
     def _sleep_s(self) -> float:
         """How long the loop may wait for the inbox: until the next thing falls due."""
         now = self._clock()
-        due = [now + self._poll_s, self._last_watchdog + WATCHDOG_EVERY_S]
+        due = [now + self._poll_s, self._last_watchdog + self._watchdog_s]
         if self._sender.marks_waiting:
             due.append(self._last_mark + MARK_EVERY_S)
         if self.uplink.connected:

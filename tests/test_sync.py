@@ -9,11 +9,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -479,7 +478,7 @@ def settled(sync: Sync, watcher: Collector) -> int:
 
 def test_an_idle_sync_loop_sleeps_until_its_fallback_poll(broker: Broker, tmp_path: Path) -> None:
     """An idle kiosk's loop wakes about once a second (the fallback poll; the watchdog every
-    5 s), not 50 times a second: four rounds take at least three poll intervals."""
+    5 s), not 50 times a second: at most 10 rounds in 3 s (the old 20 ms tick: 150)."""
     watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
     watcher.subscribe(TOPICS.topic(Leaf.STATE))
     settings = mqtt_settings(broker.port, state_interval_s=600.0)
@@ -488,50 +487,94 @@ def test_an_idle_sync_loop_sleeps_until_its_fallback_poll(broker: Broker, tmp_pa
         syncing(log, settings, poll_s=1.0) as sync,
     ):
         start = settled(sync, watcher)
-        began = time.monotonic()
-        wait_until(lambda: sync.rounds >= start + 4)
-        assert time.monotonic() - began >= 2.5
+        assert holds_for(lambda: sync.rounds <= start + 10, 3.0)
+        wait_until(lambda: sync.rounds >= start + 2)  # but the poll does wake it
+
+
+ASLEEP: dict[str, Any] = {
+    "poll_s": 60.0,
+    "watchdog_s": 600.0,
+}  # nothing but the feature tested wakes the loop
 
 
 def test_an_appended_event_wakes_the_loop_and_is_published_at_once(
     broker: Broker, tmp_path: Path
 ) -> None:
     """The log tells the sync of each append: the event goes out in a few rounds, long before
-    the fallback poll (60 s here) would have found it."""
+    the fallback poll (60 s here) or the watchdog (600 s) would have found it."""
     watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
     watcher.subscribe(TOPICS.topic(Leaf.STATE))
     watcher.subscribe(TOPICS.topic(Leaf.EVENTS))
     settings = mqtt_settings(broker.port, state_interval_s=600.0, confirm="puback")
     with (
         EventLog(tmp_path / "events.db", boot_id="b1") as log,
-        syncing(log, settings, poll_s=60.0) as sync,
+        syncing(log, settings, **ASLEEP) as sync,
     ):
         start = settled(sync, watcher)
         assert holds_for(lambda: sync.rounds <= start + 3, 1.0)  # asleep (a 20 ms tick: 50)
         start = sync.rounds
-        appended = time.monotonic()
         fill(log, 1)
         assert seqs_seen(watcher, 1, timeout=20) == [1]
-        assert time.monotonic() - appended < 20  # the poll would take 60 s
         wait_until(lambda: log.stats().unconfirmed == 0)
-        assert sync.rounds - start <= 5  # wake-up, PUBACK, mark flush (+ the watchdog)
+        assert sync.rounds - start <= 5  # wake-up, PUBACK, mark flush
 
 
-def test_resends_and_the_state_fall_due_without_the_fallback_poll(
-    broker: Broker, tmp_path: Path
-) -> None:
-    """The loop sleeps until the next resend or state publish, not a fixed tick."""
-    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
-    watcher.subscribe(TOPICS.topic(Leaf.STATE))
-    settings = mqtt_settings(broker.port, resend_after_s=1.0, state_interval_s=1.0)
+def test_resends_fall_due_without_the_fallback_poll(broker: Broker, tmp_path: Path) -> None:
+    """The loop sleeps until the next resend, not a fixed tick (the state here every 600 s).
+    No central, no receipts: the events are sent again every 2 s, three times here (a loop that
+    did not wake for them would only if each PUBACK took 2 s)."""
+    settings = mqtt_settings(broker.port, resend_after_s=2.0, state_interval_s=600.0)
     with (
         EventLog(tmp_path / "events.db", boot_id="b1") as log,
-        syncing(log, settings, poll_s=60.0) as sync,
+        syncing(log, settings, **ASLEEP) as sync,
     ):
         fill(log, 3)
-        wait_until(lambda: sync.stats.resent_events >= 6)  # no central: sent again, twice
-        for _ in range(3):  # the first state, then one each second
+        wait_until(lambda: sync.stats.resent_events >= 9, timeout=40)
+
+
+def test_the_state_falls_due_without_the_fallback_poll(broker: Broker, tmp_path: Path) -> None:
+    """The loop sleeps until the next state publish: the first state, then one every 2 s (a
+    loop that did not wake for them would only publish one when a PUBACK took 2 s)."""
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.STATE))
+    settings = mqtt_settings(broker.port, state_interval_s=2.0)
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, settings, **ASLEEP),
+    ):
+        for _ in range(4):
             watcher.get_until(TOPICS.topic(Leaf.STATE), timeout=20)
+
+
+def test_a_stop_wakes_the_sleeping_loop(broker: Broker, tmp_path: Path) -> None:
+    """Setting ``stop`` ends the sleeping loop at once, not at its next poll (60 s here)."""
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.STATE))
+    watcher.subscribe(TOPICS.topic(Leaf.STATUS))
+    settings = mqtt_settings(broker.port, state_interval_s=600.0)
+    with EventLog(tmp_path / "events.db", boot_id="b1") as log:
+        sync = Sync(Uplink(settings, TOPICS, client_id(TOPICS)), log, **ASLEEP)
+        stop = threading.Event()
+        thread = threading.Thread(target=sync.run, args=(stop,), daemon=True)
+        thread.start()
+        try:
+            start = settled(sync, watcher)
+            assert holds_for(lambda: sync.rounds <= start + 3, 1.0)  # asleep
+        finally:
+            stop.set()
+            thread.join(timeout=20)
+        assert not thread.is_alive()
+        assert watcher.get_until(TOPICS.topic(Leaf.STATUS))[-1].payload == b"stopped"
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), 0.0, -1.0])
+@pytest.mark.parametrize("name", ["poll_s", "watchdog_s"])
+def test_a_poll_or_watchdog_interval_that_would_spin_the_loop_is_refused(
+    name: str, seconds: float
+) -> None:
+    with pytest.raises(ValueError, match=f"{name} must be a finite number of seconds above 0"):
+        interval: dict[str, Any] = {name: seconds}
+        Sync(cast(Any, None), cast(Any, None), **interval)
 
 
 def test_a_failing_append_observer_does_not_fail_the_append(tmp_path: Path) -> None:
