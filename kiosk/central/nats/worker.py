@@ -114,8 +114,10 @@ class _Read(NamedTuple):
 class NatsWorker:
     """One worker: ``start()``, ``stop()``; ``stats()`` counts as :class:`~kiosk.central.Ingest`.
 
-    Runs an asyncio loop in its own thread; store calls run in one further thread, so a slow
-    or retrying commit never stalls the connection's heartbeats.
+    Runs an asyncio loop in its own thread; reading a batch and store calls run in two further
+    threads, so neither a big batch nor a slow or retrying commit stalls the connection (its
+    heartbeats, and the reading of its socket: a client that stops reading is cut off by the
+    server as a slow consumer).
     """
 
     def __init__(self, settings: NatsSettings, store: Store) -> None:
@@ -125,6 +127,7 @@ class NatsWorker:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="central-store")
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="central-read")
         self._thread = threading.Thread(target=self._main, name="central-nats", daemon=True)
 
     def start(self) -> None:
@@ -147,6 +150,7 @@ class NatsWorker:
         if self._thread.is_alive():
             self._thread.join(timeout)
         self._db.shutdown(wait=True)
+        self._reader.shutdown(wait=True)
 
     # --- the loop thread ---
 
@@ -181,6 +185,7 @@ class NatsWorker:
                 await asyncio.sleep(RETRY_S)
         if nc is None:
             return
+        loop = asyncio.get_running_loop()
         storing: asyncio.Task[None] | None = None  # the batch being stored, then acked
         try:
             js = nc.jetstream()
@@ -191,7 +196,8 @@ class NatsWorker:
                 read = None
                 try:
                     batch = await self._fetch(sub)
-                    read = self._read(batch) if batch else None
+                    if batch:  # read in a thread: the loop keeps reading the socket
+                        read = await loop.run_in_executor(self._reader, self._read, batch)
                 except TimeoutError:  # nothing to fetch (nats' TimeoutError is one too)
                     pass
                 except Exception as exc:
