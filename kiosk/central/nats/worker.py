@@ -192,7 +192,7 @@ class NatsWorker:
             sub = await self._bind(js)
             while sub is not None and not self._stop.is_set():
                 # The next batch is fetched and read while the last one is stored: on a
-                # backlog the database and this thread work at the same time.
+                # backlog the reading and the database work at the same time.
                 read = None
                 try:
                     batch = await self._fetch(sub)
