@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -15,8 +16,13 @@ from pathlib import Path
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, generate_latest
 
-from kiosk.central import Store, roster, schema
-from kiosk.central.presence import PeopleInsideCollector, inside, site_inside
+from kiosk.central import EventRow, Store, roster, schema
+from kiosk.central.presence import (
+    PeopleInsideCollector,
+    collector_paused,
+    inside,
+    site_inside,
+)
 from kiosk.central.reports.daily import day_bounds
 from kiosk.central.settings import CentralConfig
 from kiosk.cli.main import cli
@@ -265,3 +271,81 @@ def test_who_is_inside_leaves_the_garbage_collector_as_it_found_it(store: Store)
         assert not gc.isenabled()  # paused by someone else: left so
     finally:
         gc.enable()
+
+
+def _no_area(row: EventRow) -> EventRow:
+    """The decision ``row`` as a kiosk without an area logs it: no ``area`` key (NULL)."""
+    data = json.loads(row.data)
+    del data["area"]
+    return row._replace(data=json.dumps(data))
+
+
+def test_an_empty_area_and_none_are_one_area_with_each_subject_once(store: Store) -> None:
+    """A passage stored with area "" and one with NULL are one area, as at the kiosks: the
+    newer wins, also when the two are tied in one millisecond (the higher CRC-32 wins)."""
+    ids = sorted(
+        (f"00000000-0000-4000-8000-00000000000{i}" for i in range(2)),
+        key=lambda i: zlib.crc32(i.encode()),
+        reverse=True,
+    )
+    ts = at("2026-12-01 09:00")
+    put(
+        store,
+        decision("s-a", at("2026-12-01 08:00"), area=""),
+        _no_area(decision("s-a", ts)),
+        decision("s-b", ts, area="", direction="exit", event_id=ids[1]),
+        _no_area(decision("s-b", ts, event_id=ids[0])),  # the higher CRC-32: inside
+        _no_area(decision("s-c", at("2026-12-01 08:00"))),
+        decision("s-c", ts, area="", direction="exit"),
+    )
+    (only,) = site_inside(store, "s1", ZONE, NOW)
+    assert only.area == ""
+    assert [(p.subject, f"{p.since:%H:%M}") for p in only.people] == [
+        ("s-a", "09:00"),
+        ("s-b", "09:00"),
+    ]
+
+
+def test_overlapping_pauses_in_two_threads_turn_the_collector_back_on_only_at_the_end() -> None:
+    """Thread B pauses the collector; thread A pauses it too while B's pause holds (A having
+    read that the collector is off just before B's pause ended); B ends, then A: the collector
+    stays off until A ends, and is on after (it used to be left off for good)."""
+    real = gc.isenabled
+    a_read, a_in, b_done, b_in = (threading.Event() for _ in range(4))
+    seen: dict[str, bool] = {}
+
+    def isenabled() -> bool:  # the thread switch between reading and pausing, in thread A
+        value = real()
+        if threading.current_thread().name == "A":
+            a_read.set()
+            b_done.wait(60)
+        return value
+
+    def b() -> None:
+        with collector_paused():
+            b_in.set()
+            assert a_read.wait(60) or a_in.is_set()
+        b_done.set()
+
+    def a() -> None:
+        assert b_in.wait(60)
+        with collector_paused():
+            a_read.set()  # now inside (where A found the pause held, it read nothing)
+            a_in.set()
+            assert b_done.wait(60)
+            seen["during"] = real()
+
+    assert gc.isenabled()
+    gc.isenabled = isenabled  # type: ignore[assignment]
+    try:
+        threads = [threading.Thread(target=f, name=f.__name__.upper()) for f in (b, a)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    finally:
+        gc.isenabled = real  # type: ignore[assignment]
+        collector_on = gc.isenabled()
+        gc.enable()
+    assert seen == {"during": False}  # off while A's pause held, after B's ended
+    assert collector_on

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 import time
 import zlib
 from collections.abc import Iterator
@@ -69,19 +70,20 @@ _PASSAGES = (
 # first; PostgreSQL's newest rows say whether the next older passage is in the same
 # millisecond, with the same sort (in bytes' order: quicker than the database's collation).
 _ANY_TIE = f"SELECT 1{_PASSAGES} GROUP BY subject, ts_ms HAVING count(*) > 1 LIMIT 1"
-# One newest passage per (subject, area) (SQLite's bare columns come from the max() row): the
-# subject, area, time, whether it leaves the subject inside, only then kiosk and kind, and
-# whether it is tied.
 # Whether a passage leaves its subject inside (:func:`inside_after`), in SQL.
 INSIDE_SQL = f"(direction = 'entry') <> (type = '{EventType.GRANT_UNUSED.value}')"
 _IN = INSIDE_SQL
 _SHORT = (
     f"subject, area, ts_ms, {_IN}, CASE WHEN {_IN} THEN kiosk END, CASE WHEN {_IN} THEN kind END"
 )
-_GROUP = 'subject COLLATE "C", area COLLATE "C"'
+# An area stored as "" and one stored as NULL are one area (no area), as at the kiosks.
+_GROUP = 'subject COLLATE "C", COALESCE(area, \'\') COLLATE "C"'
+# One newest passage per (subject, area) (SQLite's bare columns come from the max() row): the
+# subject, area, time, whether it leaves the subject inside, only then kiosk and kind, and
+# whether it is tied.
 _NEWEST = {
     "sqlite": f"SELECT {_SHORT.replace('ts_ms', 'max(ts_ms)', 1)}, 0{_PASSAGES}"
-    " GROUP BY subject, area",
+    " GROUP BY subject, COALESCE(area, '')",
     "postgresql": f"SELECT DISTINCT ON ({_GROUP}) {_SHORT},"
     f" ts_ms = lead(ts_ms) OVER (PARTITION BY {_GROUP} ORDER BY ts_ms DESC){_PASSAGES}"
     f" ORDER BY {_GROUP}, ts_ms DESC",
@@ -90,9 +92,10 @@ _NEWEST = {
 # another of the same subject and area; the kiosks' tie-break needs them all.
 _COLUMNS = "subject, area, ts_ms, event_id, type, direction, kiosk, kind"
 _NEWEST_FULL = {
-    "sqlite": f"SELECT {_COLUMNS.replace('ts_ms', 'max(ts_ms)')}{_PASSAGES} GROUP BY subject, area",
-    "postgresql": f"SELECT DISTINCT ON (subject, area) {_COLUMNS}{_PASSAGES}"
-    " ORDER BY subject, area, ts_ms DESC",
+    "sqlite": f"SELECT {_COLUMNS.replace('ts_ms', 'max(ts_ms)')}{_PASSAGES}"
+    " GROUP BY subject, COALESCE(area, '')",
+    "postgresql": f"SELECT DISTINCT ON (subject, COALESCE(area, '')) {_COLUMNS}{_PASSAGES}"
+    " ORDER BY subject, COALESCE(area, ''), ts_ms DESC",
 }
 _TIED = (
     f"SELECT {_COLUMNS}{_PASSAGES} AND (subject, COALESCE(area, ''), ts_ms) IN"
@@ -122,20 +125,35 @@ def inside_after(event_type: str, direction: str) -> bool:
     return (direction == "entry") != (event_type == UNUSED)
 
 
+class _Pause:
+    """The collector's pause, shared by every thread: how many hold it (under ``lock``), and
+    whether the first of them found the collector on, so the last turns it back on."""
+
+    lock = threading.Lock()
+    holders = 0
+    resume = False
+
+
 @contextlib.contextmanager
 def collector_paused() -> Iterator[None]:
     """The cyclic garbage collector paused: who is inside and the trace make thousands of
     small objects (no cycles) that live until they return, which the collector would
     otherwise walk again and again, with everything else the process holds (a fifth of a
-    15,000-contact trace's time). Process-wide, as the collector is; left paused if it was
-    (by another thread's report, say)."""
-    was = gc.isenabled()
-    gc.disable()
+    15,000-contact trace's time). Process-wide, as the collector is, so counted under a lock:
+    the first of overlapping pauses (in any thread) notes whether the collector was on, and
+    the last to end turns it back on if it was; left paused if it was off before them all."""
+    with _Pause.lock:
+        if _Pause.holders == 0:
+            _Pause.resume = gc.isenabled()
+            gc.disable()
+        _Pause.holders += 1
     try:
         yield
     finally:
-        if was:
-            gc.enable()
+        with _Pause.lock:
+            _Pause.holders -= 1
+            if _Pause.holders == 0 and _Pause.resume:
+                gc.enable()
 
 
 def site_inside(store: Store, site: str, zone: ZoneInfo, now_s: float) -> list[AreaCount]:
@@ -194,8 +212,8 @@ def _newest_with_ties(
     cur.execute(_NEWEST_FULL[dialect].format(p=p), passages)
     found = cur.fetchall()
     cur.execute(_TIED.format(p=p), passages * 2)
-    at = {(row[0], row[1]): row[2] for row in found}
-    found += [row for row in cur.fetchall() if at[(row[0], row[1])] == row[2]]
+    at = {(row[0], row[1] or ""): row[2] for row in found}
+    found += [row for row in cur.fetchall() if at[(row[0], row[1] or "")] == row[2]]
     return [
         (subject, area, ts_ms, inside, kiosk if inside else None, kind if inside else None, 0)
         for subject, area, ts_ms, _, event_type, direction, kiosk, kind in (
