@@ -39,6 +39,7 @@ STREAM = "$MQTT_msgs"
 STREAM_PREFIX = "$MQTT.msgs."
 CATCH_UP_SEQS = 20_000  # the newest stored seqs a kiosk coming back online is receipted
 RETRY_S = 1.0
+BACKLOG_WAIT_S = 2.0  # a fetch's longest wait for a whole batch while a backlog waits
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ class NatsWorker:
         self._ready = threading.Event()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="central-store")
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="central-read")
+        self._backlog = False  # the last fetch left messages pending
         self._thread = threading.Thread(target=self._main, name="central-nats", daemon=True)
 
     def start(self) -> None:
@@ -231,16 +233,18 @@ class NatsWorker:
         return None
 
     async def _fetch(self, sub: Any) -> list[Any]:
-        """Up to ``batch_max`` messages: a fetch returns what came before its short wait
-        ended, so while the consumer says more are pending (a backlog) it fetches again to
-        fill the batch; live traffic goes on as it comes."""
+        """Up to ``batch_max`` messages. nats-py asks for a batch with no wait: the server
+        sends what it holds at once, and the fetch returns what came before its wait ended.
+        While a backlog waits (the consumer said more were pending) the wait is long enough
+        for a whole batch to come, so batches are full and there is one request at a time
+        (fetching again at once asked for more while the first were still on their way,
+        and the server cut the worker off as a slow consumer); live traffic keeps the short
+        wait."""
         s = self.settings
-        batch: list[Any] = await sub.fetch(s.batch_max, timeout=s.fetch_wait_s)
-        while batch and len(batch) < s.batch_max and _pending(batch[-1]):
-            try:
-                batch += await sub.fetch(s.batch_max - len(batch), timeout=s.fetch_wait_s)
-            except TimeoutError:  # another worker took them
-                break
+        wait = max(s.fetch_wait_s, BACKLOG_WAIT_S) if self._backlog else s.fetch_wait_s
+        self._backlog = False
+        batch: list[Any] = await sub.fetch(s.batch_max, timeout=wait)
+        self._backlog = bool(batch) and _pending(batch[-1]) > 0
         return batch
 
     def _read(self, batch: list[Any]) -> _Read:
