@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import sqlite3
 from datetime import datetime, timedelta
 from pathlib import Path
 from unittest import mock
@@ -301,3 +302,49 @@ def test_a_trace_leaves_the_garbage_collector_as_it_found_it(store: Store) -> No
     with pytest.raises(ValueError, match="boom"), failing:
         trace(store, "s1", "s-x", START, END, ZONE)
     assert gc.isenabled()
+
+
+def test_a_trace_of_more_decisions_than_a_query_takes_parameters(store: Store) -> None:
+    """13,200 decisions of the index person (five parameters each used to pass PostgreSQL's
+    limit of 65,535 and SQLite's upstream default of 32,766, set here): their windows go in
+    one parameter, and the contacts at each entrance are found."""
+    if store.dialect.name == "sqlite":
+        store.transaction(
+            lambda cur: cur.connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+        )
+    first = at("2026-12-01 07:00")
+    # one a second, at a kiosk each, windows of 2 s: each window holds a few rows to skip
+    put(store, *(decision("s-x", first + i * 1_000, kiosk=f"k{i}") for i in range(13_200)))
+    put(
+        store,
+        decision("s-a", first + 3_000_000, kiosk="k3000"),
+        decision("s-b", first + 13_199_000 + 1_500, kiosk="k13199"),  # after the last: 1.5 s
+        decision("s-c", first + 13_199_000 + 2_500, kiosk="k13199"),  # 2.5 s: no
+    )
+    result = trace(store, "s1", "s-x", START, END, ZONE, timedelta(seconds=2))
+    assert len(result.sightings) == 13_200
+    near = {(c.subject, c.where) for c in result.contacts if c.reason == "entrance"}
+    assert near == {("s-a", "k3000"), ("s-b", "k13199")}
+
+
+def test_two_contacts_as_near_at_one_entrance_give_the_same_row_on_every_store(
+    store: Store,
+) -> None:
+    """A contact's two decisions at the index person's kiosk in one millisecond (of two kinds)
+    give the one of the lower event id, whichever was stored first; two as near, one before
+    and one after the index person's passage, give the earlier."""
+    nine = at("2026-12-01 09:00")
+    put(
+        store,
+        decision("s-x", nine, kiosk="k1"),
+        decision("s-a", nine + 60_000, kiosk="k1", kind="visitor", event_id="e-9"),
+        decision("s-a", nine + 60_000, kiosk="k1", kind="staff", event_id="e-1"),
+        decision("s-b", nine + 120_000, kiosk="k1", kind="visitor", event_id="f-1"),
+        decision("s-b", nine - 120_000, kiosk="k1", kind="contractor", event_id="f-9"),
+    )
+    result = trace(store, "s1", "s-x", START, END, ZONE)
+    found = [(c.subject, c.kind, f"{c.at:%H:%M}") for c in result.contacts]
+    assert [f for f, c in zip(found, result.contacts, strict=True) if c.reason == "entrance"] == [
+        ("s-b", "contractor", "08:58"),
+        ("s-a", "staff", "09:01"),
+    ]

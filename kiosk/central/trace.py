@@ -19,6 +19,7 @@ together.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -202,7 +203,10 @@ def trace(
 
     def who(cur: Any, where: str, *params: object) -> list[tuple[str, str | None, int]]:
         """subject, kind and ts_ms of the rows ``where`` says (the contacts' only columns)."""
-        sql = f"SELECT subject, kind, ts_ms FROM subject_events WHERE site = {p} AND {where}"
+        sql = (
+            f"SELECT subject, kind, ts_ms FROM subject_events WHERE site = {p} AND {where}"
+            f" ORDER BY ts_ms, {_EVENT_ORDER[store.dialect.name]}"
+        )
         cur.execute(sql, (site, *params))
         return list(cur.fetchall())
 
@@ -211,7 +215,7 @@ def trace(
         own = rows(cur, f"subject = {p} AND ts_ms >= {p} AND ts_ms < {p}", subject, day_start, t1)
         mine = [r for r in own if r.type == EventType.DECISION.value and r.ts_ms >= t0]
         found: list[_Near] = []
-        near = _entrances(cur, p, site, mine, w)
+        near = _entrances(cur, store.dialect.name, site, mine, w)
         for i, seen in enumerate(mine):
             found += [
                 _Near("entrance", other, kind, ts_ms, seen.kiosk, seen.ts_ms, seen.ts_ms)
@@ -257,27 +261,38 @@ def trace(
     )
 
 
+# The windows of :func:`_entrances` as one JSON parameter (a parameter each would pass the
+# databases' limits: PostgreSQL's 65,535 at 13,108 decisions, SQLite's 32,766 sooner), each
+# window [its place, from, to, kiosk, type]; ``{p}`` the parameter, ``{c}`` a collation.
+_WINDOWS = {
+    "sqlite": "SELECT json_extract(value, '$[0]') AS i, json_extract(value, '$[1]') AS lo,"
+    " json_extract(value, '$[2]') AS hi, json_extract(value, '$[3]') AS kiosk,"
+    " json_extract(value, '$[4]') AS type FROM json_each({p})",
+    "postgresql": "SELECT (e->>0)::int AS i, (e->>1)::bigint AS lo, (e->>2)::bigint AS hi,"
+    " e->>3 AS kiosk, e->>4 AS type FROM json_array_elements({p}::json) AS e",
+}
+_EVENT_ORDER = {"sqlite": "event_id", "postgresql": 'event_id COLLATE "C"'}
+
+
 def _entrances(
-    cur: Any, p: str, site: str, mine: list[Row], w: int
+    cur: Any, dialect: str, site: str, mine: list[Row], w: int
 ) -> dict[int, list[tuple[str, str | None, int]]]:
     """Who passed the kiosk of each of the index person's decisions ``mine`` within ``w`` ms
-    of it (subject, kind, ts_ms), by the decision's place in ``mine``: one query for all."""
+    of it (subject, kind, ts_ms), by the decision's place in ``mine``, in time order, then
+    by event id (so the same row wins on every store): one query for all, the windows in one
+    JSON parameter."""
     if not mine:
         return {}
-    windows = ", ".join(f"({p}, {p}, {p}, {p}, {p})" for _ in mine)
+    p = "?" if dialect == "sqlite" else "%s"
+    windows = json.dumps(
+        [[i, r.ts_ms - w, r.ts_ms + w, r.kiosk, r.type] for i, r in enumerate(mine)]
+    )
     cur.execute(
-        f"WITH w (i, lo, hi, kiosk, type) AS (VALUES {windows})"
+        f"WITH w AS ({_WINDOWS[dialect].format(p=p)})"
         " SELECT w.i, s.subject, s.kind, s.ts_ms FROM w JOIN subject_events s"
         f" ON s.site = {p} AND s.ts_ms >= w.lo AND s.ts_ms <= w.hi AND s.kiosk = w.kiosk"
-        " AND s.type = w.type",
-        (
-            *(
-                x
-                for i, r in enumerate(mine)
-                for x in (i, r.ts_ms - w, r.ts_ms + w, r.kiosk, r.type)
-            ),
-            site,
-        ),
+        f" AND s.type = w.type ORDER BY w.i, s.ts_ms, s.{_EVENT_ORDER[dialect]}",
+        (windows, site),
     )
     near: dict[int, list[tuple[str, str | None, int]]] = {}
     for i, subject, kind, ts_ms in cur.fetchall():
@@ -399,13 +414,17 @@ def _contacts(
     found: list[_Near], shared: list[_Near], names: dict[str, Person], zone: ZoneInfo
 ) -> list[Contact]:
     """One contact per subject, reason, place and occasion: of those ``found`` at an entrance
-    or a meeting the closest in time to the index person's passage; those ``shared`` in an
+    or a meeting the closest in time to the index person's passage (the earlier of two as
+    close, the first read of two in one millisecond); those ``shared`` in an
     area come one per subject and local day already (:func:`_shared`)."""
     best: dict[tuple[str, str, str, int], _Near] = {}
-    for near in found:
+    for near in found:  # read in time order, then event id: the first of a tie stays
         key = (near.subject, near.reason, near.where, near.occasion)
         held = best.get(key)
-        if held is None or abs(near.at_ms - near.index_ms) < abs(held.at_ms - held.index_ms):
+        if held is None or (abs(near.at_ms - near.index_ms), near.at_ms) < (
+            abs(held.at_ms - held.index_ms),
+            held.at_ms,
+        ):
             best[key] = near
     local: dict[int, datetime] = {}
 
