@@ -101,6 +101,7 @@ def main(spec: dict[str, Any]) -> None:
             break
         time.sleep(POLL_S)
     confirmed_s = time.monotonic() - ended
+    subscribed = sum(1 for one in kiosks if one.sync.uplink.subscribed)  # before they stop
     result: dict[str, list[int]] = {}
     for one in kiosks:
         result[one.sync.uplink.topics.kiosk] = [one.appended, one.log.stats().unconfirmed]
@@ -113,7 +114,7 @@ def main(spec: dict[str, Any]) -> None:
         "resent_events": sum(st.resent_events for st in stats),
         "ignored_messages": sum(st.ignored_messages for st in stats),
         "kiosks_receipted": sum(1 for st in stats if st.last_receipt_ms),
-        "kiosks_subscribed": sum(1 for one in kiosks if one.sync.uplink.subscribed),
+        "kiosks_subscribed": subscribed,
     }
     print(
         json.dumps({"kiosks": result, "confirmed_s": round(confirmed_s, 2), **totals}), flush=True
