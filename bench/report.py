@@ -15,9 +15,10 @@ traffic) through ``Store.insert_batch``, the ingest's own insert (no MQTT), and 
 Prints one JSON object per store as it goes, then one JSON line with them all.
 
 ``--keep NAME``: keep the stores (the SQLite file ``NAME.db`` in the system's temporary
-folder, the PostgreSQL database ``NAME``) and reuse them when they are already filled, so
-that a later run times the reports without filling again (the data end at 17:00 of the day
-they were filled; reuse them that day).
+folder, the PostgreSQL database ``NAME``; the name in lower case) and reuse them when a fill
+ran to its end there (the table ``bench_report_filled`` says so; a fill cut short stops the
+run), so that a later run times the reports without filling again (the data end at 17:00 of
+the day they were filled; reuse them that day).
 
 ``--insert-cost``: instead, what ``subject_events`` costs the ingest's insert (since schema
 version 8 the ingest writes its rows; the delete trigger stays): 100,000 decisions stored in
@@ -190,19 +191,42 @@ def busiest(store: Store, since_ms: int) -> tuple[str, date]:
     return found
 
 
+FILLED = "bench_report_filled"  # made when a fill ends: a fill cut short is not reused
+
+
+def filled(store: Store) -> bool:
+    """Whether the store's fill ran to its end (the table :data:`FILLED` is there)."""
+
+    def work(cur: Any) -> bool:
+        if store.dialect.name == "sqlite":
+            cur.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (FILLED,))
+        else:
+            cur.execute("SELECT to_regclass(%s)", (FILLED,))
+        row = cur.fetchone()
+        return row is not None and row[0] is not None
+
+    done: bool = store.transaction(work)
+    return done
+
+
 def measure(name: str, url: str, args: argparse.Namespace, now: datetime) -> dict[str, Any]:
     random.seed(13)
     store = open_store(url)
     try:
         start = time.perf_counter()
         events = 0
-        if store.count() == 0:  # else a kept store, filled by an earlier run
+        if not filled(store):  # else a kept store, filled by an earlier run
+            if store.count():
+                raise SystemExit(
+                    f"{name}: the kept store's fill was cut short; delete it and run again"
+                )
             events = fill(store, args.events, args.days, args.roster, now)
             holders = [
                 Holder(subject_of(i), f"Người {i}", f"Phòng {i % 40}", "staff", None, 0)
                 for i in range(args.roster)
             ]
             roster.replace(store, "hq", "import", holders, "bench", 0)
+            store.transaction(lambda cur: cur.execute(f"CREATE TABLE {FILLED} (done INTEGER)"))
         fill_s = time.perf_counter() - start
         since = now - timedelta(days=3)
         subject, day = busiest(store, int(since.timestamp() * 1000))
@@ -342,6 +366,7 @@ def main() -> None:
     results = []
     if args.keep and not args.keep.isidentifier():
         parser.error("--keep takes a name of letters, digits and underscores")
+    args.keep = args.keep.lower()  # PostgreSQL folds the database's name to lower case
     with kept_file(args.keep) if args.keep else sqlite_file() as path:
         results.append(measure("sqlite", path, args, now))
     if args.pg:
