@@ -316,6 +316,7 @@ def test_hostile_messages_never_stop_the_sync(
             "ignored_messages": ignored,
             "unsendable_events": 0,
             "restarts": 0,
+            "refused_subscriptions": [],
         }
         assert status.messages.empty(), "the kiosk said more than 'online' once"
         documents = [e.data["accepted"] for e in log.recent(50, type="document")]
