@@ -41,7 +41,7 @@ from kiosk.web.pipe import (
     decode,
     encode,
 )
-from kiosk.web.server import ConnectionLimits, create_page_server
+from kiosk.web.server import ConnectionLimits, create_page_server, serve_in_thread
 from kiosk.web.status import KioskStatus
 
 log = logging.getLogger(__name__)
@@ -97,10 +97,10 @@ def run_web_process(
     registry.register(mirror)
     app = create_app(status, mirror, web_settings(config), registry=registry)
     server = create_page_server(app, config.web.host, config.web.port, limits)
-    threading.Thread(target=server.run, name="web-server", daemon=True).start()
+    stop_server = serve_in_thread(server, "web-server")
     keep_first_cpu_for_the_gate()  # niced once it serves: every thread, started or to come
     mirror.follow()  # returns when the kiosk is gone
-    server.close()
+    stop_server()
 
 
 class Mirror:

@@ -19,14 +19,17 @@ This subclasses waitress's ``TcpWSGIServer`` (3.x): its ``readable`` and ``handl
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.server import MultiSocketServer, TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher
+from waitress.trigger import trigger
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +142,21 @@ def create_page_server(app: Any, host: str, port: int, limits: ConnectionLimits)
         return servers[0]
     listening = [(s.effective_host, s.effective_port) for s in servers]
     return MultiSocketServer(sockets, adj, listening, dispatcher, servers[0].log_info)
+
+
+def serve_in_thread(server: Any, name: str) -> Callable[[], None]:
+    """Run a server of :func:`create_page_server` in a daemon thread named ``name``; returns
+    the function that stops it. The stop closes the sockets from the server's own loop (woken
+    by its trigger): closing them from another thread raced the loop's ``select``, which then
+    failed with EBADF and a traceback (seen once in a CI run's SIGTERM)."""
+    sockets = server.map if isinstance(server, MultiSocketServer) else server._map
+    wake = next(d for d in sockets.values() if isinstance(d, trigger))
+    thread = threading.Thread(target=server.run, name=name, daemon=True)
+    thread.start()
+
+    def stop(timeout_s: float = 10.0) -> None:
+        wake.pull_trigger(lambda: wasyncore.close_all(sockets, ignore_all=True))
+        thread.join(timeout_s)
+        server.task_dispatcher.shutdown()
+
+    return stop

@@ -15,7 +15,7 @@ from kiosk.central.web.app import create_central_app
 from kiosk.central.web.commands import broker_publisher
 from kiosk.central.web.context import Publisher
 from kiosk.cli.command import Broker
-from kiosk.web.server import ConnectionLimits, create_page_server
+from kiosk.web.server import ConnectionLimits, create_page_server, serve_in_thread
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ def serve(config: CentralConfig, db_url: str, stop: threading.Event) -> None:
     try:
         app = create_central_app(store, config, publisher=publisher_from(config, os.environ))
         server = create_page_server(app, config.web.host, config.web.port, ConnectionLimits())
-        threading.Thread(target=server.run, name="central-web", daemon=True).start()
+        stop_server = serve_in_thread(server, "central-web")
         log.info("fleet dashboard on http://%s:%d/", config.web.host, config.web.port)
         stop.wait()
-        server.close()
+        stop_server()
     finally:
         store.close()
