@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -15,6 +16,7 @@ import pytest
 from kiosk.central import Store
 from kiosk.central.rows import EventRow
 from kiosk.central.schema import POSTGRES
+from tests.central_support import fresh_database
 
 pytest_plugins = ("tests.central_fixtures",)
 
@@ -142,12 +144,14 @@ class CountingCursor(psycopg.Cursor[Any]):
 
 
 @pytest.fixture
-def counted(db_url: str) -> Iterator[Store]:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("statements are counted on PostgreSQL")
+def counted(tmp_path: Path) -> Iterator[Store]:
+    """A PostgreSQL store whose statements are counted (the batch path is PostgreSQL's)."""
+    database = fresh_database("postgresql", tmp_path)
+    db_url = next(database)
     store = Store(lambda: psycopg.connect(db_url, cursor_factory=CountingCursor), POSTGRES)
     yield store
     store.close()
+    next(database, None)  # drops the schema
 
 
 def test_postgresql_stores_a_batch_of_100_kiosks_in_a_few_statements(counted: Store) -> None:
