@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from kiosk.central.rows import EventRow, Stored
-from kiosk.central.schema import POSTGRES, _subject_condition, _subject_values
+from kiosk.central.schema import POSTGRES, subject_condition, subject_values
 
 STAGE = "central_batch"
 _COLUMNS = ", ".join(EventRow._fields)
@@ -57,10 +57,10 @@ class BulkInsert:
         # The batch's events as stored, those that name a subject; a row refused as a
         # conflict has no event of its own (another event holds its seq or event id).
         self.subject_sql = (
-            f"INSERT INTO subject_events SELECT {_subject_values(POSTGRES, 'e')} FROM {STAGE} b"
+            f"INSERT INTO subject_events SELECT {subject_values(POSTGRES, 'e')} FROM {STAGE} b"
             f" CROSS JOIN LATERAL (SELECT * FROM events e WHERE {_SAME_EVENT}"
             " AND e.event_id = b.event_id LIMIT 1) e"
-            f" WHERE {_subject_condition(POSTGRES, 'e')} ON CONFLICT DO NOTHING"
+            f" WHERE {subject_condition(POSTGRES, 'e')} ON CONFLICT DO NOTHING"
         )
 
     def __call__(self, cur: Any, rows: list[EventRow]) -> Stored:

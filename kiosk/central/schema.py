@@ -155,7 +155,7 @@ _SUBJECT_KINDS = (EventType.DECISION.value, EventType.GRANT_UNUSED.value)
 _SUBJECT_TYPES = "(" + ", ".join(f"'{kind}'" for kind in _SUBJECT_KINDS) + ")"
 
 
-def _subject_values(d: Dialect, row: str) -> str:
+def subject_values(d: Dialect, row: str) -> str:
     """The subject_events values of the events row ``row`` (a table alias, or NEW)."""
     if d is SQLITE:
         fields = [f"json_extract({row}.data, '$.{path}')" for path in _SUBJECT_FIELDS]
@@ -171,7 +171,7 @@ def _subject_values(d: Dialect, row: str) -> str:
     )
 
 
-def _subject_condition(d: Dialect, row: str) -> str:
+def subject_condition(d: Dialect, row: str) -> str:
     """Whether the events row ``row`` names a subject that subject_events keeps."""
     named = (
         f"json_type({row}.data, '$.subject') = 'text'"
@@ -203,7 +203,7 @@ def _to_version_6(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
         " ON subject_events (site, subject, ts_ms)",
     ):
         cur.execute(sql)
-    copy = f"INSERT INTO subject_events VALUES ({_subject_values(d, 'NEW')})"
+    copy = f"INSERT INTO subject_events VALUES ({subject_values(d, 'NEW')})"
     drop = (
         "DELETE FROM subject_events WHERE site = OLD.site AND ts_ms = OLD.ts_ms"
         " AND kiosk = OLD.kiosk AND seq = OLD.seq"
@@ -211,7 +211,7 @@ def _to_version_6(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
     if d is SQLITE:
         cur.execute(
             "CREATE TRIGGER IF NOT EXISTS subject_events_copy AFTER INSERT ON events"
-            f" WHEN {_subject_condition(d, 'NEW')} BEGIN {copy}; END"
+            f" WHEN {subject_condition(d, 'NEW')} BEGIN {copy}; END"
         )
         cur.execute(
             "CREATE TRIGGER IF NOT EXISTS subject_events_drop AFTER DELETE ON events"
@@ -219,7 +219,7 @@ def _to_version_6(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
         )
     else:
         for name, body, event, when in (
-            ("copy", copy, "INSERT", _subject_condition(d, "NEW")),
+            ("copy", copy, "INSERT", subject_condition(d, "NEW")),
             ("drop", drop, "DELETE", f"OLD.type IN {_SUBJECT_TYPES}"),
         ):
             cur.execute(
@@ -231,8 +231,8 @@ def _to_version_6(cur: Any, d: Dialect) -> list[tuple[Any, ...]]:
                 f" FOR EACH ROW WHEN ({when}) EXECUTE FUNCTION subject_events_{name}()"
             )
     cur.execute(
-        f"INSERT INTO subject_events SELECT {_subject_values(d, 'e')} FROM events e"
-        f" WHERE {_subject_condition(d, 'e')} ON CONFLICT DO NOTHING"
+        f"INSERT INTO subject_events SELECT {subject_values(d, 'e')} FROM events e"
+        f" WHERE {subject_condition(d, 'e')} ON CONFLICT DO NOTHING"
     )
     return []
 
@@ -262,9 +262,9 @@ def subject_events_copy(d: Dialect) -> str:
     PostgreSQL); an event stored again (its row already there) adds nothing."""
     seqs = "IN (SELECT value FROM json_each(?))" if d is SQLITE else "= ANY(%s)"
     return (
-        f"INSERT INTO subject_events SELECT {_subject_values(d, 'e')} FROM events e"
+        f"INSERT INTO subject_events SELECT {subject_values(d, 'e')} FROM events e"
         f" WHERE e.site = {d.param} AND e.kiosk = {d.param} AND e.seq {seqs}"
-        f" AND {_subject_condition(d, 'e')} ON CONFLICT DO NOTHING"
+        f" AND {subject_condition(d, 'e')} ON CONFLICT DO NOTHING"
     )
 
 
