@@ -31,20 +31,18 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from drain_kiosk import decision_data  # noqa: E402
 from fleet_cluster import Cluster, environment  # noqa: E402
+from ingest import make_payloads  # noqa: E402
 
 from kiosk.central.nats.worker import (  # noqa: E402
     STREAM,
+    STREAM_PREFIX,
     NatsSettings,
     consumer_config,
     nats_subject,
 )
-from kiosk.mqtt.events import WireEvent, encode_events  # noqa: E402
-from kiosk.mqtt.protocol import KioskTopics, Leaf  # noqa: E402
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-SITE = "fleet"
 APP = "nats-backlog-bench"
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -60,29 +58,12 @@ def cpu_s(pid: int) -> float:
 
 
 def messages(events: int, kiosks: int, per_message: int) -> list[tuple[str, bytes]]:
-    """(subject, payload) of every events message, kiosks interleaved."""
-    per_kiosk = events // kiosks
-    now = int(time.time() * 1000)
-    out = []
-    for first in range(1, per_kiosk + 1, per_message):
-        for k in range(kiosks):
-            kiosk = f"k{k:05d}"
-            batch = [
-                WireEvent(
-                    str(uuid.uuid4()),
-                    seq,
-                    f"boot-{kiosk}",
-                    now - 3_600_000 + seq,
-                    True,
-                    "decision",
-                    decision_data(seq),
-                    historical=True,
-                )
-                for seq in range(first, min(first + per_message, per_kiosk + 1))
-            ]
-            topic = KioskTopics(SITE, kiosk).topic(Leaf.EVENTS)
-            out.append(("$MQTT.msgs." + nats_subject(topic), encode_events(SITE, kiosk, batch)))
-    return out
+    """(subject, payload) of every events message, kiosks interleaved: bench/ingest.py's
+    backlog, each topic as nats-server's MQTT listener stores it in ``$MQTT_msgs``."""
+    return [
+        (STREAM_PREFIX + nats_subject(topic), payload)
+        for topic, payload in make_payloads(events, per_message, kiosks)
+    ]
 
 
 async def fill(cluster: Cluster, payloads: list[tuple[str, bytes]]) -> None:
