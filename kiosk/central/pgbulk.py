@@ -14,15 +14,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from kiosk.central.rows import EventRow, Stored
+from kiosk.central.rows import ID_TAKEN, SEQ_TAKEN, EventRow, Stored
 from kiosk.central.schema import POSTGRES, subject_condition, subject_values
 
 STAGE = "central_batch"
 _COLUMNS = ", ".join(EventRow._fields)
 _SAME_EVENT = "e.site = b.site AND e.kiosk = b.kiosk AND e.seq = b.seq"
-
-SEQ_TAKEN = "seq already stored for another event"
-ID_TAKEN = "event_id already stored under another seq"
 
 
 class BulkInsert:

@@ -46,6 +46,10 @@ class KioskStatus:
         return max(0, self.highest_seq - self.count)
 
 
+SEQ_TAKEN = "seq already stored for another event"  # the two reasons a row is refused
+ID_TAKEN = "event_id already stored under another seq"
+
+
 class Stored(NamedTuple):
     """What :meth:`Store.insert_batch` did: how many rows were new, and the rows refused
     because their kiosk already has that seq or event id for another event."""

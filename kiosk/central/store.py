@@ -19,7 +19,15 @@ from typing import Any
 
 from kiosk.central.pgbulk import BulkInsert
 from kiosk.central.quarantine import QUARANTINE_MAX_ROWS, Quarantined, leftover, stored_row, trim
-from kiosk.central.rows import EventRow, KioskStatus, Stored, event_of, state_of
+from kiosk.central.rows import (
+    ID_TAKEN,
+    SEQ_TAKEN,
+    EventRow,
+    KioskStatus,
+    Stored,
+    event_of,
+    state_of,
+)
 from kiosk.central.schema import (
     POSTGRES,
     SQLITE,
@@ -197,12 +205,7 @@ class Store:
             )
             held.update((int(seq), event_id) for seq, event_id in cur.fetchall())
         return [
-            (
-                row,
-                "seq already stored for another event"
-                if row.seq in held
-                else "event_id already stored under another seq",
-            )
+            (row, SEQ_TAKEN if row.seq in held else ID_TAKEN)
             for row in rows
             if held.get(row.seq) != row.event_id
         ]
