@@ -125,3 +125,47 @@ def test_the_next_batch_is_read_while_the_last_is_stored_and_each_is_acked_once_
     finally:
         release.set()
         worker.stop()
+
+
+def test_a_failure_after_the_commit_does_not_stop_the_worker(
+    backlog: tuple[Cluster, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catch-up receipt of a kiosk back online fails once (the database went away a
+    moment): the batch is stored all the same and the worker goes on with the next ones."""
+    import nats
+
+    cluster, store = backlog
+    streams_created(cluster)
+    durable = f"central-{uuid.uuid4().hex[:8]}"
+    settings = NatsSettings(servers=tuple(cluster.nats_urls), durable=durable, batch_max=10)
+    failed = threading.Event()
+    highest = store.highest_seq
+
+    def fails_once(site: str, kiosk: str) -> int:
+        if not failed.is_set():
+            failed.set()
+            raise OSError("the database went away")
+        return highest(site, kiosk)
+
+    monkeypatch.setattr(store, "highest_seq", fails_once)
+    publish(cluster, settings, "k1", range(1, 4))
+
+    async def online() -> None:
+        nc = await nats.connect(cluster.nats_urls)
+        try:
+            subject = "$MQTT.msgs." + nats_subject(f"kiosk/v1/{SITE}/k1/status")
+            await nc.jetstream().publish(subject, b"online")
+        finally:
+            await nc.close()
+
+    asyncio.run(online())
+    worker = NatsWorker(settings, store)
+    worker.start()
+    try:
+        assert worker.wait_ready(60)
+        wait_until(failed.is_set)
+        publish(cluster, settings, "k1", range(4, 7))  # after the failure
+        wait_until(lambda: store.count() == 6)
+        wait_until(lambda: unacknowledged(cluster, durable) == 0)
+    finally:
+        worker.stop()

@@ -262,16 +262,27 @@ class NatsWorker:
         return _Read(batch, work, online)
 
     async def _commit(self, nc: Any, read: _Read) -> None:
-        """Commit a batch read, then acknowledge its messages and send its receipts."""
+        """Commit a batch read, then acknowledge its messages and send its receipts. Never
+        raises: whatever fails is logged by its type, and a message not acknowledged comes
+        again after ``ack_wait_s`` (the store ignores what it has); a receipt not sent costs
+        the kiosk a resend."""
         loop = asyncio.get_running_loop()
-        done = await loop.run_in_executor(self._db, commit, self._store, read.work, self._stop)
-        if done is None:
-            return  # stopping: nothing acknowledged, all of it comes again
-        for msg in read.batch:
-            await msg.ack()
-        await self._receipts(nc, read.work, done)
-        for site, kiosk in read.online:
-            await self._catch_up(nc, site, kiosk)
+        try:
+            done = await loop.run_in_executor(self._db, commit, self._store, read.work, self._stop)
+            if done is None:
+                return  # stopping: nothing acknowledged, all of it comes again
+            for msg in read.batch:
+                await msg.ack()
+            await self._receipts(nc, read.work, done)
+            for site, kiosk in read.online:
+                await self._catch_up(nc, site, kiosk)
+        except Exception as exc:
+            log.warning(
+                "a batch of %d messages was not finished (%s); what is not acknowledged "
+                "comes again",
+                len(read.batch),
+                type(exc).__name__,
+            )
 
     async def _receipts(self, nc: Any, work: Work, done: Done) -> None:
         seqs: dict[tuple[str, str], list[int]] = {}
