@@ -2,8 +2,8 @@
 real ``Sync`` + ``Uplink`` (MQTT 3.1.1) over its own ``EventLog``, with people passing.
 
 ``python bench/fleet_kiosks.py SPEC_JSON``: SPEC has dir, site, kiosks (ids), ports (one MQTT
-port per kiosk), seconds, rate (passages per kiosk per second), drain_s, resend_after_s and
-backlog (events put in each log before its kiosk connects). Prints one JSON line:
+port per kiosk), seconds, rate (passages per kiosk per second), drain_s, resend_after_s,
+receipts_qos and backlog (events put in each log before its kiosk connects). Prints one JSON line:
 ``{"kiosks": {id: [appended, unconfirmed]}, "confirmed_s": seconds after traffic ended}`` and
 totals: events resent, messages ignored, kiosks that had a receipt, kiosks whose subscriptions
 the broker all granted (at the end).
@@ -48,6 +48,7 @@ class SimKiosk:
             "tls": False,
             "protocol": "3.1.1",
             "resend_after_s": spec["resend_after_s"],
+            "receipts_qos": spec["receipts_qos"],
         }
         settings = parse_config({"mqtt": mqtt}).mqtt
         self.log = EventLog(path, boot_id=f"fleet-{kiosk}", capacity=10_000_000)

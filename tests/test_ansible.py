@@ -11,9 +11,10 @@ import re
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
-from kiosk.config import SECTIONS
+from kiosk.config import SECTIONS, MqttSection, parse_config
 from kiosk.decide.privacy import read_salt_file
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,3 +151,52 @@ def test_the_play_gives_every_kiosk_of_a_site_the_same_salt_and_each_site_its_ow
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     assert salts() == first  # generated once per site: a later run keeps it
     assert read_salt_file(tmp_path / "a-1" / "site-salt") == first["a-1"].strip().encode()
+
+
+def _rendered_mqtt(tmp_path: Path, broker: str) -> MqttSection:
+    """The [mqtt] section of kiosk.toml as the role writes it for ``kiosk_mqtt_broker``."""
+    out = tmp_path / f"kiosk-{broker}.toml"
+    play = tmp_path / f"render-{broker}.yml"
+    play.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "Render kiosk.toml",
+                    "hosts": "localhost",
+                    "gather_facts": False,
+                    "vars_files": [str(ANSIBLE / "group_vars" / "all.yml")],
+                    "vars": {
+                        "kiosk_id": "k1",
+                        "kiosk_site": "s1",
+                        "kiosk_config_dir": str(tmp_path),
+                        "kiosk_camera_decoder": "zxing-cpp",
+                        "ansible_python_interpreter": sys.executable,
+                    },
+                    "tasks": [
+                        {
+                            "ansible.builtin.template": {
+                                "src": str(TEMPLATE),
+                                "dest": str(out),
+                                "mode": "0644",
+                            }
+                        }
+                    ],
+                }
+            ]
+        ),
+        encoding="utf-8",
+    )
+    argv = [str(PLAYBOOK), "-i", "localhost,", "-c", "local", "-e", f"kiosk_mqtt_broker={broker}"]
+    argv.append(str(play))
+    result = _run(argv, tmp_path / "ansible")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return parse_config(tomllib.loads(out.read_text(encoding="utf-8"))).mqtt
+
+
+def test_a_kiosk_on_the_nats_cluster_speaks_mqtt_3_1_1_with_receipts_at_qos_0(
+    tmp_path: Path,
+) -> None:
+    nats = _rendered_mqtt(tmp_path, "nats")
+    assert (nats.protocol, nats.receipts_qos) == ("3.1.1", 0)
+    site_broker = _rendered_mqtt(tmp_path, "mosquitto")
+    assert (site_broker.protocol, site_broker.receipts_qos) == ("5", 1)

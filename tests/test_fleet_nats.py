@@ -3,6 +3,7 @@ listeners, PostgreSQL, and the workers of kiosk.central.nats; bench/fleet.py --q
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -12,10 +13,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import nats
 import paho.mqtt.client as mqtt
 import pytest
 
 from bench.fleet_cluster import Cluster
+from bench.fleet_kiosks import SimKiosk
 from kiosk.central import Store, open_store
 from kiosk.central.nats import NatsSettings, NatsWorker, mqtt_topic, nats_subject
 from kiosk.mqtt.protocol import decode_receipt, encode_events
@@ -177,6 +180,51 @@ def test_another_worker_on_the_shared_consumer_takes_the_work(
     finally:
         second.stop()
         kiosk.disconnect()
+
+
+def subscription_consumers(cluster: Cluster, kiosk: str) -> list[str]:
+    """The last levels of the topics whose JetStream consumers on ``$MQTT_msgs`` serve
+    ``kiosk``'s QoS 1 subscriptions (each one a consumer the cluster keeps in step)."""
+
+    async def listing() -> list[str]:
+        client = await nats.connect(cluster.nats_urls)
+        try:
+            infos = await client.jetstream().consumers_info("$MQTT_msgs")
+        finally:
+            await client.close()
+        subjects = [info.config.filter_subject or "" for info in infos]
+        return sorted(s.rsplit(".", 1)[-1] for s in subjects if f".{SITE}.{kiosk}." in s)
+
+    return asyncio.run(listing())
+
+
+def run_kiosk(cluster: Cluster, folder: Path, receipts_qos: int) -> None:
+    """The kiosk q1 (the real Sync and Uplink over its own log, persistent session) passes
+    five people and waits until central's receipts confirm them; then it stops."""
+    spec = {"dir": str(folder), "site": SITE, "resend_after_s": 5.0, "backlog": 0}
+    kiosk = SimKiosk(spec | {"receipts_qos": receipts_qos}, "q1", cluster.mqtt_ports[0])
+    kiosk.thread.start()
+    try:
+        wait_until(lambda: kiosk.sync.uplink.subscribed, timeout=60)
+        kiosk.pass_people(5)
+        wait_until(lambda: kiosk.log.stats().unconfirmed == 0, timeout=60)
+    finally:
+        kiosk.stop.set()
+        kiosk.thread.join(10)
+        kiosk.log.close()
+
+
+def test_receipts_at_qos_0_confirm_events_and_halve_the_kiosks_consumers(
+    cluster: Cluster, store: Store, worker: NatsWorker, tmp_path: Path
+) -> None:
+    """Receipts are NATS publishes and reach a kiosk at QoS 0 whatever it asks for, so
+    ``mqtt.receipts_qos = 0`` costs nothing and drops the consumer behind the receipts
+    subscription, also for a kiosk whose session was made with the default (1)."""
+    run_kiosk(cluster, tmp_path, receipts_qos=1)
+    assert subscription_consumers(cluster, "q1") == ["cmd", "receipts"]
+    run_kiosk(cluster, tmp_path, receipts_qos=0)  # the same session, the setting changed
+    wait_until(lambda: subscription_consumers(cluster, "q1") == ["cmd"])
+    assert stored(store, "q1") == list(range(1, 11))
 
 
 @pytest.mark.slow

@@ -350,6 +350,13 @@ class MqttSection:
     resend_after_s: float = key(
         600.0, "Send an event again if no receipt covered it after this long", low=1, high=86400
     )
+    receipts_qos: int = key(
+        1,
+        "QoS of the receipts subscription: 1 keeps receipts for an offline kiosk (mosquitto);"
+        " 0 on a NATS cluster, whose receipts arrive at QoS 0 anyway (docs/scale.md)",
+        low=0,
+        high=1,
+    )
     state_interval_s: float = key(
         30.0, "Publish the retained health state at least this often", low=1, high=3600
     )

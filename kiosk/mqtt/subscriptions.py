@@ -30,7 +30,7 @@ RESUBSCRIBE_MAX_S = 30.0  # doubling after each refusal up to this
 JITTER = 0.25  # each retry's delay is spread by up to this fraction either way
 WARN_EVERY_S = 600.0  # a filter still refused is a warning again at most this often
 
-Send = Callable[[tuple[str, ...]], "int | None"]  # one SUBSCRIBE at QoS 1: its mid, or None
+Send = Callable[[tuple[str, ...]], "int | None"]  # one SUBSCRIBE: its mid, or None
 Changed = Callable[[tuple[str, ...]], None]  # the refused filters' last levels, when they change
 
 
