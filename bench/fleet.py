@@ -174,6 +174,7 @@ def run_kiosks(args: argparse.Namespace, cluster: Cluster, root: Path) -> list[A
             "drain_s": args.drain_s,
             "resend_after_s": args.resend_after_s,
             "receipts_qos": args.receipts_qos,
+            "commands_qos": args.commands_qos,
             "backlog": args.backlog,
         }
         command = [sys.executable, str(BENCH / "fleet_kiosks.py"), json.dumps(spec)]
@@ -336,6 +337,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "per_process": args.per_process,
                 "rate": args.rate,
                 "receipts_qos": args.receipts_qos,
+                "commands_qos": args.commands_qos,
                 "seconds": args.seconds,
                 "workers": args.workers,
                 "events": sum(appended.values()),
@@ -377,9 +379,10 @@ def main() -> None:
     parser.add_argument("--worker-kill-s", type=float, default=20.0, help="0: no worker kills")
     parser.add_argument("--drain-s", type=float, default=120.0, help="longest wait for receipts")
     parser.add_argument("--resend-after-s", type=float, default=15.0, help="the kiosks' setting")
-    parser.add_argument(
-        "--receipts-qos", type=int, choices=(0, 1), default=0, help="the kiosks' mqtt.receipts_qos"
-    )
+    for name in ("receipts", "commands"):
+        parser.add_argument(
+            f"--{name}-qos", type=int, choices=(0, 1), default=0, help=f"mqtt.{name}_qos"
+        )
     parser.add_argument("--keep-logs", default="", help="copy the run's logs into this folder")
     parser.add_argument("--db", default=PG_URL, help="PostgreSQL URL (a schema is made in it)")
     parser.add_argument("--quick", action="store_true", help="100 kiosks, 30 s, 1+1 kills")

@@ -3,7 +3,8 @@ real ``Sync`` + ``Uplink`` (MQTT 3.1.1) over its own ``EventLog``, with people p
 
 ``python bench/fleet_kiosks.py SPEC_JSON``: SPEC has dir, site, kiosks (ids), ports (one MQTT
 port per kiosk), seconds, rate (passages per kiosk per second), drain_s, resend_after_s,
-receipts_qos and backlog (events put in each log before its kiosk connects). Prints one JSON line:
+receipts_qos, commands_qos and backlog (events put in each log before its kiosk connects).
+Prints one JSON line:
 ``{"kiosks": {id: [appended, unconfirmed]}, "confirmed_s": seconds after traffic ended}`` and
 totals: events resent, messages ignored, kiosks that had a receipt, kiosks whose subscriptions
 the broker all granted (at the end).
@@ -49,6 +50,7 @@ class SimKiosk:
             "protocol": "3.1.1",
             "resend_after_s": spec["resend_after_s"],
             "receipts_qos": spec["receipts_qos"],
+            "commands_qos": spec["commands_qos"],
         }
         settings = parse_config({"mqtt": mqtt}).mqtt
         self.log = EventLog(path, boot_id=f"fleet-{kiosk}", capacity=10_000_000)

@@ -7,8 +7,9 @@ sync loop feeds paho from the outbox through a bounded window, in sequence order
 - an event handed to paho is *in flight*; the broker's PUBACK marks it *sent* (batched
   writes); central's receipt marks it *confirmed* (``mqtt.confirm = "receipt"``), or the
   PUBACK does (``"puback"``, for sites whose subscriber sends no receipts);
-- an event in flight for ``resend_after_s`` without a receipt is sent again, and so is
-  everything when the broker has lost the kiosk's session;
+- an event in flight for ``resend_after_s`` without a receipt is sent again (each further
+  unanswered resend waits twice as long, up to 4 × ``resend_after_s``), and so is everything
+  when the broker has lost the kiosk's session;
 - a backlog is packed into messages of up to ``batch_max`` events and ``max_message_bytes``
   bytes, flagged ``historical``; an event over that size goes alone, and one over the size
   central accepts (:data:`~kiosk.mqtt.protocol.MAX_MESSAGE_BYTES`) is reported and left in the log
@@ -126,7 +127,6 @@ class Sync:
         self._state_requested = threading.Event()
         self._poll_s, self._watchdog_s = poll_s, watchdog_s
         self._stop_watched: threading.Event | None = None  # wakes the loop when set
-        self._resend_after_s = resend_after_s
         self._resend_at: float | None = None  # when the oldest event in flight is overdue
         self._wake_queued = False  # a _WAKE is on the inbox, not handled yet
         self.rounds = 0  # times the loop woke (tests count them: an idle loop sleeps)
@@ -168,7 +168,7 @@ class Sync:
             self._resend_at = self._sender.resend_overdue(now)
             self._sender.fill_window(now)
             if self._resend_at is None and self._sender.in_flight:  # all handed just now
-                self._resend_at = now + self._resend_after_s
+                self._resend_at = now + self._sender.resend_delay_s
             due = now - self._last_state >= self._state_interval_s
             if due or self._state_requested.is_set():
                 self.publish_state()

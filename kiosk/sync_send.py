@@ -4,7 +4,9 @@
 that carries them, and a cursor into the outbox. Each round it refills the window in sequence
 order, packing a backlog into messages of up to ``batch_max`` events and ``max_message_bytes``
 bytes (:func:`pack`); marks events sent on PUBACK (batched) and confirmed on central's receipt
-(or on PUBACK, ``mqtt.confirm = "puback"``); and sends again what waited too long. With each
+(or on PUBACK, ``mqtt.confirm = "puback"``); and sends again what waited too long, waiting
+twice as long after each resend no receipt answered (up to :data:`RESEND_BACKOFF_MAX` times
+``resend_after_s``), so that an overloaded central is not buried in resends. With each
 events message go the alerts its events raise (:func:`kiosk.events.alert_for`) and its
 passages for the site's other kiosks. :class:`kiosk.sync.Sync` runs it in its one thread.
 """
@@ -38,6 +40,7 @@ log = logging.getLogger(__name__)
 
 HISTORICAL_AFTER_MS = 10_000  # an event that waited longer than this is sent as historical
 BACKLOG_FOR_BATCHING = 20  # pack events together once more than this many wait
+RESEND_BACKOFF_MAX = 4  # unanswered resends stretch the wait up to this many resend_after_s
 # The types whose events carry a passage, as plain str: reading an enum member costs more than
 # the rest of the test on each event sent.
 _DECISION, _GRANT_UNUSED = EventType.DECISION.value, EventType.GRANT_UNUSED.value
@@ -100,6 +103,7 @@ class Sender:
         self._window, self._batch_max = window, batch_max
         self._max_bytes = max_message_bytes
         self._resend_after_s = resend_after_s
+        self._resend_delay_s = resend_after_s
         self._now_ms = now_ms
         self._envelope = len(events_message(uplink.topics.site, uplink.topics.kiosk, []))
         self._unsendable: set[int] = set()  # seqs of events no message can carry
@@ -108,6 +112,13 @@ class Sender:
         self._cursor = 0  # highest seq handed to paho since the last reset
         self._acked: list[int] = []
         self._lock = threading.Lock()
+
+    @property
+    def resend_delay_s(self) -> float:
+        """How long an event in flight waits for its receipt before it is sent again:
+        ``resend_after_s``, doubled by each resend that no receipt answered (up to
+        :data:`RESEND_BACKOFF_MAX` times), and back to ``resend_after_s`` at the next receipt."""
+        return self._resend_delay_s
 
     @property
     def in_flight(self) -> int:
@@ -234,7 +245,7 @@ class Sender:
                 "broker refused %d events (%s); they are retried after %.0f s",
                 len(seqs),
                 event.reason,
-                self._resend_after_s,
+                self._resend_delay_s,
             )
             return
         if self._confirm_on_puback:
@@ -260,8 +271,9 @@ class Sender:
             log.warning("could not mark events confirmed (a receipt will come again): %s", exc)
             return
         with self._lock:
-            for seq in seqs:
-                self._in_flight.pop(seq, None)
+            answered = [seq for seq in seqs if self._in_flight.pop(seq, None) is not None]
+        if answered:
+            self._resend_delay_s = self._resend_after_s
 
     @property
     def marks_waiting(self) -> bool:
@@ -269,21 +281,26 @@ class Sender:
         return bool(self._acked)
 
     def resend_overdue(self, now: float) -> float | None:
-        """Send again everything from the oldest event in flight for ``resend_after_s``.
+        """Send again everything from the oldest event in flight for :attr:`resend_delay_s`
+        (which then doubles, up to its limit, until a receipt comes).
 
         Returns when the next event still in flight falls overdue (None: none is)."""
         overdue, oldest = [], None
+        waited = self._resend_delay_s
         with self._lock:
             for seq, (_, handed) in self._in_flight.items():
-                if now - handed >= self._resend_after_s:
+                if now - handed >= waited:
                     overdue.append(seq)
                 elif oldest is None or handed < oldest:
                     oldest = handed
         if overdue:
+            self._resend_delay_s = min(waited * 2, self._resend_after_s * RESEND_BACKOFF_MAX)
             log.warning(
-                "%d events not confirmed after %.0f s: sending them again",
+                "%d events not confirmed after %.0f s: sending them again (then again after"
+                " %.0f s without a receipt)",
                 len(overdue),
-                self._resend_after_s,
+                waited,
+                self._resend_delay_s,
             )
             self.stats.resent_events += len(overdue)
             self.resend_from(min(overdue))
@@ -291,7 +308,7 @@ class Sender:
             with self._lock:
                 for _, handed in self._in_flight.values():
                     oldest = handed if oldest is None else min(oldest, handed)
-        return None if oldest is None else oldest + self._resend_after_s
+        return None if oldest is None else oldest + self._resend_delay_s
 
     def resend_from(self, seq: int) -> None:
         """Send every unconfirmed event from ``seq`` on again (central asked, or overdue)."""

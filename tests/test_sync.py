@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import logging
+import re
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +22,7 @@ import pytest
 from kiosk.central.ingest import Ingest, IngestSettings
 from kiosk.central.store import Store, open_store
 from kiosk.config import MqttSection, parse_config
-from kiosk.mqtt.protocol import MAX_MESSAGE_BYTES, KioskTopics, Leaf
+from kiosk.mqtt.protocol import MAX_MESSAGE_BYTES, KioskTopics, Leaf, encode_receipt
 from kiosk.mqtt.uplink import Uplink, UplinkError, client_id, read_password
 from kiosk.store.eventlog import EventLog, read_events
 from kiosk.sync import Sync
@@ -255,6 +258,44 @@ def test_unconfirmed_events_are_sent_again(broker: Broker, tmp_path: Path) -> No
         assert log.stats().unconfirmed == 3
     seen = seqs_seen(watcher, 6)
     assert seen[:3] == [1, 2, 3] and seen.count(1) >= 2
+
+
+def resend_waits(caplog: pytest.LogCaptureFixture) -> list[tuple[int, int]]:
+    """(waited, next wait) in seconds of each resend the sync logged, in order."""
+    found = re.findall(
+        r"not confirmed after (\d+) s: sending them again \(then again after (\d+) s",
+        caplog.text,
+    )
+    return [(int(waited), int(then)) for waited, then in found]
+
+
+def test_unanswered_resends_wait_longer_each_time_and_a_receipt_resets_the_wait(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """No central: the event goes again after 1 s, then 2 s, then 4 s, and then every 4 s
+    (4 × resend_after_s), so a fleet does not bury an overloaded central in resends; a
+    receipt brings the wait back to 1 s."""
+    caplog.set_level(logging.WARNING, logger="kiosk.sync_send")
+    watcher = Collector(mqtt_client(broker, "central", client_id="watcher"))
+    watcher.subscribe(TOPICS.topic(Leaf.EVENTS))
+    with (
+        EventLog(tmp_path / "events.db", boot_id="b1") as log,
+        syncing(log, mqtt_settings(broker.port, resend_after_s=1.0)),
+    ):
+        fill(log, 1)
+        arrived = [watcher.get(20).timestamp for _ in range(5)]  # paho's receive time
+        gaps = [later - earlier for earlier, later in itertools.pairwise(arrived)]
+        assert resend_waits(caplog)[:4] == [(1, 2), (2, 4), (4, 4), (4, 4)]
+        for gap, waited in zip(gaps, (1, 2, 4, 4), strict=True):
+            assert gap >= waited / 2, gaps  # really waited (half: the broker's latency varies)
+
+        receipts = mqtt_client(broker, "central", client_id="central-test")
+        receipts.publish(TOPICS.topic(Leaf.RECEIPTS), encode_receipt([1]), qos=1)
+        wait_until(lambda: log.stats().unconfirmed == 0)
+        before = len(resend_waits(caplog))
+        fill(log, 1)
+        wait_until(lambda: len(resend_waits(caplog)) > before, timeout=20)
+        assert resend_waits(caplog)[before] == (1, 2)
 
 
 def test_status_is_online_then_stopped_and_state_is_retained(
@@ -521,9 +562,9 @@ def test_an_appended_event_wakes_the_loop_and_is_published_at_once(
 
 def test_resends_fall_due_without_the_fallback_poll(broker: Broker, tmp_path: Path) -> None:
     """The loop sleeps until the next resend, not a fixed tick (the state here every 600 s).
-    No central, no receipts: the events are sent again every 2 s, three times here (a loop that
-    did not wake for them would only if each PUBACK took 2 s)."""
-    settings = mqtt_settings(broker.port, resend_after_s=2.0, state_interval_s=600.0)
+    No central, no receipts: the events are sent again after 1 s, 2 s and 4 s (a loop that
+    did not wake for them would only if each PUBACK took that long)."""
+    settings = mqtt_settings(broker.port, resend_after_s=1.0, state_interval_s=600.0)
     with (
         EventLog(tmp_path / "events.db", boot_id="b1") as log,
         syncing(log, settings, **ASLEEP) as sync,

@@ -357,6 +357,14 @@ class MqttSection:
         low=0,
         high=1,
     )
+    commands_qos: int = key(
+        1,
+        "QoS of the cmd subscription: 1 keeps a command for an offline kiosk until it expires;"
+        " 0 on a NATS cluster, where each QoS 1 subscription costs a JetStream consumer"
+        " (docs/scale.md)",
+        low=0,
+        high=1,
+    )
     state_interval_s: float = key(
         30.0, "Publish the retained health state at least this often", low=1, high=3600
     )
