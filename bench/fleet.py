@@ -42,6 +42,7 @@ from fleet_cluster import Cluster, environment  # noqa: E402
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SITE = "fleet"
 NODE_DOWN_S = 5.0  # a killed node is started again after this long
+LAG_WINDOW_MS = 30_000  # lag_p99_ms_per_30s: the p99 of each window of this many ms
 
 
 def central_config(root: Path, db_url: str, cluster: Cluster) -> Path:
@@ -260,7 +261,8 @@ class CpuMeter:
 
 
 def measure(db_url: str, appended: dict[str, int]) -> dict[str, Any]:
-    """Stored, lost, duplicated, the commit span's rate and the lag percentiles."""
+    """Stored, lost, duplicated, the commit span's rate and the lag percentiles (overall, and
+    the p99 of each 30 s of traffic, by the events' kiosk commit time)."""
     import psycopg
 
     with psycopg.connect(db_url) as conn:
@@ -276,6 +278,13 @@ def measure(db_url: str, appended: dict[str, int]) -> dict[str, Any]:
             " FROM events WHERE site = %s",
             (SITE,),
         ).fetchone()
+        windows = conn.execute(
+            "SELECT (ts_ms - first.ts) / %s AS w,"
+            " percentile_cont(0.99) WITHIN GROUP (ORDER BY received_at_ms - ts_ms)"
+            " FROM events, (SELECT min(ts_ms) AS ts FROM events WHERE site = %s) AS first"
+            " WHERE site = %s GROUP BY w ORDER BY w",
+            (LAG_WINDOW_MS, SITE, SITE),
+        ).fetchall()
     assert summary is not None  # an aggregate always has its row
     span, p50, p99 = summary
     rows = {kiosk: (total, distinct) for kiosk, total, distinct in per_kiosk}
@@ -288,6 +297,7 @@ def measure(db_url: str, appended: dict[str, int]) -> dict[str, Any]:
         "duplicated": duplicated,
         "events_per_s": round(stored / float(span), 1) if span else 0.0,
         "lag_ms": {"p50": round(float(p50 or 0)), "p99": round(float(p99 or 0))},
+        "lag_p99_ms_per_30s": [round(float(p99_in)) for _, p99_in in windows],
     }
 
 

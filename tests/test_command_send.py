@@ -90,6 +90,19 @@ def test_no_result_in_time_names_the_kiosks_status_and_the_commands_expiry(
     )
 
 
+def test_over_mqtt_3_1_1_no_result_says_the_command_must_be_sent_again(broker: Broker) -> None:
+    """``--mqtt-protocol 3.1.1`` (a NATS cluster's MQTT listener, which keeps no command for
+    a kiosk that is away): the answer says to send it again, not that the broker keeps it."""
+    at = ["--site", "s1", "--kiosk", "k2", "--timeout-s", "1", "--mqtt-protocol", "3.1.1"]
+    result = send(broker, *at, "lockdown", "on")
+    assert result.exit_code == 75, result.output
+    assert result.stderr == (
+        "kiosk: no result from s1/k2 in time (kiosk status: never seen on this broker); a NATS"
+        " cluster does not keep commands for a kiosk: send it again once the kiosk's status is"
+        " online\n"
+    )
+
+
 def test_results_that_are_not_results_are_passed_over_without_a_traceback(
     broker: Broker,
 ) -> None:

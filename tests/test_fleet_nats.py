@@ -4,6 +4,7 @@ listeners, PostgreSQL, and the workers of kiosk.central.nats; bench/fleet.py --q
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,22 +13,33 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import paho.mqtt.client as mqtt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
 from bench.fleet_cluster import Cluster
 from bench.fleet_kiosks import SimKiosk
 from kiosk.central import Store, open_store
+from kiosk.central.cli import COMMAND_KEY_ENV
+from kiosk.central.declarations.publisher import declarations_publisher
+from kiosk.central.ingest import IngestSettings
 from kiosk.central.nats import NatsSettings, NatsWorker, mqtt_topic, nats_subject
+from kiosk.central.settings import CentralConfig, CentralSection, DeclarationsSection
+from kiosk.central.settings import MqttSection as CentralMqtt
+from kiosk.central.web.server import publisher_from
 from kiosk.mqtt.protocol import decode_receipt, encode_events
 from tests.central_support import events, fresh_database
-from tests.support import wait_until
+from tests.central_web_support import config
+from tests.support import make_config, running, wait_until
 
 pytest.importorskip("nats")
 REPO = Path(__file__).resolve().parents[1]
 SITE = "s1"
+COMMAND_KEY = "site-command-key-0123456789"
 
 
 @pytest.fixture(scope="module")
@@ -238,6 +250,101 @@ def test_receipts_and_commands_at_qos_0_leave_a_kiosk_no_jetstream_consumer(
     run_kiosk(cluster, tmp_path, qos=0)  # the same session, the settings changed
     wait_until(lambda: subscription_consumers(cluster, "q1") == [])
     assert stored(store, "q1") == list(range(1, 11))
+
+
+def central_on(cluster: Cluster, tmp_path: Path, **sections: Any) -> CentralConfig:
+    """Two sites' central config with ``[central] transport = "nats"`` and ``[mqtt]`` on the
+    cluster's third MQTT listener (where central's own MQTT clients connect)."""
+    return dataclasses.replace(
+        config(tmp_path),
+        central=CentralSection(transport="nats"),
+        mqtt=CentralMqtt(host="127.0.0.1", port=cluster.mqtt_ports[2]),
+        **sections,
+    )
+
+
+def test_the_dashboards_commands_reach_a_kiosk_on_the_cluster_over_mqtt_3_1_1(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """nats-server refuses MQTT 5, which central's command publisher spoke: with transport
+    "nats" it speaks 3.1.1. A whole simulated kiosk (commands at QoS 0) carries out the
+    lockdown; a kiosk that is not connected is reported unanswered (a NATS cluster does not
+    keep the command for it), not as kept for later."""
+    kiosk_config = make_config(
+        tmp_path,
+        kiosk={"id": "k-cmd", "site": SITE},
+        thermometer={"enabled": False},
+        mqtt={
+            "enabled": True,
+            "host": "127.0.0.1",
+            "port": cluster.mqtt_ports[0],
+            "tls": False,
+            "protocol": "3.1.1",
+            "receipts_qos": 0,
+            "commands_qos": 0,
+            "command_key": COMMAND_KEY,
+        },
+    )
+    central = central_on(cluster, tmp_path)
+    publisher = publisher_from(central, {COMMAND_KEY_ENV: COMMAND_KEY})
+    assert publisher is not None
+
+    def carried_out() -> bool:
+        """Sent (again, as an operator would, while the kiosk is still connecting)."""
+        [answer] = publisher("lockdown", {"on": True}, [(SITE, "k-cmd")])
+        assert answer.outcome in ("done", "unanswered"), answer
+        return answer.outcome == "done"
+
+    with running(kiosk_config) as kiosk:
+        wait_until(carried_out, timeout=90)
+        assert kiosk.kiosk.gate.state().lockdown
+        [absent] = publisher("lockdown", {"on": True}, [(SITE, "k-absent")])
+        assert (absent.outcome, absent.detail) == ("unanswered", "")
+
+
+def test_central_publishes_the_sites_declarations_through_the_clusters_mqtt_listener(
+    cluster: Cluster, store: Store, tmp_path: Path
+) -> None:
+    """The declarations publisher speaks MQTT 3.1.1 with transport "nats": its documents reach
+    a kiosk on another node, and are retained for one that subscribes later (on the
+    publisher's node: a subscription on a third node in the instant after the publish may come
+    before the retained message has reached that node, and get nothing)."""
+    key_file = tmp_path / "documents.pem"
+    signing = Ed25519PrivateKey.generate()
+    key_file.write_bytes(signing.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    central = central_on(
+        cluster, tmp_path, declarations=DeclarationsSection(signing_key_file=str(key_file))
+    )
+    settings = IngestSettings(
+        host="127.0.0.1", port=cluster.mqtt_ports[2], client_id="central-declarations-test"
+    )
+    publisher = declarations_publisher(store, central, settings)
+    seen = site_documents(cluster.mqtt_ports[0])
+    publisher.start()
+    try:
+        wait_until(lambda: len(seen) == len(central.sites), timeout=60)
+        assert set(seen) == set(central.sites)
+    finally:
+        publisher.stop()
+    late = site_documents(cluster.mqtt_ports[2])
+    wait_until(lambda: late == seen, timeout=30)
+
+
+def site_documents(port: int) -> dict[str, bytes]:
+    """The sites whose ``declarations`` document an MQTT 3.1.1 client on ``port`` receives
+    (filled in by paho's thread), with the last payload; returned once subscribed."""
+    seen: dict[str, bytes] = {}
+    subscribed = threading.Event()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, f"watch-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv311
+    )
+    client.on_connect = lambda c, *_: c.subscribe("kiosk/v1/+/site/declarations", qos=1)
+    client.on_subscribe = lambda *_: subscribed.set()
+    client.on_message = lambda _c, _u, m: seen.__setitem__(m.topic.split("/")[2], bytes(m.payload))
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    assert subscribed.wait(60)
+    return seen
 
 
 @pytest.mark.slow

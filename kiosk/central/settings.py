@@ -203,7 +203,9 @@ class CentralSection:
 
     transport: Transport = key(
         "mqtt",
-        "mqtt: one ingest on the [mqtt] broker; nats: workers on the [nats] JetStream cluster",
+        "mqtt: one ingest on the [mqtt] broker; nats: workers on the [nats] JetStream cluster"
+        " (the declarations and the dashboard's commands then go over MQTT 3.1.1 to [mqtt],"
+        " the cluster's MQTT listener)",
     )
 
 

@@ -66,6 +66,7 @@ class Broker:
     key_file: str | None
     username: str
     password: str | None = field(default=None, repr=False)
+    v5: bool = True  # False: MQTT 3.1.1 (a NATS cluster's MQTT listener refuses MQTT 5)
 
 
 def broker_options(username: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -160,6 +161,7 @@ def send(broker: Broker, topics: KioskTopics, command: Command, timeout_s: float
         username=broker.username,
         password=broker.password,
         tls=tls,
+        v5=broker.v5,
     )
     client.on_connect = lambda _c, _u, _f, code, _p: events.put(("connack", code))
     client.on_subscribe = lambda _c, _u, _m, codes, _p: events.put(("suback", codes))
@@ -196,10 +198,16 @@ def _exchange(
                 got, value = events.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 expiry = time.strftime("%H:%M:%S", time.gmtime(command.expires_at_ms / 1000))
+                kept = (
+                    f"the broker keeps the command for it, and it is carried out only if the "
+                    f"kiosk gets it before {expiry} UTC (--ttl-s)"
+                    if client.protocol == mqtt.MQTTv5
+                    else "a NATS cluster does not keep commands for a kiosk: send it again "
+                    "once the kiosk's status is online"
+                )
                 raise SendError(
                     f"no result from {topics.site}/{topics.kiosk} in time (kiosk status: "
-                    f"{status}); the broker keeps the command for it, and it is carried out "
-                    f"only if the kiosk gets it before {expiry} UTC (--ttl-s)",
+                    f"{status}); {kept}",
                     EX_TEMPFAIL,
                 ) from None
             if got == "disconnect":
@@ -217,11 +225,13 @@ def _exchange(
     refused = [c for c in expect("suback") if c.is_failure]
     if refused:
         raise SendError(f"the broker refused the subscription: {refused[0]}")
-    properties = Properties(PacketTypes.PUBLISH)
-    properties.ResponseTopic = topics.topic(Leaf.RESULT)
-    properties.CorrelationData = command.id.encode()
-    lifetime_ms = command.expires_at_ms - command.issued_at_ms
-    properties.MessageExpiryInterval = max(1, lifetime_ms // 1000)  # never delivered stale
+    properties = None  # MQTT 3.1.1: the command's own expiry guards against a late delivery
+    if client.protocol == mqtt.MQTTv5:
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.ResponseTopic = topics.topic(Leaf.RESULT)
+        properties.CorrelationData = command.id.encode()
+        lifetime_ms = command.expires_at_ms - command.issued_at_ms
+        properties.MessageExpiryInterval = max(1, lifetime_ms // 1000)  # never delivered stale
     client.publish(topics.topic(Leaf.CMD), encode_command(command), qos=1, properties=properties)
     code = expect("puback")
     if code.is_failure:
@@ -268,6 +278,13 @@ def command_group() -> None:
 @click.option(
     "--unsigned", is_flag=True, help="Send without a signature (kiosks with no command_key)."
 )
+@click.option(
+    "--mqtt-protocol",
+    type=click.Choice(["5", "3.1.1"]),
+    default="5",
+    show_default=True,
+    help="3.1.1 for a NATS cluster's MQTT listener (docs/scale.md).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the kiosk's result as JSON.")
 @click.argument("name", type=click.Choice([n.value for n in Action]), metavar="COMMAND")
 @click.argument("words", nargs=-1, metavar="[ARGUMENT]")
@@ -278,6 +295,7 @@ def command_send(
     ttl_s: float,
     timeout_s: float,
     unsigned: bool,
+    mqtt_protocol: str,
     as_json: bool,
     name: str,
     words: tuple[str, ...],
@@ -313,6 +331,7 @@ def command_send(
     command = build_command(
         command_name, args, None if unsigned else key, ttl_s, time.time_ns() // 1_000_000
     )
+    broker = dataclasses.replace(broker, v5=mqtt_protocol == "5")
     try:
         result = send(broker, topics, command, timeout_s)
     except SendError as exc:

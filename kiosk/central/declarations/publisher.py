@@ -193,9 +193,10 @@ class DeclarationsPublisher:
 
 class BrokerSender:
     """The publisher's MQTT connection (``kiosk.mqtt.client.new_client``, central's [mqtt]
-    settings with ``-declarations`` after its client id); callable as a :data:`Send`."""
+    settings with ``-declarations`` after its client id; MQTT 3.1.1 unless ``v5``, for a
+    NATS cluster's MQTT listener); callable as a :data:`Send`."""
 
-    def __init__(self, settings: IngestSettings) -> None:
+    def __init__(self, settings: IngestSettings, *, v5: bool = True) -> None:
         tls = (
             tls_context(settings.ca_file, settings.cert_file, settings.key_file)
             if settings.ca_file or settings.cert_file
@@ -207,6 +208,7 @@ class BrokerSender:
             username=settings.username,
             password=settings.password,
             tls=tls,
+            v5=v5,
         )
 
     def start(self) -> None:
@@ -237,6 +239,6 @@ def declarations_publisher(
     if not path:
         log.warning("[declarations] signing_key_file is not set: declarations are not published")
         return DeclarationsPublisher(store, config, None, lambda topic, payload: False)
-    connection = BrokerSender(settings)
+    connection = BrokerSender(settings, v5=config.central.transport == "mqtt")
     key = read_private_key(Path(path))
     return DeclarationsPublisher(store, config, key, connection, connection=connection)

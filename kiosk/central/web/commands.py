@@ -108,8 +108,9 @@ def broker_publisher(broker: Broker, key: bytes, answer_within_s: float) -> Publ
         try:
             result = send(broker, KioskTopics(site, kiosk), command, answer_within_s)
         except SendError as exc:
-            outcome = "pending" if exc.code == EX_TEMPFAIL else "failed"
-            return CommandSent(site, kiosk, outcome, "" if outcome == "pending" else str(exc))
+            if exc.code != EX_TEMPFAIL:
+                return CommandSent(site, kiosk, "failed", str(exc))
+            return CommandSent(site, kiosk, "pending" if broker.v5 else "unanswered", "")
         if result.get("ok"):
             return CommandSent(site, kiosk, "done", str(result.get("message", "")))
         return CommandSent(

@@ -26,7 +26,9 @@ Publisher = Callable[[str, dict[str, Any], Sequence[tuple[str, str]]], list["Com
 @dataclass(frozen=True)
 class CommandSent:
     """What became of a command sent to one kiosk: ``outcome`` is ``done``, ``refused``,
-    ``pending`` (sent, no answer in time) or ``failed`` (not sent), ``detail`` the why."""
+    ``pending`` (sent, no answer in time; the broker keeps it for the kiosk), ``unanswered``
+    (the same on a NATS cluster, which does not keep it) or ``failed`` (not sent), ``detail``
+    the why."""
 
     site: str
     kiosk: str

@@ -38,6 +38,7 @@ def publisher_from(config: CentralConfig, environ: Mapping[str, str]) -> Publish
         mqtt.key_file or None,
         mqtt.username,
         environ.get(PASSWORD_ENV),
+        v5=config.central.transport == "mqtt",  # nats-server's MQTT listener: 3.1.1 only
     )
     return broker_publisher(broker, key, ANSWER_WITHIN_S)
 

@@ -137,6 +137,10 @@ TEXTS: Final[dict[str, tuple[str, str]]] = {
         "đã gửi, chưa có phản hồi (broker giữ lệnh cho kiosk)",
         "sent, no answer yet (the broker keeps it for the kiosk)",
     ),
+    "commands.unanswered": (
+        "đã gửi, kiosk không trả lời (cụm NATS không giữ lệnh: gửi lại khi kiosk trực tuyến)",
+        "sent, no answer (a NATS cluster does not keep commands: send again once it is online)",
+    ),
     "commands.failed": ("không gửi được", "not sent"),
     "inside.area": ("Khu vực", "Area"),
     "inside.count": ("Số người", "People"),
