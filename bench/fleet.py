@@ -40,7 +40,8 @@ sys.path.insert(0, str(BENCH))
 from fleet_cluster import Cluster, environment  # noqa: E402
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
-SITE = "fleet"
+SITE = "fleet"  # the sites are fleet-0000, fleet-0001, … (--kiosks-per-site kiosks each)
+SITES = f"{SITE}-%"  # LIKE pattern
 NODE_DOWN_S = 5.0  # a killed node is started again after this long
 LAG_WINDOW_MS = 30_000  # lag_p99_ms_per_30s: the p99 of each window of this many ms
 
@@ -159,6 +160,7 @@ def wait_consumer(cluster: Cluster, timeout: float) -> None:
 def run_kiosks(args: argparse.Namespace, cluster: Cluster, root: Path) -> list[Any]:
     """Start the kiosk processes (``--per-process`` kiosks each); returns them."""
     ids = [f"k{i:05d}" for i in range(args.kiosks)]
+    sites = [f"{SITE}-{i // args.kiosks_per_site:04d}" for i in range(args.kiosks)]
     ports = [cluster.mqtt_ports[i % 3] for i in range(args.kiosks)]
     procs = []
     per = args.per_process
@@ -167,15 +169,14 @@ def run_kiosks(args: argparse.Namespace, cluster: Cluster, root: Path) -> list[A
         folder.mkdir()
         spec = {
             "dir": str(folder),
-            "site": SITE,
             "kiosks": ids[first : first + per],
+            "sites": sites[first : first + per],
             "ports": ports[first : first + per],
             "seconds": args.seconds,
             "rate": args.rate,
             "drain_s": args.drain_s,
             "resend_after_s": args.resend_after_s,
-            "receipts_qos": args.receipts_qos,
-            "commands_qos": args.commands_qos,
+            "subscriptions_qos": args.subscriptions_qos,
             "backlog": args.backlog,
         }
         command = [sys.executable, str(BENCH / "fleet_kiosks.py"), json.dumps(spec)]
@@ -267,23 +268,23 @@ def measure(db_url: str, appended: dict[str, int]) -> dict[str, Any]:
 
     with psycopg.connect(db_url) as conn:
         per_kiosk = conn.execute(
-            "SELECT kiosk, count(*), count(DISTINCT seq) FROM events WHERE site = %s"
+            "SELECT kiosk, count(*), count(DISTINCT seq) FROM events WHERE site LIKE %s"
             " GROUP BY kiosk",
-            (SITE,),
+            (SITES,),
         ).fetchall()
         summary = conn.execute(
             "SELECT (max(received_at_ms) - min(received_at_ms)) / 1000.0,"
             " percentile_cont(0.5) WITHIN GROUP (ORDER BY received_at_ms - ts_ms),"
             " percentile_cont(0.99) WITHIN GROUP (ORDER BY received_at_ms - ts_ms)"
-            " FROM events WHERE site = %s",
-            (SITE,),
+            " FROM events WHERE site LIKE %s",
+            (SITES,),
         ).fetchone()
         windows = conn.execute(
             "SELECT (ts_ms - first.ts) / %s AS w,"
             " percentile_cont(0.99) WITHIN GROUP (ORDER BY received_at_ms - ts_ms)"
-            " FROM events, (SELECT min(ts_ms) AS ts FROM events WHERE site = %s) AS first"
-            " WHERE site = %s GROUP BY w ORDER BY w",
-            (LAG_WINDOW_MS, SITE, SITE),
+            " FROM events, (SELECT min(ts_ms) AS ts FROM events WHERE site LIKE %s) AS first"
+            " WHERE site LIKE %s GROUP BY w ORDER BY w",
+            (LAG_WINDOW_MS, SITES, SITES),
         ).fetchall()
     assert summary is not None  # an aggregate always has its row
     span, p50, p99 = summary
@@ -346,8 +347,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "kiosks": args.kiosks,
                 "per_process": args.per_process,
                 "rate": args.rate,
-                "receipts_qos": args.receipts_qos,
-                "commands_qos": args.commands_qos,
+                "kiosks_per_site": args.kiosks_per_site,
+                "subscriptions_qos": args.subscriptions_qos,
                 "seconds": args.seconds,
                 "workers": args.workers,
                 "events": sum(appended.values()),
@@ -361,6 +362,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         "ignored_messages",
                         "kiosks_receipted",
                         "kiosks_subscribed",
+                        "passages_received",
                     )
                 },
                 "node_kills": counts["node_kills"],
@@ -389,10 +391,10 @@ def main() -> None:
     parser.add_argument("--worker-kill-s", type=float, default=20.0, help="0: no worker kills")
     parser.add_argument("--drain-s", type=float, default=120.0, help="longest wait for receipts")
     parser.add_argument("--resend-after-s", type=float, default=15.0, help="the kiosks' setting")
-    for name in ("receipts", "commands"):
-        parser.add_argument(
-            f"--{name}-qos", type=int, choices=(0, 1), default=0, help=f"mqtt.{name}_qos"
-        )
+    parser.add_argument("--kiosks-per-site", type=int, default=10, help="each site's kiosks")
+    parser.add_argument(
+        "--subscriptions-qos", type=int, choices=(0, 1), default=0, help="mqtt.subscriptions_qos"
+    )
     parser.add_argument("--keep-logs", default="", help="copy the run's logs into this folder")
     parser.add_argument("--db", default=PG_URL, help="PostgreSQL URL (a schema is made in it)")
     parser.add_argument("--quick", action="store_true", help="100 kiosks, 30 s, 1+1 kills")

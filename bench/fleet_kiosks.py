@@ -1,13 +1,13 @@
 """The kiosks' side of bench/fleet.py: one process running many simulated kiosks, each the
 real ``Sync`` + ``Uplink`` (MQTT 3.1.1) over its own ``EventLog``, with people passing.
 
-``python bench/fleet_kiosks.py SPEC_JSON``: SPEC has dir, site, kiosks (ids), ports (one MQTT
-port per kiosk), seconds, rate (passages per kiosk per second), drain_s, resend_after_s,
-receipts_qos, commands_qos and backlog (events put in each log before its kiosk connects).
-Prints one JSON line:
+``python bench/fleet_kiosks.py SPEC_JSON``: SPEC has dir, kiosks (ids), sites and ports (one
+each per kiosk), seconds, rate (passages per kiosk per second), drain_s, resend_after_s,
+subscriptions_qos and backlog (events put in each log before its kiosk connects). Each kiosk
+subscribes to its site's passages as a real one does. Prints one JSON line:
 ``{"kiosks": {id: [appended, unconfirmed]}, "confirmed_s": seconds after traffic ended}`` and
 totals: events resent, messages ignored, kiosks that had a receipt, kiosks whose subscriptions
-the broker all granted (at the end).
+the broker all granted (at the end), passages messages received from the site's kiosks.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ POLL_S = 0.5
 class SimKiosk:
     """One kiosk: its log, its sync thread, and how many events it appended."""
 
-    def __init__(self, spec: dict[str, Any], kiosk: str, port: int) -> None:
+    def __init__(self, spec: dict[str, Any], kiosk: str, site: str, port: int) -> None:
         from kiosk.config import parse_config
-        from kiosk.mqtt.protocol import KioskTopics
+        from kiosk.mqtt.protocol import KioskTopics, Leaf, subscription
         from kiosk.mqtt.uplink import Uplink, client_id
         from kiosk.store.eventlog import EventLog
         from kiosk.sync import Sync
@@ -49,12 +49,11 @@ class SimKiosk:
             "tls": False,
             "protocol": "3.1.1",
             "resend_after_s": spec["resend_after_s"],
-            "receipts_qos": spec["receipts_qos"],
-            "commands_qos": spec["commands_qos"],
+            "subscriptions_qos": spec["subscriptions_qos"],
         }
         settings = parse_config({"mqtt": mqtt}).mqtt
         self.log = EventLog(path, boot_id=f"fleet-{kiosk}", capacity=10_000_000)
-        topics = KioskTopics(spec["site"], kiosk)
+        topics = KioskTopics(site, kiosk)
         self.sync = Sync(
             Uplink(settings, topics, client_id(topics)),
             self.log,
@@ -63,9 +62,15 @@ class SimKiosk:
             batch_max=settings.batch_max,
             resend_after_s=settings.resend_after_s,
             state_interval_s=settings.state_interval_s,
+            listen=[subscription(Leaf.PASSAGES, site=site)],
         )
+        self.passages_received = 0
+        self.sync.on_message = self._passages
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.sync.run, args=(self.stop,), daemon=True)
+
+    def _passages(self, message: Any) -> None:
+        self.passages_received += 1
 
     def pass_people(self, n: int) -> None:
         """``n`` people pass: one decision event each, committed to the log."""
@@ -93,7 +98,10 @@ def traffic(kiosks: list[SimKiosk], rate: float, seconds: float) -> None:
 
 def main(spec: dict[str, Any]) -> None:
     """Run the kiosks, the traffic and the drain; print the result line."""
-    kiosks = [SimKiosk(spec, k, p) for k, p in zip(spec["kiosks"], spec["ports"], strict=True)]
+    kiosks = [
+        SimKiosk(spec, kiosk, site, port)
+        for kiosk, site, port in zip(spec["kiosks"], spec["sites"], spec["ports"], strict=True)
+    ]
     for one in kiosks:
         one.thread.start()
     traffic(kiosks, spec["rate"], spec["seconds"])
@@ -118,6 +126,7 @@ def main(spec: dict[str, Any]) -> None:
         "ignored_messages": sum(st.ignored_messages for st in stats),
         "kiosks_receipted": sum(1 for st in stats if st.last_receipt_ms),
         "kiosks_subscribed": subscribed,
+        "passages_received": sum(one.passages_received for one in kiosks),
     }
     print(
         json.dumps({"kiosks": result, "confirmed_s": round(confirmed_s, 2), **totals}), flush=True

@@ -107,7 +107,8 @@ class Sender:
         self._now_ms = now_ms
         self._envelope = len(events_message(uplink.topics.site, uplink.topics.kiosk, []))
         self._unsendable: set[int] = set()  # seqs of events no message can carry
-        self._in_flight: dict[int, tuple[int | None, float]] = {}  # seq -> (mid, handed at)
+        # seq -> (mid, handed at, the wait for its receipt: the resend delay when handed)
+        self._in_flight: dict[int, tuple[int | None, float, float]] = {}
         self._by_mid: dict[int, list[int]] = {}  # mid -> seqs in that message
         self._cursor = 0  # highest seq handed to paho since the last reset
         self._acked: list[int] = []
@@ -189,7 +190,7 @@ class Sender:
         with self._lock:
             self._by_mid[mid] = seqs
             for seq in seqs:
-                self._in_flight[seq] = (mid, now)
+                self._in_flight[seq] = (mid, now, self._resend_delay_s)
             self._cursor = max(self._cursor, seqs[-1])
         self.stats.published_events += len(seqs)
         passages = []
@@ -281,34 +282,33 @@ class Sender:
         return bool(self._acked)
 
     def resend_overdue(self, now: float) -> float | None:
-        """Send again everything from the oldest event in flight for :attr:`resend_delay_s`
-        (which then doubles, up to its limit, until a receipt comes).
+        """Send again everything from the oldest event in flight longer than the wait it was
+        handed with (:attr:`resend_delay_s` then, which doubles now, up to its limit, until a
+        receipt comes).
 
         Returns when the next event still in flight falls overdue (None: none is)."""
-        overdue, oldest = [], None
-        waited = self._resend_delay_s
+        overdue, waited = [], 0.0
         with self._lock:
-            for seq, (_, handed) in self._in_flight.items():
-                if now - handed >= waited:
+            for seq, (_, handed, wait) in self._in_flight.items():
+                if now - handed >= wait:
                     overdue.append(seq)
-                elif oldest is None or handed < oldest:
-                    oldest = handed
+                    waited = max(waited, wait)
         if overdue:
-            self._resend_delay_s = min(waited * 2, self._resend_after_s * RESEND_BACKOFF_MAX)
+            self._resend_delay_s = min(
+                self._resend_delay_s * 2, self._resend_after_s * RESEND_BACKOFF_MAX
+            )
             log.warning(
                 "%d events not confirmed after %.0f s: sending them again (then again after"
-                " %.0f s without a receipt)",
+                " %.0f s if still unconfirmed)",
                 len(overdue),
                 waited,
                 self._resend_delay_s,
             )
             self.stats.resent_events += len(overdue)
-            self.resend_from(min(overdue))
-            oldest = None  # resend_from took every event after the oldest overdue one
-            with self._lock:
-                for _, handed in self._in_flight.values():
-                    oldest = handed if oldest is None else min(oldest, handed)
-        return None if oldest is None else oldest + self._resend_delay_s
+            self.resend_from(min(overdue))  # takes every event after the oldest overdue one
+        with self._lock:
+            dues = [handed + wait for _, handed, wait in self._in_flight.values()]
+        return min(dues, default=None)
 
     def resend_from(self, seq: int) -> None:
         """Send every unconfirmed event from ``seq`` on again (central asked, or overdue)."""
@@ -318,11 +318,13 @@ class Sender:
             self._cursor = min(self._cursor, seq - 1)
 
     def forget_in_flight(self) -> None:
-        """The broker lost the session: everything unconfirmed goes again from the start."""
+        """The broker lost the session: everything unconfirmed goes again from the start, with
+        the first resend delay again."""
         with self._lock:
             self._in_flight.clear()
             self._by_mid.clear()
             self._cursor = 0
+        self._resend_delay_s = self._resend_after_s
 
 
 def pack(sizes: Sequence[int], count: int, budget: int) -> list[int]:

@@ -197,6 +197,6 @@ def test_a_kiosk_on_the_nats_cluster_speaks_mqtt_3_1_1_and_subscribes_at_qos_0(
     tmp_path: Path,
 ) -> None:
     nats = _rendered_mqtt(tmp_path, "nats")
-    assert (nats.protocol, nats.receipts_qos, nats.commands_qos) == ("3.1.1", 0, 0)
+    assert (nats.protocol, nats.subscriptions_qos) == ("3.1.1", 0)
     site_broker = _rendered_mqtt(tmp_path, "mosquitto")
-    assert (site_broker.protocol, site_broker.receipts_qos, site_broker.commands_qos) == ("5", 1, 1)
+    assert (site_broker.protocol, site_broker.subscriptions_qos) == ("5", 1)

@@ -194,9 +194,13 @@ def test_another_worker_on_the_shared_consumer_takes_the_work(
         kiosk.disconnect()
 
 
-def subscription_consumers(cluster: Cluster, kiosk: str) -> list[str]:
-    """The last levels of the topics whose JetStream consumers on ``$MQTT_msgs`` serve
-    ``kiosk``'s QoS 1 subscriptions (each one a consumer the cluster keeps in step)."""
+QOS_SITE = "qos"  # the site of the kiosk below, and of no other kiosk here
+
+
+def subscription_consumers(cluster: Cluster) -> list[str]:
+    """The last levels of the topics whose JetStream consumers on ``$MQTT_msgs`` serve QoS 1
+    subscriptions of :data:`QOS_SITE`'s kiosk (each one a consumer the cluster keeps in
+    step): its own topics and the site's passages."""
 
     async def listing() -> list[str]:
         client = await nats.connect(cluster.nats_urls)
@@ -205,17 +209,19 @@ def subscription_consumers(cluster: Cluster, kiosk: str) -> list[str]:
         finally:
             await client.close()
         subjects = [info.config.filter_subject or "" for info in infos]
-        return sorted(s.rsplit(".", 1)[-1] for s in subjects if f".{SITE}.{kiosk}." in s)
+        site = f"$MQTT.msgs.kiosk.v1.{QOS_SITE}."
+        return sorted(s.rsplit(".", 1)[-1] for s in subjects if s.startswith(site))
 
     return asyncio.run(listing())
 
 
 def run_kiosk(cluster: Cluster, folder: Path, qos: int) -> None:
-    """The kiosk q1 (the real Sync and Uplink over its own log, persistent session) with its
-    receipts and cmd subscriptions at ``qos``: five people pass and central's receipts confirm
-    them; an operator's command (QoS 1, over MQTT) reaches it; then it stops."""
-    spec = {"dir": str(folder), "site": SITE, "resend_after_s": 5.0, "backlog": 0}
-    kiosk = SimKiosk(spec | {"receipts_qos": qos, "commands_qos": qos}, "q1", cluster.mqtt_ports[0])
+    """The kiosk q1 (the real Sync and Uplink over its own log, persistent session, subscribed
+    to its site's passages as a real kiosk is) with its subscriptions at ``qos``: five people
+    pass and central's receipts confirm them; an operator's command (QoS 1, over MQTT) reaches
+    it; then it stops."""
+    spec = {"dir": str(folder), "resend_after_s": 5.0, "backlog": 0, "subscriptions_qos": qos}
+    kiosk = SimKiosk(spec, "q1", QOS_SITE, cluster.mqtt_ports[0])
     commands: list[bytes] = []
     kiosk.sync.on_command = lambda message: commands.append(message.payload)
     operator = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, "operator", protocol=mqtt.MQTTv311)
@@ -227,7 +233,7 @@ def run_kiosk(cluster: Cluster, folder: Path, qos: int) -> None:
         operator.connect("127.0.0.1", cluster.mqtt_ports[1])
         operator.loop_start()
         command = f"command at QoS {qos}".encode()
-        operator.publish(f"kiosk/v1/{SITE}/q1/cmd", command, qos=1).wait_for_publish(10)
+        operator.publish(f"kiosk/v1/{QOS_SITE}/q1/cmd", command, qos=1).wait_for_publish(10)
         wait_until(lambda: command in commands, timeout=30)
     finally:
         operator.disconnect()
@@ -237,18 +243,18 @@ def run_kiosk(cluster: Cluster, folder: Path, qos: int) -> None:
         kiosk.log.close()
 
 
-def test_receipts_and_commands_at_qos_0_leave_a_kiosk_no_jetstream_consumer(
+def test_subscriptions_at_qos_0_leave_a_kiosk_no_jetstream_consumer(
     cluster: Cluster, store: Store, worker: NatsWorker, tmp_path: Path
 ) -> None:
     """Each QoS 1 subscription is a JetStream consumer the cluster keeps in step, created
     while the kiosk waits (1,000 kiosks at once overwhelm it, docs/scale.md). Receipts are NATS
     publishes and reach a kiosk at QoS 0 whatever it asks for; commands at QoS 0 reach it while
-    it is connected. ``receipts_qos`` and ``commands_qos`` 0 drop both consumers, also for a
-    kiosk whose session was made with the defaults (1), and events are still confirmed."""
+    it is connected. ``subscriptions_qos = 0`` drops every consumer, also for a kiosk whose
+    session was made with the default (1), and events are still confirmed."""
     run_kiosk(cluster, tmp_path, qos=1)
-    assert subscription_consumers(cluster, "q1") == ["cmd", "receipts"]
-    run_kiosk(cluster, tmp_path, qos=0)  # the same session, the settings changed
-    wait_until(lambda: subscription_consumers(cluster, "q1") == [])
+    assert subscription_consumers(cluster) == ["cmd", "passages", "receipts"]
+    run_kiosk(cluster, tmp_path, qos=0)  # the same session, the setting changed
+    wait_until(lambda: subscription_consumers(cluster) == [])
     assert stored(store, "q1") == list(range(1, 11))
 
 
@@ -280,8 +286,7 @@ def test_the_dashboards_commands_reach_a_kiosk_on_the_cluster_over_mqtt_3_1_1(
             "port": cluster.mqtt_ports[0],
             "tls": False,
             "protocol": "3.1.1",
-            "receipts_qos": 0,
-            "commands_qos": 0,
+            "subscriptions_qos": 0,
             "command_key": COMMAND_KEY,
         },
     )

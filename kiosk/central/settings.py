@@ -245,6 +245,13 @@ class CentralConfig:
         """The site's section; the defaults for a site the file does not name."""
         return self.sites.get(site_id) or SiteSection()
 
+    @property
+    def speaks_mqtt_5(self) -> bool:
+        """Whether central's own MQTT clients (declarations, the dashboard's commands) speak
+        MQTT 5 to ``[mqtt]``; with transport "nats" they speak 3.1.1, the only version
+        nats-server's MQTT listener accepts."""
+        return self.central.transport == "mqtt"
+
 
 _SECTIONS: dict[str, type] = {
     "store": StoreSection,

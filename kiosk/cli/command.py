@@ -197,17 +197,16 @@ def _exchange(
             try:
                 got, value = events.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
+                if kind in ("connack", "suback"):  # the command is not out yet
+                    raise SendError(
+                        f"the broker did not answer in time (waiting for its {kind}): not sent"
+                    ) from None
                 expiry = time.strftime("%H:%M:%S", time.gmtime(command.expires_at_ms / 1000))
-                kept = (
-                    f"the broker keeps the command for it, and it is carried out only if the "
-                    f"kiosk gets it before {expiry} UTC (--ttl-s)"
-                    if client.protocol == mqtt.MQTTv5
-                    else "a NATS cluster does not keep commands for a kiosk: send it again "
-                    "once the kiosk's status is online"
-                )
                 raise SendError(
                     f"no result from {topics.site}/{topics.kiosk} in time (kiosk status: "
-                    f"{status}); {kept}",
+                    f"{status}); a broker that keeps the command for the kiosk (mosquitto) has "
+                    f"it carried out if the kiosk gets it before {expiry} UTC (--ttl-s); a NATS "
+                    "cluster does not keep it: send it again once the kiosk is online",
                     EX_TEMPFAIL,
                 ) from None
             if got == "disconnect":
@@ -221,7 +220,8 @@ def _exchange(
     if code.is_failure:
         raise SendError(f"the broker refused the connection: {code}")
     leaves = (Leaf.RESULT, Leaf.STATUS)
-    client.subscribe([(topics.topic(leaf), 1) for leaf in leaves])
+    qos = 1 if client.protocol == mqtt.MQTTv5 else 0  # 3.1.1: NATS, where QoS 1 is a consumer
+    client.subscribe([(topics.topic(leaf), qos) for leaf in leaves])
     refused = [c for c in expect("suback") if c.is_failure]
     if refused:
         raise SendError(f"the broker refused the subscription: {refused[0]}")

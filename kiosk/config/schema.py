@@ -350,18 +350,11 @@ class MqttSection:
     resend_after_s: float = key(
         600.0, "Send an event again if no receipt covered it after this long", low=1, high=86400
     )
-    receipts_qos: int = key(
+    subscriptions_qos: int = key(
         1,
-        "QoS of the receipts subscription: 1 keeps receipts for an offline kiosk (mosquitto);"
-        " 0 on a NATS cluster, whose receipts arrive at QoS 0 anyway (docs/scale.md)",
-        low=0,
-        high=1,
-    )
-    commands_qos: int = key(
-        1,
-        "QoS of the cmd subscription: 1 keeps a command for an offline kiosk until it expires;"
-        " 0 on a NATS cluster, where each QoS 1 subscription costs a JetStream consumer"
-        " (docs/scale.md)",
+        "QoS of the kiosk's subscriptions: 1 has the broker keep commands, receipts and"
+        " passages for an offline kiosk (mosquitto); 0 on a NATS cluster, where each QoS 1"
+        " subscription costs a JetStream consumer (docs/scale.md)",
         low=0,
         high=1,
     )

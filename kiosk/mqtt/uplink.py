@@ -250,9 +250,9 @@ class Uplink:
         return int(info.mid)
 
     def subscribe(self, *topics: str) -> None:
-        """Subscribe at QoS 1, the receipts at ``receipts_qos`` and the commands at
-        ``commands_qos`` (idempotent; call on every connect). Each SUBACK is checked: a refused
-        filter is asked for again with a growing delay until the broker grants it."""
+        """Subscribe at ``subscriptions_qos`` (idempotent; call on every connect). Each SUBACK
+        is checked: a refused filter is asked for again with a growing delay until the broker
+        grants it."""
         self._subscriptions.subscribe(topics)
 
     def subscription_state(self) -> dict[str, Any]:
@@ -265,13 +265,10 @@ class Uplink:
         return self._subscriptions.granted_all
 
     def _send_subscribe(self, topics: tuple[str, ...]) -> int | None:
-        """One SUBSCRIBE (QoS 1, receipts and commands as configured); its mid, or None when
-        not connected (the next connect subscribes) or paho refused it."""
-        qos = {
-            self.topics.topic(Leaf.RECEIPTS): self.settings.receipts_qos,
-            self.topics.topic(Leaf.CMD): self.settings.commands_qos,
-        }
-        rc, mid = self._client.subscribe([(topic, qos.get(topic, 1)) for topic in topics])
+        """One SUBSCRIBE at ``subscriptions_qos``; its mid, or None when not connected (the
+        next connect subscribes) or paho refused it."""
+        qos = self.settings.subscriptions_qos
+        rc, mid = self._client.subscribe([(topic, qos) for topic in topics])
         if rc == MQTTErrorCode.MQTT_ERR_SUCCESS and mid is not None:
             return int(mid)
         if rc != MQTTErrorCode.MQTT_ERR_NO_CONN:

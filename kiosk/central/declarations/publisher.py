@@ -239,6 +239,6 @@ def declarations_publisher(
     if not path:
         log.warning("[declarations] signing_key_file is not set: declarations are not published")
         return DeclarationsPublisher(store, config, None, lambda topic, payload: False)
-    connection = BrokerSender(settings, v5=config.central.transport == "mqtt")
+    connection = BrokerSender(settings, v5=config.speaks_mqtt_5)
     key = read_private_key(Path(path))
     return DeclarationsPublisher(store, config, key, connection, connection=connection)

@@ -38,7 +38,7 @@ def publisher_from(config: CentralConfig, environ: Mapping[str, str]) -> Publish
         mqtt.key_file or None,
         mqtt.username,
         environ.get(PASSWORD_ENV),
-        v5=config.central.transport == "mqtt",  # nats-server's MQTT listener: 3.1.1 only
+        v5=config.speaks_mqtt_5,
     )
     return broker_publisher(broker, key, ANSWER_WITHIN_S)
 
