@@ -29,6 +29,8 @@ def decision_data(n: int) -> dict[str, Any]:
     """A realistic decision event's data (about 300 bytes of JSON), like Kiosk._decision_data."""
     return {
         "mode": "entrance",
+        "direction": "entry",
+        "area": "main",
         "outcome": "grant",
         "reason": "ok",
         "subject": f"s-{n * 2654435761 % 2**80:020x}",

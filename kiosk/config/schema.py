@@ -348,7 +348,11 @@ class MqttSection:
         high=255 * 1024,
     )
     resend_after_s: float = key(
-        600.0, "Send an event again if no receipt covered it after this long", low=1, high=86400
+        600.0,
+        "Send an event again if no receipt covered it after this long (each resend no receipt"
+        " answers doubles the wait, up to 4x)",
+        low=1,
+        high=86400,
     )
     subscriptions_qos: int = key(
         1,
