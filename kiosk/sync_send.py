@@ -6,7 +6,7 @@ order, packing a backlog into messages of up to ``batch_max`` events and ``max_m
 bytes (:func:`pack`); marks events sent on PUBACK (batched) and confirmed on central's receipt
 (or on PUBACK, ``mqtt.confirm = "puback"``); and sends again what waited too long, waiting
 twice as long after each resend no receipt answered (up to :data:`RESEND_BACKOFF_MAX` times
-``resend_after_s``), so that an overloaded central is not buried in resends. With each
+``resend_after_s``), so that an absent or stalled central is not buried in resends. With each
 events message go the alerts its events raise (:func:`kiosk.events.alert_for`) and its
 passages for the site's other kiosks. :class:`kiosk.sync.Sync` runs it in its one thread.
 """
