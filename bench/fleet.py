@@ -378,6 +378,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 keep_logs(root, Path(args.keep_logs))
 
 
+def positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not 1 or more")
+    return number
+
+
 def main() -> None:
     """Parse the options, run, print the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -391,7 +399,9 @@ def main() -> None:
     parser.add_argument("--worker-kill-s", type=float, default=20.0, help="0: no worker kills")
     parser.add_argument("--drain-s", type=float, default=120.0, help="longest wait for receipts")
     parser.add_argument("--resend-after-s", type=float, default=15.0, help="the kiosks' setting")
-    parser.add_argument("--kiosks-per-site", type=int, default=10, help="each site's kiosks")
+    parser.add_argument(
+        "--kiosks-per-site", type=positive, default=10, help="each site's kiosks (1 or more)"
+    )
     parser.add_argument(
         "--subscriptions-qos", type=int, choices=(0, 1), default=0, help="mqtt.subscriptions_qos"
     )

@@ -4,6 +4,7 @@ listeners, PostgreSQL, and the workers of kiosk.central.nats; bench/fleet.py --q
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import subprocess
@@ -324,20 +325,22 @@ def test_central_publishes_the_sites_declarations_through_the_clusters_mqtt_list
         host="127.0.0.1", port=cluster.mqtt_ports[2], client_id="central-declarations-test"
     )
     publisher = declarations_publisher(store, central, settings)
-    seen = site_documents(cluster.mqtt_ports[0])
-    publisher.start()
-    try:
-        wait_until(lambda: len(seen) == len(central.sites), timeout=60)
-        assert set(seen) == set(central.sites)
-    finally:
-        publisher.stop()
-    late = site_documents(cluster.mqtt_ports[2])
-    wait_until(lambda: late == seen, timeout=30)
+    with site_documents(cluster.mqtt_ports[0]) as seen:
+        publisher.start()
+        try:
+            wait_until(lambda: len(seen) == len(central.sites), timeout=60)
+            assert set(seen) == set(central.sites)
+        finally:
+            publisher.stop()
+        with site_documents(cluster.mqtt_ports[2]) as late:
+            wait_until(lambda: late == seen, timeout=30)
 
 
-def site_documents(port: int) -> dict[str, bytes]:
+@contextlib.contextmanager
+def site_documents(port: int) -> Iterator[dict[str, bytes]]:
     """The sites whose ``declarations`` document an MQTT 3.1.1 client on ``port`` receives
-    (filled in by paho's thread), with the last payload; returned once subscribed."""
+    (filled in by paho's thread), with the last payload; given once subscribed, the client
+    disconnected afterwards."""
     seen: dict[str, bytes] = {}
     subscribed = threading.Event()
     client = mqtt.Client(
@@ -348,8 +351,12 @@ def site_documents(port: int) -> dict[str, bytes]:
     client.on_message = lambda _c, _u, m: seen.__setitem__(m.topic.split("/")[2], bytes(m.payload))
     client.connect("127.0.0.1", port)
     client.loop_start()
-    assert subscribed.wait(60)
-    return seen
+    try:
+        assert subscribed.wait(60)
+        yield seen
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 @pytest.mark.slow

@@ -220,13 +220,14 @@ def _exchange(
     if code.is_failure:
         raise SendError(f"the broker refused the connection: {code}")
     leaves = (Leaf.RESULT, Leaf.STATUS)
-    qos = 1 if client.protocol == mqtt.MQTTv5 else 0  # 3.1.1: NATS, where QoS 1 is a consumer
+    v5 = client.protocol == mqtt.MQTTv5
+    qos = 1 if v5 else 0  # 3.1.1: a NATS cluster, where a QoS 1 subscription is a consumer
     client.subscribe([(topics.topic(leaf), qos) for leaf in leaves])
     refused = [c for c in expect("suback") if c.is_failure]
     if refused:
         raise SendError(f"the broker refused the subscription: {refused[0]}")
     properties = None  # MQTT 3.1.1: the command's own expiry guards against a late delivery
-    if client.protocol == mqtt.MQTTv5:
+    if v5:
         properties = Properties(PacketTypes.PUBLISH)
         properties.ResponseTopic = topics.topic(Leaf.RESULT)
         properties.CorrelationData = command.id.encode()
